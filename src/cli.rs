@@ -1,0 +1,60 @@
+//! Command-line definitions (clap). Behaviour lives in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// A self-hosted symbol server: Tecken-style uploads, Breakpad downloads.
+#[derive(Debug, Parser)]
+#[command(name = "symdepot", version = crate::VERSION)]
+pub struct Cli {
+    /// Data directory [env: SYMDEPOT_DATA_DIR] [default: ./symdepot-data]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file (TOML); environment and flags override it
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon
+    Serve {
+        /// Address to listen on; port 0 picks a free port [env: SYMDEPOT_LISTEN] [default: 127.0.0.1:8000]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Manage API tokens (works with or without the daemon running)
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print its secret alone on the last line
+    Create {
+        /// upload, upload_try, view_all, manage_tokens or download (repeatable)
+        #[arg(long = "permission", value_name = "P", required = true)]
+        permissions: Vec<String>,
+        /// Owner name shown in upload records
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// Lifetime such as 365d, 12h or 2w, or `never`
+        #[arg(long, default_value = "365d")]
+        expires: String,
+        /// Free text to remember what the token is for
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List tokens (never their secrets)
+    List,
+    /// Revoke a token by id
+    Revoke {
+        /// The token's id, as `token list` shows it
+        id: i64,
+    },
+}

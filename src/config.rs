@@ -1,0 +1,327 @@
+//! Configuration: one `Config` with a documented default for every field.
+//!
+//! Precedence is file < environment < flags. Every key `k` of the file can also
+//! be set as `SYMDEPOT_<K>` in the environment (upper-cased), so scripts and
+//! systemd units need no file. Environment values are read as TOML values when
+//! they parse as one (`true`, `42`, `["a", "b"]`) and as plain strings otherwise;
+//! list-valued keys also take a comma-separated string, and `mime_overrides`
+//! takes `ext=type,ext=type`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::units::serde_size;
+
+/// All settings of the daemon and the commands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding the index, the blobs and the layout tree. Default `./symdepot-data`.
+    pub data_dir: PathBuf,
+    /// Address `serve` listens on. Port 0 picks a free port. Default `127.0.0.1:8000`.
+    pub listen: String,
+    /// Base URL clients use to reach the server, for absolute links behind a reverse
+    /// proxy. Default empty: links are relative.
+    pub public_url: String,
+    /// Largest accepted upload request body, in bytes or with a unit (`2GiB`). Default 2 GiB.
+    #[serde(with = "serde_size")]
+    pub max_upload_bytes: u64,
+    /// Largest total of uncompressed member bytes in one zip. Default 16 GiB.
+    #[serde(with = "serde_size")]
+    pub max_uncompressed_bytes: u64,
+    /// Most members one zip may hold. Default 100 000.
+    pub max_members: u64,
+    /// Highest uncompressed:compressed ratio a member may have (checked once a member
+    /// has inflated past 1 MiB). Default 200.
+    pub max_compression_ratio: u64,
+    /// A member whose name contains any of these snippets rejects the whole zip.
+    /// Default `["qcom/proprietary"]`.
+    pub disallowed_snippets: Vec<String>,
+    /// File extensions stored gzip-compressed (without the dot). Default `["sym"]`.
+    pub compress_extensions: Vec<String>,
+    /// `Content-Type` by file extension; others are `application/octet-stream`.
+    /// Default `{sym = "text/plain"}`.
+    pub mime_overrides: BTreeMap<String, String>,
+    /// gzip level (0-9) for compressed kinds. Default 6.
+    pub compression_level: u32,
+    /// Threads that inflate, hash and compress upload members. 0 means one per core.
+    /// Default 0.
+    pub ingest_workers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./symdepot-data"),
+            listen: "127.0.0.1:8000".to_string(),
+            public_url: String::new(),
+            max_upload_bytes: 2 << 30,
+            max_uncompressed_bytes: 16 << 30,
+            max_members: 100_000,
+            max_compression_ratio: 200,
+            disallowed_snippets: vec!["qcom/proprietary".to_string()],
+            compress_extensions: vec!["sym".to_string()],
+            mime_overrides: BTreeMap::from([("sym".to_string(), "text/plain".to_string())]),
+            compression_level: 6,
+            ingest_workers: 0,
+        }
+    }
+}
+
+/// The values given on the command line, which beat the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+}
+
+impl Config {
+    /// Loads the optional file, then `SYMDEPOT_*` from `env`, then the flags.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> anyhow::Result<Config> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str::<toml::Table>(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        let mut cfg: Config = Config::deserialize(toml::Value::Table(table.clone()))
+            .context("invalid configuration")?;
+        if let Some(d) = &flags.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(l) = &flags.listen {
+            cfg.listen = l.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.listen.parse::<SocketAddr>().is_err() {
+            bail!(
+                "listen: {:?} is not an address such as 127.0.0.1:8000",
+                self.listen
+            );
+        }
+        if self.compression_level > 9 {
+            bail!(
+                "compression_level: must be 0 to 9, not {}",
+                self.compression_level
+            );
+        }
+        if self.max_compression_ratio == 0 {
+            bail!("max_compression_ratio: must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The names of every configuration key, as written in the file.
+    pub fn keys() -> Vec<String> {
+        match toml::Value::try_from(Config::default()) {
+            Ok(toml::Value::Table(t)) => t.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether files with this name are stored gzip-compressed.
+    pub fn compresses(&self, file_name: &str) -> bool {
+        extension(file_name).is_some_and(|ext| {
+            self.compress_extensions
+                .iter()
+                .any(|c| c.trim_start_matches('.').eq_ignore_ascii_case(ext))
+        })
+    }
+
+    /// The `Content-Type` served for a file name.
+    pub fn mime_for(&self, file_name: &str) -> &str {
+        extension(file_name)
+            .and_then(|ext| {
+                self.mime_overrides
+                    .iter()
+                    .find(|(k, _)| k.trim_start_matches('.').eq_ignore_ascii_case(ext))
+                    .map(|(_, v)| v.as_str())
+            })
+            .unwrap_or("application/octet-stream")
+    }
+
+    /// Worker threads for ingest.
+    pub fn workers(&self) -> usize {
+        match self.ingest_workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+fn extension(file_name: &str) -> Option<&str> {
+    file_name.rsplit_once('.').map(|(_, ext)| ext)
+}
+
+/// Overlays `SYMDEPOT_<KEY>` variables onto the file's table.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    let defaults = toml::Value::try_from(Config::default())?;
+    let keys = Config::keys();
+    for (name, raw) in env {
+        let Some(suffix) = name.strip_prefix("SYMDEPOT_") else {
+            continue;
+        };
+        let key = suffix.to_ascii_lowercase();
+        if !keys.contains(&key) {
+            continue;
+        }
+        let default = defaults.get(&key);
+        let value = env_value(&raw, default)
+            .with_context(|| format!("environment variable {name}={raw:?}"))?;
+        table.insert(key, value);
+    }
+    Ok(())
+}
+
+/// Reads one environment value, guided by the type of the key's default.
+fn env_value(raw: &str, default: Option<&toml::Value>) -> anyhow::Result<toml::Value> {
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"));
+    Ok(match (default, parsed) {
+        (Some(toml::Value::String(_)), _) => toml::Value::String(raw.to_string()),
+        (Some(toml::Value::Array(_)), Some(v @ toml::Value::Array(_))) => v,
+        (Some(toml::Value::Array(_)), _) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+        (Some(toml::Value::Table(_)), Some(v @ toml::Value::Table(_))) => v,
+        (Some(toml::Value::Table(_)), _) => {
+            let mut t = toml::Table::new();
+            for pair in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let Some((k, v)) = pair.split_once('=') else {
+                    bail!("expected ext=type pairs separated by commas");
+                };
+                t.insert(
+                    k.trim().to_string(),
+                    toml::Value::String(v.trim().to_string()),
+                );
+            }
+            toml::Value::Table(t)
+        }
+        (Some(toml::Value::Boolean(_)), _) => toml::Value::Boolean(parse_bool(raw)?),
+        (_, Some(v)) => v,
+        (_, None) => toml::Value::String(raw.to_string()),
+    })
+}
+
+fn parse_bool(raw: &str) -> anyhow::Result<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => bail!("expected true or false"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load_toml(text: &str, e: &[(&str, &str)], flags: &Overrides) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("symdepot.toml");
+        std::fs::write(&path, text)?;
+        Config::load(Some(&path), env(e), flags)
+    }
+
+    #[test]
+    fn defaults_apply_without_file_env_or_flags() {
+        let cfg = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(cfg.max_upload_bytes, 2 << 30);
+        assert_eq!(cfg.listen, "127.0.0.1:8000");
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let text = "listen = \"127.0.0.1:9000\"\nmax_upload_bytes = \"10MB\"\ndata_dir = \"/a\"\n";
+        let cfg = load_toml(text, &[], &Overrides::default()).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:9000");
+        assert_eq!(cfg.max_upload_bytes, 10 << 20);
+
+        let e = [
+            ("SYMDEPOT_LISTEN", "127.0.0.1:9001"),
+            ("SYMDEPOT_DATA_DIR", "/b"),
+        ];
+        let cfg = load_toml(text, &e, &Overrides::default()).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:9001");
+        assert_eq!(cfg.data_dir, PathBuf::from("/b"));
+
+        let flags = Overrides {
+            listen: Some("127.0.0.1:9002".into()),
+            data_dir: Some("/c".into()),
+        };
+        let cfg = load_toml(text, &e, &flags).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:9002");
+        assert_eq!(cfg.data_dir, PathBuf::from("/c"));
+    }
+
+    #[test]
+    fn every_key_can_come_from_the_environment() {
+        let e = [
+            ("SYMDEPOT_MAX_UPLOAD_BYTES", "1k"),
+            ("SYMDEPOT_MAX_MEMBERS", "7"),
+            ("SYMDEPOT_COMPRESS_EXTENSIONS", "sym,txt"),
+            ("SYMDEPOT_MIME_OVERRIDES", "sym=text/plain,txt=text/x-log"),
+            ("SYMDEPOT_DISALLOWED_SNIPPETS", "[\"a/b\", \"c\"]"),
+            ("SYMDEPOT_PUBLIC_URL", "https://symbols.example"),
+            ("UNRELATED", "x"),
+        ];
+        let cfg = Config::load(None, env(&e), &Overrides::default()).unwrap();
+        assert_eq!(cfg.max_upload_bytes, 1024);
+        assert_eq!(cfg.max_members, 7);
+        assert_eq!(cfg.compress_extensions, vec!["sym", "txt"]);
+        assert_eq!(cfg.mime_for("a.txt"), "text/x-log");
+        assert_eq!(cfg.disallowed_snippets, vec!["a/b", "c"]);
+        assert_eq!(cfg.public_url, "https://symbols.example");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(load_toml("no_such_key = 1\n", &[], &Overrides::default()).is_err());
+        assert!(load_toml("max_members = \"lots\"\n", &[], &Overrides::default()).is_err());
+        assert!(load_toml("listen = \"nowhere\"\n", &[], &Overrides::default()).is_err());
+        let e = [("SYMDEPOT_MAX_UPLOAD_BYTES", "huge")];
+        assert!(Config::load(None, env(&e), &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn compression_and_mime_follow_the_extension_case_insensitively() {
+        let cfg = Config::default();
+        assert!(cfg.compresses("xul.sym"));
+        assert!(cfg.compresses("XUL.SYM"));
+        assert!(!cfg.compresses("libxul.so"));
+        assert_eq!(cfg.mime_for("xul.sym"), "text/plain");
+        assert_eq!(cfg.mime_for("xul.pdb"), "application/octet-stream");
+    }
+}

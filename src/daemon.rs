@@ -1,0 +1,93 @@
+//! The daemon's life: open the store, recover, bind, serve, shut down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::store::Store;
+
+/// A running server.
+#[derive(Debug)]
+pub struct Daemon {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    store: Arc<Store>,
+}
+
+impl Daemon {
+    /// Opens the store, clears stale temp files, binds `config.listen` and
+    /// starts serving on the current runtime.
+    pub async fn start(config: Config) -> anyhow::Result<Daemon> {
+        let listen = config.listen.clone();
+        let dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || -> anyhow::Result<Store> {
+            let store = Store::open(Arc::new(config))
+                .with_context(|| format!("opening the data directory {}", dir.display()))?;
+            let cleared = store.clear_temp().context("clearing stale temp files")?;
+            if cleared > 0 {
+                tracing::info!(cleared, "removed temp files left by an earlier run");
+            }
+            Ok(store)
+        })
+        .await??;
+        let store = Arc::new(store);
+        let listener = TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let state = AppState::new(store.clone());
+        let task = tokio::spawn(http::serve(
+            listener,
+            state,
+            async {
+                let _ = stopped.await;
+            },
+            crate::commands::DRAIN,
+        ));
+        Ok(Daemon {
+            addr,
+            stop: Some(stop),
+            task,
+            store,
+        })
+    }
+
+    /// The bound address (the real port when the config asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Stops accepting, finishes in-flight requests, and returns.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        self.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

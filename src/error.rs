@@ -1,0 +1,63 @@
+//! The one error type of the core (store, ingest, identity).
+//!
+//! Each variant maps to exactly one HTTP status in `http::error`; the command
+//! line prints the message. Variants carry enough to name the offending member
+//! and the rule it broke, because every rejection must say both.
+
+use std::io;
+
+/// Result alias for the core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the core.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A member of an upload broke a rule (400). `member` is its name in the zip.
+    #[error("member {member:?}: {rule}")]
+    Invalid { member: String, rule: String },
+    /// The request as a whole is malformed (400), e.g. not a zip or a bad `try` value.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Over a configured size, count or ratio limit (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// No credentials, or credentials that are unknown, expired or revoked (403 on
+    /// upload routes; 401 on download routes of a private store).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Valid credentials without the needed permission (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Nothing stored under the requested key (404).
+    #[error("not found")]
+    NotFound,
+    /// The data dir's filesystem is full (507).
+    #[error("the data directory's filesystem is full: {0}")]
+    StorageFull(String),
+    /// Any other filesystem failure (500).
+    #[error("storage error: {0}")]
+    Io(io::Error),
+    /// A SQLite failure (500).
+    #[error("index error: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(member: impl Into<String>, rule: impl Into<String>) -> Self {
+        Error::Invalid {
+            member: member.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        // ENOSPC and EDQUOT: the disk (or the quota) is full.
+        match e.raw_os_error() {
+            Some(28) | Some(122) => Error::StorageFull(e.to_string()),
+            _ => Error::Io(e),
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Response bodies: small in-memory ones and streamed files.
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+/// The body type of every response.
+pub type Body = BoxBody<Bytes, io::Error>;
+
+const CHUNK: usize = 256 * 1024;
+
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A response with a small body and a content type.
+pub fn with_type(
+    status: StatusCode,
+    content_type: &'static str,
+    bytes: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut resp = Response::new(full(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    with_type(status, "application/json", value.to_string())
+}
+
+/// `len` bytes of a file from `start`, streamed.
+pub async fn file_range(path: PathBuf, start: u64, len: u64) -> io::Result<Body> {
+    let mut file = tokio::fs::File::open(path).await?;
+    if start > 0 {
+        file.seek(io::SeekFrom::Start(start)).await?;
+    }
+    let stream = ReaderStream::with_capacity(file.take(len), CHUNK);
+    Ok(StreamBody::new(stream.map_ok(Frame::data)).boxed())
+}
+
+/// A gzip file decompressed on the fly on a blocking thread: `len` bytes of
+/// the decompressed content from `start`.
+pub fn gunzip_range(path: PathBuf, start: u64, len: u64) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let result = (|| {
+            let file = std::fs::File::open(path)?;
+            let mut gz = flate2::read::GzDecoder::new(io::BufReader::with_capacity(CHUNK, file));
+            io::copy(&mut (&mut gz).take(start), &mut io::sink())?;
+            let mut rest = gz.take(len);
+            loop {
+                let mut buf = vec![0u8; CHUNK];
+                let n = rest.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.truncate(n);
+                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                    return Ok(()); // the client went away
+                }
+            }
+        })();
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    StreamBody::new(stream.map_ok(Frame::data)).boxed()
+}

@@ -1,0 +1,411 @@
+//! `POST /upload/`: Tecken's upload contract.
+//!
+//! Credentials, permission and the declared size are decided from the headers
+//! alone. The multipart body is then streamed to a temp file in the store's
+//! filesystem (memory stays flat whatever the upload's size) and handed to
+//! the ingest pipeline on a blocking thread. Every authenticated upload is
+//! recorded, failed ones with the error the client got.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyStream;
+use hyper::body::Incoming;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::Error;
+use crate::http::AppState;
+use crate::http::auth;
+use crate::http::body::{self, Body};
+use crate::http::error::{json_error, method_not_allowed};
+use crate::ingest::{self, Report};
+use crate::store::tokens::Token;
+use crate::store::{Namespace, UploadFinish, UploadStart, now_ms};
+
+/// How much of an unwanted body is read before answering, so that clients
+/// see the status rather than a reset connection.
+const DRAIN_LIMIT: u64 = 64 << 20;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Handles `/upload/`.
+pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::POST {
+        return method_not_allowed("POST", true);
+    }
+    let token = match authorize(&state, req.headers()).await {
+        Ok(t) => t,
+        Err(e) => return refuse(req, &e).await,
+    };
+    let start = UploadStart {
+        user: token.user.clone(),
+        token_id: Some(token.id),
+        ..UploadStart::default()
+    };
+    let store = state.store.clone();
+    let upload_id = match tokio::task::spawn_blocking(move || store.begin_upload(&start)).await {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => return json_error(&e),
+        Err(e) => return json_error(&Error::Io(std::io::Error::other(e))),
+    };
+    let created_at = now_ms();
+    let result = receive_and_ingest(&state, req, &token, upload_id).await;
+    let resp = match &result {
+        Ok(done) => created(&token, upload_id, created_at, done),
+        Err((e, _)) => json_error(e),
+    };
+    let (status, error) = match &result {
+        Ok(_) => (resp.status().as_u16(), None),
+        Err((e, _)) => (
+            resp.status().as_u16(),
+            Some(crate::http::error::message_of(e)),
+        ),
+    };
+    let (size, files_count, is_try) = match &result {
+        Ok(d) => (d.size, d.report.files_count() as u64, d.is_try),
+        Err((_, partial)) => (partial.size, 0, partial.is_try),
+    };
+    let store = state.store.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let fin = UploadFinish {
+            http_status: status,
+            error: error.as_deref(),
+            size,
+            files_count,
+            try_symbols: is_try,
+        };
+        if let Err(e) = store.finish_upload(upload_id, &fin) {
+            tracing::error!(upload_id, error = %e, "could not finish the upload record");
+        }
+    })
+    .await;
+    let mut resp = resp;
+    if result.is_err() {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// What a finished upload reports.
+struct Done {
+    filename: String,
+    size: u64,
+    is_try: bool,
+    report: Report,
+}
+
+/// What is known of a failed upload.
+#[derive(Default)]
+struct Partial {
+    size: u64,
+    is_try: bool,
+}
+
+/// Checks credentials and the upload permissions.
+async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Token, Error> {
+    let Some(secret) = auth::secret(headers) else {
+        return Err(Error::Unauthenticated(
+            "an Auth-Token header is required to upload".into(),
+        ));
+    };
+    let store = state.store.clone();
+    let token = tokio::task::spawn_blocking(move || store.authenticate(&secret))
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    if !token.has("upload") && !token.has("upload_try") {
+        return Err(Error::Forbidden(
+            "this token has neither the upload nor the upload_try permission".into(),
+        ));
+    }
+    Ok(token)
+}
+
+/// Answers a refusal decided from the headers: drains the body first (unless
+/// the client waits for `100 Continue`, which it then never gets) and closes.
+async fn refuse(req: Request<Incoming>, e: &Error) -> Response<Body> {
+    drain_unless_continue(req).await;
+    let mut resp = json_error(e);
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+async fn drain(body: Incoming) {
+    let mut stream = BodyStream::new(body);
+    let mut read = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if let Some(data) = frame.data_ref() {
+                read += data.len() as u64;
+                if read > DRAIN_LIMIT {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+async fn receive_and_ingest(
+    state: &AppState,
+    req: Request<Incoming>,
+    token: &Token,
+    upload_id: i64,
+) -> Result<Done, (Error, Partial)> {
+    let max = state.config.max_upload_bytes;
+    let mut partial = Partial {
+        size: declared_length(req.headers()).unwrap_or(0),
+        is_try: !token.has("upload"),
+    };
+    if partial.size > max {
+        let e = Error::TooLarge(format!(
+            "the upload is {} bytes; the limit is {max}",
+            partial.size
+        ));
+        drain_unless_continue(req).await;
+        return Err((e, partial));
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/x-www-form-urlencoded" {
+        let e = Error::BadRequest("upload by download is not enabled on this server".into());
+        drain_unless_continue(req).await;
+        return Err((e, partial));
+    }
+    let boundary = match multer::parse_boundary(&content_type) {
+        Ok(b) if mime == "multipart/form-data" => b,
+        _ => {
+            let e = Error::BadRequest(
+                "expected a multipart/form-data body with a .zip file part, or a url= form".into(),
+            );
+            drain_unless_continue(req).await;
+            return Err((e, partial));
+        }
+    };
+    let received = receive(state, req.into_body(), boundary, max).await;
+    let received = received.map_err(|e| (e, Partial { ..partial }))?;
+    partial.size = received.size;
+    let is_try = match resolve_try(token, received.try_value.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return Err((e, partial)),
+    };
+    partial.is_try = is_try;
+    let store = state.store.clone();
+    let ns = Namespace::from_try(is_try);
+    let tmp = received.file;
+    let report = tokio::task::spawn_blocking(move || {
+        let r = ingest::ingest_zip(&store, tmp.path(), ns, Some(upload_id));
+        drop(tmp);
+        r
+    })
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(e)));
+    match report {
+        Ok(Ok(report)) => Ok(Done {
+            filename: received.filename,
+            size: received.size,
+            is_try,
+            report,
+        }),
+        Ok(Err(e)) | Err(e) => Err((e, partial)),
+    }
+}
+
+/// Reads (and drops) the body unless the client waits for `100 Continue`.
+async fn drain_unless_continue(req: Request<Incoming>) {
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !expects_continue {
+        drain(req.into_body()).await;
+    }
+}
+
+/// Try or release: a try-only token always makes try uploads; otherwise
+/// `try` must be `1`/`true`/`yes` (try) or `0`/`false`/empty (release).
+fn resolve_try(token: &Token, value: Option<&str>) -> Result<bool, Error> {
+    let asked = match value.map(|v| v.trim().to_ascii_lowercase()) {
+        None => false,
+        Some(v) if matches!(v.as_str(), "" | "0" | "false" | "no") => false,
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes") => true,
+        Some(v) => {
+            return Err(Error::BadRequest(format!(
+                "try must be 1, true or yes (try upload) or 0, false or empty (release upload), not {v:?}"
+            )));
+        }
+    };
+    Ok(asked || !token.has("upload"))
+}
+
+/// The multipart body, received.
+struct Received {
+    file: tempfile::NamedTempFile,
+    filename: String,
+    size: u64,
+    try_value: Option<String>,
+}
+
+/// Streams the multipart body: the first part whose field name or file name
+/// ends in `.zip` goes to a temp file, `try` is kept, other parts are skipped.
+async fn receive(
+    state: &AppState,
+    body: Incoming,
+    boundary: String,
+    max: u64,
+) -> Result<Received, Error> {
+    let counted = counted_stream(body, max);
+    let mut multipart = multer::Multipart::new(counted, boundary);
+    let mut zip: Option<(tempfile::NamedTempFile, String)> = None;
+    let mut try_value = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or("").to_string();
+        let file_name = field.file_name().unwrap_or("").to_string();
+        let is_zip = [&name, &file_name]
+            .iter()
+            .any(|n| n.to_ascii_lowercase().ends_with(".zip"));
+        if is_zip && zip.is_none() {
+            let tmp = save_field(state, &mut field).await?;
+            zip = Some((
+                tmp,
+                if file_name.is_empty() {
+                    name
+                } else {
+                    file_name
+                },
+            ));
+        } else if name == "try" && file_name.is_empty() {
+            let mut value = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                if value.len() + chunk.len() > 64 {
+                    return Err(Error::BadRequest("the try field is too long".into()));
+                }
+                value.extend_from_slice(&chunk);
+            }
+            try_value = Some(String::from_utf8_lossy(&value).into_owned());
+        } else {
+            while field.chunk().await.map_err(multipart_error)?.is_some() {}
+        }
+    }
+    let Some((file, filename)) = zip else {
+        return Err(Error::BadRequest(
+            "no file part whose field name or file name ends in .zip was found".into(),
+        ));
+    };
+    let size = file.as_file().metadata()?.len();
+    Ok(Received {
+        file,
+        filename,
+        size,
+        try_value,
+    })
+}
+
+async fn save_field(
+    state: &AppState,
+    field: &mut multer::Field<'_>,
+) -> Result<tempfile::NamedTempFile, Error> {
+    let dir = state.store.tmp_dir();
+    let tmp = tokio::task::spawn_blocking(move || {
+        tempfile::Builder::new().prefix("upload-").tempfile_in(dir)
+    })
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    let std_file = tmp.as_file().try_clone()?;
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(std_file));
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        out.write_all(&chunk).await?;
+    }
+    out.flush().await?;
+    Ok(tmp)
+}
+
+/// The body as a stream of data chunks that fails once more than `max` bytes arrived.
+fn counted_stream(
+    body: Incoming,
+    max: u64,
+) -> impl Stream<Item = Result<Bytes, Error>> + Send + 'static {
+    let mut seen = 0u64;
+    BodyStream::new(body).filter_map(move |frame| {
+        let out = match frame {
+            Err(e) => Some(Err(Error::BadRequest(format!(
+                "the request body could not be read: {e}"
+            )))),
+            Ok(frame) => frame.into_data().ok().map(|data| {
+                seen += data.len() as u64;
+                if seen > max {
+                    Err(Error::TooLarge(format!(
+                        "the upload is larger than the limit of {max} bytes"
+                    )))
+                } else {
+                    Ok(data)
+                }
+            }),
+        };
+        std::future::ready(out)
+    })
+}
+
+fn multipart_error(e: multer::Error) -> Error {
+    match e {
+        multer::Error::StreamReadFailed(inner) => match inner.downcast::<Error>() {
+            Ok(e) => *e,
+            Err(other) => Error::BadRequest(format!("the request body could not be read: {other}")),
+        },
+        other => Error::BadRequest(format!("malformed multipart body: {other}")),
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The 201 body.
+fn created(token: &Token, id: i64, created_at: i64, done: &Done) -> Response<Body> {
+    let r = &done.report;
+    let value = json!({
+        "upload": {
+            "id": id,
+            "size": done.size,
+            "filename": done.filename,
+            "download_url": null,
+            "redirect_urls": [],
+            "try_symbols": done.is_try,
+            "user": token.user,
+            "created_at": rfc3339(created_at),
+            "completed_at": rfc3339(now_ms()),
+            "skipped_keys": r.skipped_keys,
+            "ignored_keys": r.ignored_keys,
+            "uploaded_keys": r.uploaded_keys,
+            "files_count": r.files_count(),
+        }
+    });
+    body::json(StatusCode::CREATED, &value)
+}

@@ -1,0 +1,96 @@
+//! The HTTP server: a plain hyper 1.x accept loop with graceful shutdown.
+//!
+//! Handlers are thin: they parse the request, call the store (blocking work
+//! goes through `spawn_blocking`), and shape the response. [`routes`] is the
+//! one table of paths; [`error`] maps core errors to statuses.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod handlers;
+pub mod routes;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::store::Store;
+pub use body::Body;
+
+/// What every handler can reach.
+#[derive(Debug)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>) -> Arc<AppState> {
+        let config = Arc::new(store.config().clone());
+        Arc::new(AppState { store, config })
+    }
+}
+
+/// Serves connections from `listener` until `shutdown` resolves, then stops
+/// accepting and waits (up to `drain`) for in-flight requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => spawn_connection(&graceful, stream, peer, state.clone()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing in-flight requests");
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within {drain:?}");
+    }
+}
+
+fn spawn_connection(
+    graceful: &GracefulShutdown,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    state: Arc<AppState>,
+) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handlers::handle(state, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service);
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    });
+}

@@ -1,0 +1,312 @@
+//! Phase 1 of ingest: list a zip, apply every member rule, inflate and hash
+//! every member under the limits, writing nothing to the store.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use zip::read::{OwnedZipFileEntry, ZipReadOptions};
+use zip::unstable::read::ZipIterable;
+
+use super::parallel::par_map;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::identity::{self, Identity, PREFIX_LEN};
+use crate::keys::{MemberKey, MemberName, classify_member, normalize};
+
+/// A reader over a shared file handle with its own position (positional
+/// reads), so every worker reads the same open zip independently.
+#[derive(Debug, Clone)]
+pub struct SharedFile {
+    file: Arc<File>,
+    pos: u64,
+    len: u64,
+}
+
+impl SharedFile {
+    pub fn open(path: &Path) -> io::Result<SharedFile> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(SharedFile {
+            file: Arc::new(file),
+            pos: 0,
+            len,
+        })
+    }
+}
+
+impl Read for SharedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for SharedFile {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let new = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos =
+            new.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before start"))?;
+        Ok(self.pos)
+    }
+}
+
+/// A zip that passed listing: its entries and what the rules made of them.
+#[derive(Debug)]
+pub struct Listing {
+    pub reader: SharedFile,
+    pub entries: Vec<OwnedZipFileEntry>,
+    /// Indices into `entries` of members to store, with their keys.
+    pub members: Vec<(usize, MemberKey)>,
+    /// Names of members ignored by rule.
+    pub ignored: Vec<String>,
+}
+
+impl Listing {
+    /// The name of entry `i`, for messages.
+    pub fn name(&self, i: usize) -> String {
+        String::from_utf8_lossy(self.entries[i].name_raw()).into_owned()
+    }
+
+    /// Opens entry `i` for reading its inflated bytes.
+    pub fn open<'a>(&'a self, i: usize, reader: &'a mut SharedFile) -> Result<impl Read + 'a> {
+        self.entries[i]
+            .as_ref()
+            .with_reader(reader, ZipReadOptions::new())
+            .map_err(|e| Error::invalid(self.name(i), format!("cannot be read from the zip: {e}")))
+    }
+}
+
+/// Reads the central directory and applies the name rules, in order, so the
+/// first offending member is the one named.
+pub fn list(path: &Path, cfg: &Config) -> Result<Listing> {
+    let reader = SharedFile::open(path)?;
+    let mut iterable = ZipIterable::try_new(reader.clone(), zip::read::Config::default())
+        .map_err(|e| Error::BadRequest(format!("the upload is not a valid zip file: {e}")))?;
+    if iterable.len() as u64 > cfg.max_members {
+        return Err(Error::TooLarge(format!(
+            "the zip holds {} members; the limit is {}",
+            iterable.len(),
+            cfg.max_members
+        )));
+    }
+    let mut listing = Listing {
+        reader,
+        entries: Vec::new(),
+        members: Vec::new(),
+        ignored: Vec::new(),
+    };
+    let mut declared_total: u64 = 0;
+    let files = iterable.files().map_err(|e| {
+        Error::BadRequest(format!("the zip's central directory cannot be read: {e}"))
+    })?;
+    for entry in files {
+        let entry = entry.map_err(|e| {
+            Error::BadRequest(format!("the zip's central directory cannot be read: {e}"))
+        })?;
+        let entry = OwnedZipFileEntry::from(entry);
+        let i = listing.entries.len();
+        listing.entries.push(entry);
+        let entry = &listing.entries[i];
+        let name = listing.name(i);
+        check_entry(entry, &name, cfg)?;
+        match classify_member(entry.name_raw(), entry.is_dir())
+            .map_err(|rule| Error::invalid(&name, rule))?
+        {
+            MemberName::Ignored => listing.ignored.push(name),
+            MemberName::Key(key) => {
+                declared_total = declared_total.saturating_add(entry.size());
+                listing.members.push((i, key));
+            }
+        }
+    }
+    if declared_total > cfg.max_uncompressed_bytes {
+        return Err(Error::TooLarge(format!(
+            "the zip declares {declared_total} uncompressed bytes; the limit is {}",
+            cfg.max_uncompressed_bytes
+        )));
+    }
+    if listing.members.is_empty() {
+        return Err(Error::BadRequest(if listing.entries.is_empty() {
+            "the zip is empty".to_string()
+        } else {
+            "the zip holds no symbol files, only members ignored by rule".to_string()
+        }));
+    }
+    Ok(listing)
+}
+
+fn check_entry(entry: &OwnedZipFileEntry, name: &str, cfg: &Config) -> Result<()> {
+    if entry.is_symlink() {
+        return Err(Error::invalid(name, "symbolic links are not accepted"));
+    }
+    if entry.encrypted() {
+        return Err(Error::invalid(name, "encrypted members are not accepted"));
+    }
+    if let Some(snippet) = cfg
+        .disallowed_snippets
+        .iter()
+        .find(|s| !s.is_empty() && name.contains(s.as_str()))
+    {
+        return Err(Error::invalid(
+            name,
+            format!("names containing {snippet:?} are not allowed here"),
+        ));
+    }
+    Ok(())
+}
+
+/// A member that passed phase 1.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Index of the entry in the listing (of the first, if named twice).
+    pub index: usize,
+    pub key: MemberKey,
+    pub hash: String,
+    pub size: u64,
+    pub identity: Identity,
+}
+
+/// Inflates and hashes every member in parallel, checks identities and
+/// duplicates. Returns one `Checked` per distinct key, in zip order.
+pub fn check_all(listing: &Listing, cfg: &Config) -> Result<Vec<Checked>> {
+    let total = AtomicU64::new(0);
+    let checked = par_map(
+        &listing.members,
+        cfg.workers(),
+        || listing.reader.clone(),
+        |reader, (i, key)| check_member(listing, reader, *i, key, cfg, &total),
+    )?;
+    dedupe(listing, checked)
+}
+
+fn check_member(
+    listing: &Listing,
+    reader: &mut SharedFile,
+    i: usize,
+    key: &MemberKey,
+    cfg: &Config,
+    total: &AtomicU64,
+) -> Result<Checked> {
+    let name = listing.name(i);
+    let compressed = listing.entries[i].compressed_size().max(1);
+    let mut src = listing.open(i, reader)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut prefix = Vec::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size: u64 = 0;
+    loop {
+        let n = src
+            .read(&mut buf)
+            .map_err(|e| Error::invalid(&name, format!("cannot be inflated: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+        if prefix.len() < PREFIX_LEN {
+            let take = n.min(PREFIX_LEN - prefix.len());
+            prefix.extend_from_slice(&buf[..take]);
+        }
+        check_limits(&name, size, compressed, n as u64, cfg, total)?;
+    }
+    let identity = identity::identify(&prefix);
+    check_identity(&name, key, &identity)?;
+    Ok(Checked {
+        index: i,
+        key: key.clone(),
+        hash: hasher.finalize().to_hex().to_string(),
+        size,
+        identity,
+    })
+}
+
+fn check_limits(
+    name: &str,
+    size: u64,
+    compressed: u64,
+    n: u64,
+    cfg: &Config,
+    total: &AtomicU64,
+) -> Result<()> {
+    if size > (1 << 20) && size / compressed >= cfg.max_compression_ratio {
+        return Err(Error::TooLarge(format!(
+            "member {name:?} inflates more than {}:1, over the compression ratio limit",
+            cfg.max_compression_ratio
+        )));
+    }
+    let sum = total.fetch_add(n, Ordering::Relaxed) + n;
+    if sum > cfg.max_uncompressed_bytes {
+        return Err(Error::TooLarge(format!(
+            "the zip inflates to more than {} bytes (limit reached at member {name:?})",
+            cfg.max_uncompressed_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// A file that names its own identity must agree with the path it was uploaded under.
+fn check_identity(name: &str, key: &MemberKey, id: &Identity) -> Result<()> {
+    if id.kind != "sym" {
+        return Ok(());
+    }
+    let (file, did) = (
+        id.debug_file.as_deref().unwrap_or(""),
+        id.debug_id.as_deref().unwrap_or(""),
+    );
+    if !did.eq_ignore_ascii_case(&key.debug_id) {
+        return Err(Error::invalid(
+            name,
+            format!(
+                "the MODULE line's debug id {did} does not match the path's debug id {}",
+                key.debug_id
+            ),
+        ));
+    }
+    if normalize(file) != normalize(&key.module) {
+        return Err(Error::invalid(
+            name,
+            format!(
+                "the MODULE line's debug file {file:?} does not match the path's module {:?}",
+                key.module
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Keeps one member per key: the same key twice with identical content is
+/// processed once; with different content it rejects the zip.
+fn dedupe(listing: &Listing, checked: Vec<Checked>) -> Result<Vec<Checked>> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut out: Vec<Checked> = Vec::with_capacity(checked.len());
+    for c in checked {
+        let norm = normalize(&c.key.key());
+        match seen.get(&norm) {
+            Some(&j) if out[j].hash == c.hash => {}
+            Some(&j) => {
+                return Err(Error::invalid(
+                    listing.name(c.index),
+                    format!(
+                        "appears twice with different content (also as {:?})",
+                        listing.name(out[j].index)
+                    ),
+                ));
+            }
+            None => {
+                seen.insert(norm, out.len());
+                out.push(c);
+            }
+        }
+    }
+    Ok(out)
+}

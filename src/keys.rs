@@ -1,0 +1,220 @@
+//! Request paths and zip member names turned into store keys. Pure: no IO.
+//!
+//! A *key* is the `<module>/<debug_id>/<file>` path a file is stored and served
+//! under, with the debug id upper-cased. Keys are unique case-insensitively, so
+//! the index looks them up by [`normalize`]d form.
+
+use percent_encoding::percent_decode_str;
+
+/// Splits a raw request path into decoded segments.
+///
+/// Empty segments are dropped (clients send `//`), each segment is
+/// percent-decoded (`+` stays a plus), and a segment that decodes to something
+/// holding `/`, `\` or NUL, or that is `.` or `..`, makes the whole path
+/// unroutable (`None`, answered with 404).
+pub fn split_path(raw: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for seg in raw.split('/').filter(|s| !s.is_empty()) {
+        let decoded = percent_decode_str(seg).decode_utf8().ok()?;
+        if decoded.contains(['/', '\\', '\0']) || decoded == "." || decoded == ".." {
+            return None;
+        }
+        out.push(decoded.into_owned());
+    }
+    Some(out)
+}
+
+/// The case-folded form keys are compared by.
+pub fn normalize(key: &str) -> String {
+    key.to_lowercase()
+}
+
+/// Whether a debug id is all zeros (a module without an id; never stored).
+pub fn is_zero_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b == b'0')
+}
+
+/// A member name that passed the layout rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberKey {
+    pub module: String,
+    /// Upper-cased.
+    pub debug_id: String,
+    pub file: String,
+}
+
+impl MemberKey {
+    /// The key the member is stored under.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.module, self.debug_id, self.file)
+    }
+}
+
+/// What the rules make of one member name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberName {
+    /// Stored under this key.
+    Key(MemberKey),
+    /// Skipped by rule (listed in `ignored_keys`).
+    Ignored,
+}
+
+/// Characters never allowed in a module or file segment.
+const FORBIDDEN: &[char] = &[
+    '\\', '^', '`', '<', '>', '{', '}', '[', ']', '#', '%', '"', '\'', '|',
+];
+
+/// Applies the member rules of `http-api.md` §1.1 to a raw zip member name.
+/// On failure returns the rule that was broken, as a sentence.
+pub fn classify_member(raw: &[u8], is_dir: bool) -> Result<MemberName, String> {
+    let name = std::str::from_utf8(raw).map_err(|e| {
+        format!(
+            "member names must be UTF-8; byte 0x{:02X} at offset {} is not",
+            raw[e.valid_up_to()],
+            e.valid_up_to()
+        )
+    })?;
+    if name.contains('\0') {
+        return Err("member names must not contain NUL".into());
+    }
+    if name.contains('\\') {
+        return Err("member names must not contain backslashes".into());
+    }
+    if name.starts_with('/') || has_drive_prefix(name) {
+        return Err("member names must be relative, not absolute paths".into());
+    }
+    if name.split('/').any(|s| s == "." || s == "..") {
+        return Err("member names must not contain '.' or '..' segments".into());
+    }
+    if is_dir || name.ends_with('/') {
+        return Ok(MemberName::Ignored);
+    }
+    let segs: Vec<&str> = name.split('/').collect();
+    if segs.last() == Some(&".DS_Store") {
+        return Ok(MemberName::Ignored);
+    }
+    if segs.len() == 1 && name.ends_with("-symbols.txt") {
+        return Ok(MemberName::Ignored);
+    }
+    let [module, debug_id, file] = segs[..] else {
+        return Err(format!(
+            "member names must be <module>/<debug_id>/<file>; this one has {} segment(s)",
+            segs.len()
+        ));
+    };
+    if module.is_empty() || debug_id.is_empty() || file.is_empty() {
+        return Err("member names must be <module>/<debug_id>/<file> with no empty segment".into());
+    }
+    if !debug_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "debug id {debug_id:?} must be hexadecimal digits only"
+        ));
+    }
+    for (what, seg) in [("module", module), ("file", file)] {
+        check_segment(what, seg)?;
+    }
+    Ok(MemberName::Key(MemberKey {
+        module: module.to_string(),
+        debug_id: debug_id.to_ascii_uppercase(),
+        file: file.to_string(),
+    }))
+}
+
+fn has_drive_prefix(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
+}
+
+fn check_segment(what: &str, seg: &str) -> Result<(), String> {
+    if let Some(c) = seg.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "the {what} segment {seg:?} contains the control character U+{:04X}",
+            c as u32
+        ));
+    }
+    if let Some(c) = seg.chars().find(|c| FORBIDDEN.contains(c)) {
+        return Err(format!(
+            "the {what} segment {seg:?} contains the forbidden character {c:?}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> MemberKey {
+        match classify_member(name.as_bytes(), false) {
+            Ok(MemberName::Key(k)) => k,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    fn rule(name: &[u8]) -> String {
+        classify_member(name, false).unwrap_err()
+    }
+
+    #[test]
+    fn paths_split_decode_and_drop_empty_segments() {
+        assert_eq!(split_path("//a/b%20c//d+e/").unwrap(), ["a", "b c", "d+e"]);
+        assert_eq!(split_path("/").unwrap(), Vec::<String>::new());
+        assert_eq!(split_path("/a/%2e%2e/b"), None);
+        assert_eq!(split_path("/a/../b"), None);
+        assert_eq!(split_path("/a%2Fb/c/d"), None);
+        assert_eq!(split_path("/a%5Cb/c/d"), None);
+        assert_eq!(split_path("/a%00/c/d"), None);
+    }
+
+    #[test]
+    fn a_layout_member_becomes_a_key_with_upper_case_id() {
+        let k = key("xul.pdb/44e4ec8c2f41492b9369d6b9a059577c2/xul.sym");
+        assert_eq!(k.key(), "xul.pdb/44E4EC8C2F41492B9369D6B9A059577C2/xul.sym");
+        assert_eq!(key("with space~+/ABC/é€.sym").module, "with space~+");
+    }
+
+    #[test]
+    fn ignored_members() {
+        for name in ["firefox-symbols.txt", "a/.DS_Store", ".DS_Store", "a/b/"] {
+            assert_eq!(
+                classify_member(name.as_bytes(), false),
+                Ok(MemberName::Ignored),
+                "{name}"
+            );
+        }
+        assert_eq!(classify_member(b"a/b", true), Ok(MemberName::Ignored));
+        // Only a root-level listing is ignored.
+        assert!(rule(b"a/b-symbols.txt").contains("segment"));
+    }
+
+    #[test]
+    fn every_rule_names_itself() {
+        assert!(rule(b"/abs/AB/c.sym").contains("absolute"));
+        assert!(rule(b"C:/x/AB/c.sym").contains("absolute"));
+        assert!(rule(b"a/../AB/c.sym").contains("'..'"));
+        assert!(rule(b"a/./b/AB").contains("'.'"));
+        assert!(rule(b"a\\AB\\c.sym").contains("backslash"));
+        assert!(rule(b"a/AB/c\0.sym").contains("NUL"));
+        assert!(rule(b"a/AB/c/d.sym").contains("4 segment"));
+        assert!(rule(b"a//c.sym").contains("empty"));
+        assert!(rule(b"a/XYZ/c.sym").contains("hexadecimal"));
+        assert!(rule(b"a/AB/c\x01.sym").contains("control"));
+        assert!(rule(b"a/AB/c\xE9.sym").contains("UTF-8"));
+        assert!(rule("a/AB/c\u{85}.sym".as_bytes()).contains("control"));
+        for c in [
+            '^', '`', '<', '>', '{', '}', '[', ']', '#', '%', '"', '\'', '|',
+        ] {
+            assert!(
+                rule(format!("a{c}/AB/c.sym").as_bytes()).contains("forbidden"),
+                "{c}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_ids() {
+        assert!(is_zero_id("000000000000000000000000000000000"));
+        assert!(!is_zero_id("0000A"));
+        assert!(!is_zero_id(""));
+    }
+}

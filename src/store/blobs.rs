@@ -1,0 +1,146 @@
+//! Content-addressed blobs: `objects/ab/cd/<blake3>` (kept as is) or
+//! `objects/ab/cd/<blake3>.gz` (kept gzip-compressed).
+//!
+//! A blob is named by the BLAKE3 of its *original* bytes, whatever its
+//! encoding, so identical content is stored once and skipping a known file
+//! needs no compression. Writes go to a temp file in the store's filesystem,
+//! are fsynced, renamed into place and the directory fsynced: a reader never
+//! sees a partial blob.
+//!
+//! [`BlobStore`] is the seam for other backends (an S3-compatible object store
+//! would implement it); the local layout tree is a feature of [`LocalBlobs`].
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use crate::error::{Error, Result};
+
+/// How a blob's bytes are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Identity => "identity",
+            Encoding::Gzip => "gzip",
+        }
+    }
+
+    pub fn parse(s: &str) -> Encoding {
+        if s == "gzip" {
+            Encoding::Gzip
+        } else {
+            Encoding::Identity
+        }
+    }
+}
+
+/// Where blobs live. Implementations must make `put` atomic: after it returns
+/// the blob is durable and complete; before, readers cannot see it.
+pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// Whether the blob is stored.
+    fn has(&self, hash: &str, enc: Encoding) -> bool;
+    /// Stores the bytes `src` yields under `hash`, encoding them on the way;
+    /// returns the stored size. Fails if the bytes do not hash to `hash`.
+    fn put(&self, hash: &str, enc: Encoding, level: u32, src: &mut dyn Read) -> Result<u64>;
+    /// Opens the stored (possibly compressed) bytes.
+    fn open(&self, hash: &str, enc: Encoding) -> io::Result<File>;
+}
+
+/// Blobs on the local disk under `<data dir>/objects`.
+#[derive(Debug)]
+pub struct LocalBlobs {
+    objects: PathBuf,
+    tmp: PathBuf,
+}
+
+impl LocalBlobs {
+    pub fn new(objects: PathBuf, tmp: PathBuf) -> Self {
+        LocalBlobs { objects, tmp }
+    }
+
+    /// The path of a blob.
+    pub fn path(&self, hash: &str, enc: Encoding) -> PathBuf {
+        let name = match enc {
+            Encoding::Identity => hash.to_string(),
+            Encoding::Gzip => format!("{hash}.gz"),
+        };
+        self.objects.join(&hash[0..2]).join(&hash[2..4]).join(name)
+    }
+}
+
+impl BlobStore for LocalBlobs {
+    fn has(&self, hash: &str, enc: Encoding) -> bool {
+        self.path(hash, enc).is_file()
+    }
+
+    fn put(&self, hash: &str, enc: Encoding, level: u32, src: &mut dyn Read) -> Result<u64> {
+        let tmp = tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(&self.tmp)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut hashing = HashingReader {
+            inner: src,
+            hasher: &mut hasher,
+        };
+        let file = match enc {
+            Encoding::Identity => {
+                let mut w = BufWriter::with_capacity(256 * 1024, tmp.as_file());
+                io::copy(&mut hashing, &mut w)?;
+                w.flush()?;
+                tmp.as_file()
+            }
+            Encoding::Gzip => {
+                let w = BufWriter::with_capacity(256 * 1024, tmp.as_file());
+                let mut gz = GzEncoder::new(w, Compression::new(level));
+                io::copy(&mut hashing, &mut gz)?;
+                gz.finish()?.flush()?;
+                tmp.as_file()
+            }
+        };
+        let actual = hasher.finalize().to_hex();
+        if actual.as_str() != hash {
+            return Err(Error::Io(io::Error::other(format!(
+                "content changed while storing: expected BLAKE3 {hash}, read {actual}"
+            ))));
+        }
+        file.sync_all()?;
+        let stored = file.metadata()?.len();
+        let dest = self.path(hash, enc);
+        let dir = dest.parent().expect("blob paths have a parent");
+        fs::create_dir_all(dir)?;
+        tmp.persist(&dest).map_err(|e| e.error)?;
+        sync_dir(dir)?;
+        Ok(stored)
+    }
+
+    fn open(&self, hash: &str, enc: Encoding) -> io::Result<File> {
+        File::open(self.path(hash, enc))
+    }
+}
+
+struct HashingReader<'a> {
+    inner: &'a mut dyn Read,
+    hasher: &'a mut blake3::Hasher,
+}
+
+impl Read for HashingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// fsyncs a directory so a rename or link in it is durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}

@@ -1,0 +1,194 @@
+//! The SQLite index: one writer connection behind a mutex, a pool of readers.
+//!
+//! WAL mode lets readers run while the writer commits, so lookups never wait
+//! behind an upload. Every call here is blocking: callers on the async runtime
+//! go through `spawn_blocking`.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+
+use super::migrations;
+use crate::error::Result;
+
+/// Release or try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespace {
+    Release,
+    Try,
+}
+
+impl Namespace {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Namespace::Release => "release",
+            Namespace::Try => "try",
+        }
+    }
+
+    pub fn from_try(is_try: bool) -> Self {
+        if is_try {
+            Namespace::Try
+        } else {
+            Namespace::Release
+        }
+    }
+}
+
+/// One row of `keys`: the current state of a stored key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub id: i64,
+    pub namespace: String,
+    pub key: String,
+    pub blob: String,
+    pub encoding: String,
+    pub size: u64,
+    pub stored_size: u64,
+    pub kind: String,
+    pub debug_file: Option<String>,
+    pub debug_id: Option<String>,
+    pub code_file: Option<String>,
+    pub code_id: Option<String>,
+    pub generator: Option<String>,
+    pub os: Option<String>,
+    pub arch: Option<String>,
+    pub upload_id: Option<i64>,
+    pub created_at: i64,
+    pub last_uploaded_at: i64,
+}
+
+pub(crate) const KEY_COLUMNS: &str = "k.id, k.namespace, k.key, k.blob, k.encoding, k.size, \
+     k.stored_size, k.kind, k.debug_file, k.debug_id, k.code_file, k.code_id, k.generator, \
+     k.os, k.arch, k.upload_id, k.created_at, k.last_uploaded_at";
+
+impl KeyRow {
+    pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
+        Ok(KeyRow {
+            id: r.get(0)?,
+            namespace: r.get(1)?,
+            key: r.get(2)?,
+            blob: r.get(3)?,
+            encoding: r.get(4)?,
+            size: r.get(5)?,
+            stored_size: r.get(6)?,
+            kind: r.get(7)?,
+            debug_file: r.get(8)?,
+            debug_id: r.get(9)?,
+            code_file: r.get(10)?,
+            code_id: r.get(11)?,
+            generator: r.get(12)?,
+            os: r.get(13)?,
+            arch: r.get(14)?,
+            upload_id: r.get(15)?,
+            created_at: r.get(16)?,
+            last_uploaded_at: r.get(17)?,
+        })
+    }
+
+    pub fn is_gzip(&self) -> bool {
+        self.encoding == "gzip"
+    }
+}
+
+/// The connections to `index.sqlite3`.
+#[derive(Debug)]
+pub struct Db {
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    path: std::path::PathBuf,
+}
+
+const MAX_IDLE_READERS: usize = 16;
+
+impl Db {
+    /// Opens (creating if needed) and migrates the index.
+    pub fn open(path: &Path) -> Result<Db> {
+        let mut writer = Connection::open(path)?;
+        configure(&writer)?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        // A 201 promises durability: the writer syncs every commit.
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        migrations::migrate(&mut writer)?;
+        Ok(Db {
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The writer connection. Hold it only for short transactions.
+    pub fn writer(&self) -> MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on a pooled read-only connection.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                configure(&c)?;
+                c
+            }
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        Ok(out?)
+    }
+
+    /// The current row of a key, by its normalised form.
+    pub fn key_row(&self, ns: Namespace, key_norm: &str) -> Result<Option<KeyRow>> {
+        self.read(|c| key_row(c, ns, key_norm))
+    }
+
+    /// Finds the row a lookup key points at: release first, then try if asked.
+    pub fn lookup(&self, lkey: &str, include_try: bool) -> Result<Option<KeyRow>> {
+        self.read(|c| {
+            let sql = format!(
+                "SELECT {KEY_COLUMNS} FROM lookup l JOIN keys k ON k.id = l.key_id \
+                 WHERE l.lkey = ?1 AND (l.namespace = 'release' OR ?2) \
+                 ORDER BY l.namespace = 'try', k.last_uploaded_at DESC LIMIT 1"
+            );
+            c.prepare_cached(&sql)?
+                .query_row(params![lkey, include_try], KeyRow::from_row)
+                .optional()
+        })
+    }
+}
+
+/// Reads a key's row inside any connection or transaction.
+pub(crate) fn key_row(
+    c: &Connection,
+    ns: Namespace,
+    key_norm: &str,
+) -> rusqlite::Result<Option<KeyRow>> {
+    let sql =
+        format!("SELECT {KEY_COLUMNS} FROM keys k WHERE k.namespace = ?1 AND k.key_norm = ?2");
+    c.prepare_cached(&sql)?
+        .query_row(params![ns.as_str(), key_norm], KeyRow::from_row)
+        .optional()
+}
+
+fn configure(c: &Connection) -> rusqlite::Result<()> {
+    c.busy_timeout(Duration::from_secs(30))?;
+    c.pragma_update(None, "foreign_keys", "ON")?;
+    c.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,117 @@
+//! Versioned, append-only schema migrations, tracked in `PRAGMA user_version`.
+//!
+//! Never edit a migration that has shipped: append a new one. Migration `n`
+//! (1-based) brings `user_version` from `n - 1` to `n`.
+
+use rusqlite::Connection;
+
+/// The migrations, in order.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: uploads, keys, lookup, upload members, tokens.
+    r#"
+CREATE TABLE uploads (
+    id            INTEGER PRIMARY KEY,
+    user          TEXT NOT NULL,
+    token_id      INTEGER,
+    filename      TEXT,
+    size          INTEGER NOT NULL DEFAULT 0,
+    download_url  TEXT,
+    try_symbols   INTEGER NOT NULL DEFAULT 0,
+    status        TEXT NOT NULL,            -- running | complete | failed
+    http_status   INTEGER,
+    error         TEXT,
+    files_count   INTEGER NOT NULL DEFAULT 0,
+    created_at    INTEGER NOT NULL,         -- unix milliseconds
+    completed_at  INTEGER
+);
+CREATE INDEX uploads_created_at ON uploads(created_at);
+
+CREATE TABLE keys (
+    id               INTEGER PRIMARY KEY,
+    namespace        TEXT NOT NULL CHECK (namespace IN ('release', 'try')),
+    key              TEXT NOT NULL,         -- <module>/<DEBUG_ID>/<file> as first stored
+    key_norm         TEXT NOT NULL,         -- lower-cased key: keys are unique case-insensitively
+    blob             TEXT NOT NULL,         -- BLAKE3 of the original bytes, 64 hex
+    encoding         TEXT NOT NULL CHECK (encoding IN ('identity', 'gzip')),
+    size             INTEGER NOT NULL,      -- original bytes
+    stored_size      INTEGER NOT NULL,      -- bytes on disk
+    kind             TEXT NOT NULL,
+    debug_file       TEXT,
+    debug_id         TEXT,
+    code_file        TEXT,
+    code_id          TEXT,
+    generator        TEXT,
+    os               TEXT,
+    arch             TEXT,
+    upload_id        INTEGER,
+    created_at       INTEGER NOT NULL,
+    last_uploaded_at INTEGER NOT NULL,
+    UNIQUE (namespace, key_norm)
+);
+CREATE INDEX keys_blob ON keys(blob);
+
+CREATE TABLE lookup (
+    lkey      TEXT NOT NULL,                -- normalised lookup key
+    namespace TEXT NOT NULL,
+    key_id    INTEGER NOT NULL REFERENCES keys(id) ON DELETE CASCADE,
+    PRIMARY KEY (lkey, namespace, key_id)
+) WITHOUT ROWID;
+CREATE INDEX lookup_key_id ON lookup(key_id);
+
+CREATE TABLE upload_members (
+    id          INTEGER PRIMARY KEY,
+    upload_id   INTEGER NOT NULL REFERENCES uploads(id),
+    key         TEXT NOT NULL,
+    outcome     TEXT NOT NULL,              -- new | replaced | skipped | ignored | failed
+    size        INTEGER,
+    stored_size INTEGER,
+    blake3      TEXT,
+    debug_file  TEXT,
+    debug_id    TEXT,
+    code_file   TEXT,
+    code_id     TEXT,
+    generator   TEXT,
+    error       TEXT
+);
+CREATE INDEX upload_members_upload ON upload_members(upload_id);
+
+CREATE TABLE tokens (
+    id          INTEGER PRIMARY KEY,
+    secret_hash TEXT NOT NULL UNIQUE,       -- BLAKE3 of the secret, 64 hex
+    permissions TEXT NOT NULL,              -- comma-separated
+    user        TEXT NOT NULL,
+    note        TEXT NOT NULL DEFAULT '',
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER,
+    revoked_at  INTEGER
+);
+"#,
+];
+
+/// Brings the schema up to date, one transaction per migration.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_record_the_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: usize = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len());
+    }
+}

@@ -1,0 +1,502 @@
+//! The store: the only module that touches the data dir or SQLite.
+//!
+//! A key is committed in three durable steps, in this order: the blob
+//! (temp file, fsync, rename, directory fsync), then the layout entry (a hard
+//! link at a temp name renamed over `<ns>/<module>/<id>/<file>`), then the
+//! index row. A crash between steps leaves only things GC reclaims (an
+//! unreferenced blob, an entry the index does not name), never a row without
+//! its blob. Index changes to one key happen under the writer lock together
+//! with its layout rename, so concurrent uploads of the same key leave the
+//! entry and the row naming the same blob.
+
+pub mod blobs;
+pub mod index;
+pub mod migrations;
+pub mod tokens;
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::{Transaction, params};
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::identity::Identity;
+use crate::keys::normalize;
+pub use blobs::{BlobStore, Encoding, LocalBlobs, sync_dir};
+pub use index::{Db, KeyRow, Namespace, now_ms};
+
+/// The facade over blobs, layout and index.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    config: Arc<Config>,
+    blobs: LocalBlobs,
+    db: Db,
+}
+
+/// What committing one member did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    New,
+    Replaced,
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::New => "new",
+            Outcome::Replaced => "replaced",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// Everything known about a member when it is committed.
+#[derive(Debug, Clone)]
+pub struct NewKey<'a> {
+    pub namespace: Namespace,
+    pub key: &'a str,
+    pub hash: &'a str,
+    pub encoding: Encoding,
+    pub size: u64,
+    pub stored_size: u64,
+    pub identity: &'a Identity,
+}
+
+/// Fields of an upload record that are known when it starts.
+#[derive(Debug, Clone, Default)]
+pub struct UploadStart {
+    pub user: String,
+    pub token_id: Option<i64>,
+    pub filename: Option<String>,
+    pub download_url: Option<String>,
+    pub try_symbols: bool,
+}
+
+impl Store {
+    /// Opens the data dir, creating its folders and index on first use.
+    pub fn open(config: Arc<Config>) -> Result<Store> {
+        let root = config.data_dir.clone();
+        for dir in ["objects", "release", "try", "tmp"] {
+            fs::create_dir_all(root.join(dir))?;
+        }
+        let db = Db::open(&root.join("index.sqlite3"))?;
+        let blobs = LocalBlobs::new(root.join("objects"), root.join("tmp"));
+        Ok(Store {
+            root,
+            config,
+            blobs,
+            db,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blobs(&self) -> &LocalBlobs {
+        &self.blobs
+    }
+
+    /// The folder for temp files (upload bodies, blobs and links being written).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Removes every temp file: called once when the daemon starts, before it
+    /// serves, so nothing an interrupted write left survives.
+    pub fn clear_temp(&self) -> Result<usize> {
+        let mut n = 0;
+        for entry in fs::read_dir(self.tmp_dir())? {
+            let path = entry?.path();
+            let res = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match res {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Checks that the data dir accepts writes (for `/__heartbeat__`).
+    pub fn check_writable(&self) -> Result<()> {
+        let f = tempfile::Builder::new()
+            .prefix("heartbeat-")
+            .tempfile_in(self.tmp_dir())?;
+        drop(f);
+        Ok(())
+    }
+
+    /// The encoding new content under this key is stored with.
+    pub fn encoding_for(&self, key: &str) -> Encoding {
+        if self.config.compresses(key) {
+            Encoding::Gzip
+        } else {
+            Encoding::Identity
+        }
+    }
+
+    /// Stores a blob unless it is already there; returns its stored size.
+    pub fn ensure_blob(&self, hash: &str, enc: Encoding, src: &mut dyn Read) -> Result<u64> {
+        let path = self.blobs.path(hash, enc);
+        if let Ok(meta) = fs::metadata(&path) {
+            return Ok(meta.len());
+        }
+        self.blobs
+            .put(hash, enc, self.config.compression_level, src)
+    }
+
+    /// Opens a stored key's bytes as kept on disk.
+    pub fn open_blob(&self, row: &KeyRow) -> io::Result<fs::File> {
+        self.blobs.open(&row.blob, Encoding::parse(&row.encoding))
+    }
+
+    /// Whether the key already holds exactly this content (a cheap pre-check;
+    /// [`Store::commit_key`] decides again under the writer lock).
+    pub fn holds(&self, ns: Namespace, key: &str, hash: &str) -> Result<bool> {
+        Ok(self
+            .db
+            .key_row(ns, &normalize(key))?
+            .is_some_and(|row| row.blob == hash))
+    }
+
+    /// Commits a key whose blob is durable: links the layout entry, then
+    /// writes the index rows and the upload member record in one transaction.
+    /// Answers `None`, changing nothing, when the key needs the blob and the
+    /// blob is not stored (the caller stores it and commits again).
+    pub fn commit_key(&self, upload_id: Option<i64>, new: &NewKey<'_>) -> Result<Option<Outcome>> {
+        let key_norm = normalize(new.key);
+        let mut conn = self.db.writer();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let existing = index::key_row(&tx, new.namespace, &key_norm)?;
+        let now = now_ms();
+        let same = existing.as_ref().is_some_and(|row| row.blob == new.hash);
+        if !same && !self.blobs.has(new.hash, new.encoding) {
+            return Ok(None);
+        }
+        let outcome = match &existing {
+            Some(row) if row.blob == new.hash => {
+                tx.execute(
+                    "UPDATE keys SET last_uploaded_at = ?1 WHERE id = ?2",
+                    params![now, row.id],
+                )?;
+                Outcome::Skipped
+            }
+            Some(row) => {
+                self.link_entry(new.namespace, &row.key, new.hash, new.encoding)?;
+                update_key(&tx, row.id, upload_id, new, now)?;
+                Outcome::Replaced
+            }
+            None => {
+                self.link_entry(new.namespace, new.key, new.hash, new.encoding)?;
+                insert_key(&tx, upload_id, new, &key_norm, now)?;
+                Outcome::New
+            }
+        };
+        if let Some(upload_id) = upload_id {
+            record_member(&tx, upload_id, new.key, outcome.as_str(), Some(new), None)?;
+        }
+        tx.commit()?;
+        Ok(Some(outcome))
+    }
+
+    /// Places `<ns>/<key>` as a hard link to the blob (a copy where the
+    /// filesystem refuses another link), atomically replacing what was there.
+    fn link_entry(&self, ns: Namespace, key: &str, hash: &str, enc: Encoding) -> Result<()> {
+        let entry = self.root.join(ns.as_str()).join(key);
+        let dir = entry.parent().expect("keys have three segments");
+        fs::create_dir_all(dir)?;
+        let blob = self.blobs.path(hash, enc);
+        let tmp = self.tmp_dir().join(format!("link-{}", random_hex(8)));
+        match fs::hard_link(&blob, &tmp) {
+            Ok(()) => {}
+            // EMLINK: too many links to the blob; keep a copy instead.
+            Err(e) if e.raw_os_error() == Some(31) => {
+                fs::copy(&blob, &tmp)?;
+                fs::File::open(&tmp)?.sync_all()?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Err(e) = fs::rename(&tmp, &entry) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+        sync_dir(dir)?;
+        Ok(())
+    }
+
+    /// The path of a key's layout entry.
+    pub fn entry_path(&self, ns: Namespace, key: &str) -> PathBuf {
+        self.root.join(ns.as_str()).join(key)
+    }
+
+    /// Starts an upload record; returns its id.
+    pub fn begin_upload(&self, start: &UploadStart) -> Result<i64> {
+        let conn = self.db.writer();
+        conn.execute(
+            "INSERT INTO uploads (user, token_id, filename, download_url, try_symbols, status, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
+            params![
+                start.user,
+                start.token_id,
+                start.filename,
+                start.download_url,
+                start.try_symbols,
+                now_ms()
+            ],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Records what happened to a member that was not committed as a key.
+    pub fn record_member_outcome(
+        &self,
+        upload_id: i64,
+        key: &str,
+        outcome: &str,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let conn = self.db.writer();
+        record_member(&conn, upload_id, key, outcome, None, error)?;
+        Ok(())
+    }
+
+    /// Ends an upload record. `error` is the message the client got, if any.
+    pub fn finish_upload(&self, id: i64, fin: &UploadFinish<'_>) -> Result<()> {
+        self.db.writer().execute(
+            "UPDATE uploads SET status = ?2, http_status = ?3, error = ?4, size = ?5, \
+             files_count = ?6, try_symbols = ?7, completed_at = ?8 WHERE id = ?1",
+            params![
+                id,
+                if fin.error.is_some() {
+                    "failed"
+                } else {
+                    "complete"
+                },
+                fin.http_status,
+                fin.error,
+                fin.size,
+                fin.files_count,
+                fin.try_symbols,
+                now_ms()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// An upload record as stored.
+    pub fn upload(&self, id: i64) -> Result<Option<UploadRow>> {
+        self.db.read(|c| {
+            use rusqlite::OptionalExtension;
+            c.query_row(
+                "SELECT id, user, filename, size, download_url, try_symbols, status, http_status, \
+                 error, files_count, created_at, completed_at FROM uploads WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(UploadRow {
+                        id: r.get(0)?,
+                        user: r.get(1)?,
+                        filename: r.get(2)?,
+                        size: r.get(3)?,
+                        download_url: r.get(4)?,
+                        try_symbols: r.get(5)?,
+                        status: r.get(6)?,
+                        http_status: r.get(7)?,
+                        error: r.get(8)?,
+                        files_count: r.get(9)?,
+                        created_at: r.get(10)?,
+                        completed_at: r.get(11)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+}
+
+/// Fields of an upload record set when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct UploadFinish<'a> {
+    pub http_status: u16,
+    pub error: Option<&'a str>,
+    pub size: u64,
+    pub files_count: u64,
+    pub try_symbols: bool,
+}
+
+/// One row of `uploads`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRow {
+    pub id: i64,
+    pub user: String,
+    pub filename: Option<String>,
+    pub size: u64,
+    pub download_url: Option<String>,
+    pub try_symbols: bool,
+    pub status: String,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    pub files_count: u64,
+    pub created_at: i64,
+    pub completed_at: Option<i64>,
+}
+
+fn insert_key(
+    tx: &Transaction<'_>,
+    upload_id: Option<i64>,
+    new: &NewKey<'_>,
+    key_norm: &str,
+    now: i64,
+) -> Result<()> {
+    let id = &new.identity;
+    tx.execute(
+        "INSERT INTO keys (namespace, key, key_norm, blob, encoding, size, stored_size, kind, \
+         debug_file, debug_id, code_file, code_id, generator, os, arch, upload_id, created_at, \
+         last_uploaded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+         ?15, ?16, ?17, ?17)",
+        params![
+            new.namespace.as_str(),
+            new.key,
+            key_norm,
+            new.hash,
+            new.encoding.as_str(),
+            new.size,
+            new.stored_size,
+            id.kind,
+            id.debug_file,
+            id.debug_id,
+            id.code_file,
+            id.code_id,
+            id.generator,
+            id.os,
+            id.arch,
+            upload_id,
+            now
+        ],
+    )?;
+    let key_id = tx.last_insert_rowid();
+    insert_lookups(tx, key_id, new.namespace, key_norm, id)
+}
+
+fn update_key(
+    tx: &Transaction<'_>,
+    key_id: i64,
+    upload_id: Option<i64>,
+    new: &NewKey<'_>,
+    now: i64,
+) -> Result<()> {
+    let id = &new.identity;
+    tx.execute(
+        "UPDATE keys SET blob = ?2, encoding = ?3, size = ?4, stored_size = ?5, kind = ?6, \
+         debug_file = ?7, debug_id = ?8, code_file = ?9, code_id = ?10, generator = ?11, os = ?12, \
+         arch = ?13, upload_id = ?14, last_uploaded_at = ?15 WHERE id = ?1",
+        params![
+            key_id,
+            new.hash,
+            new.encoding.as_str(),
+            new.size,
+            new.stored_size,
+            id.kind,
+            id.debug_file,
+            id.debug_id,
+            id.code_file,
+            id.code_id,
+            id.generator,
+            id.os,
+            id.arch,
+            upload_id,
+            now
+        ],
+    )?;
+    tx.execute("DELETE FROM lookup WHERE key_id = ?1", [key_id])?;
+    let key_norm: String =
+        tx.query_row("SELECT key_norm FROM keys WHERE id = ?1", [key_id], |r| {
+            r.get(0)
+        })?;
+    insert_lookups(tx, key_id, new.namespace, &key_norm, id)
+}
+
+/// The lookup keys a client may ask for this key by.
+pub fn lookup_keys(key_norm: &str, id: &Identity) -> Vec<String> {
+    let mut out = vec![key_norm.to_string()];
+    if let (Some(code_file), Some(code_id)) = (&id.code_file, &id.code_id) {
+        out.push(code_lookup_key(code_file, code_id));
+    }
+    out
+}
+
+/// The lookup key of the code-file / code-id redirect.
+pub fn code_lookup_key(code_file: &str, code_id: &str) -> String {
+    format!("code:{}/{}", normalize(code_file), normalize(code_id))
+}
+
+fn insert_lookups(
+    tx: &Transaction<'_>,
+    key_id: i64,
+    ns: Namespace,
+    key_norm: &str,
+    id: &Identity,
+) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO lookup (lkey, namespace, key_id) VALUES (?1, ?2, ?3)",
+    )?;
+    for lkey in lookup_keys(key_norm, id) {
+        stmt.execute(params![lkey, ns.as_str(), key_id])?;
+    }
+    Ok(())
+}
+
+fn record_member(
+    conn: &rusqlite::Connection,
+    upload_id: i64,
+    key: &str,
+    outcome: &str,
+    new: Option<&NewKey<'_>>,
+    error: Option<&str>,
+) -> Result<()> {
+    let id = new.map(|n| n.identity);
+    conn.prepare_cached(
+        "INSERT INTO upload_members (upload_id, key, outcome, size, stored_size, blake3, debug_file, \
+         debug_id, code_file, code_id, generator, error) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        upload_id,
+        key,
+        outcome,
+        new.map(|n| n.size),
+        new.map(|n| n.stored_size),
+        new.map(|n| n.hash),
+        id.and_then(|i| i.debug_file.as_deref()),
+        id.and_then(|i| i.debug_id.as_deref()),
+        id.and_then(|i| i.code_file.as_deref()),
+        id.and_then(|i| i.code_id.as_deref()),
+        id.and_then(|i| i.generator.as_deref()),
+        error
+    ])?;
+    Ok(())
+}
+
+/// `n` random bytes from the OS RNG, as lower-case hex.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).expect("the OS random number generator is available");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}

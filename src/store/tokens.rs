@@ -1,0 +1,175 @@
+//! API tokens: 32 lower-case hex characters from the OS RNG, stored only as
+//! their BLAKE3 hash and compared in constant time.
+//!
+//! Tokens are read from the index on every request, so changes made by the
+//! command line while the daemon runs apply from the daemon's next request.
+
+use rusqlite::{OptionalExtension, params};
+use subtle::ConstantTimeEq;
+
+use super::{Store, now_ms, random_hex};
+use crate::error::{Error, Result};
+
+/// The permissions a token may hold.
+pub const PERMISSIONS: &[&str] = &[
+    "upload",
+    "upload_try",
+    "view_all",
+    "manage_tokens",
+    "download",
+];
+
+/// A token as listed (never with its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub id: i64,
+    pub user: String,
+    pub permissions: Vec<String>,
+    pub note: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl Token {
+    pub fn has(&self, permission: &str) -> bool {
+        self.permissions.iter().any(|p| p == permission)
+    }
+}
+
+/// What `create` needs.
+#[derive(Debug, Clone)]
+pub struct NewToken<'a> {
+    pub user: &'a str,
+    pub permissions: &'a [String],
+    pub note: &'a str,
+    /// Milliseconds from now until it expires; `None` never expires.
+    pub expires_in_ms: Option<i64>,
+}
+
+fn hash_secret(secret: &str) -> String {
+    blake3::hash(secret.as_bytes()).to_hex().to_string()
+}
+
+impl Store {
+    /// Creates a token and returns it with its secret, which is never shown again.
+    pub fn create_token(&self, new: &NewToken<'_>) -> Result<(Token, String)> {
+        if new.permissions.is_empty() {
+            return Err(Error::BadRequest(
+                "a token needs at least one permission".into(),
+            ));
+        }
+        if let Some(p) = new
+            .permissions
+            .iter()
+            .find(|p| !PERMISSIONS.contains(&p.as_str()))
+        {
+            return Err(Error::BadRequest(format!(
+                "unknown permission {p:?}; known: {}",
+                PERMISSIONS.join(", ")
+            )));
+        }
+        let secret = random_hex(16);
+        let now = now_ms();
+        let expires_at = new.expires_in_ms.map(|ms| now + ms);
+        let perms = new.permissions.join(",");
+        let conn = self.db().writer();
+        conn.execute(
+            "INSERT INTO tokens (secret_hash, permissions, user, note, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                hash_secret(&secret),
+                perms,
+                new.user,
+                new.note,
+                now,
+                expires_at
+            ],
+        )?;
+        let token = Token {
+            id: conn.last_insert_rowid(),
+            user: new.user.to_string(),
+            permissions: new.permissions.to_vec(),
+            note: new.note.to_string(),
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+        };
+        Ok((token, secret))
+    }
+
+    /// Every token, newest first.
+    pub fn list_tokens(&self) -> Result<Vec<Token>> {
+        self.db().read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY id DESC"
+            ))?;
+            let rows = stmt.query_map([], token_from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Revokes a token; `false` if there is no such token.
+    pub fn revoke_token(&self, id: i64) -> Result<bool> {
+        let n = self.db().writer().execute(
+            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            params![id, now_ms()],
+        )?;
+        if n == 0 {
+            let exists: bool = self.db().read(|c| {
+                c.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM tokens WHERE id = ?1)",
+                    [id],
+                    |r| r.get(0),
+                )
+            })?;
+            return Ok(exists);
+        }
+        Ok(true)
+    }
+
+    /// The live token with this secret, or why there is none.
+    pub fn authenticate(&self, secret: &str) -> Result<Token> {
+        let hash = hash_secret(secret);
+        let found = self.db().read(|c| {
+            c.query_row(
+                &format!("SELECT {TOKEN_COLUMNS}, secret_hash FROM tokens WHERE secret_hash = ?1"),
+                [&hash],
+                |r| Ok((token_from_row(r)?, r.get::<_, String>(7)?)),
+            )
+            .optional()
+        })?;
+        let Some((token, stored)) = found else {
+            return Err(Error::Unauthenticated("unknown token".into()));
+        };
+        if !bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
+            return Err(Error::Unauthenticated("unknown token".into()));
+        }
+        if token.revoked_at.is_some() {
+            return Err(Error::Unauthenticated("this token has been revoked".into()));
+        }
+        if token.expires_at.is_some_and(|t| t <= now_ms()) {
+            return Err(Error::Unauthenticated("this token has expired".into()));
+        }
+        Ok(token)
+    }
+}
+
+const TOKEN_COLUMNS: &str = "id, user, permissions, note, created_at, expires_at, revoked_at";
+
+fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Token> {
+    let perms: String = r.get(2)?;
+    Ok(Token {
+        id: r.get(0)?,
+        user: r.get(1)?,
+        permissions: perms
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect(),
+        note: r.get(3)?,
+        created_at: r.get(4)?,
+        expires_at: r.get(5)?,
+        revoked_at: r.get(6)?,
+    })
+}
