@@ -1,0 +1,7 @@
+//! Integration tests: the real daemon over real HTTP, with a real index.
+
+mod cli;
+mod download;
+mod support;
+mod upload;
+mod upload_rules;

@@ -1,0 +1,309 @@
+//! The test server and helpers shared by the integration tests.
+//!
+//! Every test starts the real daemon (the library's `Daemon`, the same code
+//! `symdepot serve` runs) on a pre-bound `127.0.0.1:0` with a fresh data dir
+//! and a real SQLite index in a `TempDir`, and talks HTTP to it.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::blocking::{Client, Response, multipart};
+use symdepot::Config;
+use symdepot::daemon::Daemon;
+use symdepot::store::tokens::NewToken;
+use tempfile::TempDir;
+
+pub struct TestServer {
+    pub dir: TempDir,
+    pub addr: SocketAddr,
+    pub config: Config,
+    runtime: tokio::runtime::Runtime,
+    daemon: Option<Daemon>,
+    pub client: Client,
+    /// A token with `upload`.
+    pub token: String,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        Self::with_config(|_| {})
+    }
+
+    pub fn with_config(f: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            listen: "127.0.0.1:0".into(),
+            ..Config::default()
+        };
+        f(&mut config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let daemon = runtime
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(30), Daemon::start(config.clone())).await
+            })
+            .expect("daemon started in time")
+            .expect("daemon started");
+        let addr = daemon.addr();
+        let client = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut server = TestServer {
+            dir,
+            addr,
+            config,
+            runtime,
+            daemon: Some(daemon),
+            client,
+            token: String::new(),
+        };
+        server.token = server.create_token(&["upload"], "uploader");
+        server
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.data_dir.clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Creates a token straight in the store, as `symdepot token create` does.
+    pub fn create_token(&self, permissions: &[&str], user: &str) -> String {
+        self.create_token_expiring(permissions, user, None)
+    }
+
+    pub fn create_token_expiring(
+        &self,
+        permissions: &[&str],
+        user: &str,
+        expires_in_ms: Option<i64>,
+    ) -> String {
+        let perms: Vec<String> = permissions.iter().map(|s| s.to_string()).collect();
+        let store = self.daemon.as_ref().unwrap().store();
+        let (_, secret) = store
+            .create_token(&NewToken {
+                user,
+                permissions: &perms,
+                note: "",
+                expires_in_ms,
+            })
+            .unwrap();
+        secret
+    }
+
+    pub fn store(&self) -> &Arc<symdepot::Store> {
+        self.daemon.as_ref().unwrap().store()
+    }
+
+    /// Uploads a zip as `<name>` form field (Tecken style) with an optional `try` field.
+    pub fn upload_with(&self, token: &str, zip: Vec<u8>, try_value: Option<&str>) -> Response {
+        let mut form = multipart::Form::new();
+        if let Some(t) = try_value {
+            form = form.text("try", t.to_string());
+        }
+        let part = multipart::Part::bytes(zip).file_name("symbols.zip");
+        form = form.part("symbols.zip", part);
+        self.client
+            .post(self.url("/upload/"))
+            .header("Auth-Token", token)
+            .multipart(form)
+            .send()
+            .unwrap()
+    }
+
+    pub fn upload(&self, zip: Vec<u8>) -> Response {
+        self.upload_with(&self.token, zip, None)
+    }
+
+    /// Uploads and asserts 201; returns the `upload` object.
+    pub fn upload_ok(&self, zip: Vec<u8>) -> serde_json::Value {
+        let resp = self.upload(zip);
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().unwrap();
+        assert_eq!(status, 201, "{body}");
+        body["upload"].clone()
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().unwrap()
+    }
+
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut req = self.client.get(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().unwrap()
+    }
+
+    /// A read connection to the index, for assertions on rows.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.data_dir().join("index.sqlite3")).unwrap()
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Every file under `objects/`.
+    pub fn blobs(&self) -> Vec<PathBuf> {
+        files_under(&self.data_dir().join("objects"))
+    }
+
+    /// Every file in the layout trees (`release/`, `try/`).
+    pub fn entries(&self) -> Vec<PathBuf> {
+        let mut v = files_under(&self.data_dir().join("release"));
+        v.extend(files_under(&self.data_dir().join("try")));
+        v
+    }
+
+    pub fn tmp_files(&self) -> Vec<PathBuf> {
+        files_under(&self.data_dir().join("tmp"))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            self.runtime
+                .block_on(async {
+                    tokio::time::timeout(Duration::from_secs(30), d.shutdown()).await
+                })
+                .ok();
+        }
+    }
+}
+
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A zip (deflated) of the given members.
+pub fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in members {
+        w.start_file(*name, opts).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// A Breakpad `.sym` text for a module.
+pub fn sym(debug_file: &str, debug_id: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "MODULE Linux x86_64 {debug_id} {debug_file}\n{extra}FILE 0 main.c\nFUNC 1000 10 0 main\n1000 10 1 0\nPUBLIC 2000 0 helper\n"
+    )
+    .into_bytes()
+}
+
+pub const ID_A: &str = "C3B913878AFB017237A4A08B325905C70";
+pub const ID_B: &str = "497B72F6390A44FC878E5A2D63B6CC4B0";
+
+/// Members of a raw zip written by hand, for archives no zip library writes.
+pub struct RawMember<'a> {
+    pub name: &'a [u8],
+    pub data: &'a [u8],
+    /// Unix mode in the external attributes (e.g. `0o120777` for a symlink).
+    pub unix_mode: Option<u32>,
+    /// General purpose flags (bit 0: encrypted).
+    pub flags: u16,
+}
+
+impl<'a> RawMember<'a> {
+    pub fn new(name: &'a [u8], data: &'a [u8]) -> Self {
+        RawMember {
+            name,
+            data,
+            unix_mode: None,
+            flags: 0,
+        }
+    }
+}
+
+/// Writes a stored (uncompressed) zip with exactly these entries, duplicates included.
+pub fn raw_zip(members: &[RawMember<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for m in members {
+        let crc = crc32fast::hash(m.data);
+        let offset = out.len() as u32;
+        let len = m.data.len() as u32;
+        out.extend_from_slice(&0x04034b50u32.to_le_bytes());
+        out.extend_from_slice(&20u16.to_le_bytes());
+        out.extend_from_slice(&m.flags.to_le_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // method stored, time, date
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(m.name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(m.name);
+        out.extend_from_slice(m.data);
+
+        let (made_by, attrs) = match m.unix_mode {
+            Some(mode) => ((3u16 << 8) | 20, mode << 16),
+            None => (20u16, 0),
+        };
+        central.extend_from_slice(&0x02014b50u32.to_le_bytes());
+        central.extend_from_slice(&made_by.to_le_bytes());
+        central.extend_from_slice(&20u16.to_le_bytes());
+        central.extend_from_slice(&m.flags.to_le_bytes());
+        central.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        central.extend_from_slice(&crc.to_le_bytes());
+        central.extend_from_slice(&len.to_le_bytes());
+        central.extend_from_slice(&len.to_le_bytes());
+        central.extend_from_slice(&(m.name.len() as u16).to_le_bytes());
+        central.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]); // extra, comment, disk, internal attrs
+        central.extend_from_slice(&attrs.to_le_bytes());
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(m.name);
+    }
+    let cd_offset = out.len() as u32;
+    let cd_len = central.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&0x06054b50u32.to_le_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&(members.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(members.len() as u16).to_le_bytes());
+    out.extend_from_slice(&cd_len.to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}

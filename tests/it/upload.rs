@@ -1,0 +1,385 @@
+//! Uploads that succeed: storage effects, try semantics, skip and replace.
+
+use crate::support::*;
+
+#[test]
+fn multi_module_upload_stores_sym_compressed_and_binaries_as_they_are() {
+    let s = TestServer::start();
+    let xul = sym(
+        "xul.pdb",
+        ID_A,
+        "INFO CODE_ID 5CF0A9B1c5f2000 xul.dll\nINFO GENERATOR test 1.0\n",
+    );
+    let libc = sym("libc.so", ID_B, "");
+    let binary: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let zip = zip_of(&[
+        (&format!("xul.pdb/{ID_A}/xul.sym"), &xul),
+        (&format!("libc.so/{ID_B}/libc.so.sym"), &libc),
+        (&format!("libc.so/{ID_B}/libc.so"), &binary),
+        ("firefox-symbols.txt", b"listing"),
+    ]);
+    let zip_len = zip.len();
+    let up = s.upload_ok(zip);
+
+    assert_eq!(up["files_count"], 3);
+    assert_eq!(up["size"], zip_len);
+    assert_eq!(up["filename"], "symbols.zip");
+    assert_eq!(up["user"], "uploader");
+    assert_eq!(up["try_symbols"], false);
+    assert_eq!(up["download_url"], serde_json::Value::Null);
+    assert_eq!(up["redirect_urls"], serde_json::json!([]));
+    assert_eq!(
+        up["ignored_keys"],
+        serde_json::json!(["firefox-symbols.txt"])
+    );
+    assert_eq!(up["skipped_keys"], serde_json::json!([]));
+    let mut uploaded: Vec<String> = serde_json::from_value(up["uploaded_keys"].clone()).unwrap();
+    uploaded.sort();
+    assert_eq!(
+        uploaded,
+        [
+            format!("libc.so/{ID_B}/libc.so"),
+            format!("libc.so/{ID_B}/libc.so.sym"),
+            format!("xul.pdb/{ID_A}/xul.sym"),
+        ]
+    );
+    for field in ["created_at", "completed_at"] {
+        let v = up[field].as_str().unwrap();
+        assert!(v.starts_with("20") && v.ends_with('Z'), "{field}: {v}");
+    }
+
+    // Blobs: the .sym files gzip-compressed, the binary as it is, named by BLAKE3.
+    let blobs = s.blobs();
+    assert_eq!(blobs.len(), 3, "{blobs:?}");
+    let xul_hash = blake3::hash(&xul).to_hex().to_string();
+    let bin_hash = blake3::hash(&binary).to_hex().to_string();
+    let xul_blob = s.data_dir().join(format!(
+        "objects/{}/{}/{xul_hash}.gz",
+        &xul_hash[..2],
+        &xul_hash[2..4]
+    ));
+    let bin_blob = s.data_dir().join(format!(
+        "objects/{}/{}/{bin_hash}",
+        &bin_hash[..2],
+        &bin_hash[2..4]
+    ));
+    assert_eq!(gunzip(&std::fs::read(&xul_blob).unwrap()), xul);
+    assert_eq!(std::fs::read(&bin_blob).unwrap(), binary);
+
+    // The layout: hard links to the blobs under the exact key.
+    use std::os::unix::fs::MetadataExt;
+    let entry = s.data_dir().join(format!("release/xul.pdb/{ID_A}/xul.sym"));
+    assert_eq!(
+        std::fs::metadata(&entry).unwrap().ino(),
+        std::fs::metadata(&xul_blob).unwrap().ino()
+    );
+    let entry = s.data_dir().join(format!("release/libc.so/{ID_B}/libc.so"));
+    assert_eq!(std::fs::read(entry).unwrap(), binary);
+
+    // The index rows.
+    let (enc, size, stored, debug_file, code_file, code_id, generator, kind): (
+        String,
+        i64,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+    ) = s
+        .db()
+        .query_row(
+            "SELECT encoding, size, stored_size, debug_file, code_file, code_id, generator, kind \
+             FROM keys WHERE key = ?1 AND namespace = 'release'",
+            [format!("xul.pdb/{ID_A}/xul.sym")],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(enc, "gzip");
+    assert_eq!(size as usize, xul.len());
+    assert_eq!(stored as u64, std::fs::metadata(&xul_blob).unwrap().len());
+    assert_eq!(
+        (
+            debug_file.as_str(),
+            code_file.as_str(),
+            code_id.as_str(),
+            generator.as_str(),
+            kind.as_str()
+        ),
+        ("xul.pdb", "xul.dll", "5CF0A9B1c5f2000", "test 1.0", "sym")
+    );
+    assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 3);
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM uploads WHERE status = 'complete' AND http_status = 201"),
+        1
+    );
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM upload_members WHERE outcome = 'new'"),
+        3
+    );
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM upload_members WHERE outcome = 'ignored'"),
+        1
+    );
+    assert!(s.tmp_files().is_empty(), "{:?}", s.tmp_files());
+}
+
+#[test]
+fn reupload_of_identical_zip_skips_every_member_and_writes_no_blob() {
+    let s = TestServer::start();
+    let members = [
+        (format!("a.pdb/{ID_A}/a.sym"), sym("a.pdb", ID_A, "")),
+        (format!("b.so/{ID_B}/b.so.sym"), sym("b.so", ID_B, "")),
+        (format!("b.so/{ID_B}/b.so"), b"\x7fELF not really".to_vec()),
+    ];
+    let refs: Vec<(&str, &[u8])> = members
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    s.upload_ok(zip_of(&refs));
+    let blobs_before: Vec<_> = s
+        .blobs()
+        .iter()
+        .map(|p| (p.clone(), std::fs::metadata(p).unwrap().modified().unwrap()))
+        .collect();
+
+    let up = s.upload_ok(zip_of(&refs));
+    assert_eq!(up["uploaded_keys"], serde_json::json!([]));
+    let mut skipped: Vec<String> = serde_json::from_value(up["skipped_keys"].clone()).unwrap();
+    skipped.sort();
+    let mut expected: Vec<String> = members.iter().map(|(n, _)| n.clone()).collect();
+    expected.sort();
+    assert_eq!(skipped, expected);
+    assert_eq!(up["files_count"], 3);
+    let blobs_after: Vec<_> = s
+        .blobs()
+        .iter()
+        .map(|p| (p.clone(), std::fs::metadata(p).unwrap().modified().unwrap()))
+        .collect();
+    assert_eq!(blobs_before, blobs_after);
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM upload_members WHERE outcome = 'skipped'"),
+        3
+    );
+}
+
+#[test]
+fn a_changed_file_replaces_the_old_version() {
+    let s = TestServer::start();
+    let key = format!("a.pdb/{ID_A}/a.sym");
+    let v1 = sym("a.pdb", ID_A, "INFO GENERATOR one\n");
+    let v2 = sym("a.pdb", ID_A, "INFO GENERATOR two\n");
+    s.upload_ok(zip_of(&[(&key, &v1)]));
+    let up = s.upload_ok(zip_of(&[(&key, &v2)]));
+    assert_eq!(up["uploaded_keys"], serde_json::json!([key.clone()]));
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM upload_members WHERE outcome = 'replaced'"),
+        1
+    );
+    let got = s.get(&format!("/{key}")).bytes().unwrap();
+    assert_eq!(got.as_ref(), v2.as_slice());
+    assert_eq!(
+        std::fs::read(s.data_dir().join("release").join(&key))
+            .map(|b| gunzip(&b))
+            .unwrap(),
+        v2
+    );
+    assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 1);
+    let generator: String = s
+        .db()
+        .query_row("SELECT generator FROM keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(generator, "two");
+}
+
+#[test]
+fn debug_ids_are_stored_upper_case_and_keys_match_case_insensitively() {
+    let s = TestServer::start();
+    let lower = ID_A.to_lowercase();
+    let data = sym("a.pdb", &lower, "");
+    let up = s.upload_ok(zip_of(&[(&format!("a.pdb/{lower}/a.sym"), &data)]));
+    assert_eq!(
+        up["uploaded_keys"],
+        serde_json::json!([format!("a.pdb/{ID_A}/a.sym")])
+    );
+    assert!(
+        s.data_dir()
+            .join(format!("release/a.pdb/{ID_A}/a.sym"))
+            .exists()
+    );
+    // The same key with another module case is the same key.
+    let up = s.upload_ok(zip_of(&[(
+        &format!("A.PDB/{ID_A}/A.SYM"),
+        &sym("A.PDB", ID_A, ""),
+    )]));
+    assert_eq!(
+        up["uploaded_keys"],
+        serde_json::json!([format!("A.PDB/{ID_A}/A.SYM")])
+    );
+    assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 1);
+    assert_eq!(s.get(&format!("/a.pdb/{lower}/a.sym")).status(), 200);
+}
+
+#[test]
+fn try_uploads_never_replace_release_files() {
+    let s = TestServer::start();
+    let key = format!("a.pdb/{ID_A}/a.sym");
+    let release = sym("a.pdb", ID_A, "INFO GENERATOR release\n");
+    let tried = sym("a.pdb", ID_A, "INFO GENERATOR try\n");
+    s.upload_ok(zip_of(&[(&key, &release)]));
+    let resp = s.upload_with(&s.token, zip_of(&[(&key, &tried)]), Some("1"));
+    assert_eq!(resp.status(), 201);
+    let up: serde_json::Value = resp.json().unwrap();
+    assert_eq!(up["upload"]["try_symbols"], true);
+    assert!(s.data_dir().join("try").join(&key).exists());
+
+    // Release wins everywhere; try files only come with /try or ?try when no release exists.
+    assert_eq!(
+        s.get(&format!("/{key}")).bytes().unwrap().as_ref(),
+        release.as_slice()
+    );
+    assert_eq!(
+        s.get(&format!("/try/{key}")).bytes().unwrap().as_ref(),
+        release.as_slice()
+    );
+    assert_eq!(
+        s.get(&format!("/{key}?try=1")).bytes().unwrap().as_ref(),
+        release.as_slice()
+    );
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM keys WHERE namespace = 'try'"),
+        1
+    );
+}
+
+#[test]
+fn try_files_are_served_only_when_asked_for() {
+    let s = TestServer::start();
+    let key = format!("t.pdb/{ID_B}/t.sym");
+    let tried = sym("t.pdb", ID_B, "");
+    let try_token = s.create_token(&["upload_try"], "tryer");
+    // A try-only token makes a try upload whatever `try` says.
+    let resp = s.upload_with(&try_token, zip_of(&[(&key, &tried)]), Some("0"));
+    assert_eq!(resp.status(), 201);
+    assert_eq!(
+        resp.json::<serde_json::Value>().unwrap()["upload"]["try_symbols"],
+        true
+    );
+
+    assert_eq!(s.get(&format!("/{key}")).status(), 404);
+    assert_eq!(s.get(&format!("/{key}?try=0")).status(), 404);
+    assert_eq!(
+        s.get(&format!("/try/{key}")).bytes().unwrap().as_ref(),
+        tried.as_slice()
+    );
+    assert_eq!(
+        s.get(&format!("/{key}?try")).bytes().unwrap().as_ref(),
+        tried.as_slice()
+    );
+    assert_eq!(s.get(&format!("/{key}?try=yes")).status(), 200);
+
+    // A later release upload wins over the try file.
+    let release = sym("t.pdb", ID_B, "INFO GENERATOR release\n");
+    s.upload_ok(zip_of(&[(&key, &release)]));
+    assert_eq!(
+        s.get(&format!("/try/{key}")).bytes().unwrap().as_ref(),
+        release.as_slice()
+    );
+}
+
+#[test]
+fn try_field_values() {
+    let s = TestServer::start();
+    let cases = [
+        ("1", true),
+        ("true", true),
+        ("yes", true),
+        ("0", false),
+        ("false", false),
+        ("", false),
+    ];
+    for (i, (value, is_try)) in cases.iter().enumerate() {
+        let module = format!("m{i}.pdb");
+        let data = sym(&module, ID_A, "");
+        let resp = s.upload_with(
+            &s.token,
+            zip_of(&[(&format!("{module}/{ID_A}/m.sym"), &data)]),
+            Some(value),
+        );
+        assert_eq!(resp.status(), 201, "try={value:?}");
+        let body: serde_json::Value = resp.json().unwrap();
+        assert_eq!(body["upload"]["try_symbols"], *is_try, "try={value:?}");
+    }
+}
+
+#[test]
+fn concurrent_uploads_of_overlapping_zips_leave_a_consistent_store() {
+    let s = TestServer::start();
+    let shared: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| {
+            let module = format!("shared{i}.pdb");
+            (
+                format!("{module}/{ID_A}/shared{i}.sym"),
+                sym(&module, ID_A, ""),
+            )
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let s = &s;
+            let shared = &shared;
+            scope.spawn(move || {
+                let mut members = shared.clone();
+                // Each zip also changes one shared key, so replaces race too.
+                let module = format!("shared{t}.pdb");
+                members[t] = (
+                    format!("{module}/{ID_A}/shared{t}.sym"),
+                    sym(&module, ID_A, &format!("INFO GENERATOR writer {t}\n")),
+                );
+                let own = format!("own{t}.pdb");
+                members.push((format!("{own}/{ID_B}/own{t}.sym"), sym(&own, ID_B, "")));
+                let refs: Vec<(&str, &[u8])> = members
+                    .iter()
+                    .map(|(n, d)| (n.as_str(), d.as_slice()))
+                    .collect();
+                s.upload_ok(zip_of(&refs));
+            });
+        }
+    });
+    assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 24);
+    // Every row's blob exists, and its layout entry is that very blob.
+    use std::os::unix::fs::MetadataExt;
+    let rows: Vec<(String, String)> = {
+        let db = s.db();
+        let mut stmt = db.prepare("SELECT key, blob FROM keys").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    for (key, blob) in rows {
+        let blob_path =
+            s.data_dir()
+                .join(format!("objects/{}/{}/{blob}.gz", &blob[..2], &blob[2..4]));
+        let entry = s.data_dir().join("release").join(&key);
+        assert_eq!(
+            std::fs::metadata(&entry).unwrap().ino(),
+            std::fs::metadata(&blob_path).unwrap().ino(),
+            "{key}"
+        );
+        let served = s.get(&format!("/{key}")).bytes().unwrap();
+        assert_eq!(blake3::hash(&served).to_hex().to_string(), blob, "{key}");
+    }
+    assert!(s.tmp_files().is_empty());
+}
