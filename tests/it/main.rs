@@ -3,5 +3,6 @@
 mod cli;
 mod download;
 mod support;
+mod tecken_examples;
 mod upload;
 mod upload_rules;

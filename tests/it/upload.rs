@@ -383,3 +383,78 @@ fn concurrent_uploads_of_overlapping_zips_leave_a_consistent_store() {
     }
     assert!(s.tmp_files().is_empty());
 }
+
+#[test]
+fn a_storage_failure_keeps_finished_members_and_the_retry_skips_them() {
+    let s = TestServer::start();
+    let members: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| {
+            let module = format!("m{i}.pdb");
+            (format!("{module}/{ID_A}/m{i}.sym"), sym(&module, ID_A, ""))
+        })
+        .collect();
+    // A directory where one blob must go makes that member's commit fail.
+    let (bad_key, bad_data) = &members[3];
+    let hash = blake3::hash(bad_data).to_hex().to_string();
+    let obstacle = s
+        .data_dir()
+        .join(format!("objects/{}/{}/{hash}.gz", &hash[..2], &hash[2..4]));
+    std::fs::create_dir_all(obstacle.join("in-the-way")).unwrap();
+
+    let refs: Vec<(&str, &[u8])> = members
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let resp = s.upload(zip_of(&refs));
+    assert_eq!(resp.status(), 500);
+    assert!(
+        resp.text()
+            .unwrap()
+            .contains("whatever was committed before stays")
+    );
+    assert_eq!(s.get(&format!("/{bad_key}")).status(), 404);
+    let committed = s.count("SELECT COUNT(*) FROM keys");
+    assert!(committed < 6);
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM uploads WHERE status = 'failed' AND http_status = 500"),
+        1
+    );
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM upload_members WHERE outcome = 'failed'"),
+        1
+    );
+    for (key, data) in &members {
+        if key != bad_key && s.get(&format!("/{key}")).status() == 200 {
+            assert_eq!(
+                s.get(&format!("/{key}")).bytes().unwrap().as_ref(),
+                data.as_slice()
+            );
+        }
+    }
+
+    std::fs::remove_dir_all(&obstacle).unwrap();
+    let up = s.upload_ok(zip_of(&refs));
+    assert_eq!(
+        up["skipped_keys"].as_array().unwrap().len() as i64,
+        committed
+    );
+    assert_eq!(
+        up["uploaded_keys"].as_array().unwrap().len() as i64,
+        6 - committed
+    );
+    assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 6);
+}
+
+#[test]
+fn a_refused_token_gets_its_403_after_the_body_is_drained() {
+    let s = TestServer::start();
+    let body: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let resp = s.upload_with(
+        "0123456789abcdef0123456789abcdef",
+        zip_of(&[(&format!("a/{ID_A}/a.bin"), &body)]),
+        None,
+    );
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.headers()["connection"], "close");
+    assert!(resp.json::<serde_json::Value>().unwrap()["error"].is_string());
+}
