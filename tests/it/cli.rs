@@ -1,7 +1,8 @@
 //! The command line: tokens, and the daemon as a process.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn symdepot(data_dir: &std::path::Path) -> Command {
@@ -80,10 +81,9 @@ fn token_create_list_revoke() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown permission"));
 }
 
-#[test]
-fn serve_logs_its_bound_address_and_stops_cleanly_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = symdepot(dir.path())
+/// Starts `symdepot serve` on port 0 and returns it with the address it logged.
+fn spawn_daemon(dir: &std::path::Path) -> (Child, String) {
+    let mut child = symdepot(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("SYMDEPOT_LOG", "info")
         .stderr(Stdio::piped())
@@ -101,29 +101,92 @@ fn serve_logs_its_bound_address_and_stops_cleanly_on_sigterm() {
                 .to_string();
         }
     };
-    let resp = reqwest::blocking::get(format!("http://{addr}/__lbheartbeat__")).unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(dir.path().join("index.sqlite3").exists());
+    // Keep reading the log so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
 
+fn sigterm(child: &Child) {
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
+    loop {
         if let Some(st) = child.try_wait().unwrap() {
-            break st;
+            return st;
         }
         assert!(
             std::time::Instant::now() < deadline,
             "the daemon did not stop"
         );
         std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(0));
+    }
 }
 
+#[test]
+fn serve_logs_its_bound_address_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = spawn_daemon(dir.path());
+    let resp = reqwest::blocking::get(format!("http://{addr}/__lbheartbeat__")).unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(dir.path().join("index.sqlite3").exists());
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+}
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = symdepot(dir.path())
+        .args(["token", "create", "--permission", "upload"])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let (mut child, addr) = spawn_daemon(dir.path());
+
+    let id = crate::support::ID_A;
+    let zip = crate::support::zip_of(&[(
+        &format!("slow.pdb/{id}/slow.sym"),
+        &crate::support::sym("slow.pdb", id, ""),
+    )]);
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        b"--XyZ\r\nContent-Disposition: form-data; name=\"symbols.zip\"; filename=\"symbols.zip\"\r\n\r\n",
+    );
+    body.extend_from_slice(&zip);
+    body.extend_from_slice(b"\r\n--XyZ--\r\n");
+    let mut conn = TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /upload/ HTTP/1.1\r\nHost: x\r\nAuth-Token: {token}\r\n\
+         Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    conn.write_all(first).unwrap();
+    conn.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    sigterm(&child);
+    std::thread::sleep(Duration::from_millis(300));
+    conn.write_all(rest).unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+}
 #[test]
 fn config_file_env_and_flags_reach_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
