@@ -1,18 +1,45 @@
 //! What a file is and which ids it carries, read from its own bytes.
 //!
-//! Pure functions over byte slices: nothing here does IO. Ingest hands in the
-//! first [`PREFIX_LEN`] bytes of each member (all it needs for the formats
-//! handled here) and indexes what comes back.
+//! Pure functions: nothing here opens files. The entry point takes any
+//! seekable reader (a byte slice in tests, an open file in ingest) and reads
+//! only what each format needs — headers, notes and section tables through
+//! `object`'s read cache, the PDB streams through `pdb` — never a whole large
+//! file into memory. [`lookup`] turns an identity into every key a client may
+//! ask for it by.
 
+pub mod elf;
+pub mod js;
+pub mod lookup;
+pub mod macho;
+pub mod pdb;
+pub mod pe;
+pub mod portable_pdb;
 pub mod sym;
 
-/// How many leading bytes of a file identification looks at.
+use std::io::{Read, Seek, SeekFrom};
+
+/// How many leading bytes sniffing and the text formats look at.
 pub const PREFIX_LEN: usize = 64 * 1024;
+
+/// One debug file a file answers to (a Mach-O architecture, a PE CodeView entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DebugRef {
+    pub debug_file: Option<String>,
+    /// Breakpad form: upper-case GUID/UUID hex, then the age in hex.
+    pub debug_id: String,
+    /// Lower-case code id for this entry (Mach-O UUID).
+    pub code_id: Option<String>,
+    pub arch: Option<String>,
+    /// The id part of the SSQP key of a PDB (`<GUID><age>` or `<GUID>FFFFFFFF`).
+    pub ssqp_id: Option<String>,
+    /// A portable PDB (CodeView minor version `0x504D`).
+    pub portable: bool,
+}
 
 /// The identity read from a file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
-    /// `sym`, or `unknown` for a kind symdepot does not recognise.
+    /// `sym`, `elf`, `macho`, `pe`, `pdb`, `portable-pdb`, `sourcemap`, `js`, or `unknown`.
     pub kind: &'static str,
     pub os: Option<String>,
     pub arch: Option<String>,
@@ -21,15 +48,187 @@ pub struct Identity {
     pub code_id: Option<String>,
     pub code_file: Option<String>,
     pub generator: Option<String>,
+    /// ELF build id, lower-case hex.
+    pub build_id: Option<String>,
+    /// Holds debug info (DWARF sections with bytes, a PDB, a dSYM, a source map).
+    pub has_debug_info: bool,
+    /// Holds allocated code (an executable or library, stripped or not).
+    pub has_code: bool,
+    /// Every debug file this file answers to, beyond `debug_id` itself.
+    pub ids: Vec<DebugRef>,
 }
 
-/// Identifies a file from its leading bytes.
-pub fn identify(prefix: &[u8]) -> Identity {
-    if let Some(h) = sym::parse_header(prefix) {
-        return h;
+impl Identity {
+    fn unknown() -> Identity {
+        Identity {
+            kind: "unknown",
+            ..Identity::default()
+        }
     }
-    Identity {
-        kind: "unknown",
-        ..Identity::default()
+
+    /// Whether the file carries an id of its own.
+    pub fn has_id(&self) -> bool {
+        self.debug_id.is_some()
+    }
+
+    /// Every Breakpad debug id the file answers to.
+    pub fn debug_ids(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.debug_id.iter().map(String::as_str).collect();
+        for r in &self.ids {
+            if !v.contains(&r.debug_id.as_str()) {
+                v.push(&r.debug_id);
+            }
+        }
+        v
+    }
+}
+
+const MSF7: &[u8] = b"Microsoft C/C++ MSF 7.00\r\n\x1aDS";
+
+/// Identifies a file. `file_name` (the last path segment) names the module of
+/// formats that do not carry their own name (ELF, Mach-O, PDB).
+pub fn identify<R: Read + Seek + std::fmt::Debug>(mut reader: R, file_name: &str) -> Identity {
+    let mut prefix = Vec::with_capacity(4096);
+    if reader
+        .by_ref()
+        .take(PREFIX_LEN as u64)
+        .read_to_end(&mut prefix)
+        .is_err()
+    {
+        return Identity::unknown();
+    }
+    let rewound = reader.seek(SeekFrom::Start(0)).is_ok();
+    let mut id = match prefix.get(..4) {
+        _ if prefix.starts_with(b"MODULE ") => sym::parse_header(&prefix),
+        Some(b"\x7fELF") if rewound => elf::identify(&object::ReadCache::new(&mut reader)),
+        Some(
+            [0xfe, 0xed, 0xfa, 0xce | 0xcf]
+            | [0xce | 0xcf, 0xfa, 0xed, 0xfe]
+            | [0xca, 0xfe, 0xba, 0xbe | 0xbf],
+        ) if rewound => macho::identify(&object::ReadCache::new(&mut reader)),
+        Some([b'M', b'Z', ..]) if rewound => pe::identify(&object::ReadCache::new(&mut reader)),
+        _ if prefix.starts_with(MSF7) && rewound => pdb::identify(&mut reader),
+        Some(b"BSJB") => portable_pdb::identify(&prefix),
+        _ if looks_like_json(&prefix) && rewound => js::sourcemap(&mut reader),
+        _ if looks_like_text(&prefix) => tail(&mut reader).and_then(|t| js::bundle(&t)),
+        _ => None,
+    }
+    .unwrap_or_else(Identity::unknown);
+    fill_names(&mut id, file_name);
+    id
+}
+
+/// Identifies bytes in memory.
+pub fn identify_bytes(data: &[u8], file_name: &str) -> Identity {
+    identify(std::io::Cursor::new(data), file_name)
+}
+
+fn fill_names(id: &mut Identity, file_name: &str) {
+    match id.kind {
+        "elf" | "macho" => {
+            id.debug_file.get_or_insert_with(|| file_name.to_string());
+            id.code_file.get_or_insert_with(|| file_name.to_string());
+        }
+        "pe" => {
+            id.code_file = Some(file_name.to_string());
+        }
+        "pdb" | "portable-pdb" | "sourcemap" | "js" => {
+            id.debug_file.get_or_insert_with(|| file_name.to_string());
+        }
+        _ => {}
+    }
+    for r in &mut id.ids {
+        if r.debug_file.is_none() {
+            r.debug_file = id.debug_file.clone();
+        }
+    }
+}
+
+fn looks_like_json(prefix: &[u8]) -> bool {
+    let start = prefix.strip_prefix(b"\xef\xbb\xbf").unwrap_or(prefix);
+    start.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+fn looks_like_text(prefix: &[u8]) -> bool {
+    !prefix.is_empty() && !prefix.contains(&0)
+}
+
+/// The last 1 KiB of a file.
+fn tail<R: Read + Seek>(reader: &mut R) -> Option<Vec<u8>> {
+    let len = reader.seek(SeekFrom::End(0)).ok()?;
+    reader
+        .seek(SeekFrom::Start(len.saturating_sub(1024)))
+        .ok()?;
+    let mut buf = Vec::new();
+    reader.read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// The Breakpad id of a GUID stored in little-endian struct layout (bytes
+/// 0..4, 4..6 and 6..8 reversed) or, for big-endian files, as it is; then the age.
+pub fn breakpad_id_from_guid_bytes(guid: &[u8; 16], little_endian: bool, age: u32) -> String {
+    let mut g = *guid;
+    if little_endian {
+        g[0..4].reverse();
+        g[4..6].reverse();
+        g[6..8].reverse();
+    }
+    format!("{}{age:X}", elf::hex(&g).to_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elf_build_id_to_breakpad_id_worked_example() {
+        let build_id: Vec<u8> = (0..20)
+            .map(|i| {
+                u8::from_str_radix(
+                    &"8713b9c3fb8a720137a4a08b325905c7aaf8429d"[i * 2..i * 2 + 2],
+                    16,
+                )
+                .unwrap()
+            })
+            .collect();
+        let guid: [u8; 16] = build_id[..16].try_into().unwrap();
+        assert_eq!(
+            breakpad_id_from_guid_bytes(&guid, true, 0),
+            "C3B913878AFB017237A4A08B325905C70"
+        );
+    }
+
+    #[test]
+    fn pe_guid_worked_example() {
+        let guid = [
+            0xf6, 0x72, 0x7b, 0x49, 0x0a, 0x39, 0xfc, 0x44, 0x87, 0x8e, 0x5a, 0x2d, 0x63, 0xb6,
+            0xcc, 0x4b,
+        ];
+        assert_eq!(
+            breakpad_id_from_guid_bytes(&guid, true, 1),
+            "497B72F6390A44FC878E5A2D63B6CC4B1"
+        );
+        assert_eq!(
+            breakpad_id_from_guid_bytes(&guid, true, 0x1f),
+            "497B72F6390A44FC878E5A2D63B6CC4B1F"
+        );
+    }
+
+    #[test]
+    fn unknown_bytes_have_no_identity() {
+        let id = identify_bytes(b"\x00\x01\x02 binary junk", "junk.bin");
+        assert_eq!(id.kind, "unknown");
+        assert!(!id.has_id());
+        assert_eq!(identify_bytes(b"", "empty").kind, "unknown");
+    }
+
+    #[test]
+    fn sym_files_are_sniffed() {
+        let id = identify_bytes(
+            b"MODULE Linux x86_64 C3B913878AFB017237A4A08B325905C70 libfoo.so\n",
+            "libfoo.so.sym",
+        );
+        assert_eq!(id.kind, "sym");
+        assert_eq!(id.debug_file.as_deref(), Some("libfoo.so"));
     }
 }

@@ -48,7 +48,7 @@ pub fn ingest_zip(
 ) -> Result<Report> {
     let cfg = store.config();
     let listing = zipfile::list(path, cfg)?;
-    let checked = zipfile::check_all(&listing, cfg)?;
+    let checked = zipfile::check_all(&listing, cfg, &store.tmp_dir())?;
     let outcomes = parallel::par_map(
         &checked,
         cfg.workers(),
@@ -105,8 +105,12 @@ fn commit_member(
         return Ok(outcome);
     }
     let result = (|| {
-        let mut src = listing.open(member.index, reader)?;
-        new.stored_size = store.ensure_blob(&member.hash, enc, &mut src)?;
+        new.stored_size = match &member.spool {
+            Some(spool) => store.ensure_blob(&member.hash, enc, &mut spool.reopen()?)?,
+            None => {
+                store.ensure_blob(&member.hash, enc, &mut listing.open(member.index, reader)?)?
+            }
+        };
         store.commit_key(upload_id, &new)?.ok_or_else(|| {
             Error::Io(std::io::Error::other(
                 "the blob vanished before its key was committed",

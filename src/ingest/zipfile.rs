@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tempfile::NamedTempFile;
 use zip::read::{OwnedZipFileEntry, ZipReadOptions};
 use zip::unstable::read::ZipIterable;
 
@@ -174,17 +175,20 @@ pub struct Checked {
     pub hash: String,
     pub size: u64,
     pub identity: Identity,
+    /// The inflated bytes of a member too large to identify from its prefix,
+    /// kept in `tmp/` so phase 2 need not inflate it again.
+    pub spool: Option<Arc<NamedTempFile>>,
 }
 
 /// Inflates and hashes every member in parallel, checks identities and
 /// duplicates. Returns one `Checked` per distinct key, in zip order.
-pub fn check_all(listing: &Listing, cfg: &Config) -> Result<Vec<Checked>> {
+pub fn check_all(listing: &Listing, cfg: &Config, tmp: &Path) -> Result<Vec<Checked>> {
     let total = AtomicU64::new(0);
     let checked = par_map(
         &listing.members,
         cfg.workers(),
         || listing.reader.clone(),
-        |reader, (i, key)| check_member(listing, reader, *i, key, cfg, &total),
+        |reader, (i, key)| check_member(listing, reader, *i, key, cfg, &total, tmp),
     )?;
     dedupe(listing, checked)
 }
@@ -196,12 +200,14 @@ fn check_member(
     key: &MemberKey,
     cfg: &Config,
     total: &AtomicU64,
+    tmp: &Path,
 ) -> Result<Checked> {
     let name = listing.name(i);
     let compressed = listing.entries[i].compressed_size().max(1);
     let mut src = listing.open(i, reader)?;
     let mut hasher = blake3::Hasher::new();
     let mut prefix = Vec::new();
+    let mut spool: Option<BufWriter<NamedTempFile>> = None;
     let mut buf = vec![0u8; 256 * 1024];
     let mut size: u64 = 0;
     loop {
@@ -212,14 +218,33 @@ fn check_member(
             break;
         }
         size += n as u64;
-        hasher.update(&buf[..n]);
-        if prefix.len() < PREFIX_LEN {
-            let take = n.min(PREFIX_LEN - prefix.len());
-            prefix.extend_from_slice(&buf[..take]);
-        }
         check_limits(&name, size, compressed, n as u64, cfg, total)?;
+        hasher.update(&buf[..n]);
+        if let Some(w) = spool.as_mut() {
+            w.write_all(&buf[..n])?;
+            continue;
+        }
+        prefix.extend_from_slice(&buf[..n]);
+        if prefix.len() > PREFIX_LEN && !prefix.starts_with(b"MODULE ") {
+            // Binary formats keep their ids anywhere in the file: keep it all.
+            let mut w = BufWriter::with_capacity(
+                256 * 1024,
+                tempfile::Builder::new().prefix("spool-").tempfile_in(tmp)?,
+            );
+            w.write_all(&prefix)?;
+            prefix.truncate(PREFIX_LEN);
+            spool = Some(w);
+        }
     }
-    let identity = identity::identify(&prefix);
+    let file_name = key.file.as_str();
+    let (identity, spool) = match spool {
+        Some(w) => {
+            let file = w.into_inner().map_err(|e| e.into_error())?;
+            let identity = identity::identify(file.reopen()?, file_name);
+            (identity, Some(Arc::new(file)))
+        }
+        None => (identity::identify_bytes(&prefix, file_name), None),
+    };
     check_identity(&name, key, &identity)?;
     Ok(Checked {
         index: i,
@@ -227,6 +252,7 @@ fn check_member(
         hash: hasher.finalize().to_hex().to_string(),
         size,
         identity,
+        spool,
     })
 }
 
@@ -256,32 +282,52 @@ fn check_limits(
 
 /// A file that names its own identity must agree with the path it was uploaded under.
 fn check_identity(name: &str, key: &MemberKey, id: &Identity) -> Result<()> {
-    if id.kind != "sym" {
+    if id.kind == "sym" {
+        let (file, did) = (
+            id.debug_file.as_deref().unwrap_or(""),
+            id.debug_id.as_deref().unwrap_or(""),
+        );
+        if !did.eq_ignore_ascii_case(&key.debug_id) {
+            return Err(Error::invalid(
+                name,
+                format!(
+                    "the MODULE line's debug id {did} does not match the path's debug id {}",
+                    key.debug_id
+                ),
+            ));
+        }
+        if normalize(file) != normalize(&key.module) {
+            return Err(Error::invalid(
+                name,
+                format!(
+                    "the MODULE line's debug file {file:?} does not match the path's module {:?}",
+                    key.module
+                ),
+            ));
+        }
         return Ok(());
     }
-    let (file, did) = (
-        id.debug_file.as_deref().unwrap_or(""),
-        id.debug_id.as_deref().unwrap_or(""),
-    );
-    if !did.eq_ignore_ascii_case(&key.debug_id) {
-        return Err(Error::invalid(
-            name,
-            format!(
-                "the MODULE line's debug id {did} does not match the path's debug id {}",
-                key.debug_id
-            ),
-        ));
+    if !id.has_id() {
+        return Ok(());
     }
-    if normalize(file) != normalize(&key.module) {
-        return Err(Error::invalid(
-            name,
-            format!(
-                "the MODULE line's debug file {file:?} does not match the path's module {:?}",
-                key.module
-            ),
-        ));
+    let mut accepted = id.debug_ids();
+    accepted.extend(id.code_id.as_deref());
+    accepted.extend(id.ids.iter().filter_map(|r| r.ssqp_id.as_deref()));
+    if accepted
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(&key.debug_id))
+    {
+        return Ok(());
     }
-    Ok(())
+    Err(Error::invalid(
+        name,
+        format!(
+            "the path's debug id {} does not match the id embedded in this {} file ({})",
+            key.debug_id,
+            id.kind,
+            accepted.join(" or ")
+        ),
+    ))
 }
 
 /// Keeps one member per key: the same key twice with identical content is

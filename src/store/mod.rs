@@ -433,20 +433,6 @@ fn update_key(
     insert_lookups(tx, key_id, new.namespace, &key_norm, id)
 }
 
-/// The lookup keys a client may ask for this key by.
-pub fn lookup_keys(key_norm: &str, id: &Identity) -> Vec<String> {
-    let mut out = vec![key_norm.to_string()];
-    if let (Some(code_file), Some(code_id)) = (&id.code_file, &id.code_id) {
-        out.push(code_lookup_key(code_file, code_id));
-    }
-    out
-}
-
-/// The lookup key of the code-file / code-id redirect.
-pub fn code_lookup_key(code_file: &str, code_id: &str) -> String {
-    format!("code:{}/{}", normalize(code_file), normalize(code_id))
-}
-
 fn insert_lookups(
     tx: &Transaction<'_>,
     key_id: i64,
@@ -457,7 +443,7 @@ fn insert_lookups(
     let mut stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO lookup (lkey, namespace, key_id) VALUES (?1, ?2, ?3)",
     )?;
-    for lkey in lookup_keys(key_norm, id) {
+    for lkey in crate::identity::lookup::lookup_keys(key_norm, id) {
         stmt.execute(params![lkey, ns.as_str(), key_id])?;
     }
     Ok(())

@@ -11,8 +11,9 @@ use hyper::body::Incoming;
 
 use crate::http::AppState;
 use crate::http::body::{self, Body};
+use crate::identity::lookup::code_key;
 use crate::keys::{is_zero_id, normalize};
-use crate::store::{Encoding, KeyRow, code_lookup_key};
+use crate::store::{Encoding, KeyRow};
 
 /// `404 Symbol Not Found`.
 pub fn not_found() -> Response<Body> {
@@ -36,7 +37,7 @@ pub async fn symbol(
     let code_key = segs[2]
         .to_ascii_lowercase()
         .ends_with(".sym")
-        .then(|| code_lookup_key(&segs[0], &segs[1]));
+        .then(|| code_key(&segs[0], &segs[1]));
     let found = tokio::task::spawn_blocking(move || -> crate::Result<_> {
         if let Some(row) = store.db().lookup(&lkey, include_try)? {
             return Ok(Some((row, false)));
