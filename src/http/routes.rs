@@ -15,7 +15,24 @@ pub enum Route {
         segments: Vec<String>,
         include_try: bool,
     },
+    /// `/buildid/<hex>/<role>`: debuginfod.
+    Debuginfod {
+        build_id: String,
+        role: Role,
+        include_try: bool,
+    },
+    /// `/buildid/<not an even-length hex id>/<role>`.
+    BadBuildId,
     NotFound,
+}
+
+/// What a debuginfod request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Debuginfo,
+    Executable,
+    Section(String),
+    Source(String),
 }
 
 /// Routes a raw path and query string.
@@ -32,9 +49,13 @@ pub fn route(path: &str, query: Option<&str>) -> Route {
         _ => {}
     }
     let (segs, prefixed) = match segs.split_first() {
-        Some((first, rest)) if first == "try" && rest.len() == 3 => (rest.to_vec(), true),
+        Some((first, rest)) if first == "try" && rest.len() >= 3 => (rest.to_vec(), true),
         _ => (segs, false),
     };
+    let include_try = prefixed || query_has_try(query);
+    if let Some(r) = debuginfod(&segs, include_try) {
+        return r;
+    }
     if segs.len() == 3 {
         return Route::Symbol {
             include_try: prefixed || query_has_try(query),
@@ -42,6 +63,30 @@ pub fn route(path: &str, query: Option<&str>) -> Route {
         };
     }
     Route::NotFound
+}
+
+fn debuginfod(segs: &[String], include_try: bool) -> Option<Route> {
+    let [first, id, role, rest @ ..] = segs else {
+        return None;
+    };
+    if first != "buildid" {
+        return None;
+    }
+    let role = match (role.as_str(), rest) {
+        ("debuginfo", []) => Role::Debuginfo,
+        ("executable", []) => Role::Executable,
+        ("section", [name]) => Role::Section(name.clone()),
+        ("source", [_, ..]) => Role::Source(format!("/{}", rest.join("/"))),
+        _ => return None,
+    };
+    if id.is_empty() || id.len() % 2 != 0 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Some(Route::BadBuildId);
+    }
+    Some(Route::Debuginfod {
+        build_id: id.to_ascii_lowercase(),
+        role,
+        include_try,
+    })
 }
 
 /// `?try` with any value but `0`/`false` adds try files.
@@ -104,6 +149,46 @@ mod tests {
             route("/xul.pdb/ABC/xul.sym", Some("try=false")),
             sym(&["xul.pdb", "ABC", "xul.sym"], false)
         );
+    }
+
+    #[test]
+    fn debuginfod_routes() {
+        let id = "8713b9c3fb8a720137a4a08b325905c7aaf8429d";
+        let di = |role| Route::Debuginfod {
+            build_id: id.into(),
+            role,
+            include_try: false,
+        };
+        assert_eq!(
+            route(&format!("/buildid/{id}/debuginfo"), None),
+            di(Role::Debuginfo)
+        );
+        assert_eq!(
+            route(&format!("/buildid/{}/executable", id.to_uppercase()), None),
+            di(Role::Executable)
+        );
+        assert_eq!(
+            route(&format!("/buildid/{id}/section/.debug_info"), None),
+            di(Role::Section(".debug_info".into()))
+        );
+        assert_eq!(
+            route(&format!("/buildid/{id}/source/usr/src/a.c"), None),
+            di(Role::Source("/usr/src/a.c".into()))
+        );
+        assert_eq!(route("/buildid/abc/debuginfo", None), Route::BadBuildId);
+        assert_eq!(route("/buildid/xyzw/executable", None), Route::BadBuildId);
+        assert!(matches!(
+            route(&format!("/try/buildid/{id}/debuginfo"), None),
+            Route::Debuginfod {
+                include_try: true,
+                ..
+            }
+        ));
+        // Not a debuginfod role: an ordinary three-segment key.
+        assert!(matches!(
+            route("/buildid/abc/other", None),
+            Route::Symbol { .. }
+        ));
     }
 
     #[test]

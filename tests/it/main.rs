@@ -1,6 +1,7 @@
 //! Integration tests: the real daemon over real HTTP, with a real index.
 
 mod cli;
+mod debuginfod;
 mod download;
 mod support;
 mod tecken_examples;

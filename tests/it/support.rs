@@ -307,3 +307,110 @@ pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
         .unwrap();
     out
 }
+
+/// A C program built here with gcc: the full binary, its split debug file and
+/// the stripped binary, with the build id `readelf` reports.
+pub struct ElfFixture {
+    pub dir: TempDir,
+    pub name: String,
+    pub full: PathBuf,
+    pub stripped: PathBuf,
+    pub debug: PathBuf,
+    pub build_id: String,
+    /// The Breakpad debug id derived from the build id (identity.md).
+    pub debug_id: String,
+}
+
+pub const VICTIM_C: &str = r#"
+#include <stdio.h>
+__attribute__((noinline)) int spin_level2(int n) {
+    volatile int x = n;
+    for (;;) { x++; }
+    return x;
+}
+__attribute__((noinline)) int spin_level1(int n) { return spin_level2(n + 1); }
+int main(int argc, char **argv) { (void)argv; return spin_level1(argc); }
+"#;
+
+fn run(cmd: &mut std::process::Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl ElfFixture {
+    /// Builds `name` from `VICTIM_C` with `gcc -g` and the given extra flags.
+    pub fn build(name: &str, extra: &[&str]) -> ElfFixture {
+        use std::process::Command;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join(format!("{name}.c"));
+        std::fs::write(&src, VICTIM_C).unwrap();
+        let full = dir.path().join(name);
+        run(Command::new("gcc")
+            .args(["-g", "-O1"])
+            .args(extra)
+            .arg("-o")
+            .arg(&full)
+            .arg(&src));
+        let debug = dir.path().join(format!("{name}.debug"));
+        run(Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(&full)
+            .arg(&debug));
+        let stripped = dir.path().join(format!("{name}.stripped"));
+        run(Command::new("strip")
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(&full));
+        let notes = Command::new("readelf")
+            .arg("-n")
+            .arg(&full)
+            .output()
+            .unwrap();
+        let notes = String::from_utf8(notes.stdout).unwrap();
+        let build_id = notes
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Build ID: "))
+            .map(|s| s.trim().to_string())
+            // binutils' readelf does not print build ids shorter than 8 bytes: take the one we asked for.
+            .or_else(|| {
+                extra
+                    .iter()
+                    .find_map(|a| a.strip_prefix("-Wl,--build-id=0x"))
+                    .map(String::from)
+            })
+            .unwrap_or_default();
+        let debug_id = if build_id.is_empty() {
+            String::new()
+        } else {
+            breakpad_id(&build_id)
+        };
+        ElfFixture {
+            dir,
+            name: name.to_string(),
+            full,
+            stripped,
+            debug,
+            build_id,
+            debug_id,
+        }
+    }
+}
+
+/// identity.md's derivation, written out independently of the crate.
+pub fn breakpad_id(build_id: &str) -> String {
+    let mut b: Vec<u8> = (0..build_id.len() / 2)
+        .map(|i| u8::from_str_radix(&build_id[i * 2..i * 2 + 2], 16).unwrap())
+        .collect();
+    b.resize(16.max(b.len()), 0);
+    let mut g: Vec<u8> = b[..16].to_vec();
+    g[0..4].reverse();
+    g[4..6].reverse();
+    g[6..8].reverse();
+    let hex: String = g.iter().map(|x| format!("{x:02X}")).collect();
+    format!("{hex}0")
+}

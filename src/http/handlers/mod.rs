@@ -1,5 +1,6 @@
 //! Request dispatch and the handlers.
 
+pub mod debuginfod;
 pub mod download;
 pub mod health;
 pub mod upload;
@@ -28,6 +29,12 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             segments,
             include_try,
         } => download::symbol(state, req, segments, include_try).await,
+        Route::Debuginfod {
+            build_id,
+            role,
+            include_try,
+        } => debuginfod::debuginfod(state, req, build_id, role, include_try).await,
+        Route::BadBuildId => debuginfod::bad_build_id(),
         Route::NotFound => download::not_found(),
     }
 }

@@ -1,0 +1,140 @@
+//! debuginfod: `/buildid/<id>/debuginfo`, `/executable`, `/section/<name>`,
+//! `/source/<path>`.
+//!
+//! libdebuginfod caches every error as a miss for ten minutes, so a miss is
+//! always a plain 404, never a 5xx.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::download::{self, not_found};
+use crate::http::AppState;
+use crate::http::body::{self, Body};
+use crate::http::routes::Role;
+use crate::identity::lookup::debuginfod_key;
+use crate::store::{Encoding, KeyRow, Store};
+
+/// 400 for a build id that is not even-length hex.
+pub fn bad_build_id() -> Response<Body> {
+    body::with_type(
+        StatusCode::BAD_REQUEST,
+        "text/plain",
+        "Malformed build id: expected an even number of hex digits",
+    )
+}
+
+/// Answers a debuginfod request.
+pub async fn debuginfod(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    build_id: String,
+    role: Role,
+    include_try: bool,
+) -> Response<Body> {
+    match role {
+        Role::Source(_) => not_found(),
+        Role::Debuginfo | Role::Executable => {
+            let role_name = if role == Role::Debuginfo {
+                "debuginfo"
+            } else {
+                "executable"
+            };
+            let store = state.store.clone();
+            let key = debuginfod_key(&build_id, role_name);
+            let row =
+                tokio::task::spawn_blocking(move || store.db().lookup(&key, include_try)).await;
+            match row {
+                Ok(Ok(Some(row))) => {
+                    let mut resp = download::serve(&state, &req, &row).await;
+                    if resp.status().is_success() {
+                        let h = resp.headers_mut();
+                        h.insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/octet-stream"),
+                        );
+                        add_debuginfod_headers(h, row.size, &row.key);
+                    }
+                    resp
+                }
+                _ => not_found(),
+            }
+        }
+        Role::Section(name) => section(state, req, build_id, name, include_try).await,
+    }
+}
+
+fn add_debuginfod_headers(h: &mut http::HeaderMap, size: u64, key: &str) {
+    h.insert("x-debuginfod-size", HeaderValue::from(size));
+    let file = percent_encoding::utf8_percent_encode(key, percent_encoding::CONTROLS).to_string();
+    if let Ok(v) = HeaderValue::from_str(&file) {
+        h.insert("x-debuginfod-file", v);
+    }
+}
+
+/// The raw bytes of one section, from the debuginfo file, else the executable.
+async fn section(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    build_id: String,
+    name: String,
+    include_try: bool,
+) -> Response<Body> {
+    let store = state.store.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        ["debuginfo", "executable"].into_iter().find_map(|role| {
+            let row = store
+                .db()
+                .lookup(&debuginfod_key(&build_id, role), include_try)
+                .ok()??;
+            let range = section_range(&store, &row, &name)?;
+            Some((row, range))
+        })
+    })
+    .await;
+    let Ok(Some((row, (offset, len)))) = found else {
+        return not_found();
+    };
+    let mut resp = Response::new(body::empty());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(
+        std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(row.last_uploaded_at.max(0) as u64),
+    )) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    add_debuginfod_headers(h, len, &row.key);
+    if req.method() == Method::HEAD {
+        return resp;
+    }
+    let path = state.store.blobs().path(&row.blob, Encoding::Identity);
+    match body::file_range(path, offset, len).await {
+        Ok(b) => {
+            *resp.body_mut() = b;
+            resp
+        }
+        Err(_) => not_found(),
+    }
+}
+
+/// Where a section's bytes sit in a stored ELF file (identity-encoded only).
+fn section_range(store: &Store, row: &KeyRow, name: &str) -> Option<(u64, u64)> {
+    use object::{Object, ObjectSection};
+    if Encoding::parse(&row.encoding) != Encoding::Identity {
+        return None;
+    }
+    let file = store.open_blob(row).ok()?;
+    let cache = object::ReadCache::new(file);
+    let obj = object::File::parse(&cache).ok()?;
+    let section = obj.section_by_name(name)?;
+    if section.kind() == object::SectionKind::UninitializedData {
+        return None;
+    }
+    section.file_range()
+}
