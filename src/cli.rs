@@ -26,6 +26,23 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Ingest zips, directories or loose debug files straight into the data dir,
+    /// each file placed by its own identity
+    Ingest {
+        /// Files or directories (searched recursively)
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Store as try files
+        #[arg(long = "try")]
+        is_try: bool,
+    },
+    /// Print a file's kind and every id and lookup key it has
+    Id {
+        file: PathBuf,
+        /// Write a deterministic debug id into a source map that has none
+        #[arg(long)]
+        inject: bool,
+    },
     /// Manage API tokens (works with or without the daemon running)
     Token {
         #[command(subcommand)]

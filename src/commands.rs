@@ -25,6 +25,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { .. } => serve(config),
         Command::Token { action } => token(config, action),
+        Command::Ingest { paths, is_try } => ingest(config, &paths, is_try),
+        Command::Id { file, inject } => id(&file, inject),
     }
 }
 
@@ -113,6 +115,155 @@ fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
             }
             println!("token {id} revoked");
         }
+    }
+    Ok(())
+}
+
+fn ingest(config: Config, paths: &[std::path::PathBuf], is_try: bool) -> anyhow::Result<()> {
+    use crate::ingest::{Layout, ingest_upload};
+    use crate::store::{Namespace, UploadFinish, UploadStart};
+    let store = open_store(config)?;
+    let mut files = Vec::new();
+    for p in paths {
+        collect_files(p, &mut files).with_context(|| format!("reading {}", p.display()))?;
+    }
+    let (mut stored, mut skipped, mut failed) = (0, 0, 0);
+    for file in files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let start = UploadStart {
+            user: "cli".into(),
+            filename: Some(file.display().to_string()),
+            try_symbols: is_try,
+            ..UploadStart::default()
+        };
+        let upload_id = store.begin_upload(&start)?;
+        let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+        let result = ingest_upload(
+            &store,
+            &file,
+            &name,
+            Namespace::from_try(is_try),
+            Some(upload_id),
+            Layout::Auto,
+        );
+        let (status, error, count) = match &result {
+            Ok(r) => (201, None, r.files_count() as u64),
+            Err(e) => (
+                crate::http::error::status_of(e).as_u16(),
+                Some(e.to_string()),
+                0,
+            ),
+        };
+        let fin = UploadFinish {
+            http_status: status,
+            error: error.as_deref(),
+            size,
+            files_count: count,
+            try_symbols: is_try,
+        };
+        store.finish_upload(upload_id, &fin)?;
+        match result {
+            Ok(r) => {
+                for k in &r.uploaded_keys {
+                    println!("stored   {k}");
+                }
+                for k in &r.skipped_keys {
+                    println!("skipped  {k}");
+                }
+                stored += r.uploaded_keys.len();
+                skipped += r.skipped_keys.len();
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("failed   {}: {e}", file.display());
+            }
+        }
+    }
+    println!("{stored} stored, {skipped} already stored, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} file(s) could not be ingested");
+    }
+    Ok(())
+}
+
+fn collect_files(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_dir() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.path());
+    for e in entries {
+        collect_files(&e.path(), out)?;
+    }
+    Ok(())
+}
+
+fn id(file: &std::path::Path, inject: bool) -> anyhow::Result<()> {
+    use crate::identity::{self, js, lookup};
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if inject {
+        let content = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let (uuid, changed) = js::inject_debug_id(&content)?;
+        if let Some(new) = changed {
+            let tmp = file.with_extension("symdepot-tmp");
+            std::fs::write(&tmp, new)?;
+            std::fs::rename(&tmp, file)?;
+        }
+        println!("{uuid}");
+        return Ok(());
+    }
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let id = identity::identify(f, &name);
+    println!("kind: {}", id.kind);
+    let fields = [
+        ("os", &id.os),
+        ("arch", &id.arch),
+        ("debug_file", &id.debug_file),
+        ("debug_id", &id.debug_id),
+        ("code_file", &id.code_file),
+        ("code_id", &id.code_id),
+        ("build_id", &id.build_id),
+        ("generator", &id.generator),
+    ];
+    for (label, value) in fields {
+        if let Some(v) = value {
+            println!("{label}: {v}");
+        }
+    }
+    println!("has_debug_info: {}", id.has_debug_info);
+    println!("has_code: {}", id.has_code);
+    for r in &id.ids {
+        let arch = r
+            .arch
+            .as_deref()
+            .map(|a| format!(" ({a})"))
+            .unwrap_or_default();
+        println!(
+            "debug_ref: {} {}{arch}",
+            r.debug_file.as_deref().unwrap_or("-"),
+            r.debug_id
+        );
+    }
+    match crate::ingest::zipfile::auto_key(&id, &name) {
+        Ok(key) => {
+            println!("key: {}", key.key());
+            for k in lookup::lookup_keys(&key.key(), &id) {
+                println!("lookup: {}", lookup::display(&k));
+            }
+        }
+        Err(why) => println!("key: none ({why})"),
+    }
+    if id.kind == "sourcemap" && id.code_id.is_none() {
+        let content = std::fs::read(file)?;
+        println!("deterministic_id: {}", js::deterministic_id(&content));
     }
     Ok(())
 }

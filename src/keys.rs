@@ -67,25 +67,7 @@ const FORBIDDEN: &[char] = &[
 /// Applies the member rules of `http-api.md` §1.1 to a raw zip member name.
 /// On failure returns the rule that was broken, as a sentence.
 pub fn classify_member(raw: &[u8], is_dir: bool) -> Result<MemberName, String> {
-    let name = std::str::from_utf8(raw).map_err(|e| {
-        format!(
-            "member names must be UTF-8; byte 0x{:02X} at offset {} is not",
-            raw[e.valid_up_to()],
-            e.valid_up_to()
-        )
-    })?;
-    if name.contains('\0') {
-        return Err("member names must not contain NUL".into());
-    }
-    if name.contains('\\') {
-        return Err("member names must not contain backslashes".into());
-    }
-    if name.starts_with('/') || has_drive_prefix(name) {
-        return Err("member names must be relative, not absolute paths".into());
-    }
-    if name.split('/').any(|s| s == "." || s == "..") {
-        return Err("member names must not contain '.' or '..' segments".into());
-    }
+    let name = safe_name(raw)?;
     if is_dir || name.ends_with('/') {
         return Ok(MemberName::Ignored);
     }
@@ -118,6 +100,67 @@ pub fn classify_member(raw: &[u8], is_dir: bool) -> Result<MemberName, String> {
         debug_id: debug_id.to_ascii_uppercase(),
         file: file.to_string(),
     }))
+}
+
+/// The member rules of a layout-free upload (`?layout=auto`): any relative
+/// path; the file is placed by its own identity. Returns the file name, or
+/// `None` for members ignored by rule.
+pub fn classify_auto(raw: &[u8], is_dir: bool) -> Result<Option<String>, String> {
+    let name = safe_name(raw)?;
+    if is_dir || name.ends_with('/') {
+        return Ok(None);
+    }
+    let file = name.rsplit('/').next().unwrap_or(name);
+    if file == ".DS_Store" || (!name.contains('/') && name.ends_with("-symbols.txt")) {
+        return Ok(None);
+    }
+    check_segment("file", file)?;
+    Ok(Some(file.to_string()))
+}
+
+/// The key a file's own identity gives it: `<debug_file>/<debug_id>/<file>`.
+pub fn identity_key(debug_file: &str, debug_id: &str, file: &str) -> Result<MemberKey, String> {
+    if debug_id.is_empty() || !debug_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("the embedded id {debug_id:?} is not hexadecimal"));
+    }
+    check_segment("debug file", debug_file)?;
+    check_segment("file", file)?;
+    if debug_file.is_empty() || debug_file.contains('/') || debug_file == "." || debug_file == ".."
+    {
+        return Err(format!(
+            "the embedded debug file name {debug_file:?} cannot be a path segment"
+        ));
+    }
+    Ok(MemberKey {
+        module: debug_file.to_string(),
+        debug_id: debug_id.to_ascii_uppercase(),
+        file: file.to_string(),
+    })
+}
+
+/// The checks every member name passes: UTF-8, relative, no NUL, backslash,
+/// `.` or `..` segment.
+fn safe_name(raw: &[u8]) -> Result<&str, String> {
+    let name = std::str::from_utf8(raw).map_err(|e| {
+        format!(
+            "member names must be UTF-8; byte 0x{:02X} at offset {} is not",
+            raw[e.valid_up_to()],
+            e.valid_up_to()
+        )
+    })?;
+    if name.contains('\0') {
+        return Err("member names must not contain NUL".into());
+    }
+    if name.contains('\\') {
+        return Err("member names must not contain backslashes".into());
+    }
+    if name.starts_with('/') || has_drive_prefix(name) {
+        return Err("member names must be relative, not absolute paths".into());
+    }
+    if name.split('/').any(|s| s == "." || s == "..") {
+        return Err("member names must not contain '.' or '..' segments".into());
+    }
+    Ok(name)
 }
 
 fn has_drive_prefix(name: &str) -> bool {
@@ -209,6 +252,46 @@ mod tests {
                 "{c}"
             );
         }
+    }
+
+    #[test]
+    fn auto_layout_takes_any_safe_path() {
+        assert_eq!(
+            classify_auto(b"build/out/libfoo.so.debug", false),
+            Ok(Some("libfoo.so.debug".into()))
+        );
+        assert_eq!(
+            classify_auto(b"libfoo.so", false),
+            Ok(Some("libfoo.so".into()))
+        );
+        assert_eq!(classify_auto(b"a/.DS_Store", false), Ok(None));
+        assert_eq!(classify_auto(b"a/", false), Ok(None));
+        assert!(
+            classify_auto(b"../etc/passwd", false)
+                .unwrap_err()
+                .contains("'..'")
+        );
+        assert!(
+            classify_auto(b"/etc/passwd", false)
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(
+            classify_auto(b"a/b|c", false)
+                .unwrap_err()
+                .contains("forbidden")
+        );
+        let k = identity_key(
+            "libfoo.so",
+            "c3b913878afb017237a4a08b325905c70",
+            "libfoo.so",
+        )
+        .unwrap();
+        assert_eq!(
+            k.key(),
+            "libfoo.so/C3B913878AFB017237A4A08B325905C70/libfoo.so"
+        );
+        assert!(identity_key("x", "not-hex", "x").is_err());
     }
 
     #[test]

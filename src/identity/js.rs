@@ -88,6 +88,44 @@ pub fn deterministic_id(content: &[u8]) -> String {
     )
 }
 
+/// Writes a deterministic `"debugId"` into a source map that has none.
+/// Returns the id and the new content, or `None` when the map already has
+/// an id (which is kept: injecting is idempotent).
+pub fn inject_debug_id(content: &[u8]) -> crate::Result<(String, Option<Vec<u8>>)> {
+    let Some(id) = sourcemap(content) else {
+        return Err(crate::Error::BadRequest(
+            "not a version 3 source map".into(),
+        ));
+    };
+    if let Some(existing) = id.code_id {
+        let h = existing;
+        return Ok((
+            format!(
+                "{}-{}-{}-{}-{}",
+                &h[0..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..32]
+            ),
+            None,
+        ));
+    }
+    let uuid = deterministic_id(content);
+    let brace = content
+        .iter()
+        .position(|&b| b == b'{')
+        .expect("a source map is a JSON object");
+    let rest = &content[brace + 1..];
+    let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+    let mut out = content[..=brace].to_vec();
+    out.extend_from_slice(
+        format!("\"debugId\":\"{uuid}\"{}", if empty { "" } else { "," }).as_bytes(),
+    );
+    out.extend_from_slice(rest);
+    Ok((uuid, Some(out)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +163,21 @@ mod tests {
             Some("85314830023f4cf1a267535f4e37bb17")
         );
         assert!(bundle(b"console.log(1);\n").is_none());
+    }
+
+    #[test]
+    fn injection_is_deterministic_and_idempotent() {
+        let map = br#"{"version":3,"sources":["a.js"],"mappings":"AAAA"}"#;
+        let (uuid, new) = inject_debug_id(map).unwrap();
+        let new = new.unwrap();
+        assert_eq!(uuid, deterministic_id(map));
+        let parsed: serde_json::Value = serde_json::from_slice(&new).unwrap();
+        assert_eq!(parsed["debugId"], uuid.as_str());
+        assert_eq!(parsed["mappings"], "AAAA");
+        let (again, unchanged) = inject_debug_id(&new).unwrap();
+        assert_eq!(again, uuid);
+        assert!(unchanged.is_none());
+        assert!(inject_debug_id(b"{}").is_err());
     }
 
     #[test]

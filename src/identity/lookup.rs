@@ -29,6 +29,17 @@ pub fn build_id_forms(build_id: &str) -> Vec<String> {
     }
 }
 
+/// A lookup key as the request path a client sends for it.
+pub fn display(lkey: &str) -> String {
+    if let Some(rest) = lkey.strip_prefix("buildid:") {
+        return format!("/buildid/{rest}");
+    }
+    if let Some(rest) = lkey.strip_prefix("code:") {
+        return format!("/{rest}/<file>.sym (302 to the debug file)");
+    }
+    format!("/{lkey}")
+}
+
 /// Every lookup key of the file stored under `key` (`<module>/<id>/<file>`).
 pub fn lookup_keys(key: &str, id: &Identity) -> Vec<String> {
     let file = normalize(key.rsplit('/').next().unwrap_or(key));

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::store::{Namespace, NewKey, Outcome, Store};
-use zipfile::{Checked, Listing, SharedFile};
+use zipfile::{Checked, Listing, SharedFile, Spool};
 
 /// What an ingest did, key by key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,26 +39,103 @@ impl Report {
     }
 }
 
-/// Ingests a zip in the `<module>/<debug_id>/<file>` layout.
+/// How members of an upload are placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `<module>/<debug_id>/<file>` paths, checked against each file's identity.
+    Tecken,
+    /// Any paths; each file goes where its own identity says (`?layout=auto`).
+    Auto,
+}
+
+/// Ingests an uploaded file: a zip, or with [`Layout::Auto`] also a single
+/// loose debug file named `file_name`.
+pub fn ingest_upload(
+    store: &Store,
+    path: &Path,
+    file_name: &str,
+    ns: Namespace,
+    upload_id: Option<i64>,
+    layout: Layout,
+) -> Result<Report> {
+    if layout == Layout::Auto && !is_zip(path)? {
+        return ingest_file(store, path, file_name, ns, upload_id);
+    }
+    ingest_zip(store, path, ns, upload_id, layout)
+}
+
+fn is_zip(path: &Path) -> Result<bool> {
+    let mut magic = [0u8; 4];
+    let n = std::io::Read::read(&mut std::fs::File::open(path)?, &mut magic)?;
+    Ok(n == 4 && (magic == *b"PK\x03\x04" || magic == *b"PK\x05\x06"))
+}
+
+/// Ingests a zip.
 pub fn ingest_zip(
     store: &Store,
     path: &Path,
     ns: Namespace,
     upload_id: Option<i64>,
+    layout: Layout,
 ) -> Result<Report> {
     let cfg = store.config();
-    let listing = zipfile::list(path, cfg)?;
+    let listing = zipfile::list(path, cfg, layout == Layout::Auto)?;
     let checked = zipfile::check_all(&listing, cfg, &store.tmp_dir())?;
-    let outcomes = parallel::par_map(
-        &checked,
-        cfg.workers(),
-        || listing.reader.clone(),
-        |reader, member| commit_member(store, &listing, reader, member, ns, upload_id),
-    )?;
-    let mut report = Report {
+    let report = commit_all(store, Some(&listing), &checked, ns, upload_id)?;
+    if let Some(id) = upload_id {
+        for name in &listing.ignored {
+            store.record_member_outcome(id, name, "ignored", None)?;
+        }
+    }
+    Ok(Report {
         ignored_keys: listing.ignored.clone(),
-        ..Report::default()
+        ..report
+    })
+}
+
+/// Ingests one loose debug file, placed by its own identity.
+pub fn ingest_file(
+    store: &Store,
+    path: &Path,
+    file_name: &str,
+    ns: Namespace,
+    upload_id: Option<i64>,
+) -> Result<Report> {
+    let file = std::fs::File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let size = std::io::copy(
+        &mut std::io::BufReader::with_capacity(256 * 1024, &file),
+        &mut hasher,
+    )?;
+    let identity = crate::identity::identify(std::fs::File::open(path)?, file_name);
+    let key =
+        zipfile::auto_key(&identity, file_name).map_err(|rule| Error::invalid(file_name, rule))?;
+    let checked = Checked {
+        index: 0,
+        key,
+        hash: hasher.finalize().to_hex().to_string(),
+        size,
+        identity,
+        spool: Some(std::sync::Arc::new(Spool::Path(path.to_path_buf()))),
     };
+    commit_all(store, None, std::slice::from_ref(&checked), ns, upload_id)
+}
+
+/// Phase 2 over every checked member, in parallel.
+fn commit_all(
+    store: &Store,
+    listing: Option<&Listing>,
+    checked: &[Checked],
+    ns: Namespace,
+    upload_id: Option<i64>,
+) -> Result<Report> {
+    let outcomes = parallel::par_map(
+        checked,
+        store.config().workers(),
+        || listing.map(|l| l.reader.clone()),
+        |reader, member| commit_member(store, listing.zip(reader.as_mut()), member, ns, upload_id),
+    )?;
+    let mut report = Report::default();
     for (member, outcome) in checked.iter().zip(outcomes) {
         let key = member.key.key();
         match outcome {
@@ -70,19 +147,13 @@ pub fn ingest_zip(
             Outcome::New => report.uploaded_keys.push(key),
         }
     }
-    if let Some(id) = upload_id {
-        for name in &report.ignored_keys {
-            store.record_member_outcome(id, name, "ignored", None)?;
-        }
-    }
     Ok(report)
 }
 
 /// Phase 2 for one member: skip, or store the blob and commit the key.
 fn commit_member(
     store: &Store,
-    listing: &Listing,
-    reader: &mut SharedFile,
+    zip: Option<(&Listing, &mut SharedFile)>,
     member: &Checked,
     ns: Namespace,
     upload_id: Option<i64>,
@@ -105,10 +176,15 @@ fn commit_member(
         return Ok(outcome);
     }
     let result = (|| {
-        new.stored_size = match &member.spool {
-            Some(spool) => store.ensure_blob(&member.hash, enc, &mut spool.reopen()?)?,
-            None => {
+        new.stored_size = match (&member.spool, zip) {
+            (Some(spool), _) => store.ensure_blob(&member.hash, enc, &mut spool.open()?)?,
+            (None, Some((listing, reader))) => {
                 store.ensure_blob(&member.hash, enc, &mut listing.open(member.index, reader)?)?
+            }
+            (None, None) => {
+                return Err(Error::Io(std::io::Error::other(
+                    "a member has no source to read",
+                )));
             }
         };
         store.commit_key(upload_id, &new)?.ok_or_else(|| {

@@ -17,7 +17,7 @@ use super::parallel::par_map;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::{self, Identity, PREFIX_LEN};
-use crate::keys::{MemberKey, MemberName, classify_member, normalize};
+use crate::keys::{MemberKey, MemberName, classify_auto, classify_member, identity_key, normalize};
 
 /// A reader over a shared file handle with its own position (positional
 /// reads), so every worker reads the same open zip independently.
@@ -61,13 +61,22 @@ impl Seek for SharedFile {
     }
 }
 
+/// Where a member goes.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    /// Under the key its path names (checked against its identity).
+    Key(MemberKey),
+    /// Under the key its own identity gives (`?layout=auto`); the file name.
+    Auto(String),
+}
+
 /// A zip that passed listing: its entries and what the rules made of them.
 #[derive(Debug)]
 pub struct Listing {
     pub reader: SharedFile,
     pub entries: Vec<OwnedZipFileEntry>,
-    /// Indices into `entries` of members to store, with their keys.
-    pub members: Vec<(usize, MemberKey)>,
+    /// Indices into `entries` of members to store, with where they go.
+    pub members: Vec<(usize, Placement)>,
     /// Names of members ignored by rule.
     pub ignored: Vec<String>,
 }
@@ -89,7 +98,7 @@ impl Listing {
 
 /// Reads the central directory and applies the name rules, in order, so the
 /// first offending member is the one named.
-pub fn list(path: &Path, cfg: &Config) -> Result<Listing> {
+pub fn list(path: &Path, cfg: &Config, auto: bool) -> Result<Listing> {
     let reader = SharedFile::open(path)?;
     let mut iterable = ZipIterable::try_new(reader.clone(), zip::read::Config::default())
         .map_err(|e| Error::BadRequest(format!("the upload is not a valid zip file: {e}")))?;
@@ -120,13 +129,11 @@ pub fn list(path: &Path, cfg: &Config) -> Result<Listing> {
         let entry = &listing.entries[i];
         let name = listing.name(i);
         check_entry(entry, &name, cfg)?;
-        match classify_member(entry.name_raw(), entry.is_dir())
-            .map_err(|rule| Error::invalid(&name, rule))?
-        {
-            MemberName::Ignored => listing.ignored.push(name),
-            MemberName::Key(key) => {
+        match placement(entry, auto).map_err(|rule| Error::invalid(&name, rule))? {
+            None => listing.ignored.push(name),
+            Some(p) => {
                 declared_total = declared_total.saturating_add(entry.size());
-                listing.members.push((i, key));
+                listing.members.push((i, p));
             }
         }
     }
@@ -144,6 +151,17 @@ pub fn list(path: &Path, cfg: &Config) -> Result<Listing> {
         }));
     }
     Ok(listing)
+}
+
+/// Where a member goes, or `None` if it is ignored by rule.
+fn placement(entry: &OwnedZipFileEntry, auto: bool) -> Result<Option<Placement>, String> {
+    if auto {
+        return Ok(classify_auto(entry.name_raw(), entry.is_dir())?.map(Placement::Auto));
+    }
+    Ok(match classify_member(entry.name_raw(), entry.is_dir())? {
+        MemberName::Ignored => None,
+        MemberName::Key(key) => Some(Placement::Key(key)),
+    })
 }
 
 fn check_entry(entry: &OwnedZipFileEntry, name: &str, cfg: &Config) -> Result<()> {
@@ -176,8 +194,24 @@ pub struct Checked {
     pub size: u64,
     pub identity: Identity,
     /// The inflated bytes of a member too large to identify from its prefix,
-    /// kept in `tmp/` so phase 2 need not inflate it again.
-    pub spool: Option<Arc<NamedTempFile>>,
+    /// kept in `tmp/` so phase 2 need not inflate it again (or the loose file itself).
+    pub spool: Option<Arc<Spool>>,
+}
+
+/// Where a member's bytes can be read again without the zip.
+#[derive(Debug)]
+pub enum Spool {
+    Temp(NamedTempFile),
+    Path(std::path::PathBuf),
+}
+
+impl Spool {
+    pub fn open(&self) -> io::Result<File> {
+        match self {
+            Spool::Temp(t) => t.reopen(),
+            Spool::Path(p) => File::open(p),
+        }
+    }
 }
 
 /// Inflates and hashes every member in parallel, checks identities and
@@ -188,7 +222,7 @@ pub fn check_all(listing: &Listing, cfg: &Config, tmp: &Path) -> Result<Vec<Chec
         &listing.members,
         cfg.workers(),
         || listing.reader.clone(),
-        |reader, (i, key)| check_member(listing, reader, *i, key, cfg, &total, tmp),
+        |reader, (i, placement)| check_member(listing, reader, *i, placement, cfg, &total, tmp),
     )?;
     dedupe(listing, checked)
 }
@@ -197,7 +231,7 @@ fn check_member(
     listing: &Listing,
     reader: &mut SharedFile,
     i: usize,
-    key: &MemberKey,
+    placement: &Placement,
     cfg: &Config,
     total: &AtomicU64,
     tmp: &Path,
@@ -236,19 +270,30 @@ fn check_member(
             spool = Some(w);
         }
     }
-    let file_name = key.file.as_str();
+    let file_name = match placement {
+        Placement::Key(key) => key.file.as_str(),
+        Placement::Auto(file) => file.as_str(),
+    };
     let (identity, spool) = match spool {
         Some(w) => {
             let file = w.into_inner().map_err(|e| e.into_error())?;
             let identity = identity::identify(file.reopen()?, file_name);
-            (identity, Some(Arc::new(file)))
+            (identity, Some(Arc::new(Spool::Temp(file))))
         }
         None => (identity::identify_bytes(&prefix, file_name), None),
     };
-    check_identity(&name, key, &identity)?;
+    let key = match placement {
+        Placement::Key(key) => {
+            check_identity(&name, key, &identity)?;
+            key.clone()
+        }
+        Placement::Auto(file) => {
+            auto_key(&identity, file).map_err(|rule| Error::invalid(&name, rule))?
+        }
+    };
     Ok(Checked {
         index: i,
-        key: key.clone(),
+        key,
         hash: hasher.finalize().to_hex().to_string(),
         size,
         identity,
@@ -278,6 +323,41 @@ fn check_limits(
         )));
     }
     Ok(())
+}
+
+/// The key a file's own identity gives it, for layout-free uploads.
+pub fn auto_key(id: &Identity, file: &str) -> Result<MemberKey, String> {
+    let no_id = || {
+        format!(
+            "this {} file carries no id of its own, so it cannot be placed by identity; \
+             upload it in the <module>/<debug_id>/<file> layout",
+            if id.kind == "unknown" {
+                "unrecognised"
+            } else {
+                id.kind
+            }
+        )
+    };
+    match id.kind {
+        "pe" => identity_key(file, id.code_id.as_deref().ok_or_else(no_id)?, file),
+        "sym" => identity_key(
+            id.debug_file.as_deref().ok_or_else(no_id)?,
+            id.debug_id.as_deref().ok_or_else(no_id)?,
+            file,
+        ),
+        "pdb" | "portable-pdb" => {
+            let ssqp = id
+                .ids
+                .first()
+                .and_then(|r| r.ssqp_id.as_deref())
+                .ok_or_else(no_id)?;
+            identity_key(file, ssqp, file)
+        }
+        "elf" | "macho" | "sourcemap" | "js" => {
+            identity_key(file, id.debug_id.as_deref().ok_or_else(no_id)?, file)
+        }
+        _ => Err(no_id()),
+    }
 }
 
 /// A file that names its own identity must agree with the path it was uploaded under.

@@ -3,6 +3,7 @@
 mod cli;
 mod debuginfod;
 mod download;
+mod layout_auto;
 mod support;
 mod tecken_examples;
 mod upload;

@@ -22,7 +22,7 @@ use crate::http::AppState;
 use crate::http::auth;
 use crate::http::body::{self, Body};
 use crate::http::error::{json_error, method_not_allowed};
-use crate::ingest::{self, Report};
+use crate::ingest::{self, Layout, Report};
 use crate::store::tokens::Token;
 use crate::store::{Namespace, UploadFinish, UploadStart, now_ms};
 
@@ -206,7 +206,14 @@ async fn receive_and_ingest(
             return Err((e, partial));
         }
     };
-    let received = receive(state, req.into_body(), boundary, max).await;
+    let layout = match layout_of(req.uri().query()) {
+        Ok(l) => l,
+        Err(e) => {
+            drain_unless_continue(req).await;
+            return Err((e, partial));
+        }
+    };
+    let received = receive(state, req.into_body(), boundary, max, layout).await;
     let received = received.map_err(|e| (e, Partial { ..partial }))?;
     partial.size = received.size;
     let is_try = match resolve_try(token, received.try_value.as_deref()) {
@@ -217,8 +224,9 @@ async fn receive_and_ingest(
     let store = state.store.clone();
     let ns = Namespace::from_try(is_try);
     let tmp = received.file;
+    let filename = received.filename.clone();
     let report = tokio::task::spawn_blocking(move || {
-        let r = ingest::ingest_zip(&store, tmp.path(), ns, Some(upload_id));
+        let r = ingest::ingest_upload(&store, tmp.path(), &filename, ns, Some(upload_id), layout);
         drop(tmp);
         r
     })
@@ -243,6 +251,24 @@ async fn drain_unless_continue(req: Request<Incoming>) {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     if !expects_continue {
         drain(req.into_body()).await;
+    }
+}
+
+/// `?layout=auto` places members by their own identity; no `layout` is Tecken's layout.
+fn layout_of(query: Option<&str>) -> Result<Layout, Error> {
+    let value = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == "layout").then_some(v)
+        });
+    match value {
+        None | Some("") | Some("tecken") => Ok(Layout::Tecken),
+        Some("auto") => Ok(Layout::Auto),
+        Some(other) => Err(Error::BadRequest(format!(
+            "layout must be auto or absent, not {other:?}"
+        ))),
     }
 }
 
@@ -271,12 +297,14 @@ struct Received {
 }
 
 /// Streams the multipart body: the first part whose field name or file name
-/// ends in `.zip` goes to a temp file, `try` is kept, other parts are skipped.
+/// ends in `.zip` (with `layout=auto`: the first file part) goes to a temp
+/// file, `try` is kept, other parts are skipped.
 async fn receive(
     state: &AppState,
     body: Incoming,
     boundary: String,
     max: u64,
+    layout: Layout,
 ) -> Result<Received, Error> {
     let counted = counted_stream(body, max);
     let mut multipart = multer::Multipart::new(counted, boundary);
@@ -287,7 +315,8 @@ async fn receive(
         let file_name = field.file_name().unwrap_or("").to_string();
         let is_zip = [&name, &file_name]
             .iter()
-            .any(|n| n.to_ascii_lowercase().ends_with(".zip"));
+            .any(|n| n.to_ascii_lowercase().ends_with(".zip"))
+            || (layout == Layout::Auto && !file_name.is_empty());
         if is_zip && zip.is_none() {
             let tmp = save_field(state, &mut field).await?;
             zip = Some((
