@@ -86,6 +86,8 @@ fn spawn_connection(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
+        // LLVM 14's debuginfod client matches `Content-Length: ` case-sensitively.
+        .title_case_headers(true)
         .serve_connection(TokioIo::new(stream), service);
     let conn = graceful.watch(conn);
     tokio::spawn(async move {

@@ -3,6 +3,7 @@
 mod cli;
 mod debuginfod;
 mod download;
+mod interop_debuginfod;
 mod layout_auto;
 mod support;
 mod tecken_examples;

@@ -1,0 +1,167 @@
+//! Real debuginfod clients against the real server: elfutils' `debuginfod-find`,
+//! LLVM's `llvm-debuginfod-find`, and `gdb` resolving source lines of a
+//! stripped binary. `scripts/install-test-tools` installs them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::*;
+
+fn tool(name: &str) -> Command {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "{name} is not installed: run scripts/install-test-tools"
+    );
+    Command::new(name)
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn served(f: &ElfFixture) -> TestServer {
+    let s = TestServer::start();
+    let (name, id) = (&f.name, &f.debug_id);
+    s.upload_ok(zip_of(&[
+        (
+            &format!("{name}/{id}/{name}"),
+            &std::fs::read(&f.stripped).unwrap(),
+        ),
+        (
+            &format!("{name}/{id}/{name}.debug"),
+            &std::fs::read(&f.debug).unwrap(),
+        ),
+    ]));
+    s
+}
+
+fn debuginfod_find(s: &TestServer, cache: &Path, args: &[&str]) -> Output {
+    tool("debuginfod-find")
+        .env("DEBUGINFOD_URLS", s.url(""))
+        .env("DEBUGINFOD_CACHE_PATH", cache)
+        .env("DEBUGINFOD_TIMEOUT", "30")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn debuginfod_find_fetches_debuginfo_executable_and_sections() {
+    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
+    let s = served(&f);
+    let cache = tempfile::tempdir().unwrap();
+    let path = ok(debuginfod_find(
+        &s,
+        cache.path(),
+        &["debuginfo", &f.build_id],
+    ));
+    assert_eq!(
+        std::fs::read(path.trim()).unwrap(),
+        std::fs::read(&f.debug).unwrap()
+    );
+    let path = ok(debuginfod_find(
+        &s,
+        cache.path(),
+        &["executable", &f.build_id],
+    ));
+    assert_eq!(
+        std::fs::read(path.trim()).unwrap(),
+        std::fs::read(&f.stripped).unwrap()
+    );
+
+    let expected = f.dir.path().join("debug_info.bin");
+    ok(Command::new("objcopy")
+        .arg(format!("--dump-section=.debug_info={}", expected.display()))
+        .arg(&f.debug)
+        .arg(f.dir.path().join("scratch.o"))
+        .output()
+        .unwrap());
+    let path = ok(debuginfod_find(
+        &s,
+        cache.path(),
+        &["section", &f.build_id, ".debug_info"],
+    ));
+    assert_eq!(
+        std::fs::read(path.trim()).unwrap(),
+        std::fs::read(expected).unwrap()
+    );
+
+    let missing = debuginfod_find(
+        &s,
+        cache.path(),
+        &["debuginfo", "00112233445566778899aabbccddeeff00112233"],
+    );
+    assert!(!missing.status.success());
+}
+
+#[test]
+fn llvm_debuginfod_find_fetches_debuginfo() {
+    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
+    let s = served(&f);
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new("/usr/lib/llvm-14/bin/llvm-debuginfod-find")
+        .env("DEBUGINFOD_URLS", s.url(""))
+        .env("DEBUGINFOD_CACHE_PATH", cache.path())
+        .args(["--debuginfo", &f.build_id])
+        .output()
+        .expect("llvm-debuginfod-find (LLVM 14) is installed");
+    let path = ok(out);
+    assert_eq!(
+        std::fs::read(path.trim()).unwrap(),
+        std::fs::read(&f.debug).unwrap()
+    );
+}
+
+#[test]
+fn gdb_resolves_source_lines_of_a_stripped_binary() {
+    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
+    let s = served(&f);
+    // gdb must not find the debug file next to the binary: run it on a copy elsewhere.
+    let run = tempfile::tempdir().unwrap();
+    let binary = run.path().join("victim");
+    std::fs::copy(&f.stripped, &binary).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let without = ok(tool("gdb")
+        .env_remove("DEBUGINFOD_URLS")
+        .args(["-nx", "-batch", "-ex", "info line spin_level2"])
+        .arg(&binary)
+        .output()
+        .unwrap());
+    assert!(
+        !without.contains("victim.c"),
+        "the stripped binary alone has no line table: {without}"
+    );
+
+    let out = ok(tool("gdb")
+        .env("DEBUGINFOD_URLS", s.url(""))
+        .env("DEBUGINFOD_CACHE_PATH", cache.path())
+        .args(["-nx", "-batch", "-iex", "set debuginfod enabled on"])
+        .args([
+            "-ex",
+            "info line spin_level2",
+            "-ex",
+            "info scope spin_level2",
+        ])
+        .arg(&binary)
+        .output()
+        .unwrap());
+    // VICTIM_C starts with a newline: spin_level2 is defined on line 3 and its body starts on line 4.
+    assert!(
+        out.contains("Line 4 of \"") && out.contains("victim.c\" starts at address"),
+        "{out}"
+    );
+    assert!(out.contains("<spin_level2>"), "{out}");
+    assert!(out.contains("Symbol x is"), "{out}");
+}
