@@ -4,6 +4,7 @@ mod cli;
 mod debuginfod;
 mod download;
 mod interop_debuginfod;
+mod interop_minidump;
 mod layout_auto;
 mod support;
 mod tecken_examples;

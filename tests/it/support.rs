@@ -414,3 +414,32 @@ pub fn breakpad_id(build_id: &str) -> String {
     let hex: String = g.iter().map(|x| format!("{x:02X}")).collect();
     format!("{hex}0")
 }
+
+/// A tool `scripts/install-test-tools` installs with cargo: from
+/// `$SYMDEPOT_TOOLS/bin` (default `~/.cache/symdepot-tools/bin`), else the PATH.
+pub fn cargo_tool(name: &str) -> std::process::Command {
+    let dir = std::env::var_os("SYMDEPOT_TOOLS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/symdepot-tools"))
+        })
+        .unwrap_or_default();
+    let path = dir.join("bin").join(name);
+    assert!(
+        path.exists() || which(name),
+        "{name} is not installed: run scripts/install-test-tools"
+    );
+    std::process::Command::new(if path.exists() {
+        path.into_os_string()
+    } else {
+        name.into()
+    })
+}
+
+fn which(name: &str) -> bool {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

@@ -17,6 +17,14 @@ use super::routes::{Route, route};
 
 /// Routes a request to its handler.
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = dispatch(state, req).await;
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+    resp
+}
+
+async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     let r = route(req.uri().path(), req.uri().query());
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
     match r {
