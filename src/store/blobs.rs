@@ -117,7 +117,15 @@ impl BlobStore for LocalBlobs {
         let dest = self.path(hash, enc);
         let dir = dest.parent().expect("blob paths have a parent");
         fs::create_dir_all(dir)?;
-        tmp.persist(&dest).map_err(|e| e.error)?;
+        // Never replace a blob: layout entries are hard links to the inode that is there.
+        // A concurrent writer of the same content may have won; its blob is complete.
+        match tmp.persist_noclobber(&dest) {
+            Ok(_) => {}
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                return Ok(fs::metadata(&dest)?.len());
+            }
+            Err(e) => return Err(e.error.into()),
+        }
         sync_dir(dir)?;
         Ok(stored)
     }
@@ -143,4 +151,47 @@ impl Read for HashingReader<'_> {
 /// fsyncs a directory so a rename or link in it is durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn storing_existing_content_keeps_the_blob_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        let blobs = LocalBlobs::new(dir.path().join("objects"), dir.path().join("tmp"));
+        let data = b"MODULE Linux x86 AB f\n".repeat(100);
+        let hash = blake3::hash(&data).to_hex().to_string();
+        let first = blobs.put(&hash, Encoding::Gzip, 6, &mut &data[..]).unwrap();
+        let ino = fs::metadata(blobs.path(&hash, Encoding::Gzip))
+            .unwrap()
+            .ino();
+        let second = blobs.put(&hash, Encoding::Gzip, 6, &mut &data[..]).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(
+            fs::metadata(blobs.path(&hash, Encoding::Gzip))
+                .unwrap()
+                .ino(),
+            ino
+        );
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn content_that_does_not_match_its_hash_is_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        let blobs = LocalBlobs::new(dir.path().join("objects"), dir.path().join("tmp"));
+        let wrong = blake3::hash(b"other").to_hex().to_string();
+        assert!(
+            blobs
+                .put(&wrong, Encoding::Identity, 6, &mut &b"data"[..])
+                .is_err()
+        );
+        assert!(!blobs.has(&wrong, Encoding::Identity));
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
 }
