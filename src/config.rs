@@ -51,6 +51,9 @@ pub struct Config {
     /// Threads that inflate, hash and compress upload members. 0 means one per core.
     /// Default 0.
     pub ingest_workers: usize,
+    /// Uploads one token may have in progress at once; more answer 429 with
+    /// `Retry-After`. 0 means no limit. Default 4.
+    pub max_concurrent_uploads_per_token: usize,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             mime_overrides: BTreeMap::from([("sym".to_string(), "text/plain".to_string())]),
             compression_level: 6,
             ingest_workers: 0,
+            max_concurrent_uploads_per_token: 4,
         }
     }
 }

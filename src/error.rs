@@ -28,6 +28,9 @@ pub enum Error {
     /// Valid credentials without the needed permission (403).
     #[error("{0}")]
     Forbidden(String),
+    /// Over a rate or concurrency limit (429).
+    #[error("{0}")]
+    TooMany(String),
     /// Nothing stored under the requested key (404).
     #[error("not found")]
     NotFound,

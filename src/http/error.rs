@@ -12,6 +12,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::Invalid { .. } | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Unauthenticated(_) | Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
         Error::NotFound => StatusCode::NOT_FOUND,
         Error::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
         Error::Io(_) | Error::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,

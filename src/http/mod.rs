@@ -31,12 +31,18 @@ pub use body::Body;
 pub struct AppState {
     pub store: Arc<Store>,
     pub config: Arc<Config>,
+    /// Uploads in progress, by token id.
+    pub uploads_in_flight: std::sync::Mutex<std::collections::HashMap<i64, usize>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>) -> Arc<AppState> {
         let config = Arc::new(store.config().clone());
-        Arc::new(AppState { store, config })
+        Arc::new(AppState {
+            store,
+            config,
+            uploads_in_flight: Default::default(),
+        })
     }
 }
 

@@ -409,3 +409,55 @@ fn a_zip_lying_about_its_sizes_is_refused() {
     );
     assert_nothing_stored(&s);
 }
+
+#[test]
+fn too_many_concurrent_uploads_for_one_token_get_429_with_retry_after() {
+    let s = TestServer::with_config(|c| c.max_concurrent_uploads_per_token = 1);
+    let (name, data) = good();
+    let zip = zip_of(&[(&name, &data)]);
+    let mut body = Vec::new();
+    body.extend_from_slice(b"--XyZ\r\nContent-Disposition: form-data; name=\"symbols.zip\"; filename=\"s.zip\"\r\n\r\n");
+    body.extend_from_slice(&zip);
+    body.extend_from_slice(b"\r\n--XyZ--\r\n");
+    // The first upload sends its headers and half its body, and waits.
+    let mut slow = TcpStream::connect(s.addr).unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        slow,
+        "POST /upload/ HTTP/1.1\r\nHost: x\r\nAuth-Token: {}\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n",
+        s.token,
+        body.len()
+    )
+    .unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    slow.write_all(first).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.count("SELECT COUNT(*) FROM uploads WHERE status = 'running'") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first upload never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+
+    let resp = s.upload(zip.clone());
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "5");
+    assert!(
+        resp.json::<serde_json::Value>().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("in progress")
+    );
+    // Another token is not held back.
+    let other = s.create_token(&["upload"], "other");
+    assert_eq!(s.upload_with(&other, zip.clone(), None).status(), 201);
+
+    slow.write_all(rest).unwrap();
+    let mut response = String::new();
+    slow.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert_eq!(s.upload(zip).status(), 201);
+}

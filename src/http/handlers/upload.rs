@@ -40,6 +40,16 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         Ok(t) => t,
         Err(e) => return refuse(req, &e).await,
     };
+    let Some(_slot) = UploadSlot::take(&state, token.id) else {
+        let e = Error::TooMany(format!(
+            "this token already has {} uploads in progress; retry when one has finished",
+            state.config.max_concurrent_uploads_per_token
+        ));
+        let mut resp = refuse(req, &e).await;
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return resp;
+    };
     let start = UploadStart {
         user: token.user.clone(),
         token_id: Some(token.id),
@@ -88,6 +98,44 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+/// One of a token's concurrent upload slots, given back when dropped.
+struct UploadSlot<'a> {
+    state: &'a AppState,
+    token_id: i64,
+}
+
+impl<'a> UploadSlot<'a> {
+    fn take(state: &'a AppState, token_id: i64) -> Option<UploadSlot<'a>> {
+        let limit = state.config.max_concurrent_uploads_per_token;
+        let mut map = state
+            .uploads_in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(token_id).or_insert(0);
+        if limit > 0 && *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(UploadSlot { state, token_id })
+    }
+}
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .state
+            .uploads_in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.token_id) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.token_id);
+            }
+        }
+    }
 }
 
 /// What a finished upload reports.
