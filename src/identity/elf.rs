@@ -76,16 +76,10 @@ fn build_id_from_segments<'data, H: FileHeader<Endian = Endianness>, R: ReadRef<
     endian: Endianness,
     data: R,
 ) -> Option<Vec<u8>> {
-    for segment in header.program_headers(endian, data).ok()? {
-        if let Ok(Some(mut notes)) = segment.notes(endian, data) {
-            while let Ok(Some(note)) = notes.next() {
-                if note.name() == elf::ELF_NOTE_GNU && note.n_type(endian) == elf::NT_GNU_BUILD_ID {
-                    return Some(note.desc().to_vec());
-                }
-            }
-        }
-    }
-    None
+    let segments = header.program_headers(endian, data).ok()?;
+    segments
+        .iter()
+        .find_map(|s| gnu_build_id(s.notes(endian, data), endian))
 }
 
 fn build_id_from_sections<'data, H: FileHeader<Endian = Endianness>, R: ReadRef<'data>>(
@@ -93,13 +87,20 @@ fn build_id_from_sections<'data, H: FileHeader<Endian = Endianness>, R: ReadRef<
     endian: Endianness,
     data: R,
 ) -> Option<Vec<u8>> {
-    for section in sections.iter() {
-        if let Ok(Some(mut notes)) = section.notes(endian, data) {
-            while let Ok(Some(note)) = notes.next() {
-                if note.name() == elf::ELF_NOTE_GNU && note.n_type(endian) == elf::NT_GNU_BUILD_ID {
-                    return Some(note.desc().to_vec());
-                }
-            }
+    sections
+        .iter()
+        .find_map(|s| gnu_build_id(s.notes(endian, data), endian))
+}
+
+/// The `NT_GNU_BUILD_ID` note among the notes of one segment or section.
+fn gnu_build_id<H: FileHeader<Endian = Endianness>>(
+    notes: object::read::Result<Option<object::read::elf::NoteIterator<'_, H>>>,
+    endian: Endianness,
+) -> Option<Vec<u8>> {
+    let mut notes = notes.ok()??;
+    while let Ok(Some(note)) = notes.next() {
+        if note.name() == elf::ELF_NOTE_GNU && note.n_type(endian) == elf::NT_GNU_BUILD_ID {
+            return Some(note.desc().to_vec());
         }
     }
     None

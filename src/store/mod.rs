@@ -201,12 +201,12 @@ impl Store {
             }
             Some(row) => {
                 self.link_entry(new.namespace, &row.key, new.hash, new.encoding)?;
-                update_key(&tx, row.id, upload_id, new, now)?;
+                upsert_key(&tx, upload_id, new, &key_norm, now)?;
                 Outcome::Replaced
             }
             None => {
                 self.link_entry(new.namespace, new.key, new.hash, new.encoding)?;
-                insert_key(&tx, upload_id, new, &key_norm, now)?;
+                upsert_key(&tx, upload_id, new, &key_norm, now)?;
                 Outcome::New
             }
         };
@@ -358,7 +358,9 @@ pub struct UploadRow {
     pub completed_at: Option<i64>,
 }
 
-fn insert_key(
+/// Inserts the key, or updates its row (keeping its first spelling and
+/// creation time), then rewrites its lookup rows.
+fn upsert_key(
     tx: &Transaction<'_>,
     upload_id: Option<i64>,
     new: &NewKey<'_>,
@@ -366,11 +368,18 @@ fn insert_key(
     now: i64,
 ) -> Result<()> {
     let id = &new.identity;
-    tx.execute(
+    let key_id: i64 = tx.query_row(
         "INSERT INTO keys (namespace, key, key_norm, blob, encoding, size, stored_size, kind, \
          debug_file, debug_id, code_file, code_id, generator, os, arch, upload_id, created_at, \
          last_uploaded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-         ?15, ?16, ?17, ?17)",
+         ?15, ?16, ?17, ?17) \
+         ON CONFLICT (namespace, key_norm) DO UPDATE SET blob = excluded.blob, \
+         encoding = excluded.encoding, size = excluded.size, stored_size = excluded.stored_size, \
+         kind = excluded.kind, debug_file = excluded.debug_file, debug_id = excluded.debug_id, \
+         code_file = excluded.code_file, code_id = excluded.code_id, generator = excluded.generator, \
+         os = excluded.os, arch = excluded.arch, upload_id = excluded.upload_id, \
+         last_uploaded_at = excluded.last_uploaded_at \
+         RETURNING id",
         params![
             new.namespace.as_str(),
             new.key,
@@ -390,47 +399,10 @@ fn insert_key(
             upload_id,
             now
         ],
-    )?;
-    let key_id = tx.last_insert_rowid();
-    insert_lookups(tx, key_id, new.namespace, key_norm, id)
-}
-
-fn update_key(
-    tx: &Transaction<'_>,
-    key_id: i64,
-    upload_id: Option<i64>,
-    new: &NewKey<'_>,
-    now: i64,
-) -> Result<()> {
-    let id = &new.identity;
-    tx.execute(
-        "UPDATE keys SET blob = ?2, encoding = ?3, size = ?4, stored_size = ?5, kind = ?6, \
-         debug_file = ?7, debug_id = ?8, code_file = ?9, code_id = ?10, generator = ?11, os = ?12, \
-         arch = ?13, upload_id = ?14, last_uploaded_at = ?15 WHERE id = ?1",
-        params![
-            key_id,
-            new.hash,
-            new.encoding.as_str(),
-            new.size,
-            new.stored_size,
-            id.kind,
-            id.debug_file,
-            id.debug_id,
-            id.code_file,
-            id.code_id,
-            id.generator,
-            id.os,
-            id.arch,
-            upload_id,
-            now
-        ],
+        |r| r.get(0),
     )?;
     tx.execute("DELETE FROM lookup WHERE key_id = ?1", [key_id])?;
-    let key_norm: String =
-        tx.query_row("SELECT key_norm FROM keys WHERE id = ?1", [key_id], |r| {
-            r.get(0)
-        })?;
-    insert_lookups(tx, key_id, new.namespace, &key_norm, id)
+    insert_lookups(tx, key_id, new.namespace, key_norm, id)
 }
 
 fn insert_lookups(
