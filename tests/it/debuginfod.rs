@@ -238,3 +238,28 @@ fn identity_of_real_elf_files() {
     assert_eq!(stripped.debug_id.as_deref(), Some(f.debug_id.as_str()));
     assert!(stripped.has_code && !stripped.has_debug_info);
 }
+
+#[test]
+fn identity_of_a_rust_binary() {
+    let path = env!("CARGO_BIN_EXE_symdepot");
+    let notes = Command::new("readelf")
+        .arg("-n")
+        .arg(path)
+        .output()
+        .unwrap();
+    let notes = String::from_utf8(notes.stdout).unwrap();
+    let build_id = notes
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: "))
+        .map(str::trim);
+    let id = symdepot::identity::identify(std::fs::File::open(path).unwrap(), "symdepot");
+    assert_eq!(id.kind, "elf");
+    assert!(id.has_code);
+    match build_id {
+        Some(b) => {
+            assert_eq!(id.build_id.as_deref(), Some(b));
+            assert_eq!(id.debug_id.as_deref(), Some(breakpad_id(b).as_str()));
+        }
+        None => assert_eq!(id.debug_id.as_ref().map(String::len), Some(33)),
+    }
+}

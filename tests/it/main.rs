@@ -10,3 +10,4 @@ mod support;
 mod tecken_examples;
 mod upload;
 mod upload_rules;
+mod windows;
