@@ -222,3 +222,71 @@ fn an_uploaded_cab_compressed_pdb_is_served_under_its_name() {
         bytes.as_slice()
     );
 }
+
+#[test]
+fn symfetch_fetches_pdb_and_exe_by_ssqp_key() {
+    let f = build_pe();
+    let s = TestServer::start();
+    let (exe, pdb) = (
+        std::fs::read(&f.exe).unwrap(),
+        std::fs::read(&f.pdb).unwrap(),
+    );
+    s.upload_ok(zip_of(&[
+        (&format!("x.exe/{}/x.exe", f.code_id), &exe),
+        (&format!("x.pdb/{}/x.pdb", f.debug_id), &pdb),
+    ]));
+    let cache = tempfile::tempdir().unwrap();
+    let fetch = |name: &str, hash: &str| {
+        let out = cargo_tool("symfetch")
+            .arg("--server")
+            .arg(s.url("/"))
+            .arg("--cache")
+            .arg(cache.path())
+            .args([name, hash])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name} {hash}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
+    };
+    assert_eq!(fetch("x.pdb", &f.debug_id), pdb);
+    assert_eq!(fetch("x.exe", &f.code_id), exe);
+}
+
+#[test]
+fn dump_syms_fetches_the_pdb_from_the_server_through_a_srv_path() {
+    let f = build_pe();
+    let s = TestServer::start();
+    s.upload_ok(zip_of(&[(
+        &format!("x.pdb/{}/x.pdb", f.debug_id),
+        &std::fs::read(&f.pdb).unwrap(),
+    )]));
+    // Only the exe is local: dump_syms finds its PDB on the symbol server.
+    let work = tempfile::tempdir().unwrap();
+    let exe = work.path().join("x.exe");
+    std::fs::copy(&f.exe, &exe).unwrap();
+    let cache = work.path().join("cache");
+    let out = cargo_tool("dump_syms")
+        .arg("--symbol-server")
+        .arg(format!("SRV*{}*{}", cache.display(), s.url("/")))
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!("MODULE windows x86_64 {} x.pdb", f.debug_id)),
+        "{text}"
+    );
+    assert!(
+        text.contains(" helper(int)"),
+        "the PDB's functions were read: {text}"
+    );
+}
