@@ -29,7 +29,7 @@ fn read<'data, H: ImageNtHeaders, R: ReadRef<'data>>(
         kind: "pe",
         os: Some("windows".into()),
         arch: Some(arch_name(machine).into()),
-        code_id: Some(format!("{stamp:08X}{size:x}")),
+        code_id: Some(code_id(stamp, size)),
         has_code: true,
         ..Identity::default()
     };
@@ -113,9 +113,21 @@ fn arch_name(machine: pe::Machine) -> &'static str {
     }
 }
 
+/// The code id of a PE: `TimeDateStamp` as 8 upper-case hex digits, then
+/// `SizeOfImage` in lower-case hex without padding (what SymStore and Breakpad use).
+pub fn code_id(stamp: u32, size_of_image: u32) -> String {
+    format!("{stamp:08X}{size_of_image:x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn code_id_worked_example() {
+        assert_eq!(code_id(0x542D574E, 0xc2000), "542D574Ec2000");
+        assert_eq!(code_id(0x1, 0x3000), "000000013000");
+    }
 
     #[test]
     fn rsds_guid_is_swapped_into_the_breakpad_id() {

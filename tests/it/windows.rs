@@ -290,3 +290,50 @@ fn dump_syms_fetches_the_pdb_from_the_server_through_a_srv_path() {
         "the PDB's functions were read: {text}"
     );
 }
+
+#[test]
+fn loose_pe_and_pdb_are_placed_by_identity() {
+    let f = build_pe();
+    let s = TestServer::start();
+    let (exe, pdb) = (
+        std::fs::read(&f.exe).unwrap(),
+        std::fs::read(&f.pdb).unwrap(),
+    );
+    let zip = zip_of(&[("bin/x.exe", &exe), ("pdbs/x.pdb", &pdb)]);
+    let resp = s
+        .client
+        .post(s.url("/upload/?layout=auto"))
+        .header("Auth-Token", &s.token)
+        .multipart(reqwest::blocking::multipart::Form::new().part(
+            "symbols.zip",
+            reqwest::blocking::multipart::Part::bytes(zip).file_name("loose.zip"),
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let body: serde_json::Value = resp.json().unwrap();
+    let mut keys: Vec<String> =
+        serde_json::from_value(body["upload"]["uploaded_keys"].clone()).unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            format!("x.exe/{}/x.exe", f.code_id),
+            format!("x.pdb/{}/x.pdb", f.debug_id)
+        ]
+    );
+    assert_eq!(
+        s.get(&format!("/x.pdb/{}/x.pdb", f.debug_id))
+            .bytes()
+            .unwrap()
+            .as_ref(),
+        pdb.as_slice()
+    );
+    assert_eq!(
+        s.get(&format!("/x.exe/{}/x.exe", f.code_id))
+            .bytes()
+            .unwrap()
+            .as_ref(),
+        exe.as_slice()
+    );
+}
