@@ -54,6 +54,12 @@ pub struct Config {
     /// Uploads one token may have in progress at once; more answer 429 with
     /// `Retry-After`. 0 means no limit. Default 4.
     pub max_concurrent_uploads_per_token: usize,
+    /// Records (the JSON API, the CSV, `/metrics`, the web pages) are readable
+    /// without a token. With `false` they need a token with `view_all`. Default true.
+    pub public_records: bool,
+    /// Most rows the missing-symbols report keeps; the least recently seen go
+    /// first. Default 10 000.
+    pub missing_max_rows: u64,
 }
 
 impl Default for Config {
@@ -72,6 +78,8 @@ impl Default for Config {
             compression_level: 6,
             ingest_workers: 0,
             max_concurrent_uploads_per_token: 4,
+            public_records: true,
+            missing_max_rows: 10_000,
         }
     }
 }

@@ -44,6 +44,7 @@ impl Daemon {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let state = AppState::new(store.clone());
+        http::spawn_missing_flusher(&state);
         let task = tokio::spawn(http::serve(
             listener,
             state,

@@ -12,10 +12,12 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod filters;
 pub mod http;
 pub mod identity;
 pub mod ingest;
 pub mod keys;
+pub mod metrics;
 pub mod store;
 pub mod units;
 

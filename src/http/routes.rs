@@ -23,7 +23,39 @@ pub enum Route {
     },
     /// `/buildid/<not an even-length hex id>/<role>`.
     BadBuildId,
+    /// `POST /upload/auth_info/`.
+    AuthInfo,
+    Metrics,
+    MissingCsv,
+    Api(Api),
+    Page(Page),
     NotFound,
+}
+
+/// The JSON records API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Api {
+    Uploads,
+    Upload(i64),
+    Files,
+    File(i64),
+    SymInfo(String, String),
+    Missing,
+    Stats,
+    Tokens,
+    Token(i64),
+    NotFound,
+}
+
+/// The web pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Page {
+    Home,
+    Uploads,
+    Upload(i64),
+    Files,
+    File(i64),
+    Missing,
 }
 
 /// What a debuginfod request asks for.
@@ -41,6 +73,9 @@ pub fn route(path: &str, query: Option<&str>) -> Route {
         return Route::NotFound;
     };
     let fixed: Vec<&str> = segs.iter().map(String::as_str).collect();
+    if let Some(r) = fixed_route(&fixed) {
+        return r;
+    }
     match fixed[..] {
         ["upload"] => return Route::Upload,
         ["__lbheartbeat__"] => return Route::LbHeartbeat,
@@ -63,6 +98,34 @@ pub fn route(path: &str, query: Option<&str>) -> Route {
         };
     }
     Route::NotFound
+}
+
+fn fixed_route(segs: &[&str]) -> Option<Route> {
+    let id = |s: &str| s.parse::<i64>().ok();
+    Some(match segs {
+        ["upload", "auth_info"] => Route::AuthInfo,
+        ["metrics"] => Route::Metrics,
+        ["missingsymbols.csv"] => Route::MissingCsv,
+        ["api", rest @ ..] => Route::Api(match rest {
+            ["uploads"] => Api::Uploads,
+            ["uploads", "upload", n] => id(n).map_or(Api::NotFound, Api::Upload),
+            ["uploads", "files"] => Api::Files,
+            ["uploads", "files", "file", n] => id(n).map_or(Api::NotFound, Api::File),
+            ["syminfo", file, debug_id] => Api::SymInfo(file.to_string(), debug_id.to_string()),
+            ["missing"] => Api::Missing,
+            ["stats"] => Api::Stats,
+            ["tokens"] => Api::Tokens,
+            ["tokens", "token", n] => id(n).map_or(Api::NotFound, Api::Token),
+            _ => Api::NotFound,
+        }),
+        [] => Route::Page(Page::Home),
+        ["uploads"] => Route::Page(Page::Uploads),
+        ["uploads", n] => id(n).map_or(Route::NotFound, |n| Route::Page(Page::Upload(n))),
+        ["files"] => Route::Page(Page::Files),
+        ["files", n] => id(n).map_or(Route::NotFound, |n| Route::Page(Page::File(n))),
+        ["missing"] => Route::Page(Page::Missing),
+        _ => return None,
+    })
 }
 
 fn debuginfod(segs: &[String], include_try: bool) -> Option<Route> {
@@ -192,8 +255,39 @@ mod tests {
     }
 
     #[test]
+    fn records_and_pages() {
+        assert_eq!(route("/api/uploads/", None), Route::Api(Api::Uploads));
+        assert_eq!(
+            route("/api/uploads/upload/12", None),
+            Route::Api(Api::Upload(12))
+        );
+        assert_eq!(
+            route("/api/uploads/upload/x", None),
+            Route::Api(Api::NotFound)
+        );
+        assert_eq!(
+            route("/api/uploads/files/file/3/", None),
+            Route::Api(Api::File(3))
+        );
+        assert_eq!(
+            route("/api/syminfo/xul.pdb/ABC", None),
+            Route::Api(Api::SymInfo("xul.pdb".into(), "ABC".into()))
+        );
+        assert_eq!(
+            route("/api/tokens/token/7", None),
+            Route::Api(Api::Token(7))
+        );
+        assert_eq!(route("/upload/auth_info/", None), Route::AuthInfo);
+        assert_eq!(route("/metrics", None), Route::Metrics);
+        assert_eq!(route("/missingsymbols.csv", None), Route::MissingCsv);
+        assert_eq!(route("/", None), Route::Page(Page::Home));
+        assert_eq!(route("/uploads/5", None), Route::Page(Page::Upload(5)));
+        assert_eq!(route("/files", None), Route::Page(Page::Files));
+        assert_eq!(route("/missing", None), Route::Page(Page::Missing));
+    }
+
+    #[test]
     fn everything_else_is_not_found() {
-        assert_eq!(route("/", None), Route::NotFound);
         assert_eq!(route("/a/b", None), Route::NotFound);
         assert_eq!(route("/a/b/c/d", None), Route::NotFound);
         assert_eq!(route("/a/%2e%2e/c", None), Route::NotFound);

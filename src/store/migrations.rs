@@ -86,6 +86,24 @@ CREATE TABLE tokens (
     revoked_at  INTEGER
 );
 "#,
+    // 2: missing symbols; lookups of records by debug and code identity.
+    r#"
+CREATE TABLE missing (
+    id         INTEGER PRIMARY KEY,
+    debug_file TEXT NOT NULL,
+    debug_id   TEXT NOT NULL,
+    code_file  TEXT NOT NULL DEFAULT '',
+    code_id    TEXT NOT NULL DEFAULT '',
+    count      INTEGER NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,
+    UNIQUE (debug_file, debug_id)
+);
+CREATE INDEX missing_last_seen ON missing(last_seen);
+CREATE INDEX keys_debug ON keys(debug_file COLLATE NOCASE, debug_id COLLATE NOCASE);
+CREATE INDEX keys_code ON keys(code_file COLLATE NOCASE, code_id COLLATE NOCASE);
+CREATE INDEX keys_created_at ON keys(created_at);
+"#,
 ];
 
 /// Brings the schema up to date, one transaction per migration.

@@ -12,6 +12,8 @@
 pub mod blobs;
 pub mod index;
 pub mod migrations;
+pub mod missing;
+pub mod records;
 pub mod tokens;
 
 use std::fs;
@@ -303,28 +305,13 @@ impl Store {
 
     /// An upload record as stored.
     pub fn upload(&self, id: i64) -> Result<Option<UploadRow>> {
-        self.db.read(|c| {
-            use rusqlite::OptionalExtension;
+        use rusqlite::OptionalExtension;
+        self.db().read(|c| {
             c.query_row(
                 "SELECT id, user, filename, size, download_url, try_symbols, status, http_status, \
                  error, files_count, created_at, completed_at FROM uploads WHERE id = ?1",
                 [id],
-                |r| {
-                    Ok(UploadRow {
-                        id: r.get(0)?,
-                        user: r.get(1)?,
-                        filename: r.get(2)?,
-                        size: r.get(3)?,
-                        download_url: r.get(4)?,
-                        try_symbols: r.get(5)?,
-                        status: r.get(6)?,
-                        http_status: r.get(7)?,
-                        error: r.get(8)?,
-                        files_count: r.get(9)?,
-                        created_at: r.get(10)?,
-                        completed_at: r.get(11)?,
-                    })
-                },
+                records::upload_from_row,
             )
             .optional()
         })
@@ -402,7 +389,31 @@ fn upsert_key(
         |r| r.get(0),
     )?;
     tx.execute("DELETE FROM lookup WHERE key_id = ?1", [key_id])?;
+    clear_missing(tx, new)?;
     insert_lookups(tx, key_id, new.namespace, key_norm, id)
+}
+
+/// A stored key is no longer missing: by its path, its debug and code identity, its build id.
+fn clear_missing(tx: &Transaction<'_>, new: &NewKey<'_>) -> Result<()> {
+    let mut segs = new.key.split('/');
+    let (module, debug_id) = (segs.next().unwrap_or(""), segs.next().unwrap_or(""));
+    let id = new.identity;
+    let mut st = tx.prepare_cached(
+        "DELETE FROM missing WHERE (debug_file = ?1 COLLATE NOCASE AND debug_id = ?2 COLLATE NOCASE) \
+         OR (code_file <> '' AND code_file = ?3 COLLATE NOCASE AND code_id = ?4 COLLATE NOCASE) \
+         OR debug_id = ?5 COLLATE NOCASE",
+    )?;
+    st.execute(params![
+        module,
+        debug_id,
+        id.code_file.as_deref().unwrap_or(""),
+        id.code_id.as_deref().unwrap_or(""),
+        id.build_id.as_deref().unwrap_or("-")
+    ])?;
+    if let (Some(f), Some(d)) = (&id.debug_file, &id.debug_id) {
+        st.execute(params![f, d, "", "", "-"])?;
+    }
+    Ok(())
 }
 
 fn insert_lookups(

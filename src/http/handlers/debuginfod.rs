@@ -14,6 +14,7 @@ use crate::http::AppState;
 use crate::http::body::{self, Body};
 use crate::http::routes::Role;
 use crate::identity::lookup::debuginfod_key;
+use crate::store::missing::Miss;
 use crate::store::{Encoding, KeyRow, Store};
 
 /// 400 for a build id that is not even-length hex.
@@ -57,6 +58,16 @@ pub async fn debuginfod(
                         add_debuginfod_headers(h, row.size, &row.key);
                     }
                     resp
+                }
+                Ok(Ok(None)) => {
+                    state.missing.record(Miss {
+                        debug_file: role_name.to_string(),
+                        debug_id: build_id,
+                        code_file: String::new(),
+                        code_id: String::new(),
+                    });
+                    state.metrics.missing_recorded.inc();
+                    not_found()
                 }
                 _ => not_found(),
             }

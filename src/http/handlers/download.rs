@@ -13,6 +13,7 @@ use crate::http::AppState;
 use crate::http::body::{self, Body};
 use crate::identity::lookup::code_key;
 use crate::keys::{is_zero_id, normalize};
+use crate::store::missing::Miss;
 use crate::store::{Encoding, KeyRow};
 
 /// `404 Symbol Not Found`.
@@ -54,7 +55,10 @@ pub async fn symbol(
     match found {
         Ok(Ok(Some((row, false)))) => serve(&state, &req, &row).await,
         Ok(Ok(Some((row, true)))) => redirect(&req, &row),
-        Ok(Ok(None)) => not_found(),
+        Ok(Ok(None)) => {
+            record_miss(&state, &segs, req.uri().query());
+            not_found()
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "lookup failed");
             // A miss must never look like a server error to libdebuginfod-style caches,
@@ -74,6 +78,30 @@ pub async fn symbol(
             )
         }
     }
+}
+
+/// Counts a miss for the missing-symbols report. Probes for compressed
+/// names (`*.pd_`) and `file.ptr` are not misses of their own.
+fn record_miss(state: &AppState, segs: &[String], query: Option<&str>) {
+    let file = segs[2].to_ascii_lowercase();
+    if file == "file.ptr" || file.ends_with('_') {
+        return;
+    }
+    let pairs = crate::filters::query_pairs(query);
+    let param = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    state.missing.record(Miss {
+        debug_file: segs[0].clone(),
+        debug_id: segs[1].clone(),
+        code_file: param("code_file"),
+        code_id: param("code_id"),
+    });
+    state.metrics.missing_recorded.inc();
 }
 
 /// The code-file / code-id redirect rust-minidump relies on.

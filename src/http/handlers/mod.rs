@@ -1,8 +1,10 @@
 //! Request dispatch and the handlers.
 
+pub mod api;
 pub mod debuginfod;
 pub mod download;
 pub mod health;
+pub mod pages;
 pub mod upload;
 
 use std::sync::Arc;
@@ -14,21 +16,56 @@ use super::AppState;
 use super::body::Body;
 use super::error::method_not_allowed;
 use super::routes::{Route, route};
+use crate::metrics::RequestLabels;
 
 /// Routes a request to its handler.
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let resp = dispatch(state, req).await;
-    tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+    let r = route(&path, req.uri().query());
+    let group = group_of(&r);
+    let metrics_state = state.clone();
+    let resp = dispatch(state, req, r).await;
+    let status = resp.status().as_u16();
+    let m = &metrics_state.metrics;
+    m.requests
+        .get_or_create(&RequestLabels {
+            route: group,
+            status,
+        })
+        .inc();
+    if method != Method::HEAD
+        && let Some(len) = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+    {
+        m.bytes_sent.inc_by(len);
+    }
+    tracing::debug!(%method, %path, status, "request");
     resp
 }
 
-async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
-    let r = route(req.uri().path(), req.uri().query());
+/// The route group a request is counted under in `/metrics`.
+fn group_of(r: &Route) -> &'static str {
+    match r {
+        Route::Upload | Route::AuthInfo => "upload",
+        Route::Symbol { .. } => "symbol",
+        Route::Debuginfod { .. } | Route::BadBuildId => "debuginfod",
+        Route::Api(_) | Route::MissingCsv => "api",
+        Route::Page(_) => "page",
+        Route::LbHeartbeat | Route::Heartbeat | Route::Version => "health",
+        Route::Metrics => "metrics",
+        Route::NotFound => "other",
+    }
+}
+
+async fn dispatch(state: Arc<AppState>, req: Request<Incoming>, r: Route) -> Response<Body> {
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
     match r {
         Route::Upload => upload::upload(state, req).await,
+        Route::AuthInfo => api::auth_info(state, req).await,
+        Route::Api(a) => api::api(state, req, a).await,
         _ if !read_only => method_not_allowed("GET, HEAD", false),
         Route::LbHeartbeat => health::lbheartbeat(),
         Route::Heartbeat => health::heartbeat(state).await,
@@ -43,6 +80,9 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body
             include_try,
         } => debuginfod::debuginfod(state, req, build_id, role, include_try).await,
         Route::BadBuildId => debuginfod::bad_build_id(),
+        Route::Metrics => api::metrics(state, req).await,
+        Route::MissingCsv => api::missing_csv(state, req).await,
+        Route::Page(p) => pages::page(state, req, p).await,
         Route::NotFound => download::not_found(),
     }
 }

@@ -62,7 +62,9 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         Err(e) => return json_error(&Error::Io(std::io::Error::other(e))),
     };
     let created_at = now_ms();
+    let started = std::time::Instant::now();
     let result = receive_and_ingest(&state, req, &token, upload_id).await;
+    count_upload(&state, &result, started);
     let resp = match &result {
         Ok(done) => created(&token, upload_id, created_at, done),
         Err((e, _)) => json_error(e),
@@ -136,6 +138,27 @@ impl Drop for UploadSlot<'_> {
             }
         }
     }
+}
+
+fn count_upload(
+    state: &AppState,
+    result: &Result<Done, (Error, Partial)>,
+    started: std::time::Instant,
+) {
+    let m = &state.metrics;
+    m.upload_duration.observe(started.elapsed().as_secs_f64());
+    let (outcome, size) = match result {
+        Ok(d) => {
+            m.files_stored.inc_by(d.report.uploaded_keys.len() as u64);
+            m.files_skipped.inc_by(d.report.skipped_keys.len() as u64);
+            ("complete", d.size)
+        }
+        Err((_, p)) => ("failed", p.size),
+    };
+    m.uploads
+        .get_or_create(&crate::metrics::UploadLabels { outcome })
+        .inc();
+    m.upload_bytes.inc_by(size);
 }
 
 /// What a finished upload reports.

@@ -1,0 +1,494 @@
+//! The records API (JSON), the missing-symbols CSV, `/metrics`,
+//! `/upload/auth_info/`, and the token API.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use crate::commands::rfc3339;
+use crate::error::Error;
+use crate::filters;
+use crate::http::AppState;
+use crate::http::auth;
+use crate::http::body::{self, Body};
+use crate::http::error::{json_error, json_status, method_not_allowed};
+use crate::http::routes::Api;
+use crate::identity::lookup::display;
+use crate::store::records::{FileQuery, MemberRow, Page, Stats, UploadQuery, UploadSort};
+use crate::store::tokens::{NewToken, Token};
+use crate::store::{KeyRow, UploadRow, now_ms};
+
+/// Runs blocking store work off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&crate::Store) -> crate::Result<T> + Send + 'static,
+) -> crate::Result<T> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+}
+
+/// The token a request presents, checked, if any.
+pub async fn presented_token(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+) -> Option<crate::Result<Token>> {
+    let secret = auth::secret(headers)?;
+    Some(blocking(state, move |s| s.authenticate(&secret)).await)
+}
+
+/// Checks a permission: 401 (with `WWW-Authenticate`) without valid
+/// credentials, 403 with a token that lacks it.
+pub async fn require(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    permission: &str,
+) -> Result<Token, Response<Body>> {
+    match presented_token(state, headers).await {
+        None | Some(Err(Error::Unauthenticated(_))) => {
+            let mut resp = json_status(StatusCode::UNAUTHORIZED, "a valid token is required");
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"symdepot\""),
+            );
+            Err(resp)
+        }
+        Some(Err(e)) => Err(json_error(&e)),
+        Some(Ok(t)) if t.has(permission) => Ok(t),
+        Some(Ok(_)) => Err(json_status(
+            StatusCode::FORBIDDEN,
+            &format!("this token lacks the {permission} permission"),
+        )),
+    }
+}
+
+/// Records are public unless `public_records = false`.
+pub async fn require_records(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+) -> Result<(), Response<Body>> {
+    if state.config.public_records {
+        return Ok(());
+    }
+    require(state, headers, "view_all").await.map(|_| ())
+}
+
+/// Parses the filters of the uploads list.
+pub fn upload_query(query: Option<&str>) -> Result<UploadQuery, String> {
+    let now = time::OffsetDateTime::now_utc();
+    let mut q = UploadQuery {
+        page: 1,
+        ..UploadQuery::default()
+    };
+    for (k, v) in filters::query_pairs(query) {
+        match k.as_str() {
+            "user" if !v.is_empty() => q.user = Some(v),
+            "size" if !v.is_empty() => q.size.push(filters::size("size", &v)?),
+            "created_at" if !v.is_empty() => {
+                q.created_at.extend(filters::date("created_at", &v, now)?)
+            }
+            "try" if !v.is_empty() => q.is_try = Some(filters::boolean("try", &v)?),
+            "sort" if !v.is_empty() => q.sort = UploadSort::parse(&v).ok_or_else(|| {
+                format!(
+                    "sort: {v:?} is not one of created_at, completed_at, size, user, files_count"
+                )
+            })?,
+            "reverse" if !v.is_empty() => q.reverse = filters::boolean("reverse", &v)?,
+            "page" => q.page = filters::page(&v)?,
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+/// Parses the filters of the files list.
+pub fn file_query(query: Option<&str>) -> Result<FileQuery, String> {
+    let now = time::OffsetDateTime::now_utc();
+    let mut q = FileQuery {
+        page: 1,
+        ..FileQuery::default()
+    };
+    for (k, v) in filters::query_pairs(query) {
+        match k.as_str() {
+            "key" => q.key.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            ),
+            "size" if !v.is_empty() => q.size.push(filters::size("size", &v)?),
+            "created_at" if !v.is_empty() => {
+                q.created_at.extend(filters::date("created_at", &v, now)?)
+            }
+            "try" if !v.is_empty() => q.is_try = Some(filters::boolean("try", &v)?),
+            "page" => q.page = filters::page(&v)?,
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+/// The start of the current UTC day, in ms.
+pub fn today_start() -> i64 {
+    let now = now_ms();
+    now - now.rem_euclid(86_400_000)
+}
+
+fn time(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, |t| json!(rfc3339(t)))
+}
+
+pub fn upload_json(u: &UploadRow) -> Value {
+    json!({
+        "id": u.id,
+        "user": u.user,
+        "filename": u.filename,
+        "size": u.size,
+        "download_url": u.download_url,
+        "try_symbols": u.try_symbols,
+        "status": u.status,
+        "http_status": u.http_status,
+        "error": u.error,
+        "files_count": u.files_count,
+        "created_at": time(Some(u.created_at)),
+        "completed_at": time(u.completed_at),
+    })
+}
+
+fn member_json(m: &MemberRow) -> Value {
+    json!({
+        "key": m.key, "outcome": m.outcome, "size": m.size, "stored_size": m.stored_size,
+        "blake3": m.blake3, "debug_file": m.debug_file, "debug_id": m.debug_id,
+        "code_file": m.code_file, "code_id": m.code_id, "generator": m.generator, "error": m.error,
+    })
+}
+
+pub fn file_json(k: &KeyRow) -> Value {
+    json!({
+        "id": k.id, "key": k.key, "try": k.namespace == "try", "size": k.size,
+        "stored_size": k.stored_size, "encoding": k.encoding, "blake3": k.blob, "kind": k.kind,
+        "debug_file": k.debug_file, "debug_id": k.debug_id, "code_file": k.code_file,
+        "code_id": k.code_id, "generator": k.generator, "os": k.os, "arch": k.arch,
+        "upload_id": k.upload_id, "created_at": time(Some(k.created_at)),
+        "last_uploaded_at": time(Some(k.last_uploaded_at)),
+    })
+}
+
+fn token_json(t: &Token) -> Value {
+    json!({
+        "id": t.id, "user": t.user, "permissions": t.permissions, "notes": t.note,
+        "created_at": time(Some(t.created_at)), "expires_at": time(t.expires_at),
+        "revoked_at": time(t.revoked_at),
+        "is_expired": t.expires_at.is_some_and(|e| e <= now_ms()),
+    })
+}
+
+fn list<T>(name: &str, page: &Page<T>, f: impl Fn(&T) -> Value) -> Value {
+    json!({
+        name: page.items.iter().map(f).collect::<Vec<_>>(),
+        "total": page.total,
+        "page": page.page,
+        "has_next": page.has_next,
+        "batch_size": crate::store::records::PAGE_SIZE,
+    })
+}
+
+fn ok(value: Value) -> Response<Body> {
+    body::json(StatusCode::OK, &value)
+}
+
+fn bad(msg: String) -> Response<Body> {
+    json_error(&Error::BadRequest(msg))
+}
+
+fn not_found() -> Response<Body> {
+    json_status(StatusCode::NOT_FOUND, "Not Found")
+}
+
+fn reply<T>(r: crate::Result<T>, f: impl FnOnce(T) -> Response<Body>) -> Response<Body> {
+    match r {
+        Ok(v) => f(v),
+        Err(e) => json_error(&e),
+    }
+}
+
+/// Answers `/api/...`.
+pub async fn api(state: Arc<AppState>, req: Request<Incoming>, route: Api) -> Response<Body> {
+    if matches!(route, Api::Tokens | Api::Token(_)) {
+        return tokens(state, req, route).await;
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return method_not_allowed("GET, HEAD", true);
+    }
+    if let Err(resp) = require_records(&state, req.headers()).await {
+        return resp;
+    }
+    let query = req.uri().query().map(String::from);
+    let query = query.as_deref();
+    match route {
+        Api::Uploads => match upload_query(query) {
+            Ok(q) => reply(blocking(&state, move |s| s.list_uploads(&q)).await, |p| {
+                ok(list("uploads", &p, upload_json))
+            }),
+            Err(m) => bad(m),
+        },
+        Api::Upload(id) => {
+            let found = blocking(&state, move |s| {
+                Ok(s.upload(id)?.map(|u| (u, s.upload_members(id))))
+            })
+            .await;
+            reply(found, |found| match found {
+                Some((u, Ok(members))) => {
+                    let mut v = upload_json(&u);
+                    v["files"] = members.iter().map(member_json).collect();
+                    ok(json!({ "upload": v }))
+                }
+                Some((_, Err(e))) => json_error(&e),
+                None => not_found(),
+            })
+        }
+        Api::Files => match file_query(query) {
+            Ok(q) => reply(blocking(&state, move |s| s.list_files(&q)).await, |p| {
+                ok(list("files", &p, file_json))
+            }),
+            Err(m) => bad(m),
+        },
+        Api::File(id) => {
+            let found = blocking(&state, move |s| {
+                Ok(s.key_by_id(id)?.map(|k| (s.lookups_of(k.id), k)))
+            })
+            .await;
+            reply(found, |found| match found {
+                Some((Ok(lookups), k)) => {
+                    let mut v = file_json(&k);
+                    v["urls"] = lookups.iter().map(|l| display(l)).collect();
+                    ok(json!({ "file": v }))
+                }
+                Some((Err(e), _)) => json_error(&e),
+                None => not_found(),
+            })
+        }
+        Api::SymInfo(file, id) => {
+            let found = blocking(&state, move |s| s.syminfo(&file, &id)).await;
+            reply(found, |found| match found {
+                Some(k) => ok(json!({
+                    "debug_filename": k.debug_file, "debug_id": k.debug_id, "code_file": k.code_file,
+                    "code_id": k.code_id, "generator": k.generator, "url": format!("/{}", k.key),
+                })),
+                None => not_found(),
+            })
+        }
+        Api::Missing => {
+            let page = match filters::query_pairs(query)
+                .into_iter()
+                .find(|(k, _)| k == "page")
+            {
+                Some((_, v)) => match filters::page(&v) {
+                    Ok(p) => p,
+                    Err(m) => return bad(m),
+                },
+                None => 1,
+            };
+            reply(blocking(&state, move |s| s.list_missing(page)).await, |p| {
+                ok(list("missing", &p, |m| {
+                    json!({
+                        "debug_file": m.debug_file, "debug_id": m.debug_id, "code_file": m.code_file,
+                        "code_id": m.code_id, "count": m.count, "first_seen": time(Some(m.first_seen)),
+                        "last_seen": time(Some(m.last_seen)),
+                    })
+                }))
+            })
+        }
+        Api::Stats => reply(blocking(&state, |s| s.stats(today_start())).await, |st| {
+            ok(stats_json(&st))
+        }),
+        Api::NotFound | Api::Tokens | Api::Token(_) => not_found(),
+    }
+}
+
+fn stats_json(s: &Stats) -> Value {
+    json!({
+        "uploads": { "today": s.uploads_today, "yesterday": s.uploads_yesterday, "last_30_days": s.uploads_30_days },
+        "files": { "count": s.files, "bytes": s.files_bytes, "stored_bytes": s.stored_bytes },
+        "blobs": { "count": s.blobs, "bytes": s.blob_bytes },
+        "deduplicated_bytes_saved": s.dedup_saved_bytes(),
+        "missing_symbols": s.missing,
+    })
+}
+
+/// `/missingsymbols.csv`.
+pub async fn missing_csv(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+    if let Err(resp) = require_records(&state, req.headers()).await {
+        return resp;
+    }
+    reply(blocking(&state, |s| s.all_missing()).await, |rows| {
+        let mut out =
+            String::from("debug_file,debug_id,code_file,code_id,count,first_seen,last_seen\n");
+        for m in rows {
+            let fields = [
+                csv(&m.debug_file),
+                csv(&m.debug_id),
+                csv(&m.code_file),
+                csv(&m.code_id),
+                m.count.to_string(),
+                rfc3339(m.first_seen),
+                rfc3339(m.last_seen),
+            ];
+            out.push_str(&fields.join(","));
+            out.push('\n');
+        }
+        body::with_type(StatusCode::OK, "text/csv; charset=utf-8", out)
+    })
+}
+
+/// Quotes a CSV field when it needs it (RFC 4180).
+fn csv(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `/metrics`.
+pub async fn metrics(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+    if let Err(resp) = require_records(&state, req.headers()).await {
+        return resp;
+    }
+    reply(
+        blocking(&state, |s| s.stats(today_start())).await,
+        |stats| {
+            body::with_type(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                state.metrics.render(&stats),
+            )
+        },
+    )
+}
+
+/// `POST /upload/auth_info/`.
+pub async fn auth_info(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::POST {
+        return method_not_allowed("POST", true);
+    }
+    match presented_token(&state, req.headers()).await {
+        None => json_error(&Error::Unauthenticated(
+            "an Auth-Token header is required".into(),
+        )),
+        Some(Err(e)) => json_error(&e),
+        Some(Ok(t)) => ok(json!({
+            "user": t.user,
+            "permissions": t.permissions,
+            "try_only": t.has("upload_try") && !t.has("upload"),
+            "token_expires_at": time(t.expires_at),
+        })),
+    }
+}
+
+/// `GET/POST /api/tokens/`, `DELETE /api/tokens/token/<id>`: need `manage_tokens`.
+async fn tokens(state: Arc<AppState>, req: Request<Incoming>, route: Api) -> Response<Body> {
+    let me = match require(&state, req.headers(), "manage_tokens").await {
+        Ok(t) => t,
+        Err(resp) => return resp,
+    };
+    match (route, req.method().clone()) {
+        (Api::Tokens, Method::GET) => reply(blocking(&state, |s| s.list_tokens()).await, |ts| {
+            let page = Page {
+                total: ts.len() as u64,
+                items: ts,
+                page: 1,
+                has_next: false,
+            };
+            ok(list("tokens", &page, token_json))
+        }),
+        (Api::Tokens, Method::POST) => create_token(state, req, me).await,
+        (Api::Token(id), Method::DELETE) => reply(
+            blocking(&state, move |s| s.revoke_token(id)).await,
+            |found| {
+                if found {
+                    ok(json!({ "revoked": id }))
+                } else {
+                    not_found()
+                }
+            },
+        ),
+        (Api::Tokens, _) => method_not_allowed("GET, POST", true),
+        _ => method_not_allowed("DELETE", true),
+    }
+}
+
+/// Creates a token for the caller's user from JSON `{"permissions": [...],
+/// "notes": "...", "expires": <days>}` (or the same as a form, permissions
+/// comma-separated). The secret is in the answer, once.
+async fn create_token(state: Arc<AppState>, req: Request<Incoming>, me: Token) -> Response<Body> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let bytes = match http_body_util::Limited::new(req.into_body(), 64 * 1024)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return bad("the request body is too large or unreadable".into()),
+    };
+    let (permissions, notes, days) = if is_json {
+        let v: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => return bad(format!("invalid JSON: {e}")),
+        };
+        let perms: Vec<String> = match &v["permissions"] {
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|p| p.as_str().map(String::from))
+                .collect(),
+            Value::String(s) => s
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            _ => Vec::new(),
+        };
+        (
+            perms,
+            v["notes"].as_str().unwrap_or("").to_string(),
+            v["expires"].as_u64(),
+        )
+    } else {
+        let pairs = filters::query_pairs(std::str::from_utf8(&bytes).ok());
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let perms = pairs
+            .iter()
+            .filter(|(k, _)| k == "permissions")
+            .flat_map(|(_, v)| v.split(',').map(|p| p.trim().to_string()))
+            .filter(|p| !p.is_empty())
+            .collect();
+        let days = match get("expires").map(|d| d.parse::<u64>()) {
+            Some(Ok(d)) => Some(d),
+            Some(Err(_)) => return bad("expires: a number of days".into()),
+            None => None,
+        };
+        (perms, get("notes").unwrap_or_default(), days)
+    };
+    let expires_in_ms = Some(days.unwrap_or(365) as i64 * 86_400_000);
+    let created = blocking(&state, move |s| {
+        s.create_token(&NewToken {
+            user: &me.user,
+            permissions: &permissions,
+            note: &notes,
+            expires_in_ms,
+        })
+    })
+    .await;
+    reply(created, |(token, secret)| {
+        let mut v = token_json(&token);
+        v["key"] = json!(secret);
+        body::json(StatusCode::CREATED, &json!({ "token": v }))
+    })
+}
