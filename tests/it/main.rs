@@ -6,6 +6,7 @@ mod download;
 mod interop_debuginfod;
 mod interop_minidump;
 mod layout_auto;
+mod records;
 mod support;
 mod tecken_examples;
 mod upload;
