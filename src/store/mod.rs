@@ -284,20 +284,18 @@ impl Store {
     pub fn finish_upload(&self, id: i64, fin: &UploadFinish<'_>) -> Result<()> {
         self.db.writer().execute(
             "UPDATE uploads SET status = ?2, http_status = ?3, error = ?4, size = ?5, \
-             files_count = ?6, try_symbols = ?7, completed_at = ?8 WHERE id = ?1",
+             files_count = ?6, try_symbols = ?7, completed_at = ?8, filename = COALESCE(?9, filename) \
+             WHERE id = ?1",
             params![
                 id,
-                if fin.error.is_some() {
-                    "failed"
-                } else {
-                    "complete"
-                },
+                if fin.error.is_some() { "failed" } else { "complete" },
                 fin.http_status,
                 fin.error,
                 fin.size,
                 fin.files_count,
                 fin.try_symbols,
-                now_ms()
+                now_ms(),
+                fin.filename
             ],
         )?;
         Ok(())
@@ -321,6 +319,8 @@ impl Store {
 /// Fields of an upload record set when it ends.
 #[derive(Debug, Clone, Default)]
 pub struct UploadFinish<'a> {
+    /// The uploaded file's name, once known.
+    pub filename: Option<&'a str>,
     pub http_status: u16,
     pub error: Option<&'a str>,
     pub size: u64,

@@ -74,6 +74,8 @@ pub struct UploadQuery {
 pub struct FileQuery {
     /// Case-insensitive substrings of the key, all of which must match.
     pub key: Vec<String>,
+    /// A search term: a substring of the key, or exactly a debug id, code id or build id.
+    pub q: Option<String>,
     pub size: Vec<(Op, u64)>,
     pub created_at: Vec<(Op, i64)>,
     pub is_try: Option<bool>,
@@ -125,6 +127,7 @@ struct Where {
 }
 
 impl Where {
+    /// Adds a clause whose every `?` is `value`.
     fn add(&mut self, clause: &str, value: Value) {
         self.params.push(value);
         self.clauses
@@ -231,6 +234,13 @@ impl Store {
         let mut w = Where::default();
         for part in &q.key {
             w.add("instr(k.key_norm, lower(?)) > 0", Value::Text(part.clone()));
+        }
+        if let Some(term) = &q.q {
+            // Every `?` of a clause names the same parameter.
+            w.add(
+                "(instr(k.key_norm, lower(?)) > 0 OR k.debug_id = ? COLLATE NOCASE OR k.code_id = ? COLLATE NOCASE)",
+                Value::Text(term.trim().to_string()),
+            );
         }
         w.compare("k.size", &sizes(&q.size));
         w.compare("k.created_at", &q.created_at);

@@ -120,6 +120,7 @@ pub fn file_query(query: Option<&str>) -> Result<FileQuery, String> {
                     .filter(|s| !s.is_empty())
                     .map(String::from),
             ),
+            "q" if !v.trim().is_empty() => q.q = Some(v),
             "size" if !v.is_empty() => q.size.push(filters::size("size", &v)?),
             "created_at" if !v.is_empty() => {
                 q.created_at.extend(filters::date("created_at", &v, now)?)

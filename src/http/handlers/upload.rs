@@ -76,13 +76,19 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             Some(crate::http::error::message_of(e)),
         ),
     };
-    let (size, files_count, is_try) = match &result {
-        Ok(d) => (d.size, d.report.files_count() as u64, d.is_try),
-        Err((_, partial)) => (partial.size, 0, partial.is_try),
+    let (size, files_count, is_try, filename) = match &result {
+        Ok(d) => (
+            d.size,
+            d.report.files_count() as u64,
+            d.is_try,
+            Some(d.filename.clone()),
+        ),
+        Err((_, partial)) => (partial.size, 0, partial.is_try, partial.filename.clone()),
     };
     let store = state.store.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let fin = UploadFinish {
+            filename: filename.as_deref(),
             http_status: status,
             error: error.as_deref(),
             size,
@@ -174,6 +180,7 @@ struct Done {
 struct Partial {
     size: u64,
     is_try: bool,
+    filename: Option<String>,
 }
 
 /// Checks credentials and the upload permissions.
@@ -241,6 +248,7 @@ async fn receive_and_ingest(
     let mut partial = Partial {
         size: declared_length(req.headers()).unwrap_or(0),
         is_try: !token.has("upload"),
+        filename: None,
     };
     if partial.size > max {
         let e = Error::TooLarge(format!(
@@ -287,6 +295,7 @@ async fn receive_and_ingest(
     let received = receive(state, req.into_body(), boundary, max, layout).await;
     let received = received.map_err(|e| (e, Partial { ..partial }))?;
     partial.size = received.size;
+    partial.filename = Some(received.filename.clone());
     let is_try = match resolve_try(token, received.try_value.as_deref()) {
         Ok(t) => t,
         Err(e) => return Err((e, partial)),
