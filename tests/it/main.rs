@@ -1,5 +1,6 @@
 //! Integration tests: the real daemon over real HTTP, with a real index.
 
+mod browser;
 mod cli;
 mod debuginfod;
 mod download;

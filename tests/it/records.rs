@@ -518,3 +518,37 @@ fn metrics_parse_and_move() {
     );
     assert_eq!(value(&after, "symdepot_missing_lookups_total", &[]), 1.0);
 }
+
+#[test]
+fn pages_answer_html_with_the_same_filters_as_the_api() {
+    let s = TestServer::start();
+    s.upload_ok(sym_zip("a.pdb", ID_A, ""));
+    for path in [
+        "/",
+        "/uploads",
+        "/uploads/1",
+        "/files",
+        "/files/1",
+        "/missing",
+        "/uploads?user=uploader&try=false",
+    ] {
+        let resp = s.get(path);
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+        assert!(resp.text().unwrap().contains("<header>"), "{path}");
+    }
+    assert_eq!(s.get("/uploads?page=0").status(), 400);
+    assert!(s.get("/files?size=lots").text().unwrap().contains("size:"));
+    assert_eq!(s.get("/uploads/99").status(), 404);
+    assert_eq!(s.get("/files/99").status(), 404);
+    let listing = s.get("/uploads?user=nobody").text().unwrap();
+    assert!(listing.contains("0 uploads"), "{listing}");
+    let search = s
+        .get(&format!("/files?q={}", ID_A.to_lowercase()))
+        .text()
+        .unwrap();
+    assert!(
+        search.contains(&format!("a.pdb/{ID_A}/a.pdb.sym")),
+        "{search}"
+    );
+}
