@@ -43,6 +43,32 @@ pub enum Command {
         #[arg(long)]
         inject: bool,
     },
+    /// Expire try files, drop blobs no key references, clear stale temp files
+    Gc {
+        /// Report exactly what would go, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Re-hash every blob and check every key against the disk; exit 1 on damage
+    Verify {
+        /// Re-link entries that can be re-linked, quarantine corrupt blobs
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Rebuild the index from the blobs and the layout tree (upload history and tokens stay)
+    Reindex,
+    /// Remove a key (or every key of an upload) from the index and the layout; blobs go at the next GC
+    Delete {
+        /// `<module>/<debug_id>/<file>`
+        #[arg(required_unless_present = "upload")]
+        key: Option<String>,
+        /// The key is a try file
+        #[arg(long = "try")]
+        is_try: bool,
+        /// Delete every key whose current content came from this upload
+        #[arg(long, conflicts_with = "key")]
+        upload: Option<i64>,
+    },
     /// Manage API tokens (works with or without the daemon running)
     Token {
         #[command(subcommand)]

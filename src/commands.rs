@@ -27,6 +27,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { action } => token(config, action),
         Command::Ingest { paths, is_try } => ingest(config, &paths, is_try),
         Command::Id { file, inject } => id(&file, inject),
+        Command::Gc { dry_run } => gc(config, dry_run),
+        Command::Verify { repair } => verify(config, repair),
+        Command::Reindex => reindex(config),
+        Command::Delete {
+            key,
+            is_try,
+            upload,
+        } => delete(config, key, is_try, upload),
     }
 }
 
@@ -265,6 +273,98 @@ fn id(file: &std::path::Path, inject: bool) -> anyhow::Result<()> {
     if id.kind == "sourcemap" && id.code_id.is_none() {
         let content = std::fs::read(file)?;
         println!("deterministic_id: {}", js::deterministic_id(&content));
+    }
+    Ok(())
+}
+
+fn gc(config: Config, dry_run: bool) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let r = store.gc(std::time::SystemTime::now(), dry_run)?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for (ns, key) in &r.expired {
+        println!("{verb} expired {ns} key {key}");
+    }
+    for p in &r.entries {
+        println!("{verb} unindexed entry {}", p.display());
+    }
+    for p in &r.blobs {
+        println!("{verb} unreferenced blob {}", p.display());
+    }
+    for p in &r.temp {
+        println!("{verb} temp file {}", p.display());
+    }
+    println!(
+        "{}: {} expired keys, {} unindexed entries, {} blobs ({} bytes), {} temp files",
+        if dry_run { "dry run" } else { "gc" },
+        r.expired.len(),
+        r.entries.len(),
+        r.blobs.len(),
+        r.blob_bytes,
+        r.temp.len()
+    );
+    Ok(())
+}
+
+fn verify(config: Config, repair: bool) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let r = store.verify(repair)?;
+    for d in &r.damage {
+        let fixed = if d.repaired { " (repaired)" } else { "" };
+        println!("DAMAGED {} {}: {}{fixed}", d.namespace, d.key, d.problem);
+    }
+    for p in &r.quarantined {
+        println!("quarantined {}", p.display());
+    }
+    let g = &r.reclaimable;
+    println!(
+        "{} keys, {} blobs checked; {} damaged ({} unrepaired); reclaimable by gc: {} blobs, {} entries, {} temp files",
+        r.keys,
+        r.blobs,
+        r.damage.len(),
+        r.unrepaired(),
+        g.blobs.len(),
+        g.entries.len(),
+        g.temp.len()
+    );
+    if r.unrepaired() > 0 {
+        bail!("the store is damaged: {} key(s)", r.unrepaired());
+    }
+    Ok(())
+}
+
+fn reindex(config: Config) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let (n, skipped) = store.reindex()?;
+    for (p, why) in &skipped {
+        eprintln!("skipped {}: {why}", p.display());
+    }
+    println!("reindexed {n} keys, skipped {}", skipped.len());
+    Ok(())
+}
+
+fn delete(
+    config: Config,
+    key: Option<String>,
+    is_try: bool,
+    upload: Option<i64>,
+) -> anyhow::Result<()> {
+    use crate::store::Namespace;
+    use crate::store::gc::DeleteTarget;
+    let store = open_store(config)?;
+    let target = match (key, upload) {
+        (_, Some(id)) => DeleteTarget::Upload(id),
+        (Some(key), None) => DeleteTarget::Key {
+            namespace: Namespace::from_try(is_try),
+            key,
+        },
+        (None, None) => bail!("name a key or --upload <id>"),
+    };
+    let gone = store.delete_keys(&target, "cli")?;
+    for k in &gone {
+        println!("deleted {k}");
+    }
+    if gone.is_empty() {
+        bail!("nothing matched");
     }
     Ok(())
 }

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::units::serde_size;
+use std::time::Duration;
+
+use crate::units::{parse_duration, serde_size};
 
 /// All settings of the daemon and the commands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +62,16 @@ pub struct Config {
     /// Most rows the missing-symbols report keeps; the least recently seen go
     /// first. Default 10 000.
     pub missing_max_rows: u64,
+    /// How long after its last upload a try file expires (`28d`, `12h`, ...). Default `28d`.
+    pub try_retention: String,
+    /// How long after its last upload a release file expires; empty keeps release
+    /// files forever. Default empty.
+    pub release_retention: String,
+    /// How often the daemon runs GC; `0` turns the periodic run off. Default `1h`.
+    pub gc_interval: String,
+    /// Blobs, layout entries and temp files younger than this are never
+    /// collected, so an upload in progress keeps what it is about to link. Default `1h`.
+    pub gc_grace: String,
 }
 
 impl Default for Config {
@@ -80,6 +92,10 @@ impl Default for Config {
             max_concurrent_uploads_per_token: 4,
             public_records: true,
             missing_max_rows: 10_000,
+            try_retention: "28d".to_string(),
+            release_retention: String::new(),
+            gc_interval: "1h".to_string(),
+            gc_grace: "1h".to_string(),
         }
     }
 }
@@ -134,6 +150,21 @@ impl Config {
                 self.compression_level
             );
         }
+        for (name, value) in [
+            ("try_retention", &self.try_retention),
+            ("gc_interval", &self.gc_interval),
+            ("gc_grace", &self.gc_grace),
+        ] {
+            if parse_duration(value).is_none() {
+                bail!("{name}: {value:?} is not a duration such as 28d, 12h or 30m");
+            }
+        }
+        if !self.release_retention.is_empty() && parse_duration(&self.release_retention).is_none() {
+            bail!(
+                "release_retention: {:?} is not a duration such as 365d",
+                self.release_retention
+            );
+        }
         if self.max_compression_ratio == 0 {
             bail!("max_compression_ratio: must be at least 1");
         }
@@ -167,6 +198,26 @@ impl Config {
                     .map(|(_, v)| v.as_str())
             })
             .unwrap_or("application/octet-stream")
+    }
+
+    /// `try_retention` as a duration.
+    pub fn try_retention(&self) -> Duration {
+        parse_duration(&self.try_retention).unwrap_or(Duration::from_secs(28 * 86_400))
+    }
+
+    /// `release_retention` as a duration, if set.
+    pub fn release_retention(&self) -> Option<Duration> {
+        parse_duration(&self.release_retention)
+    }
+
+    /// `gc_interval`, or `None` when the periodic run is off.
+    pub fn gc_interval(&self) -> Option<Duration> {
+        parse_duration(&self.gc_interval).filter(|d| !d.is_zero())
+    }
+
+    /// `gc_grace` as a duration.
+    pub fn gc_grace(&self) -> Duration {
+        parse_duration(&self.gc_grace).unwrap_or(Duration::from_secs(3600))
     }
 
     /// Worker threads for ingest.

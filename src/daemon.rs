@@ -12,6 +12,35 @@ use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::store::Store;
 
+/// Runs GC every `gc_interval` on a blocking thread while the daemon runs.
+fn spawn_gc(store: &Arc<Store>) {
+    let Some(every) = store.config().gc_interval() else {
+        return;
+    };
+    let weak = Arc::downgrade(store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tick.tick().await;
+            let Some(store) = weak.upgrade() else { return };
+            let run =
+                tokio::task::spawn_blocking(move || store.gc(std::time::SystemTime::now(), false))
+                    .await;
+            match run {
+                Ok(Ok(r)) => tracing::info!(
+                    expired = r.expired.len(),
+                    blobs = r.blobs.len(),
+                    entries = r.entries.len(),
+                    temp = r.temp.len(),
+                    "gc"
+                ),
+                Ok(Err(e)) => tracing::warn!(error = %e, "gc failed"),
+                Err(e) => tracing::warn!(error = %e, "gc task failed"),
+            }
+        }
+    });
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct Daemon {
@@ -45,6 +74,7 @@ impl Daemon {
         let (stop, stopped) = oneshot::channel::<()>();
         let state = AppState::new(store.clone());
         http::spawn_missing_flusher(&state);
+        spawn_gc(&store);
         let task = tokio::spawn(http::serve(
             listener,
             state,

@@ -10,11 +10,13 @@
 //! entry and the row naming the same blob.
 
 pub mod blobs;
+pub mod gc;
 pub mod index;
 pub mod migrations;
 pub mod missing;
 pub mod records;
 pub mod tokens;
+pub mod verify;
 
 use std::fs;
 use std::io::{self, Read};
@@ -159,6 +161,8 @@ impl Store {
     pub fn ensure_blob(&self, hash: &str, enc: Encoding, src: &mut dyn Read) -> Result<u64> {
         let path = self.blobs.path(hash, enc);
         if let Ok(meta) = fs::metadata(&path) {
+            // Fresh again: GC leaves young blobs alone, and this one is about to be linked.
+            fs::File::open(&path)?.set_modified(std::time::SystemTime::now())?;
             return Ok(meta.len());
         }
         self.blobs
@@ -170,13 +174,13 @@ impl Store {
         self.blobs.open(&row.blob, Encoding::parse(&row.encoding))
     }
 
-    /// Whether the key already holds exactly this content (a cheap pre-check;
-    /// [`Store::commit_key`] decides again under the writer lock).
+    /// Whether the key already holds exactly this content and its blob is
+    /// there (a cheap pre-check; [`Store::commit_key`] decides again under the
+    /// writer lock).
     pub fn holds(&self, ns: Namespace, key: &str, hash: &str) -> Result<bool> {
-        Ok(self
-            .db
-            .key_row(ns, &normalize(key))?
-            .is_some_and(|row| row.blob == hash))
+        Ok(self.db.key_row(ns, &normalize(key))?.is_some_and(|row| {
+            row.blob == hash && self.blobs.has(hash, Encoding::parse(&row.encoding))
+        }))
     }
 
     /// Commits a key whose blob is durable: links the layout entry, then
@@ -189,12 +193,15 @@ impl Store {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let existing = index::key_row(&tx, new.namespace, &key_norm)?;
         let now = now_ms();
-        let same = existing.as_ref().is_some_and(|row| row.blob == new.hash);
-        if !same && !self.blobs.has(new.hash, new.encoding) {
+        // Even a skip needs the blob: a re-upload restores a blob lost or quarantined.
+        if !self.blobs.has(new.hash, new.encoding) {
             return Ok(None);
         }
         let outcome = match &existing {
             Some(row) if row.blob == new.hash => {
+                if !self.entry_is_blob(new.namespace, &row.key, new.hash, new.encoding) {
+                    self.link_entry(new.namespace, &row.key, new.hash, new.encoding)?;
+                }
                 tx.execute(
                     "UPDATE keys SET last_uploaded_at = ?1 WHERE id = ?2",
                     params![now, row.id],
@@ -219,9 +226,27 @@ impl Store {
         Ok(Some(outcome))
     }
 
+    /// Whether the layout entry of a key is (a link to) this blob.
+    fn entry_is_blob(&self, ns: Namespace, key: &str, hash: &str, enc: Encoding) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (
+            fs::metadata(self.entry_path(ns, key)),
+            fs::metadata(self.blobs.path(hash, enc)),
+        ) {
+            (Ok(e), Ok(b)) => e.ino() == b.ino() && e.dev() == b.dev(),
+            _ => false,
+        }
+    }
+
     /// Places `<ns>/<key>` as a hard link to the blob (a copy where the
     /// filesystem refuses another link), atomically replacing what was there.
-    fn link_entry(&self, ns: Namespace, key: &str, hash: &str, enc: Encoding) -> Result<()> {
+    pub(crate) fn link_entry(
+        &self,
+        ns: Namespace,
+        key: &str,
+        hash: &str,
+        enc: Encoding,
+    ) -> Result<()> {
         let entry = self.root.join(ns.as_str()).join(key);
         let dir = entry.parent().expect("keys have three segments");
         fs::create_dir_all(dir)?;

@@ -7,6 +7,7 @@ mod download;
 mod interop_debuginfod;
 mod interop_minidump;
 mod layout_auto;
+mod operations;
 mod records;
 mod support;
 mod tecken_examples;

@@ -1,0 +1,279 @@
+//! `verify` and `reindex`: check every indexed key against the disk, and
+//! rebuild the index from the disk.
+//!
+//! Damage is an indexed key whose blob is missing or hashes wrong, or whose
+//! layout entry is missing or holds other content. What an interrupted
+//! upload leaves (temp files, blobs and entries no row names) is reclaimable
+//! by GC, not damage. Reindex reads the layout tree: each entry is matched to
+//! its blob by inode (or, for a copy, by hashing it), its identity read
+//! again, and its key committed afresh (which restarts its expiry clock).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use flate2::read::GzDecoder;
+
+use super::gc::{GcReport, blob_files, layout_entries};
+use super::{BlobStore, Encoding, KeyRow, Namespace, NewKey, Store};
+use crate::error::Result;
+use crate::identity::{self, PREFIX_LEN};
+use crate::keys::{MemberName, classify_member};
+
+/// One damaged key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    pub namespace: String,
+    pub key: String,
+    pub problem: String,
+    /// Whether `--repair` fixed it.
+    pub repaired: bool,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub keys: u64,
+    pub blobs: u64,
+    pub damage: Vec<Damage>,
+    /// Blobs moved to `quarantine/` by `--repair`.
+    pub quarantined: Vec<PathBuf>,
+    /// What GC would reclaim (whatever its age).
+    pub reclaimable: GcReport,
+}
+
+impl VerifyReport {
+    /// Damage `--repair` did not fix.
+    pub fn unrepaired(&self) -> usize {
+        self.damage.iter().filter(|d| !d.repaired).count()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlobState {
+    Good,
+    Missing,
+    Corrupt,
+}
+
+/// BLAKE3 of the original bytes of a stored file.
+fn original_hash(path: &std::path::Path, enc: Encoding) -> io::Result<String> {
+    let file = fs::File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let reader: Box<dyn Read> = match enc {
+        Encoding::Gzip => Box::new(GzDecoder::new(io::BufReader::new(file))),
+        Encoding::Identity => Box::new(file),
+    };
+    io::copy(
+        &mut io::BufReader::with_capacity(256 * 1024, reader),
+        &mut hasher,
+    )?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+impl Store {
+    /// Checks every key; with `repair`, re-links entries and quarantines corrupt blobs.
+    pub fn verify(&self, repair: bool) -> Result<VerifyReport> {
+        let rows: Vec<KeyRow> = self.db().read(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {} FROM keys k ORDER BY k.id",
+                super::index::KEY_COLUMNS
+            ))?;
+            let rows = st.query_map([], KeyRow::from_row)?;
+            rows.collect()
+        })?;
+        let mut report = VerifyReport {
+            keys: rows.len() as u64,
+            ..VerifyReport::default()
+        };
+        let mut blobs: HashMap<(String, String), BlobState> = HashMap::new();
+        for row in &rows {
+            let enc = Encoding::parse(&row.encoding);
+            let blob_path = self.blobs().path(&row.blob, enc);
+            let state = *blobs
+                .entry((row.blob.clone(), row.encoding.clone()))
+                .or_insert_with(|| match original_hash(&blob_path, enc) {
+                    Ok(h) if h == row.blob => BlobState::Good,
+                    Ok(_) | Err(_) if blob_path.exists() => BlobState::Corrupt,
+                    _ => BlobState::Missing,
+                });
+            let ns = if row.namespace == "try" {
+                Namespace::Try
+            } else {
+                Namespace::Release
+            };
+            let damage = |problem: String| Damage {
+                namespace: row.namespace.clone(),
+                key: row.key.clone(),
+                problem,
+                repaired: false,
+            };
+            match state {
+                BlobState::Missing => report
+                    .damage
+                    .push(damage(format!("blob {} is missing", row.blob))),
+                BlobState::Corrupt => {
+                    report.damage.push(damage(format!(
+                        "blob {} does not hash to its name",
+                        row.blob
+                    )));
+                    if repair && blob_path.exists() {
+                        report.quarantined.push(self.quarantine(&blob_path)?);
+                    }
+                }
+                BlobState::Good => {
+                    let entry = self.entry_path(ns, &row.key);
+                    if let Some(problem) = entry_problem(&entry, &blob_path, &row.blob, enc) {
+                        let mut d = damage(problem);
+                        if repair {
+                            self.relink(ns, &row.key, &row.blob, enc)?;
+                            d.repaired = true;
+                        }
+                        report.damage.push(d);
+                    }
+                }
+            }
+        }
+        report.blobs = blobs.len() as u64;
+        report.reclaimable = self.gc_far_future_dry()?;
+        Ok(report)
+    }
+
+    /// Everything GC would reclaim, whatever its age (nothing is changed).
+    fn gc_far_future_dry(&self) -> Result<GcReport> {
+        let far = SystemTime::now() + Duration::from_secs(100 * 365 * 86_400);
+        let mut r = self.gc(far, true)?;
+        // Expiry is not a matter of integrity.
+        r.expired.clear();
+        Ok(r)
+    }
+
+    fn quarantine(&self, blob: &std::path::Path) -> Result<PathBuf> {
+        let dir = self.root().join("quarantine");
+        fs::create_dir_all(&dir)?;
+        let dest = dir.join(blob.file_name().unwrap_or_default());
+        fs::rename(blob, &dest)?;
+        Ok(dest)
+    }
+
+    fn relink(&self, ns: Namespace, key: &str, hash: &str, enc: Encoding) -> Result<()> {
+        let entry = self.entry_path(ns, key);
+        let _ = fs::remove_file(&entry);
+        self.link_entry(ns, key, hash, enc)
+    }
+
+    /// Rebuilds `keys` and `lookup` from the layout tree and `objects/`.
+    /// Returns the number of keys indexed and the entries skipped (with why).
+    pub fn reindex(&self) -> Result<(u64, Vec<(PathBuf, String)>)> {
+        let mut by_inode: HashMap<(u64, u64), (String, Encoding)> = HashMap::new();
+        for (path, hash, enc) in blob_files(&self.root().join("objects"))? {
+            let m = fs::metadata(&path)?;
+            by_inode.insert((m.dev(), m.ino()), (hash, enc));
+        }
+        {
+            let conn = self.db().writer();
+            conn.execute_batch("DELETE FROM lookup; DELETE FROM keys;")?;
+        }
+        let (mut indexed, mut skipped) = (0u64, Vec::new());
+        for ns in [Namespace::Release, Namespace::Try] {
+            for (path, key) in layout_entries(&self.root().join(ns.as_str()))? {
+                match self.reindex_entry(ns, &path, &key, &by_inode) {
+                    Ok(()) => indexed += 1,
+                    Err(why) => skipped.push((path, why)),
+                }
+            }
+        }
+        Ok((indexed, skipped))
+    }
+
+    fn reindex_entry(
+        &self,
+        ns: Namespace,
+        path: &std::path::Path,
+        key: &str,
+        by_inode: &HashMap<(u64, u64), (String, Encoding)>,
+    ) -> std::result::Result<(), String> {
+        let file = key.rsplit('/').next().unwrap_or(key).to_string();
+        let Ok(MemberName::Key(parsed)) = classify_member(key.as_bytes(), false) else {
+            return Err("not a <module>/<debug_id>/<file> key".into());
+        };
+        let meta = fs::metadata(path).map_err(|e| e.to_string())?;
+        let (hash, enc) = match by_inode.get(&(meta.dev(), meta.ino())) {
+            Some(found) => found.clone(),
+            None => {
+                // A copy (EMLINK) or a file put there by hand: hash it and store its blob.
+                let enc = self.encoding_for(key);
+                let hash = original_hash(path, enc).map_err(|e| format!("unreadable: {e}"))?;
+                if !self.blobs().has(&hash, enc) {
+                    let f = fs::File::open(path).map_err(|e| e.to_string())?;
+                    let mut src: Box<dyn Read> = match enc {
+                        Encoding::Gzip => Box::new(GzDecoder::new(f)),
+                        Encoding::Identity => Box::new(f),
+                    };
+                    self.ensure_blob(&hash, enc, &mut src)
+                        .map_err(|e| e.to_string())?;
+                }
+                (hash, enc)
+            }
+        };
+        let blob = self.blobs().path(&hash, enc);
+        let (identity, size) = match enc {
+            Encoding::Identity => {
+                let f = fs::File::open(&blob).map_err(|e| e.to_string())?;
+                (
+                    identity::identify(f, &file),
+                    fs::metadata(&blob).map_err(|e| e.to_string())?.len(),
+                )
+            }
+            Encoding::Gzip => {
+                let mut gz = GzDecoder::new(fs::File::open(&blob).map_err(|e| e.to_string())?);
+                let mut prefix = Vec::new();
+                (&mut gz)
+                    .take(PREFIX_LEN as u64)
+                    .read_to_end(&mut prefix)
+                    .map_err(|e| e.to_string())?;
+                let rest = io::copy(&mut gz, &mut io::sink()).map_err(|e| e.to_string())?;
+                (
+                    identity::identify_bytes(&prefix, &file),
+                    prefix.len() as u64 + rest,
+                )
+            }
+        };
+        let stored_size = fs::metadata(&blob).map_err(|e| e.to_string())?.len();
+        let key = parsed.key();
+        let new = NewKey {
+            namespace: ns,
+            key: &key,
+            hash: &hash,
+            encoding: enc,
+            size,
+            stored_size,
+            identity: &identity,
+        };
+        self.commit_key(None, &new).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// What is wrong with a layout entry, if anything.
+fn entry_problem(
+    entry: &std::path::Path,
+    blob: &std::path::Path,
+    hash: &str,
+    enc: Encoding,
+) -> Option<String> {
+    let Ok(em) = fs::metadata(entry) else {
+        return Some("layout entry is missing".into());
+    };
+    let bm = fs::metadata(blob).ok()?;
+    if em.ino() == bm.ino() && em.dev() == bm.dev() {
+        return None;
+    }
+    match original_hash(entry, enc) {
+        Ok(h) if h == hash => None,
+        _ => Some("layout entry holds other content than its blob".into()),
+    }
+}
