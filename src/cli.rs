@@ -69,6 +69,48 @@ pub enum Command {
         #[arg(long, conflicts_with = "key")]
         upload: Option<i64>,
     },
+    /// Copy symbols out as plain files in a tool's layout, or as Tecken-style zips
+    Export {
+        /// Tree layout of --plain: breakpad, symstore or debuginfod
+        #[arg(long, default_value = "breakpad")]
+        layout: String,
+        /// Write a plain (uncompressed) tree into this folder
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "zip",
+            conflicts_with = "zip"
+        )]
+        plain: Option<PathBuf>,
+        /// Write Tecken-layout zips into this folder instead
+        #[arg(long, value_name = "DIR")]
+        zip: Option<PathBuf>,
+        /// Largest total of member bytes per zip
+        #[arg(long, default_value = "1.5GB")]
+        max_size: String,
+        /// SymStore's two-tier tree (with index2.txt)
+        #[arg(long)]
+        index2: bool,
+        /// Only keys whose current content came from this upload
+        #[arg(long)]
+        upload: Option<i64>,
+        /// Only this module (first key segment)
+        #[arg(long)]
+        module: Option<String>,
+        /// Only keys uploaded on or after this date (YYYY-MM-DD)
+        #[arg(long)]
+        since: Option<String>,
+        /// Export try files instead of release files
+        #[arg(long = "try")]
+        is_try: bool,
+    },
+    /// Ingest an existing Breakpad tree, SymStore share or debuginfod-style tree
+    Import {
+        dir: PathBuf,
+        /// Store as try files
+        #[arg(long = "try")]
+        is_try: bool,
+    },
     /// Manage API tokens (works with or without the daemon running)
     Token {
         #[command(subcommand)]

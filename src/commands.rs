@@ -30,6 +30,31 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gc { dry_run } => gc(config, dry_run),
         Command::Verify { repair } => verify(config, repair),
         Command::Reindex => reindex(config),
+        Command::Export {
+            layout,
+            plain,
+            zip,
+            max_size,
+            index2,
+            upload,
+            module,
+            since,
+            is_try,
+        } => export(
+            config,
+            &layout,
+            plain,
+            zip,
+            &max_size,
+            index2,
+            ExportFilterArgs {
+                upload,
+                module,
+                since,
+                is_try,
+            },
+        ),
+        Command::Import { dir, is_try } => import(config, &dir, is_try),
         Command::Delete {
             key,
             is_try,
@@ -365,6 +390,82 @@ fn delete(
     }
     if gone.is_empty() {
         bail!("nothing matched");
+    }
+    Ok(())
+}
+
+/// The filter flags of `export`.
+struct ExportFilterArgs {
+    upload: Option<i64>,
+    module: Option<String>,
+    since: Option<String>,
+    is_try: bool,
+}
+
+fn export(
+    config: Config,
+    layout: &str,
+    plain: Option<std::path::PathBuf>,
+    zip: Option<std::path::PathBuf>,
+    max_size: &str,
+    index2: bool,
+    f: ExportFilterArgs,
+) -> anyhow::Result<()> {
+    use crate::transfer::{ExportFilter, ExportLayout, export_tree, export_zips};
+    let since_ms = match &f.since {
+        Some(d) => {
+            let conds = crate::filters::date(
+                "--since",
+                &format!(">={d}"),
+                time::OffsetDateTime::now_utc(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            conds.first().map(|(_, ms)| *ms)
+        }
+        None => None,
+    };
+    let filter = ExportFilter {
+        is_try: f.is_try,
+        upload: f.upload,
+        module: f.module,
+        since_ms,
+    };
+    let store = open_store(config)?;
+    if let Some(dir) = zip {
+        let max = crate::units::parse_size(max_size)
+            .with_context(|| format!("--max-size {max_size:?}"))?;
+        for z in export_zips(&store, &dir, max, &filter)? {
+            println!("{}", z.display());
+        }
+        return Ok(());
+    }
+    let layout = match layout {
+        "breakpad" => ExportLayout::Breakpad,
+        "symstore" => ExportLayout::SymStore { index2 },
+        "debuginfod" => ExportLayout::Debuginfod,
+        other => bail!("--layout {other:?}: expected breakpad, symstore or debuginfod"),
+    };
+    let dir = plain.context("--plain <DIR> or --zip <DIR>")?;
+    let n = export_tree(&store, &dir, layout, &filter)?;
+    println!("exported {n} files into {}", dir.display());
+    Ok(())
+}
+
+fn import(config: Config, dir: &std::path::Path, is_try: bool) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let (report, failed) =
+        crate::transfer::import_tree(&store, dir, crate::store::Namespace::from_try(is_try))?;
+    for (p, why) in &failed {
+        eprintln!("failed   {}: {why}", p.display());
+    }
+    println!(
+        "{} stored, {} already stored, {} failed",
+        report.uploaded_keys.len(),
+        report.skipped_keys.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        bail!("{} file(s) could not be imported", failed.len());
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod keys;
 pub mod metrics;
 pub mod store;
+pub mod transfer;
 pub mod units;
 
 pub use config::Config;

@@ -16,8 +16,9 @@ pub mod zipfile;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::keys::{MemberName, classify_member};
 use crate::store::{Namespace, NewKey, Outcome, Store};
-use zipfile::{Checked, Listing, SharedFile, Spool};
+use zipfile::{Checked, Listing, Placement, SharedFile, Spool};
 
 /// What an ingest did, key by key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -101,15 +102,60 @@ pub fn ingest_file(
     ns: Namespace,
     upload_id: Option<i64>,
 ) -> Result<Report> {
+    ingest_single(
+        store,
+        path,
+        &Placement::Auto(file_name.to_string()),
+        ns,
+        upload_id,
+    )
+}
+
+/// Ingests one file under a `<module>/<debug_id>/<file>` key, checked against
+/// its identity like a zip member.
+pub fn ingest_file_as(
+    store: &Store,
+    path: &Path,
+    key: &str,
+    ns: Namespace,
+    upload_id: Option<i64>,
+) -> Result<Report> {
+    match classify_member(key.as_bytes(), false).map_err(|rule| Error::invalid(key, rule))? {
+        MemberName::Key(k) => ingest_single(store, path, &Placement::Key(k), ns, upload_id),
+        MemberName::Ignored => Ok(Report {
+            ignored_keys: vec![key.to_string()],
+            ..Report::default()
+        }),
+    }
+}
+
+fn ingest_single(
+    store: &Store,
+    path: &Path,
+    placement: &Placement,
+    ns: Namespace,
+    upload_id: Option<i64>,
+) -> Result<Report> {
     let file = std::fs::File::open(path)?;
     let mut hasher = blake3::Hasher::new();
     let size = std::io::copy(
         &mut std::io::BufReader::with_capacity(256 * 1024, &file),
         &mut hasher,
     )?;
-    let identity = crate::identity::identify(std::fs::File::open(path)?, file_name);
-    let key =
-        zipfile::auto_key(&identity, file_name).map_err(|rule| Error::invalid(file_name, rule))?;
+    let (name, file_name) = match placement {
+        Placement::Key(k) => (k.key(), k.file.clone()),
+        Placement::Auto(f) => (f.clone(), f.clone()),
+    };
+    let identity = crate::identity::identify(std::fs::File::open(path)?, &file_name);
+    let key = match placement {
+        Placement::Key(k) => {
+            zipfile::check_identity(&name, k, &identity)?;
+            k.clone()
+        }
+        Placement::Auto(f) => {
+            zipfile::auto_key(&identity, f).map_err(|rule| Error::invalid(&name, rule))?
+        }
+    };
     let checked = Checked {
         index: 0,
         key,

@@ -361,7 +361,7 @@ pub fn auto_key(id: &Identity, file: &str) -> Result<MemberKey, String> {
 }
 
 /// A file that names its own identity must agree with the path it was uploaded under.
-fn check_identity(name: &str, key: &MemberKey, id: &Identity) -> Result<()> {
+pub(crate) fn check_identity(name: &str, key: &MemberKey, id: &Identity) -> Result<()> {
     if id.kind == "sym" {
         let (file, did) = (
             id.debug_file.as_deref().unwrap_or(""),

@@ -31,7 +31,7 @@ fn wait_spinning(pid: u32) {
 }
 
 /// A minidump of the fixture's full binary, spinning in `spin_level2`.
-fn minidump_of(binary: &Path, out: &Path) {
+pub(crate) fn minidump_of(binary: &Path, out: &Path) {
     let mut child = Command::new(binary).spawn().unwrap();
     wait_spinning(child.id());
     let result = cargo_tool("symdepot-minidump-helper")
@@ -49,7 +49,7 @@ fn minidump_of(binary: &Path, out: &Path) {
 }
 
 /// `dump_syms -s <dir>`: returns the path of the `.sym` it wrote, relative to `dir`.
-fn dump_syms(binary: &Path, dir: &Path) -> String {
+pub(crate) fn dump_syms(binary: &Path, dir: &Path) -> String {
     let out = cargo_tool("dump_syms")
         .arg("-s")
         .arg(dir)

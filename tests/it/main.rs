@@ -11,6 +11,7 @@ mod operations;
 mod records;
 mod support;
 mod tecken_examples;
+mod transfer;
 mod upload;
 mod upload_rules;
 mod windows;

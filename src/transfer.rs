@@ -1,0 +1,279 @@
+//! `export` and `import`: plain trees for removable media and for a
+//! debugger's local symbol path, and ingest of existing trees.
+//!
+//! Export writes original (uncompressed) bytes, each file through a temp name
+//! and a rename, in the layout the matching tool reads directly. Import
+//! recognises a SymStore share (`000Admin`, `index2.txt`, `pingme.txt`), a
+//! debuginfod-style tree (`buildid/<id>/debuginfo|executable`) or a Breakpad
+//! tree (`<module>/<id>/<file>`), and ingests each file like an upload.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use flate2::read::GzDecoder;
+
+use crate::ingest::{self, Report};
+use crate::store::{Encoding, KeyRow, Namespace, Store};
+
+/// The tree an export writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportLayout {
+    /// `<module>/<id>/<file>`: `minidump-stackwalk --symbols-path`.
+    Breakpad,
+    /// `<file>/<SymStore key>/<file>` (two-tier with `index2.txt`): a SymStore share.
+    SymStore { index2: bool },
+    /// `buildid/<id>/debuginfo|executable`: a `file://` entry of `DEBUGINFOD_URLS`.
+    Debuginfod,
+}
+
+/// Which keys an export takes.
+#[derive(Debug, Clone, Default)]
+pub struct ExportFilter {
+    pub is_try: bool,
+    pub upload: Option<i64>,
+    /// Module (first key segment), any case.
+    pub module: Option<String>,
+    /// Only keys last uploaded at or after this time (Unix ms).
+    pub since_ms: Option<i64>,
+}
+
+/// The stored bytes of a key, decoded.
+fn original(store: &Store, row: &KeyRow) -> io::Result<Box<dyn Read>> {
+    let f = store.open_blob(row)?;
+    Ok(match Encoding::parse(&row.encoding) {
+        Encoding::Gzip => Box::new(GzDecoder::new(io::BufReader::new(f))),
+        Encoding::Identity => Box::new(f),
+    })
+}
+
+/// Writes `src` to `dest` through a temp name in the same folder.
+fn write_file(dest: &Path, src: &mut dyn Read) -> io::Result<u64> {
+    let dir = dest.parent().expect("export paths have a parent");
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".export-")
+        .tempfile_in(dir)?;
+    let n = io::copy(src, &mut io::BufWriter::new(tmp.as_file_mut()))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(dest).map_err(|e| e.error)?;
+    Ok(n)
+}
+
+/// The relative paths a key is exported under in a layout (none if it has
+/// no place there). `lookups` are the key's lookup keys.
+fn export_paths(row: &KeyRow, layout: ExportLayout, lookups: &[String]) -> Vec<PathBuf> {
+    match layout {
+        ExportLayout::Breakpad => vec![PathBuf::from(&row.key)],
+        ExportLayout::SymStore { index2 } => {
+            // A PE goes under its code id (SymStore's key); everything else under its key.
+            let file = row.key.rsplit('/').next().unwrap_or(&row.key);
+            let rel = match (row.kind.as_str(), &row.code_id) {
+                ("pe", Some(code)) => PathBuf::from(file).join(code).join(file),
+                _ => PathBuf::from(&row.key),
+            };
+            if index2 {
+                let first = rel
+                    .iter()
+                    .next()
+                    .map(|s| s.to_string_lossy().to_lowercase())
+                    .unwrap_or_default();
+                vec![PathBuf::from(first.chars().take(2).collect::<String>()).join(rel)]
+            } else {
+                vec![rel]
+            }
+        }
+        ExportLayout::Debuginfod => lookups
+            .iter()
+            .filter_map(|l| l.strip_prefix("buildid:"))
+            .map(|rest| PathBuf::from("buildid").join(rest))
+            .collect(),
+    }
+}
+
+/// Exports keys into `dir`. Returns how many files were written.
+pub fn export_tree(
+    store: &Store,
+    dir: &Path,
+    layout: ExportLayout,
+    filter: &ExportFilter,
+) -> anyhow::Result<u64> {
+    let rows = store.export_rows(filter)?;
+    fs::create_dir_all(dir)?;
+    if let ExportLayout::SymStore { index2: true } = layout {
+        fs::write(dir.join("index2.txt"), b"")?;
+    }
+    let mut written = 0;
+    for row in &rows {
+        let lookups = if layout == ExportLayout::Debuginfod {
+            store.lookups_of(row.id)?
+        } else {
+            Vec::new()
+        };
+        for rel in export_paths(row, layout, &lookups) {
+            let dest = dir.join(&rel);
+            write_file(&dest, &mut original(store, row)?)
+                .with_context(|| format!("writing {}", dest.display()))?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// Exports keys as Tecken-layout zips of at most `max_bytes` of members each
+/// (a single larger member gets a zip of its own). Returns the zips written.
+pub fn export_zips(
+    store: &Store,
+    dir: &Path,
+    max_bytes: u64,
+    filter: &ExportFilter,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let rows = store.export_rows(filter)?;
+    fs::create_dir_all(dir)?;
+    let mut zips = Vec::new();
+    let mut current: Option<(zip::ZipWriter<fs::File>, u64)> = None;
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    for row in &rows {
+        if current
+            .as_ref()
+            .is_some_and(|(_, n)| *n > 0 && n + row.size > max_bytes)
+        {
+            current.take().unwrap().0.finish()?;
+        }
+        if current.is_none() {
+            let path = dir.join(format!("symbols-{:04}.zip", zips.len() + 1));
+            current = Some((zip::ZipWriter::new(fs::File::create(&path)?), 0));
+            zips.push(path);
+        }
+        let (w, n) = current.as_mut().unwrap();
+        w.start_file(row.key.as_str(), opts)?;
+        io::copy(&mut original(store, row)?, w)?;
+        *n += row.size;
+    }
+    if let Some((w, _)) = current {
+        w.finish()?.flush()?;
+    }
+    Ok(zips)
+}
+
+/// What kind of tree a folder holds.
+fn tree_kind(dir: &Path) -> &'static str {
+    if ["000Admin", "index2.txt", "pingme.txt"]
+        .iter()
+        .any(|m| dir.join(m).exists())
+    {
+        "symstore"
+    } else if dir.join("buildid").is_dir() {
+        "debuginfod"
+    } else {
+        "breakpad"
+    }
+}
+
+fn files_at_depth(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<io::Result<_>>()?;
+    entries.sort();
+    for p in entries {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with('.') || name == "000Admin" {
+            continue;
+        }
+        if depth == 0 {
+            if p.is_file() {
+                out.push(p);
+            }
+        } else if p.is_dir() {
+            files_at_depth(&p, depth - 1, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Imports an existing tree. Returns the combined report and the files that failed.
+pub fn import_tree(
+    store: &Store,
+    dir: &Path,
+    ns: Namespace,
+) -> anyhow::Result<(Report, Vec<(PathBuf, String)>)> {
+    if !dir.is_dir() {
+        bail!("{} is not a folder", dir.display());
+    }
+    let kind = tree_kind(dir);
+    let mut files = Vec::new();
+    match kind {
+        "symstore" if dir.join("index2.txt").exists() => files_at_depth(dir, 3, &mut files)?,
+        "debuginfod" => files_at_depth(&dir.join("buildid"), 1, &mut files)?,
+        _ => files_at_depth(dir, 2, &mut files)?,
+    }
+    let (mut total, mut failed) = (Report::default(), Vec::new());
+    for path in files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name == "file.ptr" || name == "refs.ptr" {
+            continue;
+        }
+        let result = match kind {
+            "debuginfod" => {
+                let id = path
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned());
+                let id = id.unwrap_or_default();
+                let file_name = if name == "debuginfo" {
+                    format!("{id}.debug")
+                } else {
+                    id
+                };
+                ingest::ingest_file(store, &path, &file_name, ns, None)
+            }
+            _ => {
+                let rel = path.strip_prefix(dir).unwrap_or(&path);
+                let segs: Vec<String> = rel
+                    .iter()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .collect();
+                let key = segs[segs.len() - 3..].join("/");
+                ingest::ingest_file_as(store, &path, &key, ns, None)
+            }
+        };
+        match result {
+            Ok(r) => {
+                total.uploaded_keys.extend(r.uploaded_keys);
+                total.skipped_keys.extend(r.skipped_keys);
+            }
+            Err(e) => failed.push((path, e.to_string())),
+        }
+    }
+    Ok((total, failed))
+}
+
+impl Store {
+    /// The keys an export takes, in key order.
+    pub fn export_rows(&self, f: &ExportFilter) -> crate::Result<Vec<KeyRow>> {
+        self.db().read(|c| {
+            let sql = format!(
+                "SELECT {} FROM keys k WHERE k.namespace = ?1 AND (?2 IS NULL OR k.upload_id = ?2) \
+                 AND (?3 IS NULL OR instr(k.key_norm, lower(?3) || '/') = 1) \
+                 AND (?4 IS NULL OR k.last_uploaded_at >= ?4) ORDER BY k.key",
+                crate::store::index::KEY_COLUMNS
+            );
+            let mut st = c.prepare(&sql)?;
+            let ns = if f.is_try { "try" } else { "release" };
+            let rows = st.query_map(
+                rusqlite::params![ns, f.upload, f.module, f.since_ms],
+                KeyRow::from_row,
+            )?;
+            rows.collect()
+        })
+    }
+}

@@ -1,0 +1,202 @@
+//! `export` and `import`: trees the real tools read, and round trips.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::interop_minidump::{dump_syms, minidump_of};
+use crate::support::*;
+
+fn symdepot(data_dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_symdepot"));
+    c.arg("--data-dir").arg(data_dir);
+    c
+}
+
+fn run(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{c:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_breakpad_export_is_read_by_minidump_stackwalk() {
+    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
+    let work = tempfile::tempdir().unwrap();
+    let dump = work.path().join("victim.dmp");
+    minidump_of(&f.full, &dump);
+    let rel = dump_syms(&f.full, &work.path().join("syms"));
+    let s = TestServer::start();
+    s.upload_ok(zip_of(&[(
+        &rel,
+        &std::fs::read(work.path().join("syms").join(&rel)).unwrap(),
+    )]));
+    let out = work.path().join("export");
+    run(symdepot(&s.data_dir())
+        .args(["export", "--layout", "breakpad", "--plain"])
+        .arg(&out));
+    // Plain text, not the stored gzip.
+    assert!(
+        std::fs::read(out.join(&rel))
+            .unwrap()
+            .starts_with(b"MODULE Linux")
+    );
+    let text = run(cargo_tool("minidump-stackwalk")
+        .arg("--symbols-path")
+        .arg(&out)
+        .arg(&dump));
+    assert!(text.contains("victim!spin_level2 [victim.c : 5"), "{text}");
+}
+
+#[test]
+fn a_debuginfod_export_is_read_through_a_file_url() {
+    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
+    let s = TestServer::start();
+    let (stripped, debug) = (
+        std::fs::read(&f.stripped).unwrap(),
+        std::fs::read(&f.debug).unwrap(),
+    );
+    s.upload_ok(zip_of(&[
+        (&format!("victim/{}/victim", f.debug_id), &stripped),
+        (&format!("victim/{}/victim.debug", f.debug_id), &debug),
+    ]));
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("tree");
+    run(symdepot(&s.data_dir())
+        .args(["export", "--layout", "debuginfod", "--plain"])
+        .arg(&out));
+    assert_eq!(
+        std::fs::read(out.join(format!("buildid/{}/debuginfo", f.build_id))).unwrap(),
+        debug
+    );
+    let cache = work.path().join("cache");
+    let path = run(Command::new("debuginfod-find")
+        .env("DEBUGINFOD_URLS", format!("file://{}", out.display()))
+        .env("DEBUGINFOD_CACHE_PATH", &cache)
+        .args(["debuginfo", &f.build_id]));
+    assert_eq!(std::fs::read(path.trim()).unwrap(), debug);
+    let path = run(Command::new("debuginfod-find")
+        .env("DEBUGINFOD_URLS", format!("file://{}", out.display()))
+        .env("DEBUGINFOD_CACHE_PATH", &cache)
+        .args(["executable", &f.build_id]));
+    assert_eq!(std::fs::read(path.trim()).unwrap(), stripped);
+}
+
+/// Every key's bytes as served.
+fn served(s: &TestServer, keys: &[String]) -> Vec<Vec<u8>> {
+    keys.iter()
+        .map(|k| s.get(&format!("/{k}")).bytes().unwrap().to_vec())
+        .collect()
+}
+
+#[test]
+fn export_then_import_round_trips_byte_identical_in_every_layout() {
+    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
+    let s = TestServer::start();
+    let keys = vec![
+        format!("xul.pdb/{ID_A}/xul.sym"),
+        format!("victim/{}/victim.debug", f.debug_id),
+        format!("data.bin/{ID_B}/data.bin"),
+    ];
+    let contents = [
+        sym("xul.pdb", ID_A, "INFO CODE_ID 5CF0A9B1c5f2000 xul.dll\n"),
+        std::fs::read(&f.debug).unwrap(),
+        b"opaque bytes".to_vec(),
+    ];
+    let members: Vec<(&str, &[u8])> = keys
+        .iter()
+        .map(String::as_str)
+        .zip(contents.iter().map(Vec::as_slice))
+        .collect();
+    s.upload_ok(zip_of(&members));
+    let original = served(&s, &keys);
+    assert_eq!(original[0], contents[0]);
+
+    for (layout, extra) in [
+        ("breakpad", None),
+        ("symstore", None),
+        ("symstore", Some("--index2")),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        let tree = work.path().join("tree");
+        let mut c = symdepot(&s.data_dir());
+        c.args(["export", "--layout", layout, "--plain"]).arg(&tree);
+        if let Some(e) = extra {
+            c.arg(e);
+        }
+        run(&mut c);
+        if extra.is_some() {
+            assert!(tree.join("index2.txt").exists());
+            assert!(tree.join("xu").join(&keys[0]).exists(), "two-tier tree");
+        }
+        let target = TestServer::start();
+        let out = run(symdepot(&target.data_dir()).arg("import").arg(&tree));
+        assert!(
+            out.contains("3 stored, 0 already stored, 0 failed"),
+            "{layout} {extra:?}: {out}"
+        );
+        assert!(
+            served(&target, &keys) == original,
+            "{layout} {extra:?}: served bytes differ"
+        );
+    }
+
+    // A debuginfod tree holds only what has a build id.
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    run(symdepot(&s.data_dir())
+        .args(["export", "--layout", "debuginfod", "--plain"])
+        .arg(&tree));
+    let target = TestServer::start();
+    run(symdepot(&target.data_dir()).arg("import").arg(&tree));
+    let resp = target.get(&format!("/buildid/{}/debuginfo", f.build_id));
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.bytes().unwrap().as_ref() == contents[1].as_slice(),
+        "debug file differs after the round trip"
+    );
+}
+
+#[test]
+fn zip_exports_split_at_the_size_limit_and_upload_again() {
+    let s = TestServer::start();
+    let members: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| {
+            let m = format!("m{i}.pdb");
+            (
+                format!("{m}/{ID_A}/m{i}.sym"),
+                sym(&m, ID_A, &"INFO GENERATOR padding padding\n".repeat(3)),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = members
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    s.upload_ok(zip_of(&refs));
+    let one = members[0].1.len();
+    let work = tempfile::tempdir().unwrap();
+    let out = run(symdepot(&s.data_dir())
+        .args(["export", "--zip"])
+        .arg(work.path())
+        .args(["--max-size", &(2 * one + 1).to_string()]));
+    let zips: Vec<&str> = out.lines().collect();
+    assert_eq!(zips.len(), 3, "{out}");
+    let target = TestServer::start();
+    let mut stored = 0;
+    for z in zips {
+        let up = target.upload_ok(std::fs::read(z).unwrap());
+        stored += up["uploaded_keys"].as_array().unwrap().len();
+    }
+    assert_eq!(stored, 5);
+    for (k, d) in &members {
+        assert_eq!(
+            target.get(&format!("/{k}")).bytes().unwrap().as_ref(),
+            d.as_slice()
+        );
+    }
+}
