@@ -192,6 +192,7 @@ fn ingest(config: Config, paths: &[std::path::PathBuf], is_try: bool) -> anyhow:
         };
         let fin = UploadFinish {
             filename: None,
+            download_url: None,
             http_status: status,
             error: error.as_deref(),
             size,

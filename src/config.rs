@@ -72,6 +72,14 @@ pub struct Config {
     /// Blobs, layout entries and temp files younger than this are never
     /// collected, so an upload in progress keeps what it is about to link. Default `1h`.
     pub gc_grace: String,
+    /// Hosts `POST /upload/` may download a zip from (`url=`); every redirect hop
+    /// must be one of them too. Empty turns upload by download off. Default empty.
+    pub upload_download_domains: Vec<String>,
+    /// Allow `http://` URLs for upload by download (for tests and closed networks).
+    /// Default false: https only.
+    pub allow_http_downloads: bool,
+    /// How long an upload by download may take to arrive. Default `10m`.
+    pub upload_download_timeout: String,
 }
 
 impl Default for Config {
@@ -96,6 +104,9 @@ impl Default for Config {
             release_retention: String::new(),
             gc_interval: "1h".to_string(),
             gc_grace: "1h".to_string(),
+            upload_download_domains: Vec::new(),
+            allow_http_downloads: false,
+            upload_download_timeout: "10m".to_string(),
         }
     }
 }
@@ -154,6 +165,7 @@ impl Config {
             ("try_retention", &self.try_retention),
             ("gc_interval", &self.gc_interval),
             ("gc_grace", &self.gc_grace),
+            ("upload_download_timeout", &self.upload_download_timeout),
         ] {
             if parse_duration(value).is_none() {
                 bail!("{name}: {value:?} is not a duration such as 28d, 12h or 30m");

@@ -31,6 +31,12 @@ pub enum Error {
     /// Over a rate or concurrency limit (429).
     #[error("{0}")]
     TooMany(String),
+    /// Upload by download: the remote answered an error or could not be reached (502).
+    #[error("{0}")]
+    BadGateway(String),
+    /// Upload by download: the remote took too long (504).
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// Nothing stored under the requested key (404).
     #[error("not found")]
     NotFound,

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod fetch;
 pub mod handlers;
 pub mod routes;
 

@@ -309,8 +309,8 @@ impl Store {
     pub fn finish_upload(&self, id: i64, fin: &UploadFinish<'_>) -> Result<()> {
         self.db.writer().execute(
             "UPDATE uploads SET status = ?2, http_status = ?3, error = ?4, size = ?5, \
-             files_count = ?6, try_symbols = ?7, completed_at = ?8, filename = COALESCE(?9, filename) \
-             WHERE id = ?1",
+             files_count = ?6, try_symbols = ?7, completed_at = ?8, filename = COALESCE(?9, filename), \
+             download_url = COALESCE(?10, download_url) WHERE id = ?1",
             params![
                 id,
                 if fin.error.is_some() { "failed" } else { "complete" },
@@ -320,7 +320,8 @@ impl Store {
                 fin.files_count,
                 fin.try_symbols,
                 now_ms(),
-                fin.filename
+                fin.filename,
+                fin.download_url
             ],
         )?;
         Ok(())
@@ -346,6 +347,8 @@ impl Store {
 pub struct UploadFinish<'a> {
     /// The uploaded file's name, once known.
     pub filename: Option<&'a str>,
+    /// Upload by download: the URL.
+    pub download_url: Option<&'a str>,
     pub http_status: u16,
     pub error: Option<&'a str>,
     pub size: u64,

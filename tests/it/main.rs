@@ -1,6 +1,7 @@
 //! Integration tests: the real daemon over real HTTP, with a real index.
 
 mod browser;
+mod by_download;
 mod cli;
 mod debuginfod;
 mod download;

@@ -76,19 +76,27 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             Some(crate::http::error::message_of(e)),
         ),
     };
-    let (size, files_count, is_try, filename) = match &result {
+    let (size, files_count, is_try, filename, download_url) = match &result {
         Ok(d) => (
             d.size,
             d.report.files_count() as u64,
             d.is_try,
             Some(d.filename.clone()),
+            d.download_url.clone(),
         ),
-        Err((_, partial)) => (partial.size, 0, partial.is_try, partial.filename.clone()),
+        Err((_, partial)) => (
+            partial.size,
+            0,
+            partial.is_try,
+            partial.filename.clone(),
+            None,
+        ),
     };
     let store = state.store.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let fin = UploadFinish {
             filename: filename.as_deref(),
+            download_url: download_url.as_deref(),
             http_status: status,
             error: error.as_deref(),
             size,
@@ -173,10 +181,12 @@ struct Done {
     size: u64,
     is_try: bool,
     report: Report,
+    download_url: Option<String>,
+    redirects: Vec<String>,
 }
 
 /// What is known of a failed upload.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Partial {
     size: u64,
     is_try: bool,
@@ -245,7 +255,7 @@ async fn receive_and_ingest(
     upload_id: i64,
 ) -> Result<Done, (Error, Partial)> {
     let max = state.config.max_upload_bytes;
-    let mut partial = Partial {
+    let partial = Partial {
         size: declared_length(req.headers()).unwrap_or(0),
         is_try: !token.has("upload"),
         filename: None,
@@ -270,10 +280,17 @@ async fn receive_and_ingest(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
+    let layout = match layout_of(req.uri().query()) {
+        Ok(l) => l,
+        Err(e) => {
+            drain_unless_continue(req).await;
+            return Err((e, partial));
+        }
+    };
     if mime == "application/x-www-form-urlencoded" {
-        let e = Error::BadRequest("upload by download is not enabled on this server".into());
-        drain_unless_continue(req).await;
-        return Err((e, partial));
+        let received = receive_by_download(state, req.into_body()).await;
+        let received = received.map_err(|e| (e, partial.clone()))?;
+        return ingest_received(state, token, upload_id, layout, received, partial).await;
     }
     let boundary = match multer::parse_boundary(&content_type) {
         Ok(b) if mime == "multipart/form-data" => b,
@@ -285,15 +302,20 @@ async fn receive_and_ingest(
             return Err((e, partial));
         }
     };
-    let layout = match layout_of(req.uri().query()) {
-        Ok(l) => l,
-        Err(e) => {
-            drain_unless_continue(req).await;
-            return Err((e, partial));
-        }
-    };
     let received = receive(state, req.into_body(), boundary, max, layout).await;
-    let received = received.map_err(|e| (e, Partial { ..partial }))?;
+    let received = received.map_err(|e| (e, partial.clone()))?;
+    ingest_received(state, token, upload_id, layout, received, partial).await
+}
+
+/// Ingests a received zip (or loose file) on a blocking thread.
+async fn ingest_received(
+    state: &AppState,
+    token: &Token,
+    upload_id: i64,
+    layout: Layout,
+    received: Received,
+    mut partial: Partial,
+) -> Result<Done, (Error, Partial)> {
     partial.size = received.size;
     partial.filename = Some(received.filename.clone());
     let is_try = match resolve_try(token, received.try_value.as_deref()) {
@@ -318,6 +340,8 @@ async fn receive_and_ingest(
             size: received.size,
             is_try,
             report,
+            download_url: received.download_url,
+            redirects: received.redirects,
         }),
         Ok(Err(e)) | Err(e) => Err((e, partial)),
     }
@@ -374,6 +398,33 @@ struct Received {
     filename: String,
     size: u64,
     try_value: Option<String>,
+    /// Upload by download: the URL and the redirects followed.
+    download_url: Option<String>,
+    redirects: Vec<String>,
+}
+
+/// Upload by download: a `url=` form (with an optional `try`), fetched from an allowed host.
+async fn receive_by_download(state: &AppState, body: Incoming) -> Result<Received, Error> {
+    use http_body_util::BodyExt;
+    let bytes = http_body_util::Limited::new(body, 64 * 1024)
+        .collect()
+        .await
+        .map_err(|_| Error::BadRequest("the url= form is too large or unreadable".into()))?
+        .to_bytes();
+    let pairs = crate::filters::query_pairs(std::str::from_utf8(&bytes).ok());
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let Some(url) = get("url").filter(|u| !u.is_empty()) else {
+        return Err(Error::BadRequest("the form has no url field".into()));
+    };
+    let fetched = crate::http::fetch::fetch(state, &url).await?;
+    Ok(Received {
+        file: fetched.file,
+        filename: fetched.filename,
+        size: fetched.size,
+        try_value: get("try"),
+        download_url: Some(url),
+        redirects: fetched.redirects,
+    })
 }
 
 /// Streams the multipart body: the first part whose field name or file name
@@ -431,6 +482,8 @@ async fn receive(
         filename,
         size,
         try_value,
+        download_url: None,
+        redirects: Vec::new(),
     })
 }
 
@@ -504,8 +557,8 @@ fn created(token: &Token, id: i64, created_at: i64, done: &Done) -> Response<Bod
             "id": id,
             "size": done.size,
             "filename": done.filename,
-            "download_url": null,
-            "redirect_urls": [],
+            "download_url": done.download_url,
+            "redirect_urls": done.redirects,
             "try_symbols": done.is_try,
             "user": token.user,
             "created_at": rfc3339(created_at),
