@@ -25,6 +25,9 @@ pub enum Command {
         /// Address to listen on; port 0 picks a free port [env: SYMDEPOT_LISTEN] [default: 127.0.0.1:8000]
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Drop folder to watch for zips and loose debug files [env: SYMDEPOT_INBOX]
+        #[arg(long, value_name = "DIR")]
+        inbox: Option<String>,
     },
     /// Ingest zips, directories or loose debug files straight into the data dir,
     /// each file placed by its own identity

@@ -13,13 +13,14 @@ use crate::units::parse_duration;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let listen = match &cli.command {
-        Command::Serve { listen } => listen.clone(),
-        _ => None,
+    let (listen, inbox) = match &cli.command {
+        Command::Serve { listen, inbox } => (listen.clone(), inbox.clone()),
+        _ => (None, None),
     };
     let overrides = Overrides {
         data_dir: cli.data_dir.clone(),
         listen,
+        inbox,
     };
     let config = Config::load(cli.config.as_deref(), std::env::vars(), &overrides)?;
     match cli.command {

@@ -80,6 +80,9 @@ pub struct Config {
     pub allow_http_downloads: bool,
     /// How long an upload by download may take to arrive. Default `10m`.
     pub upload_download_timeout: String,
+    /// A drop folder the daemon watches: zips and loose debug files written
+    /// there are ingested, then moved to `done/` or `failed/`. Empty: off. Default empty.
+    pub inbox: String,
 }
 
 impl Default for Config {
@@ -107,6 +110,7 @@ impl Default for Config {
             upload_download_domains: Vec::new(),
             allow_http_downloads: false,
             upload_download_timeout: "10m".to_string(),
+            inbox: String::new(),
         }
     }
 }
@@ -116,6 +120,7 @@ impl Default for Config {
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<String>,
+    pub inbox: Option<String>,
 }
 
 impl Config {
@@ -142,6 +147,9 @@ impl Config {
         }
         if let Some(l) = &flags.listen {
             cfg.listen = l.clone();
+        }
+        if let Some(i) = &flags.inbox {
+            cfg.inbox = i.clone();
         }
         cfg.validate()?;
         Ok(cfg)
@@ -355,6 +363,7 @@ mod tests {
         let flags = Overrides {
             listen: Some("127.0.0.1:9002".into()),
             data_dir: Some("/c".into()),
+            inbox: None,
         };
         let cfg = load_toml(text, &e, &flags).unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:9002");

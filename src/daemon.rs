@@ -45,6 +45,7 @@ fn spawn_gc(store: &Arc<Store>) {
 #[derive(Debug)]
 pub struct Daemon {
     addr: SocketAddr,
+    _inbox: Option<crate::ingest::inbox::Inbox>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     store: Arc<Store>,
@@ -83,8 +84,16 @@ impl Daemon {
             },
             crate::commands::DRAIN,
         ));
+        let inbox = match store.config().inbox.as_str() {
+            "" => None,
+            dir => Some(
+                crate::ingest::inbox::start(store.clone(), dir.into())
+                    .with_context(|| format!("watching the inbox {dir}"))?,
+            ),
+        };
         Ok(Daemon {
             addr,
+            _inbox: inbox,
             stop: Some(stop),
             task,
             store,

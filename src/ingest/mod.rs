@@ -10,6 +10,7 @@
 //! already stored) and commits the key. Each key is committed on its own, so
 //! an interrupted upload keeps every finished member and a retry skips them.
 
+pub mod inbox;
 pub mod parallel;
 pub mod zipfile;
 

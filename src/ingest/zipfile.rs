@@ -153,6 +153,30 @@ pub fn list(path: &Path, cfg: &Config, auto: bool) -> Result<Listing> {
     Ok(listing)
 }
 
+/// Whether a file is a zip whose every member follows Tecken's layout
+/// (`<module>/<debug_id>/<file>`, or ignored by rule).
+pub fn is_tecken_zip(path: &Path) -> bool {
+    let Ok(reader) = SharedFile::open(path) else {
+        return false;
+    };
+    let Ok(mut iterable) = ZipIterable::try_new(reader, zip::read::Config::default()) else {
+        return false;
+    };
+    let Ok(files) = iterable.files() else {
+        return false;
+    };
+    let mut any = false;
+    for entry in files {
+        let Ok(entry) = entry else { return false };
+        match classify_member(entry.name_raw(), entry.is_dir()) {
+            Ok(MemberName::Key(_)) => any = true,
+            Ok(MemberName::Ignored) => {}
+            Err(_) => return false,
+        }
+    }
+    any
+}
+
 /// Where a member goes, or `None` if it is ignored by rule.
 fn placement(entry: &OwnedZipFileEntry, auto: bool) -> Result<Option<Placement>, String> {
     if auto {

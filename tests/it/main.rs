@@ -5,6 +5,7 @@ mod by_download;
 mod cli;
 mod debuginfod;
 mod download;
+mod inbox;
 mod interop_debuginfod;
 mod interop_minidump;
 mod layout_auto;
