@@ -114,6 +114,29 @@ pub enum Command {
         #[arg(long = "try")]
         is_try: bool,
     },
+    /// Upload a zip or a directory to symdepot or any Tecken-compatible server
+    Upload {
+        /// A zip, or a directory in the <module>/<debug_id>/<file> layout (any layout with --auto)
+        path: PathBuf,
+        /// The server's base URL (or its /upload/ URL)
+        #[arg(long, env = "SYMDEPOT_UPLOAD_URL")]
+        url: String,
+        /// An upload token
+        #[arg(long, env = "SYMDEPOT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// A try upload
+        #[arg(long = "try")]
+        is_try: bool,
+        /// Place files by their own identity (symdepot's ?layout=auto)
+        #[arg(long)]
+        auto: bool,
+        /// Split payloads above this size
+        #[arg(long, default_value = "1.5GB")]
+        max_size: String,
+        /// Attempts per zip on 429, 5xx and connection errors
+        #[arg(long, default_value_t = 6)]
+        attempts: u32,
+    },
     /// Manage API tokens (works with or without the daemon running)
     Token {
         #[command(subcommand)]

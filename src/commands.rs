@@ -13,6 +13,33 @@ use crate::units::parse_duration;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Upload {
+        path,
+        url,
+        token,
+        is_try,
+        auto,
+        max_size,
+        attempts,
+    } = &cli.command
+    {
+        // The client needs no data dir or configuration.
+        let max_size = crate::units::parse_size(max_size)
+            .with_context(|| format!("--max-size {max_size:?}"))?;
+        let opts = crate::client::UploadOptions {
+            url: url.clone(),
+            token: token.clone(),
+            is_try: *is_try,
+            auto: *auto,
+            max_size,
+            attempts: *attempts,
+            backoff: Duration::from_secs(1),
+        };
+        for id in crate::client::upload(path, &opts)? {
+            println!("{id}");
+        }
+        return Ok(());
+    }
     let (listen, inbox) = match &cli.command {
         Command::Serve { listen, inbox } => (listen.clone(), inbox.clone()),
         _ => (None, None),
@@ -25,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref(), std::env::vars(), &overrides)?;
     match cli.command {
         Command::Serve { .. } => serve(config),
+        Command::Upload { .. } => unreachable!("handled above"),
         Command::Token { action } => token(config, action),
         Command::Ingest { paths, is_try } => ingest(config, &paths, is_try),
         Command::Id { file, inject } => id(&file, inject),

@@ -8,6 +8,7 @@
 #![warn(missing_debug_implementations)]
 
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod daemon;

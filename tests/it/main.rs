@@ -3,6 +3,7 @@
 mod browser;
 mod by_download;
 mod cli;
+mod client;
 mod debuginfod;
 mod download;
 mod inbox;
