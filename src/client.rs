@@ -175,11 +175,7 @@ impl<R: Read> Read for Progress<R> {
         self.done += n as u64;
         if self.tty && (self.last.elapsed() > Duration::from_millis(100) || n == 0) {
             self.last = Instant::now();
-            let pct = if self.total == 0 {
-                100
-            } else {
-                self.done * 100 / self.total
-            };
+            let pct = (self.done * 100).checked_div(self.total).unwrap_or(100);
             let bar = "#".repeat((pct / 4) as usize);
             eprint!(
                 "\r{} [{bar:<25}] {pct:>3}% {}/{} bytes",
