@@ -384,11 +384,22 @@ fn the_readme_backup_and_restore_steps_work_while_the_daemon_runs() {
     let s = TestServer::start();
     let key = format!("b.pdb/{ID_A}/b.sym");
     let data = sym("b.pdb", ID_A, "");
-    s.upload_ok(zip_of(&[(&key, &data), (&format!("b.pdb/{ID_A}/copy.bin"), &data)]));
+    s.upload_ok(zip_of(&[
+        (&key, &data),
+        (&format!("b.pdb/{ID_A}/copy.bin"), &data),
+    ]));
     let backup = tempfile::tempdir().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/backup");
-    let out = Command::new(script).arg(s.data_dir()).arg(backup.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(script)
+        .arg(s.data_dir())
+        .arg(backup.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Hard links survive: the layout entries are still links to the blobs.
     use std::os::unix::fs::MetadataExt;
     let entry = std::fs::metadata(backup.path().join("release").join(&key)).unwrap();
@@ -404,8 +415,15 @@ fn the_readme_backup_and_restore_steps_work_while_the_daemon_runs() {
         .unwrap();
     assert!(out.status.success());
     let r = TestServer::with_config(|c| c.data_dir = restored.path().to_path_buf());
-    assert_eq!(r.get(&format!("/{key}")).bytes().unwrap().as_ref(), data.as_slice());
+    assert_eq!(
+        r.get(&format!("/{key}")).bytes().unwrap().as_ref(),
+        data.as_slice()
+    );
     assert_eq!(r.count("SELECT COUNT(*) FROM uploads"), 1);
     let out = symdepot(restored.path()).arg("verify").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
