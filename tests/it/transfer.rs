@@ -200,3 +200,49 @@ fn zip_exports_split_at_the_size_limit_and_upload_again() {
         );
     }
 }
+
+#[test]
+fn export_filters_by_module_upload_date_and_try() {
+    let s = TestServer::start();
+    let a = format!("a.pdb/{ID_A}/a.sym");
+    let b = format!("b.pdb/{ID_A}/b.sym");
+    let t = format!("t.pdb/{ID_B}/t.sym");
+    let first = s.upload_ok(zip_of(&[(&a, &sym("a.pdb", ID_A, ""))]));
+    s.upload_ok(zip_of(&[(&b, &sym("b.pdb", ID_A, ""))]));
+    assert_eq!(
+        s.upload_with(
+            &s.token,
+            zip_of(&[(&t, &sym("t.pdb", ID_B, ""))]),
+            Some("1")
+        )
+        .status(),
+        201
+    );
+    let exported = |args: &[&str]| -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        run(symdepot(&s.data_dir())
+            .args(["export", "--plain"])
+            .arg(dir.path())
+            .args(args));
+        let mut v: Vec<String> = files_under(dir.path())
+            .iter()
+            .map(|p| {
+                p.strip_prefix(dir.path())
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(exported(&[]), [a.clone(), b.clone()]);
+    assert_eq!(exported(&["--module", "B.PDB"]), [b.clone()]);
+    assert_eq!(
+        exported(&["--upload", &first["id"].to_string()]),
+        [a.clone()]
+    );
+    assert_eq!(exported(&["--try"]), [t.clone()]);
+    assert_eq!(exported(&["--since", "2000-01-01"]).len(), 2);
+    assert!(exported(&["--since", "2999-01-01"]).is_empty());
+}
