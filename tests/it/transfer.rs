@@ -237,12 +237,9 @@ fn export_filters_by_module_upload_date_and_try() {
         v
     };
     assert_eq!(exported(&[]), [a.clone(), b.clone()]);
-    assert_eq!(exported(&["--module", "B.PDB"]), [b.clone()]);
-    assert_eq!(
-        exported(&["--upload", &first["id"].to_string()]),
-        [a.clone()]
-    );
-    assert_eq!(exported(&["--try"]), [t.clone()]);
+    assert_eq!(exported(&["--module", "B.PDB"]), [b]);
+    assert_eq!(exported(&["--upload", &first["id"].to_string()]), [a]);
+    assert_eq!(exported(&["--try"]), [t]);
     assert_eq!(exported(&["--since", "2000-01-01"]).len(), 2);
     assert!(exported(&["--since", "2999-01-01"]).is_empty());
 }
