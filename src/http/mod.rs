@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod error;
 pub mod fetch;
 pub mod handlers;
@@ -38,6 +39,10 @@ pub struct AppState {
     pub missing: crate::store::missing::MissingLog,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Recent lookups of the download path.
+    pub lookups: cache::LookupCache,
+    /// Bytes of small blobs.
+    pub blob_cache: cache::BlobCache,
 }
 
 impl AppState {
@@ -49,6 +54,8 @@ impl AppState {
             uploads_in_flight: Default::default(),
             missing: Default::default(),
             metrics: crate::metrics::Metrics::new(),
+            lookups: cache::LookupCache::new(100_000),
+            blob_cache: cache::BlobCache::new(64 << 20),
         })
     }
 }

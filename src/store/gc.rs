@@ -126,6 +126,7 @@ impl Store {
             params![record, gone.len(), super::now_ms()],
         )?;
         tx.commit()?;
+        self.bump();
         Ok(gone.into_iter().map(|(_, k)| k).collect())
     }
 
@@ -163,6 +164,9 @@ impl Store {
             )?;
         }
         tx.commit()?;
+        if !gone.is_empty() {
+            self.bump();
+        }
         Ok(gone)
     }
 

@@ -39,6 +39,8 @@ pub struct Store {
     config: Arc<Config>,
     blobs: LocalBlobs,
     db: Db,
+    /// Bumped by every change to the keys in this process (caches compare it).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// What committing one member did.
@@ -95,11 +97,23 @@ impl Store {
             config,
             blobs,
             db,
+            generation: Default::default(),
         })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The write generation: changes whenever keys change in this process.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks a change to the keys (after it is committed).
+    pub(crate) fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     pub fn db(&self) -> &Db {
@@ -223,6 +237,9 @@ impl Store {
             record_member(&tx, upload_id, new.key, outcome.as_str(), Some(new), None)?;
         }
         tx.commit()?;
+        if outcome != Outcome::Skipped {
+            self.bump();
+        }
         Ok(Some(outcome))
     }
 

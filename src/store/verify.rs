@@ -177,6 +177,7 @@ impl Store {
             let conn = self.db().writer();
             conn.execute_batch("DELETE FROM lookup; DELETE FROM keys;")?;
         }
+        self.bump();
         let (mut indexed, mut skipped) = (0u64, Vec::new());
         for ns in [Namespace::Release, Namespace::Try] {
             for (path, key) in layout_entries(&self.root().join(ns.as_str()))? {

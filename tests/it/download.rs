@@ -202,3 +202,26 @@ fn heartbeat_names_the_failing_check() {
     assert!(body["errors"]["data_dir_writable"].is_string(), "{body}");
     std::fs::create_dir(&tmp).unwrap();
 }
+
+#[test]
+fn cached_lookups_follow_uploads_and_replacements_at_once() {
+    let s = TestServer::start();
+    let key = format!("c.pdb/{ID_A}/c.sym");
+    assert_eq!(s.get(&format!("/{key}")).status(), 404);
+    let v1 = sym("c.pdb", ID_A, "INFO GENERATOR one\n");
+    s.upload_ok(zip_of(&[(&key, &v1)]));
+    assert_eq!(
+        s.get(&format!("/{key}")).bytes().unwrap().as_ref(),
+        v1.as_slice()
+    );
+    assert_eq!(
+        s.get(&format!("/{key}")).bytes().unwrap().as_ref(),
+        v1.as_slice()
+    );
+    let v2 = sym("c.pdb", ID_A, "INFO GENERATOR two\n");
+    s.upload_ok(zip_of(&[(&key, &v2)]));
+    let resp = s.get_with(&format!("/{key}"), &[("accept-encoding", "gzip")]);
+    assert_eq!(gunzip(&resp.bytes().unwrap()), v2);
+    let resp = s.get_with(&format!("/{key}"), &[("range", "bytes=0-5")]);
+    assert_eq!(resp.bytes().unwrap().as_ref(), &v2[..6]);
+}

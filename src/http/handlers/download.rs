@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 
 use crate::http::AppState;
 use crate::http::body::{self, Body};
+use crate::http::cache::{Found, SMALL_BLOB};
 use crate::identity::lookup::code_key;
 use crate::keys::{is_zero_id, normalize};
 use crate::store::missing::Miss;
@@ -34,50 +35,64 @@ pub async fn symbol(
         return not_found();
     }
     let lkey = normalize(&segs.join("/"));
-    let store = state.store.clone();
-    let code_key = segs[2]
-        .to_ascii_lowercase()
-        .ends_with(".sym")
-        .then(|| code_key(&segs[0], &segs[1]));
-    let found = tokio::task::spawn_blocking(move || -> crate::Result<_> {
-        if let Some(row) = store.db().lookup(&lkey, include_try)? {
-            return Ok(Some((row, false)));
-        }
-        match code_key {
-            Some(code) => Ok(store
-                .db()
-                .lookup(&code, include_try)?
-                .map(|row| (row, true))),
-            None => Ok(None),
-        }
-    })
-    .await;
-    match found {
-        Ok(Ok(Some((row, false)))) => serve(&state, &req, &row).await,
-        Ok(Ok(Some((row, true)))) => redirect(&req, &row),
-        Ok(Ok(None)) => {
-            record_miss(&state, &segs, req.uri().query());
-            not_found()
-        }
-        Ok(Err(e)) => {
+    let found = match lookup(&state, lkey, &segs, include_try).await {
+        Ok(found) => found,
+        Err(e) => {
             tracing::error!(error = %e, "lookup failed");
-            // A miss must never look like a server error to libdebuginfod-style caches,
-            // but a broken index is not a miss either.
-            body::with_type(
+            // A broken index is not a miss: never answer it with a 404 a client would cache.
+            return body::with_type(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
                 "Index unavailable",
-            )
+            );
         }
-        Err(e) => {
-            tracing::error!(error = %e, "lookup task failed");
-            body::with_type(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "text/plain",
-                "Internal Server Error",
-            )
+    };
+    match found {
+        Found::Key(row) => serve(&state, &req, &row).await,
+        Found::Redirect(row) => redirect(&req, &row),
+        Found::Miss => {
+            record_miss(&state, &segs, req.uri().query());
+            not_found()
         }
     }
+}
+
+/// The key a path names, else the `.sym` its code file and code id name
+/// (a redirect), else nothing; from the cache when it is fresh.
+async fn lookup(
+    state: &Arc<AppState>,
+    lkey: String,
+    segs: &[String],
+    include_try: bool,
+) -> crate::Result<Found> {
+    let generation = state.store.generation();
+    if let Some(found) = state.lookups.get(&lkey, include_try, generation) {
+        return Ok(found);
+    }
+    let store = state.store.clone();
+    let code = segs[2]
+        .to_ascii_lowercase()
+        .ends_with(".sym")
+        .then(|| code_key(&segs[0], &segs[1]));
+    let key = lkey.clone();
+    let found = tokio::task::spawn_blocking(move || -> crate::Result<Found> {
+        if let Some(row) = store.db().lookup(&key, include_try)? {
+            return Ok(Found::Key(Arc::new(row)));
+        }
+        Ok(match code {
+            Some(code) => store
+                .db()
+                .lookup(&code, include_try)?
+                .map_or(Found::Miss, |r| Found::Redirect(Arc::new(r))),
+            None => Found::Miss,
+        })
+    })
+    .await
+    .map_err(|e| crate::Error::Io(std::io::Error::other(e)))??;
+    state
+        .lookups
+        .put(&lkey, include_try, generation, found.clone());
+    Ok(found)
 }
 
 /// Counts a miss for the missing-symbols report. Probes for compressed
@@ -226,7 +241,14 @@ pub async fn serve(state: &AppState, req: &Request<Incoming>, row: &KeyRow) -> R
         return respond(status, headers, body::empty());
     }
     let path = state.store.blobs().path(&row.blob, stored);
+    let small = row.stored_size <= SMALL_BLOB;
     let body = match plan {
+        Plan::StoredGzip if small => small_blob(state, row, path).await.map(body::full),
+        Plan::Identity { start, len, .. } if small && stored == Encoding::Identity => {
+            small_blob(state, row, path)
+                .await
+                .map(|b| body::full(b.slice(start as usize..(start + len) as usize)))
+        }
         Plan::StoredGzip => body::file_range(path, 0, row.stored_size).await,
         Plan::Identity { start, len, .. } if stored == Encoding::Gzip => {
             Ok(body::gunzip_range(path, start, len))
@@ -244,6 +266,27 @@ pub async fn serve(state: &AppState, req: &Request<Incoming>, row: &KeyRow) -> R
             )
         }
     }
+}
+
+/// The stored bytes of a small blob, from memory when they are there.
+async fn small_blob(
+    state: &AppState,
+    row: &KeyRow,
+    path: std::path::PathBuf,
+) -> std::io::Result<bytes::Bytes> {
+    if let Some(b) = state.blob_cache.get(&row.blob, &row.encoding) {
+        return Ok(b);
+    }
+    let bytes = bytes::Bytes::from(tokio::fs::read(path).await?);
+    if bytes.len() as u64 != row.stored_size {
+        return Err(std::io::Error::other(
+            "the stored blob's size does not match the index",
+        ));
+    }
+    state
+        .blob_cache
+        .put(&row.blob, &row.encoding, bytes.clone());
+    Ok(bytes)
 }
 
 fn respond(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
