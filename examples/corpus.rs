@@ -130,7 +130,7 @@ fn elf_debug(rng: &mut Rng, build_id: &[u8], size: usize) -> Vec<u8> {
     out.extend_from_slice(&info);
     let str_off = out.len() as u64;
     out.extend_from_slice(shstrtab);
-    while out.len() % 8 != 0 {
+    while !out.len().is_multiple_of(8) {
         out.push(0);
     }
     let sh_off = out.len() as u64;
