@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use super::download::{self, not_found};
 use crate::http::AppState;
 use crate::http::body::{self, Body};
+use crate::http::cache::Found;
 use crate::http::routes::Role;
 use crate::identity::lookup::debuginfod_key;
 use crate::store::missing::Miss;
@@ -42,12 +43,9 @@ pub async fn debuginfod(
             } else {
                 "executable"
             };
-            let store = state.store.clone();
             let key = debuginfod_key(&build_id, role_name);
-            let row =
-                tokio::task::spawn_blocking(move || store.db().lookup(&key, include_try)).await;
-            match row {
-                Ok(Ok(Some(row))) => {
+            match download::cached_lookup(&state, key, None, include_try).await {
+                Ok(Found::Key(row)) => {
                     let mut resp = download::serve(&state, &req, &row).await;
                     if resp.status().is_success() {
                         let h = resp.headers_mut();
@@ -59,7 +57,7 @@ pub async fn debuginfod(
                     }
                     resp
                 }
-                Ok(Ok(None)) => {
+                Ok(_) => {
                     state.missing.record(Miss {
                         debug_file: role_name.to_string(),
                         debug_id: build_id,
@@ -69,7 +67,11 @@ pub async fn debuginfod(
                     state.metrics.missing_recorded.inc();
                     not_found()
                 }
-                _ => not_found(),
+                // A broken index is not a miss; libdebuginfod caches errors, so say 404 all the same.
+                Err(e) => {
+                    tracing::error!(error = %e, "lookup failed");
+                    not_found()
+                }
             }
         }
         Role::Section(name) => section(state, req, build_id, name, include_try).await,

@@ -35,7 +35,11 @@ pub async fn symbol(
         return not_found();
     }
     let lkey = normalize(&segs.join("/"));
-    let found = match lookup(&state, lkey, &segs, include_try).await {
+    let code = segs[2]
+        .to_ascii_lowercase()
+        .ends_with(".sym")
+        .then(|| code_key(&segs[0], &segs[1]));
+    let found = match cached_lookup(&state, lkey, code, include_try).await {
         Ok(found) => found,
         Err(e) => {
             tracing::error!(error = %e, "lookup failed");
@@ -57,12 +61,12 @@ pub async fn symbol(
     }
 }
 
-/// The key a path names, else the `.sym` its code file and code id name
-/// (a redirect), else nothing; from the cache when it is fresh.
-async fn lookup(
+/// The key `lkey` names, else the key `code` names (a redirect), else
+/// nothing; from the cache when it is fresh.
+pub async fn cached_lookup(
     state: &Arc<AppState>,
     lkey: String,
-    segs: &[String],
+    code: Option<String>,
     include_try: bool,
 ) -> crate::Result<Found> {
     let generation = state.store.generation();
@@ -70,10 +74,6 @@ async fn lookup(
         return Ok(found);
     }
     let store = state.store.clone();
-    let code = segs[2]
-        .to_ascii_lowercase()
-        .ends_with(".sym")
-        .then(|| code_key(&segs[0], &segs[1]));
     let key = lkey.clone();
     let found = tokio::task::spawn_blocking(move || -> crate::Result<Found> {
         if let Some(row) = store.db().lookup(&key, include_try)? {
