@@ -5,13 +5,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn symdepot(data_dir: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_symdepot"));
-    c.arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("SYMDEPOT_LISTEN");
-    c
-}
+use crate::support::symdepot;
 
 #[test]
 fn token_create_list_revoke() {

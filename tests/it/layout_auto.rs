@@ -1,8 +1,6 @@
 //! Layout-free uploads (`?layout=auto`) and `symdepot ingest` / `symdepot id`:
 //! files placed by their own identity, found by every protocol.
 
-use std::process::Command;
-
 use reqwest::blocking::multipart;
 
 use crate::support::*;
@@ -173,12 +171,6 @@ fn a_file_without_identity_is_refused_by_name() {
         .send()
         .unwrap();
     assert_eq!(resp.status(), 400);
-}
-
-fn symdepot(data_dir: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_symdepot"));
-    c.arg("--data-dir").arg(data_dir);
-    c
 }
 
 #[test]

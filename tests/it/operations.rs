@@ -5,12 +5,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::support::*;
 
-fn symdepot(data_dir: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_symdepot"));
-    c.arg("--data-dir").arg(data_dir);
-    c
-}
-
 fn at_ms(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms as u64)
 }

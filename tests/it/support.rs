@@ -443,3 +443,12 @@ fn which(name: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// The `symdepot` binary, working on `data_dir`.
+pub fn symdepot(data_dir: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_symdepot"));
+    c.arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("SYMDEPOT_LISTEN");
+    c
+}

@@ -1,16 +1,9 @@
 //! `export` and `import`: trees the real tools read, and round trips.
 
-use std::path::Path;
 use std::process::Command;
 
 use crate::interop_minidump::{dump_syms, minidump_of};
 use crate::support::*;
-
-fn symdepot(data_dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_symdepot"));
-    c.arg("--data-dir").arg(data_dir);
-    c
-}
 
 fn run(c: &mut Command) -> String {
     let out = c.output().unwrap();
