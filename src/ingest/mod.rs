@@ -176,12 +176,42 @@ fn commit_all(
     ns: Namespace,
     upload_id: Option<i64>,
 ) -> Result<Report> {
-    let outcomes = parallel::par_map(
-        checked,
+    // Unchanged content first, all in one transaction; then the rest in parallel.
+    let keys: Vec<String> = checked.iter().map(|m| m.key.key()).collect();
+    let unchanged: Vec<NewKey<'_>> = checked
+        .iter()
+        .zip(&keys)
+        .map(|(m, key)| NewKey {
+            namespace: ns,
+            key,
+            hash: &m.hash,
+            encoding: store.encoding_for(key),
+            size: m.size,
+            stored_size: 0,
+            identity: &m.identity,
+        })
+        .collect();
+    let skipped = store.skip_unchanged(upload_id, &unchanged)?;
+    let rest: Vec<&Checked> = checked
+        .iter()
+        .zip(&skipped)
+        .filter(|(_, s)| !**s)
+        .map(|(m, _)| m)
+        .collect();
+    let mut done = parallel::par_map(
+        &rest,
         store.config().workers(),
         || listing.map(|l| l.reader.clone()),
         |reader, member| commit_member(store, listing.zip(reader.as_mut()), member, ns, upload_id),
-    )?;
+    )?
+    .into_iter();
+    let outcomes = skipped.iter().map(|s| {
+        if *s {
+            Outcome::Skipped
+        } else {
+            done.next().expect("one per member")
+        }
+    });
     let mut report = Report::default();
     for (member, outcome) in checked.iter().zip(outcomes) {
         let key = member.key.key();

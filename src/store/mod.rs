@@ -197,6 +197,46 @@ impl Store {
         }))
     }
 
+    /// Records every key that already holds exactly this content (blob and
+    /// layout entry in place) as skipped, in one transaction: a re-upload costs
+    /// one commit, not one per member. Returns, per key, whether it was skipped;
+    /// the others go through [`Store::commit_key`].
+    pub fn skip_unchanged(&self, upload_id: Option<i64>, keys: &[NewKey<'_>]) -> Result<Vec<bool>> {
+        let mut conn = self.db.writer();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now = now_ms();
+        let mut out = Vec::with_capacity(keys.len());
+        for new in keys {
+            let row = index::key_row(&tx, new.namespace, &normalize(new.key))?;
+            let skip = row.as_ref().is_some_and(|row| {
+                row.blob == new.hash
+                    && self.blobs.has(new.hash, new.encoding)
+                    && self.entry_is_blob(new.namespace, &row.key, new.hash, new.encoding)
+            });
+            if let (true, Some(row)) = (skip, row) {
+                tx.prepare_cached("UPDATE keys SET last_uploaded_at = ?1 WHERE id = ?2")?
+                    .execute(params![now, row.id])?;
+                if let Some(upload_id) = upload_id {
+                    let recorded = NewKey {
+                        stored_size: row.stored_size,
+                        ..new.clone()
+                    };
+                    record_member(
+                        &tx,
+                        upload_id,
+                        new.key,
+                        Outcome::Skipped.as_str(),
+                        Some(&recorded),
+                        None,
+                    )?;
+                }
+            }
+            out.push(skip);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// Commits a key whose blob is durable: links the layout entry, then
     /// writes the index rows and the upload member record in one transaction.
     /// Answers `None`, changing nothing, when the key needs the blob and the
