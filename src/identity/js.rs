@@ -77,7 +77,11 @@ pub fn deterministic_id(content: &[u8]) -> String {
     b.copy_from_slice(&digest[..16]);
     b[6] = (b[6] & 0x0f) | 0x50;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = super::elf::hex(&b);
+    hyphenate(&super::elf::hex(&b))
+}
+
+/// 32 hex digits as a hyphenated UUID.
+fn hyphenate(h: &str) -> String {
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
@@ -98,18 +102,7 @@ pub fn inject_debug_id(content: &[u8]) -> crate::Result<(String, Option<Vec<u8>>
         ));
     };
     if let Some(existing) = id.code_id {
-        let h = existing;
-        return Ok((
-            format!(
-                "{}-{}-{}-{}-{}",
-                &h[0..8],
-                &h[8..12],
-                &h[12..16],
-                &h[16..20],
-                &h[20..32]
-            ),
-            None,
-        ));
+        return Ok((hyphenate(&existing), None));
     }
     let uuid = deterministic_id(content);
     let brace = content
