@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lru::LruCache;
 
-use crate::store::KeyRow;
+use crate::http::handlers::download::Hit;
+use crate::store::{Encoding, KeyRow};
 
 /// How long a cached lookup is trusted without a write in this process.
 pub const LOOKUP_TTL: Duration = Duration::from_secs(2);
@@ -28,7 +29,7 @@ pub const SMALL_BLOB: u64 = 256 * 1024;
 /// What a three-segment lookup found.
 #[derive(Debug, Clone)]
 pub enum Found {
-    Key(Arc<KeyRow>),
+    Key(Arc<Hit>),
     Redirect(Arc<KeyRow>),
     Miss,
 }
@@ -36,30 +37,33 @@ pub enum Found {
 /// A cached lookup: the store generation, when, and what was found.
 type Entry = (u64, Instant, Found);
 
-/// Lookup results by (lookup key, include try).
+/// Lookup results by lookup key: one map for release-only lookups and one
+/// for lookups that include try files, so a probe borrows the key and
+/// allocates nothing.
 #[derive(Debug)]
 pub struct LookupCache {
-    map: Mutex<LruCache<(String, bool), Entry>>,
+    maps: Mutex<[LruCache<String, Entry>; 2]>,
 }
 
 impl LookupCache {
+    /// A cache of at most `entries` lookups of each kind.
     pub fn new(entries: usize) -> Self {
         let cap = NonZeroUsize::new(entries.max(1)).expect("at least one");
         LookupCache {
-            map: Mutex::new(LruCache::new(cap)),
+            maps: Mutex::new([LruCache::new(cap), LruCache::new(cap)]),
         }
     }
 
     /// A fresh entry for this key at this store generation.
     pub fn get(&self, key: &str, include_try: bool, generation: u64) -> Option<Found> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let k = (key.to_string(), include_try);
-        match map.get(&k) {
+        let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
+        let map = &mut maps[usize::from(include_try)];
+        match map.get(key) {
             Some((g, at, found)) if *g == generation && at.elapsed() < LOOKUP_TTL => {
                 Some(found.clone())
             }
             Some(_) => {
-                map.pop(&k);
+                map.pop(key);
                 None
             }
             None => None,
@@ -67,16 +71,16 @@ impl LookupCache {
     }
 
     pub fn put(&self, key: &str, include_try: bool, generation: u64, found: Found) {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.put(
-            (key.to_string(), include_try),
-            (generation, Instant::now(), found),
-        );
+        let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
+        maps[usize::from(include_try)].put(key.to_string(), (generation, Instant::now(), found));
     }
 }
 
-/// Bytes by (hash, encoding), and their total.
-type Blobs = (LruCache<(String, String), Bytes>, u64);
+/// A blob's BLAKE3 and how its bytes are kept.
+pub type BlobId = ([u8; 32], Encoding);
+
+/// Bytes by blob, and their total.
+type Blobs = (LruCache<BlobId, Bytes>, u64);
 
 /// Stored bytes of small blobs by (hash, encoding), bounded in total bytes.
 #[derive(Debug)]
@@ -93,21 +97,18 @@ impl BlobCache {
         }
     }
 
-    pub fn get(&self, hash: &str, encoding: &str) -> Option<Bytes> {
+    pub fn get(&self, id: &BlobId) -> Option<Bytes> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner
-            .0
-            .get(&(hash.to_string(), encoding.to_string()))
-            .cloned()
+        inner.0.get(id).cloned()
     }
 
-    pub fn put(&self, hash: &str, encoding: &str, bytes: Bytes) {
+    pub fn put(&self, id: BlobId, bytes: Bytes) {
         if bytes.len() as u64 > self.max_bytes {
             return;
         }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let len = bytes.len() as u64;
-        if let Some(old) = inner.0.put((hash.to_string(), encoding.to_string()), bytes) {
+        if let Some(old) = inner.0.put(id, bytes) {
             inner.1 -= old.len() as u64;
         }
         inner.1 += len;
@@ -140,15 +141,20 @@ mod tests {
     #[test]
     fn blobs_are_bounded_in_bytes() {
         let c = BlobCache::new(10);
-        c.put("a", "gzip", Bytes::from_static(b"123456"));
-        c.put("b", "gzip", Bytes::from_static(b"123456"));
-        assert!(c.get("a", "gzip").is_none(), "the least recently used went");
-        assert_eq!(c.get("b", "gzip").as_deref(), Some(&b"123456"[..]));
-        c.put(
-            "big",
-            "identity",
-            Bytes::from_static(b"more than ten bytes"),
+        let (a, b, big) = (
+            ([1; 32], Encoding::Gzip),
+            ([2; 32], Encoding::Gzip),
+            ([3; 32], Encoding::Identity),
         );
-        assert!(c.get("big", "identity").is_none());
+        c.put(a, Bytes::from_static(b"123456"));
+        c.put(b, Bytes::from_static(b"123456"));
+        assert!(c.get(&a).is_none(), "the least recently used went");
+        assert_eq!(c.get(&b).as_deref(), Some(&b"123456"[..]));
+        assert!(
+            c.get(&([2; 32], Encoding::Identity)).is_none(),
+            "encodings are kept apart"
+        );
+        c.put(big, Bytes::from_static(b"more than ten bytes"));
+        assert!(c.get(&big).is_none());
     }
 }

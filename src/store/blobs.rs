@@ -20,7 +20,7 @@ use flate2::write::GzEncoder;
 use crate::error::{Error, Result};
 
 /// How a blob's bytes are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
     Identity,
     Gzip,

@@ -35,6 +35,19 @@ fn debuginfo_and_executable_are_served_by_build_id() {
     assert!(h.contains_key("last-modified"));
     assert_eq!(resp.bytes().unwrap().as_ref(), debug.as_slice());
 
+    // A second request is answered from the lookup cache with the same headers,
+    // and the same file by its Breakpad path keeps its own content type.
+    let again = s.get(&format!("/buildid/{}/debuginfo", f.build_id));
+    assert_eq!(again.status(), 200);
+    for name in ["content-type", "x-debuginfod-file", "x-debuginfod-size", "etag"] {
+        assert_eq!(again.headers()[name], h[name], "{name} from the cache");
+    }
+    assert_eq!(again.bytes().unwrap().as_ref(), debug.as_slice());
+    let by_path = s.get(&format!("/victim/{}/victim.debug", f.debug_id));
+    assert_eq!(by_path.status(), 200);
+    assert!(!by_path.headers().contains_key("x-debuginfod-size"));
+    assert_eq!(by_path.bytes().unwrap().as_ref(), debug.as_slice());
+
     let resp = s.get(&format!(
         "/buildid/{}/executable",
         f.build_id.to_uppercase()

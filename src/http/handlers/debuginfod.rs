@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::download::{self, not_found};
+use super::download::{self, Flavor, add_debuginfod_headers, not_found};
 use crate::http::AppState;
 use crate::http::body::{self, Body};
 use crate::http::cache::Found;
@@ -44,19 +44,10 @@ pub async fn debuginfod(
                 "executable"
             };
             let key = debuginfod_key(&build_id, role_name);
-            match download::cached_lookup(&state, key, None, include_try).await {
-                Ok(Found::Key(row)) => {
-                    let mut resp = download::serve(&state, &req, &row).await;
-                    if resp.status().is_success() {
-                        let h = resp.headers_mut();
-                        h.insert(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/octet-stream"),
-                        );
-                        add_debuginfod_headers(h, row.size, &row.key);
-                    }
-                    resp
-                }
+            let found =
+                download::cached_lookup(&state, key, include_try, Flavor::Debuginfod, || None);
+            match found.await {
+                Ok(Found::Key(hit)) => download::serve(&state, &req, &hit).await,
                 Ok(_) => {
                     state.missing.record(Miss {
                         debug_file: role_name.to_string(),
@@ -75,14 +66,6 @@ pub async fn debuginfod(
             }
         }
         Role::Section(name) => section(state, req, build_id, name, include_try).await,
-    }
-}
-
-fn add_debuginfod_headers(h: &mut http::HeaderMap, size: u64, key: &str) {
-    h.insert("x-debuginfod-size", HeaderValue::from(size));
-    let file = percent_encoding::utf8_percent_encode(key, percent_encoding::CONTROLS).to_string();
-    if let Ok(v) = HeaderValue::from_str(&file) {
-        h.insert("x-debuginfod-file", v);
     }
 }
 

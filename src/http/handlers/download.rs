@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
+use crate::config::Config;
 use crate::http::AppState;
 use crate::http::body::{self, Body};
-use crate::http::cache::{Found, SMALL_BLOB};
+use crate::http::cache::{BlobId, Found, SMALL_BLOB};
 use crate::identity::lookup::code_key;
 use crate::keys::{is_zero_id, normalize};
 use crate::store::missing::Miss;
@@ -35,11 +36,13 @@ pub async fn symbol(
         return not_found();
     }
     let lkey = normalize(&segs.join("/"));
-    let code = segs[2]
-        .to_ascii_lowercase()
-        .ends_with(".sym")
-        .then(|| code_key(&segs[0], &segs[1]));
-    let found = match cached_lookup(&state, lkey, code, include_try).await {
+    let code = || {
+        segs[2]
+            .to_ascii_lowercase()
+            .ends_with(".sym")
+            .then(|| code_key(&segs[0], &segs[1]))
+    };
+    let found = match cached_lookup(&state, lkey, include_try, Flavor::Breakpad, code).await {
         Ok(found) => found,
         Err(e) => {
             tracing::error!(error = %e, "lookup failed");
@@ -52,7 +55,7 @@ pub async fn symbol(
         }
     };
     match found {
-        Found::Key(row) => serve(&state, &req, &row).await,
+        Found::Key(hit) => serve(&state, &req, &hit).await,
         Found::Redirect(row) => redirect(&req, &row),
         Found::Miss => {
             record_miss(&state, &segs, req.uri().query());
@@ -61,27 +64,30 @@ pub async fn symbol(
     }
 }
 
-/// The key `lkey` names, else the key `code` names (a redirect), else
-/// nothing; from the cache when it is fresh.
+/// The key `lkey` names, else the key `code()` names (a redirect), else
+/// nothing; from the cache when it is fresh. `code` is asked only on a cache
+/// miss, and a hit is prepared for the route `flavor` once, when cached.
 pub async fn cached_lookup(
     state: &Arc<AppState>,
     lkey: String,
-    code: Option<String>,
     include_try: bool,
+    flavor: Flavor,
+    code: impl FnOnce() -> Option<String>,
 ) -> crate::Result<Found> {
     let generation = state.store.generation();
     if let Some(found) = state.lookups.get(&lkey, include_try, generation) {
         return Ok(found);
     }
-    let store = state.store.clone();
+    let code = code();
+    let st = state.clone();
     let key = lkey.clone();
     let found = tokio::task::spawn_blocking(move || -> crate::Result<Found> {
-        if let Some(row) = store.db().lookup(&key, include_try)? {
-            return Ok(Found::Key(Arc::new(row)));
+        let db = st.store.db();
+        if let Some(row) = db.lookup(&key, include_try)? {
+            return Ok(Found::Key(Arc::new(Hit::new(row, flavor, &st.config))));
         }
         Ok(match code {
-            Some(code) => store
-                .db()
+            Some(code) => db
                 .lookup(&code, include_try)?
                 .map_or(Found::Miss, |r| Found::Redirect(Arc::new(r))),
             None => Found::Miss,
@@ -160,102 +166,127 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'}')
     .add(b'/');
 
-/// How the body goes out.
-enum Plan {
-    /// The stored gzip bytes with `Content-Encoding: gzip`.
-    StoredGzip,
-    /// The original bytes, from a stored-identity blob or decompressed, maybe a range.
-    Identity { start: u64, len: u64, partial: bool },
+/// Which protocol's headers a hit is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Breakpad / Tecken and SSQP paths: the content type by file name.
+    Breakpad,
+    /// debuginfod: `application/octet-stream` and the `X-Debuginfod-*` headers.
+    Debuginfod,
 }
 
-/// 200 / 206 / 304 / 416 for a stored key.
-pub async fn serve(state: &AppState, req: &Request<Incoming>, row: &KeyRow) -> Response<Body> {
-    let stored = Encoding::parse(&row.encoding);
-    let gzip_ok = stored == Encoding::Gzip && accepts_gzip(req.headers());
-    let etag = if gzip_ok {
-        format!("\"{}.gz\"", row.blob)
-    } else {
-        format!("\"{}\"", row.blob)
-    };
-    let file_name = row.key.rsplit('/').next().unwrap_or("");
-    let mut headers = HeaderMap::new();
-    set(
-        &mut headers,
-        header::CONTENT_TYPE,
-        state.config.mime_for(file_name),
-    );
-    set(&mut headers, header::ETAG, &etag);
-    set(&mut headers, header::VARY, "Accept-Encoding");
-    set(
-        &mut headers,
-        header::LAST_MODIFIED,
-        &http_date(row.last_uploaded_at),
-    );
-    cors(&mut headers);
-    if if_none_match(req.headers(), &etag) {
-        return respond(StatusCode::NOT_MODIFIED, headers, body::empty());
+/// A stored key as the download path serves it: its row and the headers of
+/// its full responses, built once when its lookup is cached rather than on
+/// every request.
+#[derive(Debug)]
+pub struct Hit {
+    pub row: KeyRow,
+    pub encoding: Encoding,
+    /// Where its bytes sit in the blob cache (`None` for a malformed hash).
+    blob_id: Option<BlobId>,
+    /// A 200 with the original bytes.
+    identity: HeaderMap,
+    /// A 200 with the stored gzip bytes as they are (stored-gzip keys only).
+    gzip: Option<HeaderMap>,
+}
+
+impl Hit {
+    pub fn new(row: KeyRow, flavor: Flavor, config: &Config) -> Hit {
+        let encoding = Encoding::parse(&row.encoding);
+        let blob_id = blake3::Hash::from_hex(&row.blob)
+            .ok()
+            .map(|h| (*h.as_bytes(), encoding));
+        let mut base = HeaderMap::new();
+        let content_type = match flavor {
+            Flavor::Breakpad => config.mime_for(row.key.rsplit('/').next().unwrap_or("")),
+            Flavor::Debuginfod => "application/octet-stream",
+        };
+        set(&mut base, header::CONTENT_TYPE, content_type);
+        set(&mut base, header::VARY, "Accept-Encoding");
+        set(
+            &mut base,
+            header::LAST_MODIFIED,
+            &http_date(row.last_uploaded_at),
+        );
+        cors(&mut base);
+        if flavor == Flavor::Debuginfod {
+            add_debuginfod_headers(&mut base, row.size, &row.key);
+        }
+        let mut identity = base.clone();
+        set(&mut identity, header::ETAG, &format!("\"{}\"", row.blob));
+        set(&mut identity, header::ACCEPT_RANGES, "bytes");
+        identity.insert(header::CONTENT_LENGTH, HeaderValue::from(row.size));
+        let gzip = (encoding == Encoding::Gzip).then(|| {
+            let mut gzip = base;
+            set(&mut gzip, header::ETAG, &format!("\"{}.gz\"", row.blob));
+            set(&mut gzip, header::CONTENT_ENCODING, "gzip");
+            gzip.insert(header::CONTENT_LENGTH, HeaderValue::from(row.stored_size));
+            gzip
+        });
+        Hit {
+            row,
+            encoding,
+            blob_id,
+            identity,
+            gzip,
+        }
     }
-    let plan = if gzip_ok {
-        Plan::StoredGzip
+}
+
+/// `X-Debuginfod-Size` and `X-Debuginfod-File` (the key, percent-encoded).
+pub fn add_debuginfod_headers(h: &mut HeaderMap, size: u64, key: &str) {
+    h.insert("x-debuginfod-size", HeaderValue::from(size));
+    let file = percent_encoding::utf8_percent_encode(key, percent_encoding::CONTROLS).to_string();
+    set(h, HeaderName::from_static("x-debuginfod-file"), &file);
+}
+
+/// Headers a `304 Not Modified` keeps from the full response.
+const NOT_MODIFIED_KEEPS: [header::HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::ETAG,
+    header::VARY,
+    header::LAST_MODIFIED,
+    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+];
+
+/// 200 / 206 / 304 / 416 for a stored key.
+pub async fn serve(state: &AppState, req: &Request<Incoming>, hit: &Hit) -> Response<Body> {
+    let row = &hit.row;
+    let gzip = hit.gzip.as_ref().filter(|_| accepts_gzip(req.headers()));
+    let mut headers = gzip.unwrap_or(&hit.identity).clone();
+    let etag = headers.get(header::ETAG).and_then(|v| v.to_str().ok());
+    if etag.is_some_and(|etag| if_none_match(req.headers(), etag)) {
+        let mut kept = HeaderMap::new();
+        for name in NOT_MODIFIED_KEEPS {
+            if let Some(v) = headers.remove(&name) {
+                kept.insert(name, v);
+            }
+        }
+        return respond(StatusCode::NOT_MODIFIED, kept, body::empty());
+    }
+    let (status, start, len) = if gzip.is_some() {
+        (StatusCode::OK, 0, row.stored_size)
     } else {
-        set(&mut headers, header::ACCEPT_RANGES, "bytes");
         match range(req.headers(), row.size) {
-            RangeAsk::None => Plan::Identity {
-                start: 0,
-                len: row.size,
-                partial: false,
-            },
-            RangeAsk::Satisfiable(start, len) => Plan::Identity {
-                start,
-                len,
-                partial: true,
-            },
+            RangeAsk::None => (StatusCode::OK, 0, row.size),
+            RangeAsk::Satisfiable(start, len) => {
+                let range = format!("bytes {}-{}/{}", start, start + len - 1, row.size);
+                set(&mut headers, header::CONTENT_RANGE, &range);
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                (StatusCode::PARTIAL_CONTENT, start, len)
+            }
             RangeAsk::Unsatisfiable => {
-                set(
-                    &mut headers,
-                    header::CONTENT_RANGE,
-                    &format!("bytes */{}", row.size),
-                );
+                let range = format!("bytes */{}", row.size);
+                set(&mut headers, header::CONTENT_RANGE, &range);
+                headers.remove(header::CONTENT_LENGTH);
                 return respond(StatusCode::RANGE_NOT_SATISFIABLE, headers, body::empty());
             }
         }
     };
-    let (status, len) = match &plan {
-        Plan::StoredGzip => {
-            set(&mut headers, header::CONTENT_ENCODING, "gzip");
-            (StatusCode::OK, row.stored_size)
-        }
-        Plan::Identity {
-            start,
-            len,
-            partial: true,
-        } => {
-            let range = format!("bytes {}-{}/{}", start, start + len - 1, row.size);
-            set(&mut headers, header::CONTENT_RANGE, &range);
-            (StatusCode::PARTIAL_CONTENT, *len)
-        }
-        Plan::Identity { len, .. } => (StatusCode::OK, *len),
-    };
-    set(&mut headers, header::CONTENT_LENGTH, &len.to_string());
     if req.method() == Method::HEAD {
         return respond(status, headers, body::empty());
     }
-    let path = state.store.blobs().path(&row.blob, stored);
-    let small = row.stored_size <= SMALL_BLOB;
-    let body = match plan {
-        Plan::StoredGzip if small => small_blob(state, row, path).await.map(body::full),
-        Plan::Identity { start, len, .. } if small && stored == Encoding::Identity => {
-            small_blob(state, row, path)
-                .await
-                .map(|b| body::full(b.slice(start as usize..(start + len) as usize)))
-        }
-        Plan::StoredGzip => body::file_range(path, 0, row.stored_size).await,
-        Plan::Identity { start, len, .. } if stored == Encoding::Gzip => {
-            Ok(body::gunzip_range(path, start, len))
-        }
-        Plan::Identity { start, len, .. } => body::file_range(path, start, len).await,
-    };
-    match body {
+    match body_of(state, hit, gzip.is_some(), start, len).await {
         Ok(b) => respond(status, headers, b),
         Err(e) => {
             tracing::error!(key = %row.key, error = %e, "stored blob cannot be opened");
@@ -268,24 +299,52 @@ pub async fn serve(state: &AppState, req: &Request<Incoming>, row: &KeyRow) -> R
     }
 }
 
+/// `len` bytes from `start` of a hit: the stored bytes as they are when
+/// `as_stored` (or when stored as is), else decompressed on the fly.
+async fn body_of(
+    state: &AppState,
+    hit: &Hit,
+    as_stored: bool,
+    start: u64,
+    len: u64,
+) -> std::io::Result<Body> {
+    let row = &hit.row;
+    let path = || state.store.blobs().path(&row.blob, hit.encoding);
+    let small = row.stored_size <= SMALL_BLOB;
+    if as_stored || hit.encoding == Encoding::Identity {
+        if small {
+            let bytes = small_blob(state, hit, path()).await?;
+            let range = usize::try_from(start)
+                .ok()
+                .zip(usize::try_from(start + len).ok());
+            return match range.and_then(|(a, b)| bytes.get(a..b).map(|_| (a, b))) {
+                Some((a, b)) => Ok(body::full(bytes.slice(a..b))),
+                None => Err(std::io::Error::other("range outside the stored blob")),
+            };
+        }
+        return body::file_range(path(), start, len).await;
+    }
+    Ok(body::gunzip_range(path(), start, len))
+}
+
 /// The stored bytes of a small blob, from memory when they are there.
 async fn small_blob(
     state: &AppState,
-    row: &KeyRow,
+    hit: &Hit,
     path: std::path::PathBuf,
 ) -> std::io::Result<bytes::Bytes> {
-    if let Some(b) = state.blob_cache.get(&row.blob, &row.encoding) {
+    if let Some(b) = hit.blob_id.and_then(|id| state.blob_cache.get(&id)) {
         return Ok(b);
     }
     let bytes = bytes::Bytes::from(tokio::fs::read(path).await?);
-    if bytes.len() as u64 != row.stored_size {
+    if bytes.len() as u64 != hit.row.stored_size {
         return Err(std::io::Error::other(
             "the stored blob's size does not match the index",
         ));
     }
-    state
-        .blob_cache
-        .put(&row.blob, &row.encoding, bytes.clone());
+    if let Some(id) = hit.blob_id {
+        state.blob_cache.put(id, bytes.clone());
+    }
     Ok(bytes)
 }
 
@@ -321,17 +380,18 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
         let Ok(value) = value.to_str() else { continue };
         for item in value.split(',') {
             let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let coding = parts.next().unwrap_or("").trim();
             let q_zero = parts.any(|p| {
                 p.trim()
                     .strip_prefix("q=")
                     .and_then(|q| q.trim().parse::<f32>().ok())
                     .is_some_and(|q| q <= 0.0)
             });
-            match coding.as_str() {
-                "gzip" | "x-gzip" => return !q_zero,
-                "*" => star = Some(!q_zero),
-                _ => {}
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                return !q_zero;
+            }
+            if coding == "*" {
+                star = Some(!q_zero);
             }
         }
     }

@@ -21,8 +21,8 @@ use crate::metrics::RequestLabels;
 /// Routes a request to its handler.
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let r = route(&path, req.uri().query());
+    let uri = req.uri().clone();
+    let r = route(uri.path(), uri.query());
     let group = group_of(&r);
     let metrics_state = state.clone();
     let resp = dispatch(state, req, r).await;
@@ -42,7 +42,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     {
         m.bytes_sent.inc_by(len);
     }
-    tracing::debug!(%method, %path, status, "request");
+    tracing::debug!(%method, path = uri.path(), status, "request");
     resp
 }
 
