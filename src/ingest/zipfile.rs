@@ -282,6 +282,10 @@ fn check_member(
             w.write_all(&buf[..n])?;
             continue;
         }
+        if prefix.len() > PREFIX_LEN {
+            // A `.sym` file: its ids are in the header, already read; the rest is only hashed.
+            continue;
+        }
         prefix.extend_from_slice(&buf[..n]);
         if prefix.len() > PREFIX_LEN && !prefix.starts_with(b"MODULE ") {
             // Binary formats keep their ids anywhere in the file: keep it all.
