@@ -17,18 +17,21 @@ fn main() {
     }
 }
 
-/// Makes glibc's malloc give freed memory back to the system. An upload's
-/// worker threads allocate and free buffers of a few hundred KiB member after
-/// member; glibc's adaptive thresholds then rise (to 32 MiB for mmap, 64 MiB
-/// for trimming), the buffers come from per-thread arenas that are not
-/// trimmed, and the peak RSS grew with the number of members: 60-105 MB for
-/// 2,000 members (benchmarks.md, figure 7). A fixed trim threshold (which
-/// also fixes the mmap threshold at its 128 KiB default) keeps it flat:
-/// 16 MB for the same upload.
+/// Keeps glibc's malloc from holding on to freed memory. An upload's worker
+/// threads allocate and free buffers of a few hundred KiB member after member;
+/// with glibc's defaults each thread gets an arena of its own, the adaptive
+/// thresholds rise (to 32 MiB for mmap, 64 MiB for trimming), nothing is
+/// given back, and the peak RSS grew with the number of members: 60-105 MB
+/// for 2,000 members (benchmarks.md, figure 7). One arena, trimmed above
+/// 4 MiB, keeps it flat (16-25 MB). The mmap threshold stays above the 256 KiB
+/// transfer buffers: mapping and faulting one in for every chunk of a large
+/// download halved its throughput (figure 2).
 fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tuning parameter; it is called before any thread starts.
+    // SAFETY: mallopt only sets tuning parameters; it is called before any thread starts.
     unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
     }
 }
