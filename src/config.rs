@@ -59,6 +59,10 @@ pub struct Config {
     /// Records (the JSON API, the CSV, `/metrics`, the web pages) are readable
     /// without a token. With `false` they need a token with `view_all`. Default true.
     pub public_records: bool,
+    /// A private store: every download route (Breakpad, debuginfod, SSQP) needs a
+    /// token with `download`, and records need `view_all` whatever `public_records`
+    /// says. Default false.
+    pub private_downloads: bool,
     /// Most rows the missing-symbols report keeps; the least recently seen go
     /// first. Default 10 000.
     pub missing_max_rows: u64,
@@ -102,6 +106,7 @@ impl Default for Config {
             ingest_workers: 0,
             max_concurrent_uploads_per_token: 4,
             public_records: true,
+            private_downloads: false,
             missing_max_rows: 10_000,
             try_retention: "28d".to_string(),
             release_retention: String::new(),

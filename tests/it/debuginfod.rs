@@ -4,23 +4,12 @@ use std::process::Command;
 
 use crate::support::*;
 
-fn upload_fixture(s: &TestServer, f: &ElfFixture) {
-    let stripped = std::fs::read(&f.stripped).unwrap();
-    let debug = std::fs::read(&f.debug).unwrap();
-    let name = &f.name;
-    let id = &f.debug_id;
-    s.upload_ok(zip_of(&[
-        (&format!("{name}/{id}/{name}"), &stripped),
-        (&format!("{name}/{id}/{name}.debug"), &debug),
-    ]));
-}
-
 #[test]
 fn debuginfo_and_executable_are_served_by_build_id() {
     let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
     assert_eq!(f.build_id.len(), 40);
     let s = TestServer::start();
-    upload_fixture(&s, &f);
+    s.upload_elf(&f);
 
     let resp = s.get(&format!("/buildid/{}/debuginfo", f.build_id));
     assert_eq!(resp.status(), 200);
@@ -39,7 +28,12 @@ fn debuginfo_and_executable_are_served_by_build_id() {
     // and the same file by its Breakpad path keeps its own content type.
     let again = s.get(&format!("/buildid/{}/debuginfo", f.build_id));
     assert_eq!(again.status(), 200);
-    for name in ["content-type", "x-debuginfod-file", "x-debuginfod-size", "etag"] {
+    for name in [
+        "content-type",
+        "x-debuginfod-file",
+        "x-debuginfod-size",
+        "etag",
+    ] {
         assert_eq!(again.headers()[name], h[name], "{name} from the cache");
     }
     assert_eq!(again.bytes().unwrap().as_ref(), debug.as_slice());
@@ -88,7 +82,7 @@ fn debuginfo_and_executable_are_served_by_build_id() {
 fn sections_are_read_out_of_the_stored_elf() {
     let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
     let s = TestServer::start();
-    upload_fixture(&s, &f);
+    s.upload_elf(&f);
     let expected = f.dir.path().join("debug_info.bin");
     let out = Command::new("objcopy")
         .arg(format!("--dump-section=.debug_info={}", expected.display()))
@@ -134,7 +128,7 @@ fn debuginfod_misses_are_404_and_malformed_ids_400() {
 fn ssqp_keys_find_elf_files_case_insensitively() {
     let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
     let s = TestServer::start();
-    upload_fixture(&s, &f);
+    s.upload_elf(&f);
     let resp = s.get(&format!("/victim/elf-buildid-{}/victim", f.build_id));
     assert_eq!(resp.status(), 200);
     assert_eq!(
@@ -175,7 +169,7 @@ fn short_build_ids_answer_padded_and_unpadded() {
     let f = ElfFixture::build("shortid", &["-Wl,--build-id=0xdeadbeefcafe"]);
     assert_eq!(f.build_id, "deadbeefcafe");
     let s = TestServer::start();
-    upload_fixture(&s, &f);
+    s.upload_elf(&f);
     assert_eq!(s.get("/buildid/deadbeefcafe/debuginfo").status(), 200);
     let padded = format!("{:0<40}", "deadbeefcafe");
     assert_eq!(

@@ -33,28 +33,46 @@ fn ok(out: Output) -> String {
 
 fn served(f: &ElfFixture) -> TestServer {
     let s = TestServer::start();
-    let (name, id) = (&f.name, &f.debug_id);
-    s.upload_ok(zip_of(&[
-        (
-            &format!("{name}/{id}/{name}"),
-            &std::fs::read(&f.stripped).unwrap(),
-        ),
-        (
-            &format!("{name}/{id}/{name}.debug"),
-            &std::fs::read(&f.debug).unwrap(),
-        ),
-    ]));
+    s.upload_elf(f);
     s
 }
 
 fn debuginfod_find(s: &TestServer, cache: &Path, args: &[&str]) -> Output {
-    tool("debuginfod-find")
-        .env("DEBUGINFOD_URLS", s.url(""))
+    debuginfod_find_cmd(s, cache).args(args).output().unwrap()
+}
+
+fn debuginfod_find_cmd(s: &TestServer, cache: &Path) -> Command {
+    let mut cmd = tool("debuginfod-find");
+    cmd.env("DEBUGINFOD_URLS", s.url(""))
         .env("DEBUGINFOD_CACHE_PATH", cache)
-        .env("DEBUGINFOD_TIMEOUT", "30")
-        .args(args)
+        .env("DEBUGINFOD_TIMEOUT", "30");
+    cmd
+}
+
+#[test]
+fn debuginfod_find_sends_the_token_of_its_headers_file_to_a_private_store() {
+    let f = ElfFixture::build("secret", &["-Wl,--build-id"]);
+    let s = TestServer::with_config(|c| c.private_downloads = true);
+    s.upload_elf(&f);
+    let cache = tempfile::tempdir().unwrap();
+    let refused = debuginfod_find(&s, cache.path(), &["debuginfo", &f.build_id]);
+    assert!(!refused.status.success(), "no token, no file");
+    // libdebuginfod caches the refusal as a miss, so the retry uses a fresh cache.
+
+    let reader = s.create_token(&["download"], "debugger");
+    let headers = cache.path().join("headers");
+    std::fs::write(&headers, format!("Authorization: Bearer {reader}\n")).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let out = debuginfod_find_cmd(&s, fresh.path())
+        .env("DEBUGINFOD_HEADERS_FILE", &headers)
+        .args(["debuginfo", &f.build_id])
         .output()
-        .unwrap()
+        .unwrap();
+    let path = ok(out);
+    assert_eq!(
+        std::fs::read(path.trim()).unwrap(),
+        std::fs::read(&f.debug).unwrap()
+    );
 }
 
 #[test]

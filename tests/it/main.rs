@@ -11,6 +11,7 @@ mod interop_debuginfod;
 mod interop_minidump;
 mod layout_auto;
 mod operations;
+mod private;
 mod records;
 mod support;
 mod tecken_examples;

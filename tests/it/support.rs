@@ -137,6 +137,21 @@ impl TestServer {
         body["upload"].clone()
     }
 
+    /// Uploads an ELF fixture's stripped binary and debug file under their Breakpad keys.
+    pub fn upload_elf(&self, f: &ElfFixture) {
+        let (name, id) = (&f.name, &f.debug_id);
+        self.upload_ok(zip_of(&[
+            (
+                &format!("{name}/{id}/{name}"),
+                &std::fs::read(&f.stripped).unwrap(),
+            ),
+            (
+                &format!("{name}/{id}/{name}.debug"),
+                &std::fs::read(&f.debug).unwrap(),
+            ),
+        ]));
+    }
+
     pub fn get(&self, path: &str) -> Response {
         self.client.get(self.url(path)).send().unwrap()
     }

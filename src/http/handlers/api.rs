@@ -66,12 +66,12 @@ pub async fn require(
     }
 }
 
-/// Records are public unless `public_records = false`.
+/// Records are public unless `public_records = false` or the store is private.
 pub async fn require_records(
     state: &Arc<AppState>,
     headers: &HeaderMap,
 ) -> Result<(), Response<Body>> {
-    if state.config.public_records {
+    if state.config.public_records && !state.config.private_downloads {
         return Ok(());
     }
     require(state, headers, "view_all").await.map(|_| ())

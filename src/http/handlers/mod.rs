@@ -60,8 +60,23 @@ fn group_of(r: &Route) -> &'static str {
     }
 }
 
+/// Whether a route serves stored files (and so needs `download` in a private store).
+fn is_download(r: &Route) -> bool {
+    matches!(
+        r,
+        Route::Symbol { .. } | Route::Debuginfod { .. } | Route::BadBuildId | Route::NotFound
+    )
+}
+
 async fn dispatch(state: Arc<AppState>, req: Request<Incoming>, r: Route) -> Response<Body> {
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+    if state.config.private_downloads
+        && read_only
+        && is_download(&r)
+        && let Err(refused) = api::require(&state, req.headers(), "download").await
+    {
+        return refused;
+    }
     match r {
         Route::Upload => upload::upload(state, req).await,
         Route::AuthInfo => api::auth_info(state, req).await,
