@@ -92,6 +92,7 @@ pub fn classify_member(raw: &[u8], is_dir: bool) -> Result<MemberName, String> {
             "debug id {debug_id:?} must be hexadecimal digits only"
         ));
     }
+    check_length("debug id", debug_id)?;
     for (what, seg) in [("module", module), ("file", file)] {
         check_segment(what, seg)?;
     }
@@ -123,6 +124,7 @@ pub fn identity_key(debug_file: &str, debug_id: &str, file: &str) -> Result<Memb
     if debug_id.is_empty() || !debug_id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!("the embedded id {debug_id:?} is not hexadecimal"));
     }
+    check_length("debug id", debug_id)?;
     check_segment("debug file", debug_file)?;
     check_segment("file", file)?;
     if debug_file.is_empty() || debug_file.contains('/') || debug_file == "." || debug_file == ".."
@@ -168,7 +170,22 @@ fn has_drive_prefix(name: &str) -> bool {
     b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
 }
 
+/// Longest segment, in bytes: every key is also a path in the layout tree,
+/// and filesystems refuse longer names.
+pub const MAX_SEGMENT: usize = 255;
+
+fn check_length(what: &str, seg: &str) -> Result<(), String> {
+    if seg.len() > MAX_SEGMENT {
+        return Err(format!(
+            "the {what} segment is {} bytes long; at most {MAX_SEGMENT} are allowed",
+            seg.len()
+        ));
+    }
+    Ok(())
+}
+
 fn check_segment(what: &str, seg: &str) -> Result<(), String> {
+    check_length(what, seg)?;
     if let Some(c) = seg.chars().find(|c| c.is_control()) {
         return Err(format!(
             "the {what} segment {seg:?} contains the control character U+{:04X}",
@@ -196,6 +213,21 @@ mod tests {
 
     fn rule(name: &[u8]) -> String {
         classify_member(name, false).unwrap_err()
+    }
+
+    #[test]
+    fn segments_longer_than_a_file_name_may_be_are_refused() {
+        let long = "m".repeat(MAX_SEGMENT + 1);
+        let fits = "m".repeat(MAX_SEGMENT);
+        assert!(
+            rule(format!("{long}/ABC/f.sym").as_bytes()).contains("module segment is 256 bytes")
+        );
+        assert!(rule(format!("m/ABC/{long}").as_bytes()).contains("file segment is 256 bytes"));
+        let id = "A".repeat(MAX_SEGMENT + 1);
+        assert!(rule(format!("m/{id}/f.sym").as_bytes()).contains("debug id segment"));
+        assert_eq!(key(&format!("{fits}/ABC/{fits}")).module, fits);
+        assert!(classify_auto(long.as_bytes(), false).is_err());
+        assert!(identity_key(&long, "ABC", "f").is_err());
     }
 
     #[test]

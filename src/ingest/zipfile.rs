@@ -137,6 +137,7 @@ pub fn list(path: &Path, cfg: &Config, auto: bool) -> Result<Listing> {
             }
         }
     }
+    check_overlaps(&listing)?;
     if declared_total > cfg.max_uncompressed_bytes {
         return Err(Error::TooLarge(format!(
             "the zip declares {declared_total} uncompressed bytes; the limit is {}",
@@ -151,6 +152,41 @@ pub fn list(path: &Path, cfg: &Config, auto: bool) -> Result<Listing> {
         }));
     }
     Ok(listing)
+}
+
+/// Bytes of a local file header before its name.
+const LOCAL_HEADER_LEN: u64 = 30;
+
+/// Members must not share bytes: an archive whose entries overlap (one local
+/// record listed under several names, the trick of non-recursive zip bombs)
+/// is refused, naming the later of the two members.
+fn check_overlaps(listing: &Listing) -> Result<()> {
+    let mut spans: Vec<(u64, u64, usize)> = listing
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let start = e.header_start();
+            let end = start
+                .saturating_add(LOCAL_HEADER_LEN)
+                .saturating_add(e.compressed_size());
+            (start, end, i)
+        })
+        .collect();
+    spans.sort_unstable();
+    for pair in spans.windows(2) {
+        let ((_, end, a), (start, _, b)) = (pair[0], pair[1]);
+        if end > start {
+            return Err(Error::invalid(
+                listing.name(a.max(b)),
+                format!(
+                    "overlaps the member {:?} in the archive; members must not share bytes",
+                    listing.name(a.min(b))
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether a file is a zip whose every member follows Tecken's layout

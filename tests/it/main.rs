@@ -4,6 +4,7 @@ mod browser;
 mod by_download;
 mod cli;
 mod client;
+mod crafted_zips;
 mod debuginfod;
 mod download;
 mod inbox;
