@@ -48,7 +48,7 @@ pub enum Error {
     Io(io::Error),
     /// A SQLite failure (500).
     #[error("index error: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(rusqlite::Error),
 }
 
 impl Error {
@@ -61,12 +61,43 @@ impl Error {
     }
 }
 
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Error::StorageFull(e.to_string()),
+            _ => Error::Db(e),
+        }
+    }
+}
+
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
-        // ENOSPC and EDQUOT: the disk (or the quota) is full.
-        match e.raw_os_error() {
-            Some(28) | Some(122) => Error::StorageFull(e.to_string()),
-            _ => Error::Io(e),
+        // ENOSPC and EDQUOT: the disk (or the quota) is full. Errors that carry
+        // a path (tempfile's) keep the kind but not the raw code.
+        let full = matches!(e.raw_os_error(), Some(28 | 122))
+            || matches!(
+                e.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+            );
+        if full {
+            Error::StorageFull(e.to_string())
+        } else {
+            Error::Io(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_storage_full_with_or_without_a_raw_code() {
+        let raw = io::Error::from_raw_os_error(28);
+        assert!(matches!(Error::from(raw), Error::StorageFull(_)));
+        // tempfile wraps errors with the path: the kind stays, the raw code goes.
+        let wrapped = io::Error::new(io::ErrorKind::StorageFull, "No space left at path x");
+        assert!(matches!(Error::from(wrapped), Error::StorageFull(_)));
+        assert!(matches!(Error::from(io::Error::other("x")), Error::Io(_)));
     }
 }

@@ -7,6 +7,7 @@ mod client;
 mod crafted_zips;
 mod debuginfod;
 mod download;
+mod full_disk;
 mod inbox;
 mod interop_debuginfod;
 mod interop_minidump;

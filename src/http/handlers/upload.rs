@@ -58,8 +58,9 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     let store = state.store.clone();
     let upload_id = match tokio::task::spawn_blocking(move || store.begin_upload(&start)).await {
         Ok(Ok(id)) => id,
-        Ok(Err(e)) => return json_error(&e),
-        Err(e) => return json_error(&Error::Io(std::io::Error::other(e))),
+        // A full disk cannot even take the record: say so once the client has sent its body.
+        Ok(Err(e)) => return refuse(req, &e).await,
+        Err(e) => return refuse(req, &Error::Io(std::io::Error::other(e))).await,
     };
     let created_at = now_ms();
     let started = std::time::Instant::now();
@@ -499,11 +500,37 @@ async fn save_field(
     .map_err(|e| Error::Io(std::io::Error::other(e)))??;
     let std_file = tmp.as_file().try_clone()?;
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(std_file));
-    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-        out.write_all(&chunk).await?;
+    let written = async {
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            out.write_all(&chunk).await?;
+        }
+        out.flush().await?;
+        Ok::<_, Error>(())
     }
-    out.flush().await?;
+    .await;
+    if let Err(e) = written {
+        // A full disk (or any write error) mid-body: read on, so the client
+        // sees the answer rather than a reset connection.
+        if !matches!(e, Error::TooLarge(_) | Error::BadRequest(_)) {
+            drain_field(field).await;
+        }
+        return Err(e);
+    }
     Ok(tmp)
+}
+
+/// Reads and drops the rest of a part, up to `DRAIN_LIMIT` bytes and `DRAIN_TIMEOUT`.
+async fn drain_field(field: &mut multer::Field<'_>) {
+    let mut read = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while let Ok(Some(chunk)) = field.chunk().await {
+            read += chunk.len() as u64;
+            if read > DRAIN_LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The body as a stream of data chunks that fails once more than `max` bytes arrived.
