@@ -5,62 +5,44 @@ use std::io::Write;
 
 use crate::support::*;
 
-/// Uploads, expects `status`, and returns the JSON error.
-fn refused(s: &TestServer, zip: Vec<u8>, status: u16) -> serde_json::Value {
-    let resp = s.upload(zip);
-    assert_eq!(resp.status().as_u16(), status);
-    let body: serde_json::Value = resp.json().unwrap();
-    assert!(body["error"].is_string(), "{body}");
+/// Refused with `status`, and nothing left behind.
+fn refused_clean(s: &TestServer, zip: Vec<u8>, status: u16) -> serde_json::Value {
+    let body = refused(s, zip, status);
     assert_nothing_stored(s);
     body
-}
-
-fn assert_nothing_stored(s: &TestServer) {
-    assert!(s.blobs().is_empty(), "blobs: {:?}", s.blobs());
-    assert!(s.entries().is_empty(), "entries: {:?}", s.entries());
-    assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 0);
-    assert_eq!(s.count("SELECT COUNT(*) FROM lookup"), 0);
-    assert!(s.tmp_files().is_empty(), "tmp: {:?}", s.tmp_files());
 }
 
 fn error_of(body: &serde_json::Value) -> &str {
     body["error"].as_str().unwrap()
 }
 
-fn good() -> (String, Vec<u8>) {
-    (
-        format!("good.pdb/{ID_A}/good.sym"),
-        sym("good.pdb", ID_A, ""),
-    )
-}
-
 #[test]
 fn a_segment_longer_than_a_file_name_is_refused_before_anything_is_stored() {
     let s = TestServer::start();
-    let (gname, gdata) = good();
+    let (gname, gdata) = good_member();
     let long = "x".repeat(256);
     for name in [
         format!("{long}/{ID_A}/a.sym"),
         format!("a.pdb/{ID_A}/{long}"),
         format!("a.pdb/{}/a.sym", "A".repeat(300)),
     ] {
-        let body = refused(&s, zip_of(&[(&gname, &gdata), (&name, b"x")]), 400);
+        let body = refused_clean(&s, zip_of(&[(&gname, &gdata), (&name, b"x")]), 400);
         assert_eq!(body["member"], name.as_str());
         assert!(error_of(&body).contains("at most 255"), "{body}");
     }
     // A whole name as long as a zip allows (65 535 bytes) is refused the same way.
     let huge = format!("a.pdb/{ID_A}/{}", "y".repeat(65_535 - 50));
-    let body = refused(&s, raw_zip(&[RawMember::new(huge.as_bytes(), b"x")]), 400);
+    let body = refused_clean(&s, raw_zip(&[RawMember::new(huge.as_bytes(), b"x")]), 400);
     assert!(error_of(&body).contains("at most 255"), "{body}");
 }
 
 #[test]
 fn truncated_archives_are_refused() {
     let s = TestServer::start();
-    let (gname, gdata) = good();
+    let (gname, gdata) = good_member();
     let zip = zip_of(&[(&gname, &gdata)]);
     for cut in [zip.len() - 10, zip.len() / 2, 30, 4] {
-        let body = refused(&s, zip[..cut].to_vec(), 400);
+        let body = refused_clean(&s, zip[..cut].to_vec(), 400);
         assert!(error_of(&body).contains("zip"), "cut at {cut}: {body}");
     }
 }
@@ -75,7 +57,7 @@ fn data_start(zip: &[u8], header: usize) -> usize {
 #[test]
 fn corrupted_member_data_is_refused_naming_the_member() {
     let s = TestServer::start();
-    let (gname, gdata) = good();
+    let (gname, gdata) = good_member();
     let bname = format!("bad.pdb/{ID_B}/bad.bin");
     let bdata: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
     // Stored (not deflated): flipping a byte leaves valid data with a wrong CRC.
@@ -86,7 +68,7 @@ fn corrupted_member_data_is_refused_naming_the_member() {
     let second = data_start(&zip, 0) + gdata.len();
     let at = data_start(&zip, second) + 1000;
     zip[at] ^= 0xff;
-    let body = refused(&s, zip, 400);
+    let body = refused_clean(&s, zip, 400);
     assert_eq!(body["member"], bname.as_str(), "{body}");
 
     // Deflated: garbage in the stream fails to inflate or fails its CRC.
@@ -95,7 +77,7 @@ fn corrupted_member_data_is_refused_naming_the_member() {
     for b in &mut zip[start + 10..start + 40] {
         *b ^= 0x5a;
     }
-    let body = refused(&s, zip, 400);
+    let body = refused_clean(&s, zip, 400);
     assert_eq!(body["member"], bname.as_str(), "{body}");
 }
 
@@ -132,7 +114,7 @@ fn overlapping_entries_are_refused() {
     let data = vec![b'z'; 4096];
     let a = format!("a.bin/{ID_A}/a.bin");
     let b = format!("b.bin/{ID_A}/b.bin");
-    let body = refused(&s, overlapping_zip(&[&a, &b], &data), 400);
+    let body = refused_clean(&s, overlapping_zip(&[&a, &b], &data), 400);
     assert!(error_of(&body).contains("overlaps"), "{body}");
     assert_eq!(body["member"], b.as_str(), "{body}");
 }
@@ -149,6 +131,6 @@ fn more_members_than_the_limit_are_refused_from_the_zip64_directory() {
         w.write_all(b"x").unwrap();
     }
     let zip = w.finish().unwrap().into_inner();
-    let body = refused(&s, zip, 413);
+    let body = refused_clean(&s, zip, 413);
     assert!(error_of(&body).contains("100001 members"), "{body}");
 }

@@ -467,3 +467,29 @@ pub fn symdepot(data_dir: &Path) -> std::process::Command {
         .env_remove("SYMDEPOT_LISTEN");
     c
 }
+
+/// Uploads, expects `status`, and returns the JSON error.
+pub fn refused(s: &TestServer, zip: Vec<u8>, status: u16) -> serde_json::Value {
+    let resp = s.upload(zip);
+    assert_eq!(resp.status().as_u16(), status);
+    let body: serde_json::Value = resp.json().unwrap();
+    assert!(body["error"].is_string(), "{body}");
+    body
+}
+
+/// Nothing stored: no blob, no layout entry, no key row, no temp file.
+pub fn assert_nothing_stored(s: &TestServer) {
+    assert!(s.blobs().is_empty(), "blobs: {:?}", s.blobs());
+    assert!(s.entries().is_empty(), "entries: {:?}", s.entries());
+    assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 0);
+    assert_eq!(s.count("SELECT COUNT(*) FROM lookup"), 0);
+    assert!(s.tmp_files().is_empty(), "tmp: {:?}", s.tmp_files());
+}
+
+/// A valid `.sym` member: its name and bytes.
+pub fn good_member() -> (String, Vec<u8>) {
+    (
+        format!("good.pdb/{ID_A}/good.sym"),
+        sym("good.pdb", ID_A, ""),
+    )
+}

@@ -6,35 +6,10 @@ use std::net::TcpStream;
 
 use crate::support::*;
 
-/// Uploads, expects `status`, and returns the JSON error message.
-fn refused(s: &TestServer, zip: Vec<u8>, status: u16) -> serde_json::Value {
-    let resp = s.upload(zip);
-    assert_eq!(resp.status().as_u16(), status);
-    let body: serde_json::Value = resp.json().unwrap();
-    assert!(body["error"].is_string(), "{body}");
-    body
-}
-
-/// Nothing stored: no blob, no layout entry, no key row, no temp file.
-fn assert_nothing_stored(s: &TestServer) {
-    assert!(s.blobs().is_empty(), "blobs: {:?}", s.blobs());
-    assert!(s.entries().is_empty(), "entries: {:?}", s.entries());
-    assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 0);
-    assert_eq!(s.count("SELECT COUNT(*) FROM lookup"), 0);
-    assert!(s.tmp_files().is_empty(), "tmp: {:?}", s.tmp_files());
-}
-
-fn good() -> (String, Vec<u8>) {
-    (
-        format!("good.pdb/{ID_A}/good.sym"),
-        sym("good.pdb", ID_A, ""),
-    )
-}
-
 #[test]
 fn bad_member_paths_name_the_member_and_rule_and_store_nothing() {
     let s = TestServer::start();
-    let (gname, gdata) = good();
+    let (gname, gdata) = good_member();
     let cases: &[(&str, &str)] = &[
         ("a/b.sym", "2 segment"),
         ("a/ABC/c/d.sym", "4 segment"),
@@ -62,7 +37,7 @@ fn bad_member_paths_name_the_member_and_rule_and_store_nothing() {
 #[test]
 fn raw_names_no_library_writes_are_refused() {
     let s = TestServer::start();
-    let (gname, gdata) = good();
+    let (gname, gdata) = good_member();
     let cases: &[(&[u8], &str)] = &[
         (b"/abs/ABC/c.sym", "absolute"),
         (b"a\\ABC\\c.sym", "backslash"),
@@ -109,7 +84,7 @@ fn symlink_and_encrypted_entries_are_refused() {
 #[test]
 fn duplicate_members_identical_once_different_refused() {
     let s = TestServer::start();
-    let (name, data) = good();
+    let (name, data) = good_member();
     let same = raw_zip(&[
         RawMember::new(name.as_bytes(), &data),
         RawMember::new(name.as_bytes(), &data),
@@ -170,7 +145,7 @@ fn sym_module_line_must_match_the_path() {
 #[test]
 fn disallowed_snippets_reject_the_zip() {
     let s = TestServer::start();
-    let (gname, gdata) = good();
+    let (gname, gdata) = good_member();
     let body = refused(
         &s,
         zip_of(&[
@@ -228,7 +203,7 @@ fn not_a_zip_empty_zip_and_no_zip_part() {
 #[test]
 fn bad_try_value_is_refused() {
     let s = TestServer::start();
-    let (name, data) = good();
+    let (name, data) = good_member();
     let resp = s.upload_with(&s.token, zip_of(&[(&name, &data)]), Some("maybe"));
     assert_eq!(resp.status(), 400);
     assert!(resp.text().unwrap().contains("try must be"));
@@ -256,7 +231,7 @@ fn upload_by_download_is_not_enabled_yet() {
 #[test]
 fn tokens_missing_unknown_revoked_expired_or_without_permission_get_403() {
     let s = TestServer::start();
-    let (name, data) = good();
+    let (name, data) = good_member();
     let zip = zip_of(&[(&name, &data)]);
     let resp = s
         .client
@@ -329,7 +304,7 @@ fn declared_body_over_the_limit_gets_413_without_the_body_when_client_expects_co
     assert!(!head.contains("100 Continue"), "{head}");
 
     // Without Expect the body is drained and the 413 still arrives.
-    let (name, data) = good();
+    let (name, data) = good_member();
     let big: Vec<u8> = (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect();
     let resp = s.upload(zip_of(&[
         (&name, &data),
@@ -413,7 +388,7 @@ fn a_zip_lying_about_its_sizes_is_refused() {
 #[test]
 fn too_many_concurrent_uploads_for_one_token_get_429_with_retry_after() {
     let s = TestServer::with_config(|c| c.max_concurrent_uploads_per_token = 1);
-    let (name, data) = good();
+    let (name, data) = good_member();
     let zip = zip_of(&[(&name, &data)]);
     let mut body = Vec::new();
     body.extend_from_slice(b"--XyZ\r\nContent-Disposition: form-data; name=\"symbols.zip\"; filename=\"s.zip\"\r\n\r\n");
