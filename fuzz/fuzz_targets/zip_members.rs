@@ -1,0 +1,54 @@
+//! The upload validator on any bytes taken as a zip: listing, the member
+//! rules, and phase 1 (inflate under the limits, hash, identify, check
+//! against the path). Never panics; an accepted member has a valid key.
+#![no_main]
+
+use std::io::Write;
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use symdepot::config::Config;
+use symdepot::ingest::zipfile::{check_all, list};
+use symdepot::keys::{MemberName, classify_member};
+
+struct Scratch {
+    dir: tempfile::TempDir,
+    config: Config,
+}
+
+fn scratch() -> &'static Scratch {
+    static SCRATCH: OnceLock<Scratch> = OnceLock::new();
+    SCRATCH.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            max_uncompressed_bytes: 4 << 20,
+            max_members: 1_000,
+            ingest_workers: 1,
+            ..Config::default()
+        };
+        Scratch { dir, config }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let s = scratch();
+    let mut zip = tempfile::NamedTempFile::new_in(s.dir.path()).expect("temp file");
+    zip.write_all(data).expect("write");
+    for auto in [false, true] {
+        let Ok(listing) = list(zip.path(), &s.config, auto) else {
+            continue;
+        };
+        if let Ok(checked) = check_all(&listing, &s.config, s.dir.path()) {
+            for member in checked {
+                let key = member.key.key();
+                if !auto {
+                    assert!(matches!(
+                        classify_member(key.as_bytes(), false),
+                        Ok(MemberName::Key(_))
+                    ));
+                }
+            }
+        }
+    }
+});
