@@ -59,6 +59,13 @@ pub struct Config {
     /// Records (the JSON API, the CSV, `/metrics`, the web pages) are readable
     /// without a token. With `false` they need a token with `view_all`. Default true.
     pub public_records: bool,
+    /// Connections served at once; one more is answered `503` with `Retry-After`
+    /// and closed. 0 means no limit. Default 1024.
+    pub max_connections: usize,
+    /// How long a client may take to send its request head, and the longest
+    /// pause between two pieces of an upload body (slow clients are cut off:
+    /// the head with a closed connection, the body with 408). Default `30s`.
+    pub request_timeout: String,
     /// A private store: every download route (Breakpad, debuginfod, SSQP) needs a
     /// token with `download`, and records need `view_all` whatever `public_records`
     /// says. Default false.
@@ -107,6 +114,8 @@ impl Default for Config {
             max_concurrent_uploads_per_token: 4,
             public_records: true,
             private_downloads: false,
+            max_connections: 1024,
+            request_timeout: "30s".to_string(),
             missing_max_rows: 10_000,
             try_retention: "28d".to_string(),
             release_retention: String::new(),
@@ -179,6 +188,7 @@ impl Config {
             ("gc_interval", &self.gc_interval),
             ("gc_grace", &self.gc_grace),
             ("upload_download_timeout", &self.upload_download_timeout),
+            ("request_timeout", &self.request_timeout),
         ] {
             if parse_duration(value).is_none() {
                 bail!("{name}: {value:?} is not a duration such as 28d, 12h or 30m");
@@ -243,6 +253,13 @@ impl Config {
     /// `gc_grace` as a duration.
     pub fn gc_grace(&self) -> Duration {
         parse_duration(&self.gc_grace).unwrap_or(Duration::from_secs(3600))
+    }
+
+    /// `request_timeout` as a duration (never zero).
+    pub fn request_timeout(&self) -> Duration {
+        parse_duration(&self.request_timeout)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(30))
     }
 
     /// Worker threads for ingest.

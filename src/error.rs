@@ -34,6 +34,9 @@ pub enum Error {
     /// Upload by download: the remote answered an error or could not be reached (502).
     #[error("{0}")]
     BadGateway(String),
+    /// The client stopped sending its request body (408).
+    #[error("{0}")]
+    Timeout(String),
     /// Upload by download: the remote took too long (504).
     #[error("{0}")]
     GatewayTimeout(String),

@@ -15,6 +15,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
         Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
         Error::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         Error::NotFound => StatusCode::NOT_FOUND,
         Error::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
         Error::Io(_) | Error::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -12,6 +12,7 @@ mod inbox;
 mod interop_debuginfod;
 mod interop_minidump;
 mod layout_auto;
+mod limits;
 mod operations;
 mod private;
 mod records;

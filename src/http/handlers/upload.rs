@@ -438,7 +438,7 @@ async fn receive(
     max: u64,
     layout: Layout,
 ) -> Result<Received, Error> {
-    let counted = counted_stream(body, max);
+    let counted = counted_stream(body, max, state.config.request_timeout());
     let mut multipart = multer::Multipart::new(counted, boundary);
     let mut zip: Option<(tempfile::NamedTempFile, String)> = None;
     let mut try_value = None;
@@ -511,7 +511,7 @@ async fn save_field(
     if let Err(e) = written {
         // A full disk (or any write error) mid-body: read on, so the client
         // sees the answer rather than a reset connection.
-        if !matches!(e, Error::TooLarge(_) | Error::BadRequest(_)) {
+        if matches!(e, Error::StorageFull(_) | Error::Io(_)) {
             drain_field(field).await;
         }
         return Err(e);
@@ -533,18 +533,24 @@ async fn drain_field(field: &mut multer::Field<'_>) {
     .await;
 }
 
-/// The body as a stream of data chunks that fails once more than `max` bytes arrived.
+/// The body as a stream of data chunks that fails once more than `max` bytes
+/// arrived, or once the client pauses for longer than `pause`.
 fn counted_stream(
     body: Incoming,
     max: u64,
+    pause: Duration,
 ) -> impl Stream<Item = Result<Bytes, Error>> + Send + 'static {
     let mut seen = 0u64;
-    BodyStream::new(body).filter_map(move |frame| {
+    tokio_stream::StreamExt::timeout(BodyStream::new(body), pause).filter_map(move |frame| {
         let out = match frame {
-            Err(e) => Some(Err(Error::BadRequest(format!(
+            Err(_) => Some(Err(Error::Timeout(format!(
+                "the request body paused for more than {}s; the upload was cut off",
+                pause.as_secs()
+            )))),
+            Ok(Err(e)) => Some(Err(Error::BadRequest(format!(
                 "the request body could not be read: {e}"
             )))),
-            Ok(frame) => frame.into_data().ok().map(|data| {
+            Ok(Ok(frame)) => frame.into_data().ok().map(|data| {
                 seen += data.len() as u64;
                 if seen > max {
                     Err(Error::TooLarge(format!(
