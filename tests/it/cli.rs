@@ -1,11 +1,10 @@
 //! The command line: tokens, and the daemon as a process.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::symdepot;
+use crate::support::{sigterm, spawn_daemon, symdepot, wait_exit};
 
 #[test]
 fn token_create_list_revoke() {
@@ -73,53 +72,6 @@ fn token_create_list_revoke() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown permission"));
-}
-
-/// Starts `symdepot serve` on port 0 and returns it with the address it logged.
-fn spawn_daemon(dir: &std::path::Path) -> (Child, String) {
-    let mut child = symdepot(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("SYMDEPOT_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the daemon logs before it exits")
-            .unwrap();
-        if let Some(pos) = line.find("listening on http://") {
-            break line[pos + "listening on http://".len()..]
-                .trim()
-                .to_string();
-        }
-    };
-    // Keep reading the log so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
-}
-
-fn sigterm(child: &Child) {
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the daemon did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod by_download;
 mod cli;
 mod client;
 mod crafted_zips;
+mod crash;
 mod debuginfod;
 mod download;
 mod full_disk;

@@ -493,3 +493,50 @@ pub fn good_member() -> (String, Vec<u8>) {
         sym("good.pdb", ID_A, ""),
     )
 }
+
+/// Starts `symdepot serve` on port 0 and returns it with the address it logged.
+pub fn spawn_daemon(dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = symdepot(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SYMDEPOT_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the daemon logs before it exits")
+            .unwrap();
+        if let Some(pos) = line.find("listening on http://") {
+            break line[pos + "listening on http://".len()..]
+                .trim()
+                .to_string();
+        }
+    };
+    // Keep reading the log so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+pub fn sigterm(child: &std::process::Child) {
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+}
+
+pub fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
