@@ -167,3 +167,116 @@ fn a_private_store_keeps_its_records_private_and_its_health_open() {
     let key = format!("a.pdb/{ID_A}/a.sym");
     s.upload_ok(zip_of(&[(&key, &sym("a.pdb", ID_A, ""))]));
 }
+
+#[test]
+fn a_try_only_token_never_writes_a_release_file_whatever_try_says() {
+    let s = TestServer::start();
+    let try_token = s.create_token(&["upload_try"], "tryer");
+    let values = [
+        None,
+        Some("0"),
+        Some("false"),
+        Some("no"),
+        Some(""),
+        Some("1"),
+        Some("true"),
+        Some("yes"),
+        Some("TRUE"),
+        Some("release"),
+    ];
+    for (i, value) in values.iter().enumerate() {
+        let module = format!("t{i}.pdb");
+        let key = format!("{module}/{ID_A}/t.sym");
+        let resp = s.upload_with(
+            &try_token,
+            zip_of(&[(&key, &sym(&module, ID_A, ""))]),
+            *value,
+        );
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().unwrap();
+        match status.as_u16() {
+            201 => assert_eq!(body["upload"]["try_symbols"], true, "try={value:?}"),
+            400 => assert!(body["error"].as_str().unwrap().contains("try"), "{body}"),
+            other => panic!("try={value:?}: {other} {body}"),
+        }
+        assert_eq!(s.get(&format!("/{key}")).status(), 404, "try={value:?}");
+    }
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM keys WHERE namespace = 'release'"),
+        0
+    );
+    assert!(s.count("SELECT COUNT(*) FROM keys WHERE namespace = 'try'") >= 8);
+}
+
+#[test]
+fn token_secrets_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = |perm: &str| {
+        let out = symdepot(dir.path())
+            .args(["token", "create", "--permission", perm])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_string()
+    };
+    let (uploader, reader) = (secret("upload"), secret("download"));
+    let log = dir.path().join("daemon.log");
+    let mut child = symdepot(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SYMDEPOT_LOG", "debug")
+        .env("SYMDEPOT_PRIVATE_DOWNLOADS", "true")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let addr = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if let Some(pos) = text.find("listening on http://") {
+            let rest = &text[pos + "listening on http://".len()..];
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no address logged");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let client = reqwest::blocking::Client::new();
+    let key = format!("xul.pdb/{ID_A}/xul.sym");
+    let part =
+        reqwest::blocking::multipart::Part::bytes(zip_of(&[(&key, &sym("xul.pdb", ID_A, ""))]))
+            .file_name("symbols.zip");
+    let resp = client
+        .post(format!("http://{addr}/upload/"))
+        .header("Auth-Token", format!("{uploader}-label"))
+        .multipart(reqwest::blocking::multipart::Form::new().part("symbols.zip", part))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    for auth in [
+        format!("Bearer {reader}"),
+        basic(&reader),
+        format!("Bearer {uploader}"),
+    ] {
+        let resp = client
+            .get(format!("http://{addr}/{key}?token={reader}"))
+            .header("Authorization", auth)
+            .send()
+            .unwrap();
+        assert!(resp.status() == 200 || resp.status() == 403);
+    }
+    sigterm(&child);
+    wait_exit(&mut child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("request"),
+        "the debug log has the requests: {text}"
+    );
+    for secret in [&uploader, &reader] {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a token secret is in the log"
+        );
+    }
+}
