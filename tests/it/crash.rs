@@ -12,89 +12,6 @@ use crate::support::*;
 /// How many kills (bounded: each round is one daemon start and one upload).
 const ROUNDS: usize = 12;
 
-/// xorshift64*, seeded: the same kill points on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
-
-/// One upload: its members and its zip.
-struct Batch {
-    members: Vec<(String, Vec<u8>)>,
-    zip: Vec<u8>,
-}
-
-/// `n` batches of 30 `.sym` files and binaries; neighbouring batches share
-/// ten members (same keys, same bytes), as successive builds do.
-fn batches(n: usize, rng: &mut Rng) -> Vec<Batch> {
-    let member = |i: usize, rng: &mut Rng| -> (String, Vec<u8>) {
-        let id = format!("{:032X}{}", i as u128 * 7919 + 1, i % 10);
-        if i.is_multiple_of(4) {
-            let data: Vec<u8> = (0..20_000 + rng.below(40_000))
-                .map(|_| rng.below(256) as u8)
-                .collect();
-            (format!("bin{i}.so/{id}/bin{i}.so"), data)
-        } else {
-            let module = format!("lib{i}.pdb");
-            let mut data = sym(&module, &id, "");
-            for l in 0..(500 + rng.below(1500)) {
-                data.extend_from_slice(format!("FUNC {l:x} 10 0 fn_{i}_{l}\n").as_bytes());
-            }
-            (format!("{module}/{id}/lib{i}.sym"), data)
-        }
-    };
-    let all: Vec<(String, Vec<u8>)> = (0..n * 20 + 10).map(|i| member(i, rng)).collect();
-    (0..n)
-        .map(|b| {
-            let members = all[b * 20..b * 20 + 30].to_vec();
-            let refs: Vec<(&str, &[u8])> = members
-                .iter()
-                .map(|(k, d)| (k.as_str(), d.as_slice()))
-                .collect();
-            Batch {
-                zip: zip_of(&refs),
-                members,
-            }
-        })
-        .collect()
-}
-
-/// Posts a zip; the status, or `None` if the daemon died first.
-fn post(addr: &str, token: &str, zip: Vec<u8>) -> Option<u16> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let part = reqwest::blocking::multipart::Part::bytes(zip).file_name("symbols.zip");
-    let form = reqwest::blocking::multipart::Form::new().part("symbols.zip", part);
-    client
-        .post(format!("http://{addr}/upload/"))
-        .header("Auth-Token", token)
-        .multipart(form)
-        .send()
-        .ok()
-        .map(|r| r.status().as_u16())
-}
-
-fn assert_served(addr: &str, members: &[(String, Vec<u8>)]) {
-    let client = reqwest::blocking::Client::new();
-    for (key, data) in members {
-        let resp = client.get(format!("http://{addr}/{key}")).send().unwrap();
-        assert_eq!(resp.status(), 200, "{key} was acknowledged but is gone");
-        let served = resp.bytes().unwrap();
-        assert!(
-            served.as_ref() == data.as_slice(),
-            "{key}: other bytes served"
-        );
-    }
-}
-
 /// Start-up recovery left no temp file, and every index row names a blob that exists.
 fn assert_recovered(dir: &Path) {
     let tmp: Vec<_> = files_under(&dir.join("tmp"));
@@ -124,24 +41,10 @@ fn assert_recovered(dir: &Path) {
     }
 }
 
-fn create_token(dir: &Path) -> String {
-    let out = symdepot(dir)
-        .args(["token", "create", "--permission", "upload"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn sigkill_at_random_points_of_uploads_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let token = create_token(dir.path());
+    let token = create_token_cli(dir.path());
     let mut rng = Rng(0x5eed_cafe);
     let batches = batches(4, &mut rng);
     let mut acknowledged: Vec<(String, Vec<u8>)> = Vec::new();

@@ -17,6 +17,7 @@ mod limits;
 mod operations;
 mod private;
 mod records;
+mod soak;
 mod support;
 mod tecken_examples;
 mod transfer;

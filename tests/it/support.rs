@@ -540,3 +540,101 @@ pub fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// xorshift64*, seeded: the same choices on every run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+/// One upload: its members and its zip.
+pub struct Batch {
+    pub members: Vec<(String, Vec<u8>)>,
+    pub zip: Vec<u8>,
+}
+
+/// `n` batches of 30 `.sym` files and binaries; neighbouring batches share
+/// ten members (same keys, same bytes), as successive builds do.
+pub fn batches(n: usize, rng: &mut Rng) -> Vec<Batch> {
+    let member = |i: usize, rng: &mut Rng| -> (String, Vec<u8>) {
+        let id = format!("{:032X}{}", i as u128 * 7919 + 1, i % 10);
+        if i.is_multiple_of(4) {
+            let data: Vec<u8> = (0..20_000 + rng.below(40_000))
+                .map(|_| rng.below(256) as u8)
+                .collect();
+            (format!("bin{i}.so/{id}/bin{i}.so"), data)
+        } else {
+            let module = format!("lib{i}.pdb");
+            let mut data = sym(&module, &id, "");
+            for l in 0..(500 + rng.below(1500)) {
+                data.extend_from_slice(format!("FUNC {l:x} 10 0 fn_{i}_{l}\n").as_bytes());
+            }
+            (format!("{module}/{id}/lib{i}.sym"), data)
+        }
+    };
+    let all: Vec<(String, Vec<u8>)> = (0..n * 20 + 10).map(|i| member(i, rng)).collect();
+    (0..n)
+        .map(|b| {
+            let members = all[b * 20..b * 20 + 30].to_vec();
+            let refs: Vec<(&str, &[u8])> = members
+                .iter()
+                .map(|(k, d)| (k.as_str(), d.as_slice()))
+                .collect();
+            Batch {
+                zip: zip_of(&refs),
+                members,
+            }
+        })
+        .collect()
+}
+
+/// Posts a zip; the status, or `None` if the daemon died first.
+pub fn post(addr: &str, token: &str, zip: Vec<u8>) -> Option<u16> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let part = reqwest::blocking::multipart::Part::bytes(zip).file_name("symbols.zip");
+    let form = reqwest::blocking::multipart::Form::new().part("symbols.zip", part);
+    client
+        .post(format!("http://{addr}/upload/"))
+        .header("Auth-Token", token)
+        .multipart(form)
+        .send()
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+pub fn assert_served(addr: &str, members: &[(String, Vec<u8>)]) {
+    let client = reqwest::blocking::Client::new();
+    for (key, data) in members {
+        let resp = client.get(format!("http://{addr}/{key}")).send().unwrap();
+        assert_eq!(resp.status(), 200, "{key} was acknowledged but is gone");
+        let served = resp.bytes().unwrap();
+        assert!(
+            served.as_ref() == data.as_slice(),
+            "{key}: other bytes served"
+        );
+    }
+}
+
+/// A token with `upload`, made by `symdepot token create` on a data dir.
+pub fn create_token_cli(dir: &Path) -> String {
+    let out = symdepot(dir)
+        .args(["token", "create", "--permission", "upload"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string()
+}
