@@ -334,6 +334,13 @@ fn check_member(
             spool = Some(w);
         }
     }
+    let declared = listing.entries[i].size();
+    if size != declared {
+        return Err(Error::invalid(
+            &name,
+            format!("the zip declares {declared} bytes for it but it holds {size}"),
+        ));
+    }
     let file_name = match placement {
         Placement::Key(key) => key.file.as_str(),
         Placement::Auto(file) => file.as_str(),

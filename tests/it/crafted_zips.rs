@@ -134,3 +134,41 @@ fn more_members_than_the_limit_are_refused_from_the_zip64_directory() {
     let body = refused_clean(&s, zip, 413);
     assert!(error_of(&body).contains("100001 members"), "{body}");
 }
+
+/// A stored zip of one member whose central directory says, through a zip64
+/// extra field, that it inflates to `declared` bytes.
+fn zip64_declaring(name: &str, data: &[u8], declared: u64) -> Vec<u8> {
+    let zip = raw_zip(&[RawMember::new(name.as_bytes(), data)]);
+    let eocd = zip.len() - 22;
+    let cd_start = u32::from_le_bytes(zip[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
+    let mut entry = zip[cd_start..eocd].to_vec();
+    // Uncompressed size 0xFFFFFFFF: the real one is in the zip64 extra field.
+    entry[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut extra = Vec::new();
+    extra.extend_from_slice(&1u16.to_le_bytes());
+    extra.extend_from_slice(&8u16.to_le_bytes());
+    extra.extend_from_slice(&declared.to_le_bytes());
+    entry[30..32].copy_from_slice(&(extra.len() as u16).to_le_bytes());
+    entry.extend_from_slice(&extra);
+    let mut out = zip[..cd_start].to_vec();
+    out.extend_from_slice(&entry);
+    out.extend_from_slice(&0x06054b50u32.to_le_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
+    out.extend_from_slice(&(entry.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(cd_start as u32).to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+#[test]
+fn a_zip64_size_over_the_limits_is_refused_from_the_directory() {
+    let s = TestServer::start();
+    let name = format!("huge.bin/{ID_A}/huge.bin");
+    // 20 GiB declared, over the 16 GiB default total: refused before inflating anything.
+    let body = refused_clean(&s, zip64_declaring(&name, b"tiny", 20 << 30), 413);
+    assert!(error_of(&body).contains("declares"), "{body}");
+    // A size that is not what the member holds (8 declared, 4 held) fails the member.
+    let body = refused_clean(&s, zip64_declaring(&name, b"tiny", 8), 400);
+    assert_eq!(body["member"], name.as_str(), "{body}");
+    assert!(error_of(&body).contains("declares 8 bytes"), "{body}");
+}
