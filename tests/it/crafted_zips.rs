@@ -81,13 +81,33 @@ fn corrupted_member_data_is_refused_naming_the_member() {
     assert_eq!(body["member"], bname.as_str(), "{body}");
 }
 
+/// A one-member stored zip split at its central directory: the bytes before
+/// it, and the member's central directory record.
+fn split_at_directory(name: &str, data: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let zip = raw_zip(&[RawMember::new(name.as_bytes(), data)]);
+    let eocd = zip.len() - 22;
+    let cd_start = u32::from_le_bytes(zip[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
+    (zip[..cd_start].to_vec(), zip[cd_start..eocd].to_vec())
+}
+
+/// `local` followed by the central directory `central` of `count` records and its end record.
+fn with_directory(mut local: Vec<u8>, central: &[u8], count: u16) -> Vec<u8> {
+    let cd_start = local.len() as u32;
+    local.extend_from_slice(central);
+    local.extend_from_slice(&0x06054b50u32.to_le_bytes());
+    local.extend_from_slice(&[0, 0, 0, 0]);
+    local.extend_from_slice(&count.to_le_bytes());
+    local.extend_from_slice(&count.to_le_bytes());
+    local.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    local.extend_from_slice(&cd_start.to_le_bytes());
+    local.extend_from_slice(&0u16.to_le_bytes());
+    local
+}
+
 /// A stored zip whose central directory lists every name in `names`, all
 /// pointing at one local header (that of the first name): overlapping entries.
 fn overlapping_zip(names: &[&str], data: &[u8]) -> Vec<u8> {
-    let zip = raw_zip(&[RawMember::new(names[0].as_bytes(), data)]);
-    let eocd = zip.len() - 22;
-    let cd_start = u32::from_le_bytes(zip[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
-    let first = zip[cd_start..eocd].to_vec();
+    let (local, first) = split_at_directory(names[0], data);
     let fixed = 46;
     let mut central = first.clone();
     for name in &names[1..] {
@@ -96,16 +116,7 @@ fn overlapping_zip(names: &[&str], data: &[u8]) -> Vec<u8> {
         entry.extend_from_slice(name.as_bytes());
         central.extend_from_slice(&entry);
     }
-    let mut out = zip[..cd_start].to_vec();
-    out.extend_from_slice(&central);
-    out.extend_from_slice(&0x06054b50u32.to_le_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(&(names.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(names.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(cd_start as u32).to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out
+    with_directory(local, &central, names.len() as u16)
 }
 
 #[test]
@@ -138,10 +149,7 @@ fn more_members_than_the_limit_are_refused_from_the_zip64_directory() {
 /// A stored zip of one member whose central directory says, through a zip64
 /// extra field, that it inflates to `declared` bytes.
 fn zip64_declaring(name: &str, data: &[u8], declared: u64) -> Vec<u8> {
-    let zip = raw_zip(&[RawMember::new(name.as_bytes(), data)]);
-    let eocd = zip.len() - 22;
-    let cd_start = u32::from_le_bytes(zip[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
-    let mut entry = zip[cd_start..eocd].to_vec();
+    let (local, mut entry) = split_at_directory(name, data);
     // Uncompressed size 0xFFFFFFFF: the real one is in the zip64 extra field.
     entry[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
     let mut extra = Vec::new();
@@ -150,14 +158,7 @@ fn zip64_declaring(name: &str, data: &[u8], declared: u64) -> Vec<u8> {
     extra.extend_from_slice(&declared.to_le_bytes());
     entry[30..32].copy_from_slice(&(extra.len() as u16).to_le_bytes());
     entry.extend_from_slice(&extra);
-    let mut out = zip[..cd_start].to_vec();
-    out.extend_from_slice(&entry);
-    out.extend_from_slice(&0x06054b50u32.to_le_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
-    out.extend_from_slice(&(entry.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(cd_start as u32).to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out
+    with_directory(local, &entry, 1)
 }
 
 #[test]

@@ -44,7 +44,7 @@ fn assert_recovered(dir: &Path) {
 #[test]
 fn sigkill_at_random_points_of_uploads_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let token = create_token_cli(dir.path());
+    let token = create_token_cli(dir.path(), "upload");
     let mut rng = Rng(0x5eed_cafe);
     let batches = batches(4, &mut rng);
     let mut acknowledged: Vec<(String, Vec<u8>)> = Vec::new();

@@ -211,18 +211,7 @@ fn a_try_only_token_never_writes_a_release_file_whatever_try_says() {
 #[test]
 fn token_secrets_never_reach_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let secret = |perm: &str| {
-        let out = symdepot(dir.path())
-            .args(["token", "create", "--permission", perm])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .to_string()
-    };
+    let secret = |perm: &str| create_token_cli(dir.path(), perm);
     let (uploader, reader) = (secret("upload"), secret("download"));
     let log = dir.path().join("daemon.log");
     let mut child = symdepot(dir.path())

@@ -47,7 +47,7 @@ fn a_mixed_load_ends_consistent_with_memory_and_descriptors_flat() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
     let dir = tempfile::tempdir().unwrap();
-    let token = create_token_cli(dir.path());
+    let token = create_token_cli(dir.path(), "upload");
     let (mut child, addr) = spawn_daemon(dir.path());
     let batches = batches(6, &mut Rng(0x50a6));
     let acknowledged: Mutex<Vec<(String, Vec<u8>)>> = Mutex::new(Vec::new());

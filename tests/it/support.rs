@@ -624,10 +624,10 @@ pub fn assert_served(addr: &str, members: &[(String, Vec<u8>)]) {
     }
 }
 
-/// A token with `upload`, made by `symdepot token create` on a data dir.
-pub fn create_token_cli(dir: &Path) -> String {
+/// A token with `permission`, made by `symdepot token create` on a data dir.
+pub fn create_token_cli(dir: &Path, permission: &str) -> String {
     let out = symdepot(dir)
-        .args(["token", "create", "--permission", "upload"])
+        .args(["token", "create", "--permission", permission])
         .output()
         .unwrap();
     assert!(out.status.success());
