@@ -8,6 +8,7 @@ mod crafted_zips;
 mod crash;
 mod debuginfod;
 mod download;
+mod durability;
 mod full_disk;
 mod inbox;
 mod interop_debuginfod;
