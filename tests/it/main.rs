@@ -1,5 +1,9 @@
 //! Integration tests: the real daemon over real HTTP, with a real index.
 
+mod attack_index;
+mod attack_ingest;
+mod attack_keys;
+mod attack_records;
 mod browser;
 mod by_download;
 mod cli;

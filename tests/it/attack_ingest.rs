@@ -1,0 +1,2 @@
+//! Upload resources (descriptors, temp space, memory), clients that vanish,
+//! and damaged blobs.

@@ -1,0 +1,2 @@
+//! What anonymous and token-holding clients can make the server record, and
+//! what records, tokens and pages give back.
