@@ -51,6 +51,10 @@ pub enum Command {
         /// Report exactly what would go, change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Delete unreferenced blobs even when they are more than
+        /// `gc_max_delete_fraction` of the store
+        #[arg(long, conflicts_with = "dry_run")]
+        force: bool,
     },
     /// Re-hash every blob and check every key against the disk; exit 1 on damage
     Verify {

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use crate::cli::{Cli, Command, TokenCommand};
 use crate::config::{Config, Overrides};
 use crate::store::Store;
+use crate::store::gc::GcMode;
 use crate::store::tokens::NewToken;
 use crate::units::parse_duration;
 
@@ -56,7 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { action } => token(config, action),
         Command::Ingest { paths, is_try } => ingest(config, &paths, is_try),
         Command::Id { file, inject } => id(&file, inject),
-        Command::Gc { dry_run } => gc(config, dry_run),
+        Command::Gc { dry_run, force } => gc(config, dry_run, force),
         Command::Verify { repair } => verify(config, repair),
         Command::Reindex => reindex(config),
         Command::Export {
@@ -332,9 +333,14 @@ fn id(file: &std::path::Path, inject: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn gc(config: Config, dry_run: bool) -> anyhow::Result<()> {
+fn gc(config: Config, dry_run: bool, force: bool) -> anyhow::Result<()> {
     let store = open_store(config)?;
-    let r = store.gc(std::time::SystemTime::now(), dry_run)?;
+    let mode = match (dry_run, force) {
+        (true, _) => GcMode::DryRun,
+        (false, true) => GcMode::Force,
+        (false, false) => GcMode::Run,
+    };
+    let r = store.gc(std::time::SystemTime::now(), mode)?;
     let verb = if dry_run { "would remove" } else { "removed" };
     for (ns, key) in &r.expired {
         println!("{verb} expired {ns} key {key}");
@@ -388,7 +394,10 @@ fn verify(config: Config, repair: bool) -> anyhow::Result<()> {
 }
 
 fn reindex(config: Config) -> anyhow::Result<()> {
-    let store = open_store(config)?;
+    // The one command that runs on a lost or empty index: it rebuilds it.
+    let dir = config.data_dir.display().to_string();
+    let store = Store::open_to_rebuild(Arc::new(config))
+        .with_context(|| format!("opening the data directory {dir}"))?;
     let (n, skipped) = store.reindex()?;
     for (p, why) in &skipped {
         eprintln!("skipped {}: {why}", p.display());

@@ -83,6 +83,11 @@ pub struct Config {
     /// Blobs, layout entries and temp files younger than this are never
     /// collected, so an upload in progress keeps what it is about to link. Default `1h`.
     pub gc_grace: String,
+    /// The largest share of the stored blobs (0 to 1) one GC run may delete;
+    /// a run that would delete more stops before deleting anything and needs
+    /// `symdepot gc --force` (an index restored from an old backup or rebuilt
+    /// badly must not cost the store). Default 0.5.
+    pub gc_max_delete_fraction: f64,
     /// Hosts `POST /upload/` may download a zip from (`url=`); every redirect hop
     /// must be one of them too. Empty turns upload by download off. Default empty.
     pub upload_download_domains: Vec<String>,
@@ -121,6 +126,7 @@ impl Default for Config {
             release_retention: String::new(),
             gc_interval: "1h".to_string(),
             gc_grace: "1h".to_string(),
+            gc_max_delete_fraction: 0.5,
             upload_download_domains: Vec::new(),
             allow_http_downloads: false,
             upload_download_timeout: "10m".to_string(),
@@ -198,6 +204,12 @@ impl Config {
             bail!(
                 "release_retention: {:?} is not a duration such as 365d",
                 self.release_retention
+            );
+        }
+        if !(0.0..=1.0).contains(&self.gc_max_delete_fraction) {
+            bail!(
+                "gc_max_delete_fraction: must be a share from 0 to 1, not {}",
+                self.gc_max_delete_fraction
             );
         }
         if self.max_compression_ratio == 0 {

@@ -11,6 +11,8 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::store::Store;
+use crate::store::gc::GcMode;
+use crate::store::lock::DaemonLock;
 
 /// Runs GC every `gc_interval` on a blocking thread while the daemon runs.
 fn spawn_gc(store: &Arc<Store>) {
@@ -23,9 +25,10 @@ fn spawn_gc(store: &Arc<Store>) {
         loop {
             tick.tick().await;
             let Some(store) = weak.upgrade() else { return };
-            let run =
-                tokio::task::spawn_blocking(move || store.gc(std::time::SystemTime::now(), false))
-                    .await;
+            let run = tokio::task::spawn_blocking(move || {
+                store.gc(std::time::SystemTime::now(), GcMode::Run)
+            })
+            .await;
             match run {
                 Ok(Ok(r)) => tracing::info!(
                     expired = r.expired.len(),
@@ -49,6 +52,8 @@ pub struct Daemon {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     store: Arc<Store>,
+    /// Held while the daemon runs: one daemon per data dir.
+    _lock: DaemonLock,
 }
 
 impl Daemon {
@@ -57,14 +62,19 @@ impl Daemon {
     pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         let listen = config.listen.clone();
         let dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || -> anyhow::Result<Store> {
+        let (store, lock) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            // First of all: a second daemon on this data dir stops here, touching nothing.
+            let lock = DaemonLock::acquire(&dir)?;
             let store = Store::open(Arc::new(config))
                 .with_context(|| format!("opening the data directory {}", dir.display()))?;
             let cleared = store.clear_temp().context("clearing stale temp files")?;
             if cleared > 0 {
-                tracing::info!(cleared, "removed temp files left by an earlier run");
+                tracing::info!(
+                    cleared,
+                    "removed temp folders left by processes that are gone"
+                );
             }
-            Ok(store)
+            Ok((store, lock))
         })
         .await??;
         let store = Arc::new(store);
@@ -97,6 +107,7 @@ impl Daemon {
             stop: Some(stop),
             task,
             store,
+            _lock: lock,
         })
     }
 

@@ -43,6 +43,11 @@ pub enum Error {
     /// Nothing stored under the requested key (404).
     #[error("not found")]
     NotFound,
+    /// The store refuses work that would lose what it holds: an index that is
+    /// missing or empty while blobs are stored, a GC run over its share (503;
+    /// the command line prints what to run instead).
+    #[error("{0}")]
+    Refused(String),
     /// The data dir's filesystem is full (507).
     #[error("the data directory's filesystem is full: {0}")]
     StorageFull(String),

@@ -34,20 +34,65 @@ pub fn is_zero_id(id: &str) -> bool {
     !id.is_empty() && id.bytes().all(|b| b == b'0')
 }
 
-/// A member name that passed the layout rules.
+/// A key that passed the segment rule: `<module>/<debug_id>/<file>`, three
+/// segments, none of which can name anything but a plain file or folder
+/// name. The only way to make one is [`MemberKey::new`], so every key the
+/// store is handed from a member name, a file's identity or a layout tree
+/// has passed the same check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberKey {
-    pub module: String,
+    module: String,
     /// Upper-cased.
-    pub debug_id: String,
-    pub file: String,
+    debug_id: String,
+    file: String,
 }
 
 impl MemberKey {
+    /// Checks each segment ([`check_segment`]) and that the debug id is hex
+    /// digits and not all zeros; upper-cases the debug id.
+    pub fn new(module: &str, debug_id: &str, file: &str) -> Result<MemberKey, String> {
+        check_segment("module", module)?;
+        check_debug_id(debug_id)?;
+        check_segment("file", file)?;
+        Ok(MemberKey {
+            module: module.to_string(),
+            debug_id: debug_id.to_ascii_uppercase(),
+            file: file.to_string(),
+        })
+    }
+
+    pub fn module(&self) -> &str {
+        &self.module
+    }
+
+    /// The debug id segment, upper-cased.
+    pub fn debug_id(&self) -> &str {
+        &self.debug_id
+    }
+
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
     /// The key the member is stored under.
     pub fn key(&self) -> String {
         format!("{}/{}/{}", self.module, self.debug_id, self.file)
     }
+}
+
+/// Checks a stored key as the store's door does before it builds a path from
+/// it: exactly three segments, each passing [`check_segment`].
+pub fn check_key(key: &str) -> Result<(), String> {
+    let segs: Vec<&str> = key.split('/').collect();
+    let [module, id, file] = segs[..] else {
+        return Err(format!(
+            "keys must be <module>/<debug_id>/<file>; this one has {} segment(s)",
+            segs.len()
+        ));
+    };
+    check_segment("module", module)?;
+    check_segment("debug id", id)?;
+    check_segment("file", file)
 }
 
 /// What the rules make of one member name.
@@ -87,20 +132,7 @@ pub fn classify_member(raw: &[u8], is_dir: bool) -> Result<MemberName, String> {
     if module.is_empty() || debug_id.is_empty() || file.is_empty() {
         return Err("member names must be <module>/<debug_id>/<file> with no empty segment".into());
     }
-    if !debug_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "debug id {debug_id:?} must be hexadecimal digits only"
-        ));
-    }
-    check_length("debug id", debug_id)?;
-    for (what, seg) in [("module", module), ("file", file)] {
-        check_segment(what, seg)?;
-    }
-    Ok(MemberName::Key(MemberKey {
-        module: module.to_string(),
-        debug_id: debug_id.to_ascii_uppercase(),
-        file: file.to_string(),
-    }))
+    MemberKey::new(module, debug_id, file).map(MemberName::Key)
 }
 
 /// The member rules of a layout-free upload (`?layout=auto`): any relative
@@ -121,23 +153,24 @@ pub fn classify_auto(raw: &[u8], is_dir: bool) -> Result<Option<String>, String>
 
 /// The key a file's own identity gives it: `<debug_file>/<debug_id>/<file>`.
 pub fn identity_key(debug_file: &str, debug_id: &str, file: &str) -> Result<MemberKey, String> {
-    if debug_id.is_empty() || !debug_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("the embedded id {debug_id:?} is not hexadecimal"));
-    }
-    check_length("debug id", debug_id)?;
-    check_segment("debug file", debug_file)?;
-    check_segment("file", file)?;
-    if debug_file.is_empty() || debug_file.contains('/') || debug_file == "." || debug_file == ".."
-    {
+    if debug_file.contains(['/', '\\']) {
         return Err(format!(
             "the embedded debug file name {debug_file:?} cannot be a path segment"
         ));
     }
-    Ok(MemberKey {
-        module: debug_file.to_string(),
-        debug_id: debug_id.to_ascii_uppercase(),
-        file: file.to_string(),
-    })
+    MemberKey::new(debug_file, debug_id, file)
+        .map_err(|rule| format!("the file's embedded identity cannot name a key: {rule}"))
+}
+
+/// The file name Breakpad clients ask for a `.sym` file by: the debug file
+/// with a trailing `.pdb` (any case) replaced by `.sym`, else with `.sym`
+/// added (`xul.pdb` → `xul.sym`, `libc.so.6` → `libc.so.6.sym`).
+pub fn breakpad_sym_name(debug_file: &str) -> String {
+    let stem = match debug_file.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && ext.eq_ignore_ascii_case("pdb") => stem,
+        _ => debug_file,
+    };
+    format!("{stem}.sym")
 }
 
 /// The checks every member name passes: UTF-8, relative, no NUL, backslash,
@@ -184,8 +217,22 @@ fn check_length(what: &str, seg: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_segment(what: &str, seg: &str) -> Result<(), String> {
+/// The segment rule every segment of every key passes, whatever route made
+/// it: not empty, not `.` or `..`, at most [`MAX_SEGMENT`] bytes, and free of
+/// `/`, `\`, NUL, control characters, the forbidden characters of the member
+/// rules, and bidirectional and other invisible format characters (which
+/// make a name read differently from what it is).
+pub fn check_segment(what: &str, seg: &str) -> Result<(), String> {
+    if seg.is_empty() {
+        return Err(format!("the {what} segment is empty"));
+    }
+    if seg == "." || seg == ".." {
+        return Err(format!("the {what} segment must not be '.' or '..'"));
+    }
     check_length(what, seg)?;
+    if seg.contains('/') {
+        return Err(format!("the {what} segment {seg:?} contains '/'"));
+    }
     if let Some(c) = seg.chars().find(|c| c.is_control()) {
         return Err(format!(
             "the {what} segment {seg:?} contains the control character U+{:04X}",
@@ -197,7 +244,36 @@ fn check_segment(what: &str, seg: &str) -> Result<(), String> {
             "the {what} segment {seg:?} contains the forbidden character {c:?}"
         ));
     }
+    if let Some(c) = seg.chars().find(|c| is_format_char(*c)) {
+        return Err(format!(
+            "the {what} segment {seg:?} contains the invisible format character U+{:04X}",
+            c as u32
+        ));
+    }
     Ok(())
+}
+
+/// A debug id segment: hex digits only, at most [`MAX_SEGMENT`] of them, and
+/// not all zeros (a module without an id, which clients never ask for).
+fn check_debug_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("debug id {id:?} must be hexadecimal digits only"));
+    }
+    check_length("debug id", id)?;
+    if is_zero_id(id) {
+        return Err(format!(
+            "debug id {id:?} is all zeros: such a module has no id and is never looked up"
+        ));
+    }
+    Ok(())
+}
+
+/// Bidirectional overrides, embeddings and isolates, and the other
+/// zero-width format characters (Unicode category Cf) names have no use for.
+fn is_format_char(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x061C | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E
+        | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB)
 }
 
 #[cfg(test)]
@@ -225,7 +301,7 @@ mod tests {
         assert!(rule(format!("m/ABC/{long}").as_bytes()).contains("file segment is 256 bytes"));
         let id = "A".repeat(MAX_SEGMENT + 1);
         assert!(rule(format!("m/{id}/f.sym").as_bytes()).contains("debug id segment"));
-        assert_eq!(key(&format!("{fits}/ABC/{fits}")).module, fits);
+        assert_eq!(key(&format!("{fits}/ABC/{fits}")).module(), fits);
         assert!(classify_auto(long.as_bytes(), false).is_err());
         assert!(identity_key(&long, "ABC", "f").is_err());
     }
@@ -245,7 +321,7 @@ mod tests {
     fn a_layout_member_becomes_a_key_with_upper_case_id() {
         let k = key("xul.pdb/44e4ec8c2f41492b9369d6b9a059577c2/xul.sym");
         assert_eq!(k.key(), "xul.pdb/44E4EC8C2F41492B9369D6B9A059577C2/xul.sym");
-        assert_eq!(key("with space~+/ABC/é€.sym").module, "with space~+");
+        assert_eq!(key("with space~+/ABC/é€.sym").module(), "with space~+");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
 use flate2::read::GzDecoder;
@@ -112,6 +112,15 @@ pub fn export_tree(
             Vec::new()
         };
         for rel in export_paths(row, layout, &lookups) {
+            // Only plain names below `dir`: a key from an older index that the
+            // store's door would refuse is not written anywhere.
+            if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+                tracing::warn!(
+                    key = row.key,
+                    "not exported: its path would leave the export folder"
+                );
+                continue;
+            }
             let dest = dir.join(&rel);
             write_file(&dest, &mut original(store, row)?)
                 .with_context(|| format!("writing {}", dest.display()))?;
@@ -174,11 +183,12 @@ fn tree_kind(dir: &Path) -> &'static str {
 }
 
 fn files_at_depth(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> io::Result<()> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
+    // Symbolic links are not followed: an imported tree brings in only what is in it.
+    let mut entries: Vec<(PathBuf, fs::FileType)> = fs::read_dir(dir)?
+        .map(|e| e.and_then(|e| Ok((e.path(), e.file_type()?))))
         .collect::<io::Result<_>>()?;
-    entries.sort();
-    for p in entries {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (p, t) in entries {
         let name = p
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -187,10 +197,10 @@ fn files_at_depth(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> io::Resul
             continue;
         }
         if depth == 0 {
-            if p.is_file() {
+            if t.is_file() {
                 out.push(p);
             }
-        } else if p.is_dir() {
+        } else if t.is_dir() {
             files_at_depth(&p, depth - 1, out)?;
         }
     }

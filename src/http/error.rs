@@ -18,6 +18,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         Error::NotFound => StatusCode::NOT_FOUND,
         Error::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+        Error::Refused(_) => StatusCode::SERVICE_UNAVAILABLE,
         Error::Io(_) | Error::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -17,7 +17,7 @@ pub mod zipfile;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::keys::{MemberName, classify_member};
+use crate::keys::{MemberName, classify_auto, classify_member};
 use crate::store::{Namespace, NewKey, Outcome, Store};
 use zipfile::{Checked, Listing, Placement, SharedFile, Spool};
 
@@ -95,7 +95,10 @@ pub fn ingest_zip(
     })
 }
 
-/// Ingests one loose debug file, placed by its own identity.
+/// Ingests one loose debug file, placed by its own identity. `file_name` is
+/// whatever the file arrived as (a multipart file name, a file in the drop
+/// folder, a path given to `ingest`): it passes the same rules as a member
+/// name of a layout-free zip, and only its last segment is kept.
 pub fn ingest_file(
     store: &Store,
     path: &Path,
@@ -103,13 +106,15 @@ pub fn ingest_file(
     ns: Namespace,
     upload_id: Option<i64>,
 ) -> Result<Report> {
-    ingest_single(
-        store,
-        path,
-        &Placement::Auto(file_name.to_string()),
-        ns,
-        upload_id,
-    )
+    match classify_auto(file_name.as_bytes(), false)
+        .map_err(|rule| Error::invalid(file_name, rule))?
+    {
+        Some(file) => ingest_single(store, path, &Placement::Auto(file), ns, upload_id),
+        None => Ok(Report {
+            ignored_keys: vec![file_name.to_string()],
+            ..Report::default()
+        }),
+    }
 }
 
 /// Ingests one file under a `<module>/<debug_id>/<file>` key, checked against
@@ -144,7 +149,7 @@ fn ingest_single(
         &mut hasher,
     )?;
     let (name, file_name) = match placement {
-        Placement::Key(k) => (k.key(), k.file.clone()),
+        Placement::Key(k) => (k.key(), k.file().to_string()),
         Placement::Auto(f) => (f.clone(), f.clone()),
     };
     let identity = crate::identity::identify(std::fs::File::open(path)?, &file_name);
@@ -243,8 +248,7 @@ fn commit_member(
         hash: &member.hash,
         encoding: enc,
         size: member.size,
-        stored_size: std::fs::metadata(store.blobs().path(&member.hash, enc))
-            .map_or(0, |m| m.len()),
+        stored_size: store.stored_size(&member.hash, enc),
         identity: &member.identity,
     };
     if store.holds(ns, &key, &member.hash)?

@@ -17,7 +17,10 @@ use super::parallel::par_map;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::{self, Identity, PREFIX_LEN};
-use crate::keys::{MemberKey, MemberName, classify_auto, classify_member, identity_key, normalize};
+use crate::keys::{
+    MemberKey, MemberName, breakpad_sym_name, classify_auto, classify_member, identity_key,
+    normalize,
+};
 
 /// A reader over a shared file handle with its own position (positional
 /// reads), so every worker reads the same open zip independently.
@@ -342,7 +345,7 @@ fn check_member(
         ));
     }
     let file_name = match placement {
-        Placement::Key(key) => key.file.as_str(),
+        Placement::Key(key) => key.file(),
         Placement::Auto(file) => file.as_str(),
     };
     let (identity, spool) = match spool {
@@ -411,11 +414,15 @@ pub fn auto_key(id: &Identity, file: &str) -> Result<MemberKey, String> {
     };
     match id.kind {
         "pe" => identity_key(file, id.code_id.as_deref().ok_or_else(no_id)?, file),
-        "sym" => identity_key(
-            id.debug_file.as_deref().ok_or_else(no_id)?,
-            id.debug_id.as_deref().ok_or_else(no_id)?,
-            file,
-        ),
+        "sym" => {
+            // Named as Breakpad clients ask for it, whatever the upload called it.
+            let debug_file = id.debug_file.as_deref().ok_or_else(no_id)?;
+            identity_key(
+                debug_file,
+                id.debug_id.as_deref().ok_or_else(no_id)?,
+                &breakpad_sym_name(debug_file),
+            )
+        }
         "pdb" | "portable-pdb" => {
             let ssqp = id
                 .ids
@@ -438,21 +445,21 @@ pub(crate) fn check_identity(name: &str, key: &MemberKey, id: &Identity) -> Resu
             id.debug_file.as_deref().unwrap_or(""),
             id.debug_id.as_deref().unwrap_or(""),
         );
-        if !did.eq_ignore_ascii_case(&key.debug_id) {
+        if !did.eq_ignore_ascii_case(key.debug_id()) {
             return Err(Error::invalid(
                 name,
                 format!(
                     "the MODULE line's debug id {did} does not match the path's debug id {}",
-                    key.debug_id
+                    key.debug_id()
                 ),
             ));
         }
-        if normalize(file) != normalize(&key.module) {
+        if normalize(file) != normalize(key.module()) {
             return Err(Error::invalid(
                 name,
                 format!(
                     "the MODULE line's debug file {file:?} does not match the path's module {:?}",
-                    key.module
+                    key.module()
                 ),
             ));
         }
@@ -466,7 +473,7 @@ pub(crate) fn check_identity(name: &str, key: &MemberKey, id: &Identity) -> Resu
     accepted.extend(id.ids.iter().filter_map(|r| r.ssqp_id.as_deref()));
     if accepted
         .iter()
-        .any(|a| a.eq_ignore_ascii_case(&key.debug_id))
+        .any(|a| a.eq_ignore_ascii_case(key.debug_id()))
     {
         return Ok(());
     }
@@ -474,7 +481,7 @@ pub(crate) fn check_identity(name: &str, key: &MemberKey, id: &Identity) -> Resu
         name,
         format!(
             "the path's debug id {} does not match the id embedded in this {} file ({})",
-            key.debug_id,
+            key.debug_id(),
             id.kind,
             accepted.join(" or ")
         ),

@@ -67,22 +67,26 @@ impl LocalBlobs {
         LocalBlobs { objects, tmp }
     }
 
-    /// The path of a blob.
-    pub fn path(&self, hash: &str, enc: Encoding) -> PathBuf {
+    /// The path of a blob; refused unless `hash` is a blob name (64 lower-case
+    /// hex digits), whatever row or request it came from.
+    pub fn path(&self, hash: &str, enc: Encoding) -> io::Result<PathBuf> {
+        super::door::check_blob_name(hash)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let name = match enc {
             Encoding::Identity => hash.to_string(),
             Encoding::Gzip => format!("{hash}.gz"),
         };
-        self.objects.join(&hash[0..2]).join(&hash[2..4]).join(name)
+        Ok(self.objects.join(&hash[0..2]).join(&hash[2..4]).join(name))
     }
 }
 
 impl BlobStore for LocalBlobs {
     fn has(&self, hash: &str, enc: Encoding) -> bool {
-        self.path(hash, enc).is_file()
+        self.path(hash, enc).is_ok_and(|p| p.is_file())
     }
 
     fn put(&self, hash: &str, enc: Encoding, level: u32, src: &mut dyn Read) -> Result<u64> {
+        let dest = self.path(hash, enc)?;
         let tmp = tempfile::Builder::new()
             .prefix("blob-")
             .tempfile_in(&self.tmp)?;
@@ -114,7 +118,6 @@ impl BlobStore for LocalBlobs {
         }
         file.sync_all()?;
         let stored = file.metadata()?.len();
-        let dest = self.path(hash, enc);
         let dir = dest.parent().expect("blob paths have a parent");
         fs::create_dir_all(dir)?;
         // Never replace a blob: layout entries are hard links to the inode that is there.
@@ -131,7 +134,7 @@ impl BlobStore for LocalBlobs {
     }
 
     fn open(&self, hash: &str, enc: Encoding) -> io::Result<File> {
-        File::open(self.path(hash, enc))
+        File::open(self.path(hash, enc)?)
     }
 }
 
@@ -166,13 +169,13 @@ mod tests {
         let data = b"MODULE Linux x86 AB f\n".repeat(100);
         let hash = blake3::hash(&data).to_hex().to_string();
         let first = blobs.put(&hash, Encoding::Gzip, 6, &mut &data[..]).unwrap();
-        let ino = fs::metadata(blobs.path(&hash, Encoding::Gzip))
+        let ino = fs::metadata(blobs.path(&hash, Encoding::Gzip).unwrap())
             .unwrap()
             .ino();
         let second = blobs.put(&hash, Encoding::Gzip, 6, &mut &data[..]).unwrap();
         assert_eq!(first, second);
         assert_eq!(
-            fs::metadata(blobs.path(&hash, Encoding::Gzip))
+            fs::metadata(blobs.path(&hash, Encoding::Gzip).unwrap())
                 .unwrap()
                 .ino(),
             ino

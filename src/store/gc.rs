@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{OptionalExtension, params};
 
 use super::{Encoding, Namespace, Store};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::keys::normalize;
 
 /// What `delete` removes.
@@ -48,6 +48,34 @@ pub struct GcReport {
     pub temp: Vec<PathBuf>,
 }
 
+/// Whether any row names the blob.
+fn blob_referenced(c: &rusqlite::Connection, hash: &str, enc: Encoding) -> rusqlite::Result<bool> {
+    Ok(c.query_row(
+        "SELECT 1 FROM keys WHERE blob = ?1 AND encoding = ?2 LIMIT 1",
+        params![hash, enc.as_str()],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
+/// A blob GC may remove: path, hash, encoding, size on disk.
+type OrphanBlob = (PathBuf, String, Encoding, u64);
+
+/// Refuses a run that would delete more than `max` (a share) of `total` blobs.
+fn check_delete_share(n: usize, total: usize, max: f64) -> Result<()> {
+    if n == 0 || (n as f64) <= max * total as f64 {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "GC would delete {n} of the {total} stored blobs, more than gc_max_delete_fraction \
+         ({:.0}%) allows in one run. If the index is older than the blobs (restored from a \
+         backup) or was lost, run `symdepot reindex` first; if they really are garbage, run \
+         `symdepot gc --force`. Nothing was deleted.",
+        max * 100.0
+    )))
+}
+
 fn ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -58,9 +86,28 @@ fn older_than(meta: &fs::Metadata, cutoff: SystemTime) -> bool {
     meta.modified().is_ok_and(|m| m < cutoff)
 }
 
+/// How a GC run may act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcMode {
+    /// Report what would go; change nothing.
+    DryRun,
+    /// Collect, unless the blobs to delete are more than
+    /// `gc_max_delete_fraction` of the store ([`Error::Refused`], nothing deleted).
+    Run,
+    /// Collect whatever share it is (`symdepot gc --force`).
+    Force,
+}
+
 impl Store {
-    /// Runs GC as of `now` (injectable, for tests). With `dry_run` it only reports.
-    pub fn gc(&self, now: SystemTime, dry_run: bool) -> Result<GcReport> {
+    /// Runs GC as of `now` (injectable, for tests).
+    ///
+    /// Expiry goes first (it is the retention policy, and only removes rows and
+    /// entries). Then the blobs no row names are counted before anything else is
+    /// removed: if they are more than `gc_max_delete_fraction` of all blobs, an
+    /// index that does not know the store (restored from an old backup, say) is
+    /// more likely than that much garbage, and the run stops there.
+    pub fn gc(&self, now: SystemTime, mode: GcMode) -> Result<GcReport> {
+        let dry_run = mode == GcMode::DryRun;
         let cfg = self.config();
         let grace_cutoff = now.checked_sub(cfg.gc_grace()).unwrap_or(UNIX_EPOCH);
         let mut report = GcReport::default();
@@ -72,8 +119,13 @@ impl Store {
                 .expired
                 .extend(self.expire(Namespace::Release, cutoff, dry_run)?);
         }
+        let (candidates, total) = self.orphan_blob_candidates(grace_cutoff)?;
+        if mode == GcMode::Run {
+            check_delete_share(candidates.len(), total, cfg.gc_max_delete_fraction)?;
+        }
         report.entries = self.orphan_entries(grace_cutoff, dry_run)?;
-        (report.blobs, report.blob_bytes) = self.orphan_blobs(grace_cutoff, dry_run)?;
+        (report.blobs, report.blob_bytes) =
+            self.remove_orphan_blobs(candidates, grace_cutoff, dry_run)?;
         report.temp = self.stale_temp(grace_cutoff, dry_run)?;
         Ok(report)
     }
@@ -112,10 +164,7 @@ impl Store {
             } else {
                 Namespace::Release
             };
-            remove_file_and_empty_parents(
-                &self.entry_path(ns, key),
-                &self.root().join(ns.as_str()),
-            )?;
+            self.remove_entry_of_row(ns, key)?;
             tx.execute(
                 "INSERT INTO upload_members (upload_id, key, outcome) VALUES (?1, ?2, 'deleted')",
                 params![record, key],
@@ -128,6 +177,23 @@ impl Store {
         tx.commit()?;
         self.bump();
         Ok(gone.into_iter().map(|(_, k)| k).collect())
+    }
+
+    /// Removes the layout entry of a row being deleted. A key the door refuses
+    /// (a row written by an older version that did not check every segment)
+    /// has its row deleted, but nothing on disk is touched through it.
+    fn remove_entry_of_row(&self, ns: Namespace, key: &str) -> Result<()> {
+        match self.remove_entry(ns, key) {
+            Err(Error::Invalid { rule, .. }) => {
+                tracing::warn!(
+                    key,
+                    rule,
+                    "row deleted; its key names no entry the store may touch"
+                );
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Removes keys of `ns` last uploaded before `cutoff_ms`, index and layout.
@@ -158,10 +224,7 @@ impl Store {
             rows.collect::<rusqlite::Result<_>>()?
         };
         for (_, key) in &gone {
-            remove_file_and_empty_parents(
-                &self.entry_path(ns, key),
-                &self.root().join(ns.as_str()),
-            )?;
+            self.remove_entry_of_row(ns, key)?;
         }
         tx.commit()?;
         if !gone.is_empty() {
@@ -188,7 +251,7 @@ impl Store {
                     continue;
                 }
                 if !dry_run {
-                    remove_file_and_empty_parents(&path, &top)?;
+                    super::door::remove_entry(&top, &path)?;
                 }
                 out.push(path);
             }
@@ -196,48 +259,68 @@ impl Store {
         Ok(out)
     }
 
-    /// Blobs no row references, older than the grace cutoff.
-    fn orphan_blobs(&self, cutoff: SystemTime, dry_run: bool) -> Result<(Vec<PathBuf>, u64)> {
+    /// Blobs no row references and older than the grace cutoff (path, hash,
+    /// encoding, size), and how many blobs there are in all. Changes nothing.
+    fn orphan_blob_candidates(&self, cutoff: SystemTime) -> Result<(Vec<OrphanBlob>, usize)> {
+        let files = blob_files(&self.root().join("objects"))?;
+        let total = files.len();
+        let mut out = Vec::new();
+        for (path, hash, enc) in files {
+            let meta = match fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if older_than(&meta, cutoff) && !self.db().read(|c| blob_referenced(c, &hash, enc))? {
+                out.push((path, hash, enc, meta.len()));
+            }
+        }
+        Ok((out, total))
+    }
+
+    /// Removes the candidate blobs that are still unreferenced. Each is checked
+    /// and removed inside a write transaction, so no upload commits a row
+    /// naming it meanwhile (an upload touches a blob before linking it, so a
+    /// blob it needs is also young again).
+    fn remove_orphan_blobs(
+        &self,
+        candidates: Vec<OrphanBlob>,
+        cutoff: SystemTime,
+        dry_run: bool,
+    ) -> Result<(Vec<PathBuf>, u64)> {
         let objects = self.root().join("objects");
         let (mut out, mut bytes) = (Vec::new(), 0);
-        for (path, hash, enc) in blob_files(&objects)? {
-            let meta = fs::metadata(&path)?;
-            if !older_than(&meta, cutoff) {
-                continue;
-            }
-            let mut conn = self.db().writer();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let referenced = tx
-                .query_row(
-                    "SELECT 1 FROM keys WHERE blob = ?1 AND encoding = ?2 LIMIT 1",
-                    params![hash, enc.as_str()],
-                    |_| Ok(()),
-                )
-                .optional()?
-                .is_some();
-            if !referenced {
-                if !dry_run {
-                    remove_file_and_empty_parents(&path, &objects)?;
+        for (path, hash, enc, size) in candidates {
+            if !dry_run {
+                let mut conn = self.db().writer();
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                // Touched by an upload since it was listed: it is needed again.
+                let young = fs::metadata(&path).map_or(true, |m| !older_than(&m, cutoff));
+                if young || blob_referenced(&tx, &hash, enc)? {
+                    continue;
                 }
-                bytes += meta.len();
-                out.push(path);
+                super::door::remove_entry(&objects, &path)?;
+                tx.commit()?;
             }
-            tx.commit()?;
+            bytes += size;
+            out.push(path);
         }
         Ok((out, bytes))
     }
 
-    /// Temp files older than the grace cutoff.
+    /// Temp files and the temp folders of processes that are gone, older than the grace cutoff.
     fn stale_temp(&self, cutoff: SystemTime, dry_run: bool) -> Result<Vec<PathBuf>> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(self.tmp_dir())? {
+        for entry in fs::read_dir(self.root().join("tmp"))? {
             let entry = entry?;
-            if !older_than(&entry.metadata()?, cutoff) {
+            let path = entry.path();
+            // A live process's temp folder (this one's too) is its own business.
+            if super::lock::ProcessTemp::is_live(&path) || !older_than(&entry.metadata()?, cutoff) {
                 continue;
             }
-            let path = entry.path();
             if !dry_run {
-                let res = if path.is_dir() {
+                let res = if entry.file_type()?.is_dir() {
                     fs::remove_dir_all(&path)
                 } else {
                     fs::remove_file(&path)
@@ -257,74 +340,24 @@ fn ignore_missing(res: io::Result<()>) -> io::Result<()> {
     }
 }
 
-/// Removes a file, then its parent folders up to (not including) `top` while they are empty.
-pub(crate) fn remove_file_and_empty_parents(path: &Path, top: &Path) -> io::Result<()> {
-    ignore_missing(fs::remove_file(path))?;
-    let mut dir = path.parent();
-    while let Some(d) = dir {
-        if d == top || !d.starts_with(top) || fs::remove_dir(d).is_err() {
-            break;
-        }
-        dir = d.parent();
-    }
-    Ok(())
-}
-
 /// Every `<module>/<id>/<file>` entry under a layout tree, with its key.
+/// Symbolic links are neither followed nor listed (see [`super::door::walk3`]).
 pub(crate) fn layout_entries(top: &Path) -> io::Result<Vec<(PathBuf, String)>> {
-    let mut out = Vec::new();
-    for m in read_dir_sorted(top)? {
-        for i in read_dir_sorted(&m)? {
-            for f in read_dir_sorted(&i)? {
-                if fs::symlink_metadata(&f)?.is_file() {
-                    let key = f
-                        .strip_prefix(top)
-                        .unwrap_or(&f)
-                        .to_string_lossy()
-                        .into_owned();
-                    out.push((f, key));
-                }
-            }
-        }
-    }
-    Ok(out)
+    super::door::walk3(top)
 }
 
 /// Every blob file under `objects/`, with its hash and encoding.
 pub(crate) fn blob_files(objects: &Path) -> io::Result<Vec<(PathBuf, String, Encoding)>> {
     let mut out = Vec::new();
-    for a in read_dir_sorted(objects)? {
-        for b in read_dir_sorted(&a)? {
-            for f in read_dir_sorted(&b)? {
-                let name = f
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let (hash, enc) = match name.strip_suffix(".gz") {
-                    Some(h) => (h.to_string(), Encoding::Gzip),
-                    None => (name, Encoding::Identity),
-                };
-                if hash.len() == 64 && hash.bytes().all(|c| c.is_ascii_hexdigit()) {
-                    out.push((f, hash, enc));
-                }
-            }
+    for (path, rel) in super::door::walk3(objects)? {
+        let name = rel.rsplit('/').next().unwrap_or_default();
+        let (hash, enc) = match name.strip_suffix(".gz") {
+            Some(h) => (h, Encoding::Gzip),
+            None => (name, Encoding::Identity),
+        };
+        if super::door::check_blob_name(hash).is_ok() {
+            out.push((path, hash.to_string(), enc));
         }
     }
     Ok(out)
-}
-
-/// The entries of a folder (none if it does not exist), sorted.
-fn read_dir_sorted(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e)
-            if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory =>
-        {
-            return Ok(Vec::new());
-        }
-        Err(e) => return Err(e),
-    };
-    let mut v: Vec<PathBuf> = rd.map(|e| e.map(|e| e.path())).collect::<io::Result<_>>()?;
-    v.sort();
-    Ok(v)
 }

@@ -146,6 +146,18 @@ impl Db {
         Ok(out?)
     }
 
+    /// Runs `f` on a fresh read-only connection (never pooled): it reads the
+    /// file's header and schema anew, so damage a pooled connection's caches
+    /// would hide is seen.
+    pub fn read_fresh<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&c)?;
+        Ok(f(&c)?)
+    }
+
     /// The current row of a key, by its normalised form.
     pub fn key_row(&self, ns: Namespace, key_norm: &str) -> Result<Option<KeyRow>> {
         self.read(|c| key_row(c, ns, key_norm))

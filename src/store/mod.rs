@@ -10,8 +10,10 @@
 //! entry and the row naming the same blob.
 
 pub mod blobs;
+pub mod door;
 pub mod gc;
 pub mod index;
+pub mod lock;
 pub mod migrations;
 pub mod missing;
 pub mod records;
@@ -26,11 +28,14 @@ use std::sync::Arc;
 use rusqlite::{Transaction, params};
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::keys::normalize;
 pub use blobs::{BlobStore, Encoding, LocalBlobs, sync_dir};
 pub use index::{Db, KeyRow, Namespace, now_ms};
+
+/// The index's file name in the data dir.
+pub const INDEX_FILE: &str = "index.sqlite3";
 
 /// The facade over blobs, layout and index.
 #[derive(Debug)]
@@ -41,6 +46,11 @@ pub struct Store {
     db: Db,
     /// Bumped by every change to the keys in this process (caches compare it).
     generation: std::sync::atomic::AtomicU64,
+    /// The index file as opened (device, inode): the heartbeat fails once the
+    /// file on disk is another one, or gone.
+    index_file: (u64, u64),
+    /// This process's temp folder (dropped last: it is removed when the store goes).
+    temp: lock::ProcessTemp,
 }
 
 /// What committing one member did.
@@ -85,20 +95,92 @@ pub struct UploadStart {
 
 impl Store {
     /// Opens the data dir, creating its folders and index on first use.
+    ///
+    /// Refuses ([`Error::Refused`]) when the index is missing or empty while
+    /// `objects/` holds blobs: every key would look unknown, and GC would take
+    /// every blob. `symdepot reindex` rebuilds the index ([`Store::open_to_rebuild`]).
     pub fn open(config: Arc<Config>) -> Result<Store> {
+        let store = Self::open_to_rebuild(config)?;
+        store.check_index_holds_the_store()?;
+        Ok(store)
+    }
+
+    /// Opens the data dir whatever state its index is in, for `reindex`.
+    pub fn open_to_rebuild(config: Arc<Config>) -> Result<Store> {
+        use std::os::unix::fs::MetadataExt;
         let root = config.data_dir.clone();
         for dir in ["objects", "release", "try", "tmp"] {
             fs::create_dir_all(root.join(dir))?;
         }
-        let db = Db::open(&root.join("index.sqlite3"))?;
-        let blobs = LocalBlobs::new(root.join("objects"), root.join("tmp"));
+        let index = root.join(INDEX_FILE);
+        let db = Db::open(&index)?;
+        let meta = fs::metadata(&index)?;
+        let temp = lock::ProcessTemp::create(&root.join("tmp"))?;
+        let blobs = LocalBlobs::new(root.join("objects"), temp.path().to_path_buf());
         Ok(Store {
             root,
             config,
             blobs,
             db,
             generation: Default::default(),
+            index_file: (meta.dev(), meta.ino()),
+            temp,
         })
+    }
+
+    /// Whether the index knows nothing (no key, upload or token): a new
+    /// index, or one recreated after the old one was lost.
+    fn index_is_new(&self) -> Result<bool> {
+        self.db.read(|c| {
+            c.query_row(
+                "SELECT NOT EXISTS (SELECT 1 FROM keys) AND NOT EXISTS (SELECT 1 FROM uploads) \
+                 AND NOT EXISTS (SELECT 1 FROM tokens)",
+                [],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// Refuses an index that knows nothing while blobs are stored.
+    fn check_index_holds_the_store(&self) -> Result<()> {
+        if self.index_is_new()? && door::any_file3(&self.root.join("objects"))? {
+            return Err(Error::Refused(format!(
+                "the index {} is missing or empty but objects/ holds blobs; \
+                 run `symdepot reindex` to rebuild it from the blobs and the layout tree",
+                self.root.join(INDEX_FILE).display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks that the index answers real queries, is still the file this
+    /// process opened, and holds the store (for `/__heartbeat__`).
+    pub fn check_index(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let index = self.root.join(INDEX_FILE);
+        let meta = fs::metadata(&index)
+            .map_err(|e| Error::Refused(format!("the index {} is gone: {e}", index.display())))?;
+        if (meta.dev(), meta.ino()) != self.index_file {
+            return Err(Error::Refused(format!(
+                "the index {} was replaced since this process opened it; restart it",
+                index.display()
+            )));
+        }
+        // Reads the header, the schema and a page of every table, on a new connection.
+        let version: usize = self.db.read_fresh(|c| {
+            for table in ["keys", "lookup", "uploads", "tokens", "missing"] {
+                let sql = format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)");
+                c.query_row(&sql, [], |r| r.get::<_, i64>(0))?;
+            }
+            c.query_row("PRAGMA user_version", [], |r| r.get(0))
+        })?;
+        if version != migrations::MIGRATIONS.len() {
+            return Err(Error::Refused(format!(
+                "the index is at schema version {version}, this process expects {}",
+                migrations::MIGRATIONS.len()
+            )));
+        }
+        self.check_index_holds_the_store()
     }
 
     pub fn config(&self) -> &Config {
@@ -128,29 +210,16 @@ impl Store {
         &self.blobs
     }
 
-    /// The folder for temp files (upload bodies, blobs and links being written).
+    /// This process's folder for temp files (upload bodies, spools, blobs and
+    /// links being written): `tmp/proc-*`, locked while the process lives.
     pub fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.temp.path().to_path_buf()
     }
 
-    /// Removes every temp file: called once when the daemon starts, before it
-    /// serves, so nothing an interrupted write left survives.
+    /// Removes the temp folders of processes that are gone (called when the
+    /// daemon starts, before it serves). Live processes' folders stay.
     pub fn clear_temp(&self) -> Result<usize> {
-        let mut n = 0;
-        for entry in fs::read_dir(self.tmp_dir())? {
-            let path = entry?.path();
-            let res = if path.is_dir() {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            match res {
-                Ok(()) => n += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(n)
+        lock::ProcessTemp::clear_abandoned(&self.root.join("tmp"))
     }
 
     /// Checks that the data dir accepts writes (for `/__heartbeat__`).
@@ -173,7 +242,7 @@ impl Store {
 
     /// Stores a blob unless it is already there; returns its stored size.
     pub fn ensure_blob(&self, hash: &str, enc: Encoding, src: &mut dyn Read) -> Result<u64> {
-        let path = self.blobs.path(hash, enc);
+        let path = self.blobs.path(hash, enc)?;
         if let Ok(meta) = fs::metadata(&path) {
             // Fresh again: GC leaves young blobs alone, and this one is about to be linked.
             fs::File::open(&path)?.set_modified(std::time::SystemTime::now())?;
@@ -181,6 +250,14 @@ impl Store {
         }
         self.blobs
             .put(hash, enc, self.config.compression_level, src)
+    }
+
+    /// The size a blob takes on disk (0 if it is not stored).
+    pub fn stored_size(&self, hash: &str, enc: Encoding) -> u64 {
+        self.blobs
+            .path(hash, enc)
+            .and_then(fs::metadata)
+            .map_or(0, |m| m.len())
     }
 
     /// Opens a stored key's bytes as kept on disk.
@@ -286,10 +363,10 @@ impl Store {
     /// Whether the layout entry of a key is (a link to) this blob.
     fn entry_is_blob(&self, ns: Namespace, key: &str, hash: &str, enc: Encoding) -> bool {
         use std::os::unix::fs::MetadataExt;
-        match (
-            fs::metadata(self.entry_path(ns, key)),
-            fs::metadata(self.blobs.path(hash, enc)),
-        ) {
+        let (Ok(entry), Ok(blob)) = (self.entry_path(ns, key), self.blobs.path(hash, enc)) else {
+            return false;
+        };
+        match (fs::symlink_metadata(entry), fs::metadata(blob)) {
             (Ok(e), Ok(b)) => e.ino() == b.ino() && e.dev() == b.dev(),
             _ => false,
         }
@@ -297,6 +374,7 @@ impl Store {
 
     /// Places `<ns>/<key>` as a hard link to the blob (a copy where the
     /// filesystem refuses another link), atomically replacing what was there.
+    /// The key and the folders it passes through are checked at the door first.
     pub(crate) fn link_entry(
         &self,
         ns: Namespace,
@@ -304,10 +382,11 @@ impl Store {
         hash: &str,
         enc: Encoding,
     ) -> Result<()> {
-        let entry = self.root.join(ns.as_str()).join(key);
-        let dir = entry.parent().expect("keys have three segments");
-        fs::create_dir_all(dir)?;
-        let blob = self.blobs.path(hash, enc);
+        let top = self.ns_dir(ns);
+        let entry = door::entry_path(&top, key)?;
+        door::make_entry_dirs(&top, &entry)?;
+        let dir = entry.parent().expect("entries are three folders deep");
+        let blob = self.blobs.path(hash, enc)?;
         let tmp = self.tmp_dir().join(format!("link-{}", random_hex(8)));
         match fs::hard_link(&blob, &tmp) {
             Ok(()) => {}
@@ -326,9 +405,20 @@ impl Store {
         Ok(())
     }
 
-    /// The path of a key's layout entry.
-    pub fn entry_path(&self, ns: Namespace, key: &str) -> PathBuf {
-        self.root.join(ns.as_str()).join(key)
+    /// The folder of a namespace's layout tree.
+    pub(crate) fn ns_dir(&self, ns: Namespace) -> PathBuf {
+        self.root.join(ns.as_str())
+    }
+
+    /// The path of a key's layout entry, checked at the door.
+    pub fn entry_path(&self, ns: Namespace, key: &str) -> Result<PathBuf> {
+        door::entry_path(&self.ns_dir(ns), key)
+    }
+
+    /// Removes a key's layout entry and its folders while empty, checked at the door.
+    pub(crate) fn remove_entry(&self, ns: Namespace, key: &str) -> Result<()> {
+        let top = self.ns_dir(ns);
+        door::remove_entry(&top, &door::entry_path(&top, key)?)
     }
 
     /// Starts an upload record; returns its id.

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use flate2::read::GzDecoder;
 
-use super::gc::{GcReport, blob_files, layout_entries};
+use super::gc::{GcMode, GcReport, blob_files, layout_entries};
 use super::{BlobStore, Encoding, KeyRow, Namespace, NewKey, Store};
 use crate::error::Result;
 use crate::identity::{self, PREFIX_LEN};
@@ -92,7 +92,15 @@ impl Store {
         let mut blobs: HashMap<(String, String), BlobState> = HashMap::new();
         for row in &rows {
             let enc = Encoding::parse(&row.encoding);
-            let blob_path = self.blobs().path(&row.blob, enc);
+            let Ok(blob_path) = self.blobs().path(&row.blob, enc) else {
+                report.damage.push(Damage {
+                    namespace: row.namespace.clone(),
+                    key: row.key.clone(),
+                    problem: format!("the row names {:?}, which is not a blob name", row.blob),
+                    repaired: false,
+                });
+                continue;
+            };
             let state = *blobs
                 .entry((row.blob.clone(), row.encoding.clone()))
                 .or_insert_with(|| match original_hash(&blob_path, enc) {
@@ -125,8 +133,11 @@ impl Store {
                     }
                 }
                 BlobState::Good => {
-                    let entry = self.entry_path(ns, &row.key);
-                    if let Some(problem) = entry_problem(&entry, &blob_path, &row.blob, enc) {
+                    let problem = match self.entry_path(ns, &row.key) {
+                        Ok(entry) => entry_problem(&entry, &blob_path, &row.blob, enc),
+                        Err(e) => Some(format!("the key cannot be a layout entry: {e}")),
+                    };
+                    if let Some(problem) = problem {
                         let mut d = damage(problem);
                         if repair {
                             self.relink(ns, &row.key, &row.blob, enc)?;
@@ -145,7 +156,7 @@ impl Store {
     /// Everything GC would reclaim, whatever its age (nothing is changed).
     fn gc_far_future_dry(&self) -> Result<GcReport> {
         let far = SystemTime::now() + Duration::from_secs(100 * 365 * 86_400);
-        let mut r = self.gc(far, true)?;
+        let mut r = self.gc(far, GcMode::DryRun)?;
         // Expiry is not a matter of integrity.
         r.expired.clear();
         Ok(r)
@@ -160,8 +171,7 @@ impl Store {
     }
 
     fn relink(&self, ns: Namespace, key: &str, hash: &str, enc: Encoding) -> Result<()> {
-        let entry = self.entry_path(ns, key);
-        let _ = fs::remove_file(&entry);
+        let _ = self.remove_entry(ns, key);
         self.link_entry(ns, key, hash, enc)
     }
 
@@ -198,8 +208,10 @@ impl Store {
         by_inode: &HashMap<(u64, u64), (String, Encoding)>,
     ) -> std::result::Result<(), String> {
         let file = key.rsplit('/').next().unwrap_or(key).to_string();
-        let Ok(MemberName::Key(parsed)) = classify_member(key.as_bytes(), false) else {
-            return Err("not a <module>/<debug_id>/<file> key".into());
+        let parsed = match classify_member(key.as_bytes(), false) {
+            Ok(MemberName::Key(parsed)) => parsed,
+            Ok(MemberName::Ignored) => return Err("ignored by the member rules".into()),
+            Err(rule) => return Err(rule),
         };
         let meta = fs::metadata(path).map_err(|e| e.to_string())?;
         let (hash, enc) = match by_inode.get(&(meta.dev(), meta.ino())) {
@@ -220,7 +232,7 @@ impl Store {
                 (hash, enc)
             }
         };
-        let blob = self.blobs().path(&hash, enc);
+        let blob = self.blobs().path(&hash, enc).map_err(|e| e.to_string())?;
         let (identity, size) = match enc {
             Encoding::Identity => {
                 let f = fs::File::open(&blob).map_err(|e| e.to_string())?;
@@ -266,7 +278,7 @@ fn entry_problem(
     hash: &str,
     enc: Encoding,
 ) -> Option<String> {
-    let Ok(em) = fs::metadata(entry) else {
+    let Ok(em) = fs::symlink_metadata(entry) else {
         return Some("layout entry is missing".into());
     };
     let bm = fs::metadata(blob).ok()?;

@@ -1,2 +1,266 @@
 //! A lost or damaged index never lets a command or GC empty the store, and a
 //! second process on a data dir never disturbs the first.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, SystemTime};
+
+use crate::support::*;
+
+/// A data dir with `n` `.sym` files ingested by the command line.
+fn store_with(n: usize) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    for i in 0..n {
+        let module = format!("m{i}.pdb");
+        std::fs::write(
+            files.join(format!("m{i}.sym")),
+            sym(&module, ID_A, &format!("INFO GENERATOR n{i}\n")),
+        )
+        .unwrap();
+    }
+    let out = symdepot(&data).arg("ingest").arg(&files).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    (dir, data)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn run(data: &Path, args: &[&str]) -> Output {
+    symdepot(data).args(args).output().unwrap()
+}
+
+fn lose_index(data: &Path, how: &str) {
+    for f in ["index.sqlite3-wal", "index.sqlite3-shm"] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+    match how {
+        "deleted" => std::fs::remove_file(data.join("index.sqlite3")).unwrap(),
+        "truncated" => std::fs::write(data.join("index.sqlite3"), b"").unwrap(),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn every_command_refuses_a_lost_index_while_blobs_are_stored_until_reindex() {
+    for how in ["deleted", "truncated"] {
+        let (_dir, data) = store_with(3);
+        let blobs = files_under(&data.join("objects"));
+        assert_eq!(blobs.len(), 3);
+        lose_index(&data, how);
+        for args in [
+            &["serve", "--listen", "127.0.0.1:0"][..],
+            &["verify"],
+            &["gc"],
+            &["gc", "--force"],
+            &["token", "list"],
+            &["export", "--layout", "breakpad", "--plain"],
+        ] {
+            let mut args = args.to_vec();
+            let export = data.with_file_name("export");
+            let export = export.to_string_lossy().into_owned();
+            if args[0] == "export" {
+                args.push(&export);
+            }
+            let out = run(&data, &args);
+            assert!(!out.status.success(), "{how}: {args:?} ran");
+            let err = stderr(&out);
+            assert!(
+                err.contains("symdepot reindex") && err.contains("index"),
+                "{how}: {args:?}: {err}"
+            );
+        }
+        assert_eq!(files_under(&data.join("objects")), blobs, "{how}");
+        // reindex rebuilds it, and everything is served again.
+        let out = run(&data, &["reindex"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = run(&data, &["verify"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let (mut child, addr) = spawn_daemon(&data);
+        let got = reqwest::blocking::get(format!("http://{addr}/m1.pdb/{ID_A}/m1.sym")).unwrap();
+        assert_eq!(got.status(), 200, "{how}");
+        sigterm(&child);
+        wait_exit(&mut child);
+    }
+}
+
+#[test]
+fn an_empty_store_starts_on_a_new_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(&data, &["token", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A store whose keys were all deleted still has its history: not a lost index.
+    let (_d, data) = store_with(1);
+    let out = run(&data, &["delete", &format!("m0.pdb/{ID_A}/m0.sym")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&data, &["verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Makes every blob and entry look older than the GC grace.
+fn age_everything(data: &Path) {
+    let old = SystemTime::now() - Duration::from_secs(30 * 86_400);
+    for f in files_under(&data.join("objects"))
+        .into_iter()
+        .chain(files_under(&data.join("release")))
+    {
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+}
+
+#[test]
+fn gc_refuses_to_delete_more_than_its_share_of_the_store_without_force() {
+    let (_dir, data) = store_with(4);
+    age_everything(&data);
+    // An index that knows only one of four keys (restored from an old backup, say).
+    let db = rusqlite::Connection::open(data.join("index.sqlite3")).unwrap();
+    db.execute("DELETE FROM keys WHERE key NOT LIKE 'm0.pdb/%'", [])
+        .unwrap();
+    drop(db);
+    let blobs = files_under(&data.join("objects"));
+    let out = run(&data, &["gc"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("gc_max_delete_fraction") && err.contains("3 of the 4"),
+        "{err}"
+    );
+    assert_eq!(files_under(&data.join("objects")), blobs, "nothing deleted");
+    assert_eq!(
+        files_under(&data.join("release")).len(),
+        4,
+        "no entry removed"
+    );
+    // A dry run reports, and a larger share allowed by configuration runs.
+    let out = run(&data, &["gc", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = symdepot(&data)
+        .arg("gc")
+        .env("SYMDEPOT_GC_MAX_DELETE_FRACTION", "0.8")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(files_under(&data.join("objects")).len(), 1);
+}
+
+#[test]
+fn gc_force_deletes_past_the_share() {
+    let (_dir, data) = store_with(2);
+    age_everything(&data);
+    let db = rusqlite::Connection::open(data.join("index.sqlite3")).unwrap();
+    db.execute("DELETE FROM keys", []).unwrap();
+    drop(db);
+    assert!(!run(&data, &["gc"]).status.success());
+    let out = run(&data, &["gc", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(files_under(&data.join("objects")).is_empty());
+}
+
+#[test]
+fn the_heartbeat_fails_once_the_index_is_gone_or_malformed() {
+    let s = TestServer::start();
+    let (name, data) = good_member();
+    s.upload_ok(zip_of(&[(&name, &data)]));
+    assert_eq!(s.get("/__heartbeat__").status(), 200);
+    let index = s.data_dir().join("index.sqlite3");
+    // Everything in the main file (none of it only in the WAL), then damaged in
+    // place: the header no longer says SQLite.
+    s.db()
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let mut bad = std::fs::read(&index).unwrap();
+    bad[..16].copy_from_slice(b"not a database!\0");
+    std::fs::write(&index, &bad).unwrap();
+    let resp = s.get("/__heartbeat__");
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().unwrap();
+    assert!(body["errors"]["index"].is_string(), "{body}");
+
+    // Gone (deleted under the running daemon).
+    std::fs::remove_file(&index).unwrap();
+    let resp = s.get("/__heartbeat__");
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().unwrap();
+    assert!(
+        body["errors"]["index"].as_str().unwrap().contains("gone"),
+        "{body}"
+    );
+}
+
+/// The temp folder of the one live daemon in `data`.
+fn live_temp_folder(data: &Path) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(data.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.pop().unwrap()
+}
+
+#[test]
+fn a_second_daemon_on_a_busy_data_dir_refuses_and_leaves_the_first_ones_work_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut first, addr) = spawn_daemon(&data);
+    let in_flight = live_temp_folder(&data).join("upload-in-flight");
+    std::fs::write(&in_flight, b"half an upload").unwrap();
+
+    // Another port or the same one: refused before it touches anything.
+    for listen in ["127.0.0.1:0", addr.as_str()] {
+        let out = run(&data, &["serve", "--listen", listen]);
+        assert!(!out.status.success(), "a second daemon started on {listen}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("in use") && err.contains(&format!("pid {}", first.id())),
+            "{err}"
+        );
+        assert!(
+            in_flight.exists(),
+            "the second daemon removed a live temp file"
+        );
+    }
+    // Commands run beside the daemon, and GC leaves its temp files alone however old.
+    let old = SystemTime::now() - Duration::from_secs(30 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&in_flight)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let out = run(&data, &["gc"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(in_flight.exists(), "gc removed a live process's temp file");
+    sigterm(&first);
+    wait_exit(&mut first);
+    // Once the daemon is gone its folder is abandoned, and the next start clears it.
+    assert!(
+        !in_flight.exists() || {
+            let (mut next, _) = spawn_daemon(&data);
+            sigterm(&next);
+            wait_exit(&mut next);
+            !in_flight.exists()
+        }
+    );
+}
+
+#[test]
+fn an_in_process_daemon_refuses_a_data_dir_another_daemon_holds() {
+    let s = TestServer::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(symdepot::daemon::Daemon::start(s.config.clone()))
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("in use"), "{err:#}");
+    assert_eq!(s.get("/__heartbeat__").status(), 200);
+}

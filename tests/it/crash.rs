@@ -14,7 +14,7 @@ const ROUNDS: usize = 12;
 
 /// Start-up recovery left no temp file, and every index row names a blob that exists.
 fn assert_recovered(dir: &Path) {
-    let tmp: Vec<_> = files_under(&dir.join("tmp"));
+    let tmp: Vec<_> = temp_files_under(&dir.join("tmp"));
     assert!(tmp.is_empty(), "temp files survived start-up: {tmp:?}");
     let db = rusqlite::Connection::open(dir.join("index.sqlite3")).unwrap();
     let mut stmt = db.prepare("SELECT blob, encoding FROM keys").unwrap();

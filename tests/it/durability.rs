@@ -65,7 +65,8 @@ fn a_member_is_synced_blob_then_entry_then_row() {
         .collect();
     let data = data.to_string_lossy().into_owned();
     let objects = format!("{data}/objects/");
-    let entry = format!("{data}/release/a.so/{ID_A}/a.sym");
+    // Placed by identity, under the name Breakpad clients ask for.
+    let entry = format!("{data}/release/a.so/{ID_A}/a.so.sym");
 
     let blob_rename = find(
         &lines,

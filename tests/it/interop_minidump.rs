@@ -32,15 +32,22 @@ fn wait_spinning(pid: u32) {
 
 /// A minidump of the fixture's full binary, spinning in `spin_level2`.
 pub(crate) fn minidump_of(binary: &Path, out: &Path) {
-    let mut child = Command::new(binary).spawn().unwrap();
-    wait_spinning(child.id());
+    /// Kills the spinning child however the test ends (a missing tool panics).
+    struct Spinning(std::process::Child);
+    impl Drop for Spinning {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Spinning(Command::new(binary).spawn().unwrap());
+    wait_spinning(child.0.id());
     let result = cargo_tool("symdepot-minidump-helper")
-        .arg(child.id().to_string())
+        .arg(child.0.id().to_string())
         .arg(out)
         .output()
         .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     assert!(
         result.status.success(),
         "{}",

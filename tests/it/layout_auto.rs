@@ -78,7 +78,7 @@ fn a_zip_of_arbitrary_paths_lands_where_every_protocol_finds_it() {
         format!("victim/{}/victim", f.debug_id),
         format!("victim.debug/{}/victim.debug", f.debug_id),
         "app.js.map/85314830023F4CF1A267535F4E37BB170/app.js.map".to_string(),
-        format!("libbar.so/{ID_B}/whatever-name.sym"),
+        format!("libbar.so/{ID_B}/libbar.so.sym"),
     ];
     expected.sort();
     assert_eq!(keys, expected);
@@ -124,8 +124,7 @@ fn a_zip_of_arbitrary_paths_lands_where_every_protocol_finds_it() {
         200
     );
     assert_eq!(
-        s.get(&format!("/libbar.so/{ID_B}/whatever-name.sym"))
-            .status(),
+        s.get(&format!("/libbar.so/{ID_B}/libbar.so.sym")).status(),
         200
     );
     assert_eq!(s.get("/libbar.so/00112233/libbar.sym").status(), 302);

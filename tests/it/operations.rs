@@ -4,6 +4,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::support::*;
+use symdepot::store::gc::GcMode;
 
 fn at_ms(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms as u64)
@@ -43,11 +44,14 @@ fn try_files_expire_at_the_retention_boundary_and_release_files_stay() {
     let retention = 28 * 86_400_000i64;
 
     // One millisecond before the boundary nothing expires.
-    let r = s.store().gc(at_ms(last + retention), false).unwrap();
+    let r = s.store().gc(at_ms(last + retention), GcMode::Run).unwrap();
     assert!(r.expired.is_empty(), "{r:?}");
     assert_eq!(s.get(&format!("/try/{try_key}")).status(), 200);
 
-    let r = s.store().gc(at_ms(last + retention + 1), false).unwrap();
+    let r = s
+        .store()
+        .gc(at_ms(last + retention + 1), GcMode::Run)
+        .unwrap();
     assert_eq!(r.expired, [("try".to_string(), try_key.clone())]);
     assert_eq!(s.get(&format!("/try/{try_key}")).status(), 404);
     assert!(!s.data_dir().join("try").join(&try_key).exists());
@@ -56,7 +60,10 @@ fn try_files_expire_at_the_retention_boundary_and_release_files_stay() {
         0
     );
     // Release files have no retention by default.
-    let r = s.store().gc(at_ms(last + 10 * retention), false).unwrap();
+    let r = s
+        .store()
+        .gc(at_ms(last + 10 * retention), GcMode::Run)
+        .unwrap();
     assert!(r.expired.is_empty());
     assert_eq!(s.get(&format!("/{rel_key}")).status(), 200);
 }
@@ -70,7 +77,10 @@ fn release_retention_is_optional() {
         .db()
         .query_row("SELECT last_uploaded_at FROM keys", [], |r| r.get(0))
         .unwrap();
-    let r = s.store().gc(at_ms(last + 366 * 86_400_000), false).unwrap();
+    let r = s
+        .store()
+        .gc(at_ms(last + 366 * 86_400_000), GcMode::Force)
+        .unwrap();
     assert_eq!(r.expired.len(), 1);
 }
 
@@ -119,12 +129,13 @@ fn dry_run_reports_exactly_what_gc_then_removes() {
     assert!(text.contains("would remove unindexed entry"), "{text}");
     assert!(text.contains("would remove temp file"), "{text}");
     assert!(blob.exists() && entry.exists() && temp.exists());
-    let dry = s.store().gc(later, true).unwrap();
+    let dry = s.store().gc(later, GcMode::DryRun).unwrap();
     assert_eq!(dry.expired.len(), 1);
     assert_eq!(s.blobs(), before_blobs, "a dry run changes nothing");
     assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 1);
 
-    let real = s.store().gc(later, false).unwrap();
+    // Most of this small store is garbage: forced past gc_max_delete_fraction.
+    let real = s.store().gc(later, GcMode::Force).unwrap();
     assert_eq!(real.expired, dry.expired);
     assert_eq!(real.entries, dry.entries);
     assert_eq!(real.temp, dry.temp);
@@ -146,7 +157,7 @@ fn gc_never_removes_a_blob_an_upload_is_about_to_link() {
     // An upload has written its blob and not yet committed the key.
     let enc = store.encoding_for("a.sym");
     store.ensure_blob(&hash, enc, &mut &data[..]).unwrap();
-    let r = store.gc(SystemTime::now(), false).unwrap();
+    let r = store.gc(SystemTime::now(), GcMode::Run).unwrap();
     assert!(r.blobs.is_empty(), "{r:?}");
     // The upload commits: the key links the blob that is still there.
     let id = symdepot::identity::identify_bytes(&data, "a.sym");
@@ -167,7 +178,7 @@ fn gc_never_removes_a_blob_an_upload_is_about_to_link() {
     );
 
     // An upload that finds its content already stored refreshes the blob too.
-    let path = store.blobs().path(&hash, enc);
+    let path = store.blobs().path(&hash, enc).unwrap();
     make_old(&path);
     store
         .delete_keys(
@@ -179,10 +190,16 @@ fn gc_never_removes_a_blob_an_upload_is_about_to_link() {
         )
         .unwrap();
     store.ensure_blob(&hash, enc, &mut &data[..]).unwrap();
-    assert!(store.gc(SystemTime::now(), false).unwrap().blobs.is_empty());
+    assert!(
+        store
+            .gc(SystemTime::now(), GcMode::Run)
+            .unwrap()
+            .blobs
+            .is_empty()
+    );
     // Once old and unreferenced it goes.
     make_old(&path);
-    let r = store.gc(SystemTime::now(), false).unwrap();
+    let r = store.gc(SystemTime::now(), GcMode::Force).unwrap();
     assert_eq!(r.blobs, std::slice::from_ref(&path));
     assert!(!path.exists());
 }
@@ -350,7 +367,7 @@ fn delete_removes_a_key_records_it_and_gc_takes_the_blob() {
     for b in s.blobs() {
         make_old(&b);
     }
-    let r = s.store().gc(SystemTime::now(), false).unwrap();
+    let r = s.store().gc(SystemTime::now(), GcMode::Run).unwrap();
     assert_eq!(r.blobs.len(), 1);
     assert_eq!(s.get(&format!("/{other}")).status(), 200);
 

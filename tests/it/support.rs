@@ -186,7 +186,7 @@ impl TestServer {
     }
 
     pub fn tmp_files(&self) -> Vec<PathBuf> {
-        files_under(&self.data_dir().join("tmp"))
+        temp_files_under(&self.data_dir().join("tmp"))
     }
 }
 
@@ -200,6 +200,15 @@ impl Drop for TestServer {
                 .ok();
         }
     }
+}
+
+/// The temp files under a `tmp/` folder: every file but the lock files that
+/// mark live processes' temp folders.
+pub fn temp_files_under(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.file_name().is_none_or(|n| n != ".lock"))
+        .collect()
 }
 
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {

@@ -109,7 +109,9 @@ async fn section(
     if req.method() == Method::HEAD {
         return resp;
     }
-    let path = state.store.blobs().path(&row.blob, Encoding::Identity);
+    let Ok(path) = state.store.blobs().path(&row.blob, Encoding::Identity) else {
+        return not_found();
+    };
     match body::file_range(path, offset, len).await {
         Ok(b) => {
             *resp.body_mut() = b;

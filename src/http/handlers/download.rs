@@ -309,11 +309,11 @@ async fn body_of(
     len: u64,
 ) -> std::io::Result<Body> {
     let row = &hit.row;
-    let path = || state.store.blobs().path(&row.blob, hit.encoding);
+    let path = state.store.blobs().path(&row.blob, hit.encoding)?;
     let small = row.stored_size <= SMALL_BLOB;
     if as_stored || hit.encoding == Encoding::Identity {
         if small {
-            let bytes = small_blob(state, hit, path()).await?;
+            let bytes = small_blob(state, hit, path).await?;
             let range = usize::try_from(start)
                 .ok()
                 .zip(usize::try_from(start + len).ok());
@@ -322,9 +322,9 @@ async fn body_of(
                 None => Err(std::io::Error::other("range outside the stored blob")),
             };
         }
-        return body::file_range(path(), start, len).await;
+        return body::file_range(path, start, len).await;
     }
-    Ok(body::gunzip_range(path(), start, len))
+    Ok(body::gunzip_range(path, start, len))
 }
 
 /// The stored bytes of a small blob, from memory when they are there.

@@ -13,13 +13,12 @@ pub fn lbheartbeat() -> Response<Body> {
     json(StatusCode::OK, &json!({}))
 }
 
-/// 200 when the index answers and the data dir is writable, else 503 naming the failing check.
+/// 200 when the index answers real queries (and is the file the daemon opened, and
+/// knows the stored blobs) and the data dir is writable, else 503 naming the failing check.
 pub async fn heartbeat(state: Arc<AppState>) -> Response<Body> {
     let store = state.store.clone();
     let checks = tokio::task::spawn_blocking(move || {
-        let index = store
-            .db()
-            .read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)));
+        let index = store.check_index();
         let writable = store.check_writable();
         (
             index.err().map(|e| e.to_string()),
