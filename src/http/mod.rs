@@ -51,9 +51,9 @@ impl AppState {
         let config = Arc::new(store.config().clone());
         Arc::new(AppState {
             store,
-            config,
             uploads_in_flight: Default::default(),
-            missing: Default::default(),
+            missing: crate::store::missing::MissingLog::new(config.missing_max_rows),
+            config,
             metrics: crate::metrics::Metrics::new(),
             lookups: cache::LookupCache::new(100_000),
             blob_cache: cache::BlobCache::new(64 << 20),

@@ -1,2 +1,179 @@
 //! What anonymous and token-holding clients can make the server record, and
 //! what records, tokens and pages give back.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Polls until `sql` counts `n` (misses are written about every second).
+fn wait_for_count(s: &TestServer, sql: &str, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let have = s.count(sql);
+        if have == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sql}: expected {n}, have {have}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn anonymous_misses_with_huge_segments_and_queries_record_only_bounded_fields() {
+    let s = TestServer::start();
+    let huge = "a".repeat(15_000);
+    let huge_hex = "ab".repeat(7_500);
+    let paths = [
+        // A huge debug file: not recorded.
+        format!("/{huge}.pdb/{ID_A}/x.sym"),
+        // A huge (hex) debug id: not recorded.
+        format!("/huge-id.pdb/{huge_hex}/huge-id.sym"),
+        // Plausible debug file and id, huge code file and code id: recorded with both blank.
+        format!("/plausible.pdb/{ID_A}/plausible.sym?code_file={huge}&code_id={huge_hex}"),
+        // A code id that is not hex: blanked; the code file is kept.
+        format!(
+            "/notes.pdb/{ID_B}/notes.sym?code_file=notes.dll&code_id=zz{}",
+            "9".repeat(10)
+        ),
+    ];
+    for _ in 0..3 {
+        for path in &paths {
+            assert_eq!(s.get(path).status(), 404, "{}", &path[..60]);
+        }
+    }
+    wait_for_count(&s, "SELECT COUNT(*) FROM missing", 2);
+    let rows: Vec<(String, String, String, String, i64)> = s
+        .db()
+        .prepare("SELECT debug_file, debug_id, code_file, code_id, count FROM missing ORDER BY debug_file")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (
+                "notes.pdb".into(),
+                ID_B.into(),
+                "notes.dll".into(),
+                String::new(),
+                3
+            ),
+            (
+                "plausible.pdb".into(),
+                ID_A.into(),
+                String::new(),
+                String::new(),
+                3
+            ),
+        ]
+    );
+    let longest = s.count(
+        "SELECT MAX(MAX(length(debug_file), length(code_file)), MAX(length(debug_id), length(code_id))) FROM missing",
+    );
+    assert!(longest <= 255, "{longest}");
+}
+
+#[test]
+fn misses_with_ids_that_are_not_hex_of_a_real_length_are_answered_but_not_recorded() {
+    let s = TestServer::start();
+    let refused = [
+        "not-hex-at-all".to_string(),
+        "C3B913878AFB017237A4A08B325905CZ0".to_string(),
+        "ABC".to_string(),
+        "A".repeat(81),
+        format!("elf-buildid-{}", "0".repeat(82)),
+    ];
+    for id in &refused {
+        assert_eq!(
+            s.get(&format!("/bad.pdb/{id}/bad.sym")).status(),
+            404,
+            "{id}"
+        );
+    }
+    let long_build_id = "ab".repeat(41);
+    assert_eq!(
+        s.get(&format!("/buildid/{long_build_id}/debuginfo"))
+            .status(),
+        404
+    );
+    // Ids of every real shape are recorded.
+    let kept = [
+        ID_A.to_string(),                           // Breakpad, 33 digits
+        "5CF0A9B1C5F2000".to_string(),              // PE code id
+        format!("elf-buildid-{}", "0a".repeat(20)), // SSQP ELF key
+        "mach-uuid-sym-0123456789ABCDEF0123456789ABCDEF".to_string(),
+    ];
+    for id in &kept {
+        assert_eq!(
+            s.get(&format!("/good.pdb/{id}/good.sym")).status(),
+            404,
+            "{id}"
+        );
+    }
+    wait_for_count(&s, "SELECT COUNT(*) FROM missing", kept.len() as i64);
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM missing WHERE debug_file <> 'good.pdb'"),
+        0
+    );
+}
+
+#[test]
+fn the_missing_symbols_csv_is_streamed_in_chunks_and_complete() {
+    let s = TestServer::start();
+    let rows = 2_345;
+    {
+        let mut db = s.db();
+        let tx = db.transaction().unwrap();
+        for i in 0..rows {
+            tx.execute(
+                "INSERT INTO missing (debug_file, debug_id, code_file, code_id, count, first_seen, last_seen) \
+                 VALUES (?1, ?2, ?3, '', ?4, 0, ?5)",
+                rusqlite::params![
+                    format!("m{i}.pdb"),
+                    format!("{i:033X}"),
+                    format!("m{i}.dll"),
+                    i % 7,
+                    i
+                ],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let resp = s.get("/missingsymbols.csv");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(resp.headers().get("content-length").is_none());
+    assert_eq!(resp.headers()["transfer-encoding"], "chunked");
+    let text = resp.text().unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), rows + 1);
+    assert_eq!(
+        lines[0],
+        "debug_file,debug_id,code_file,code_id,count,first_seen,last_seen"
+    );
+    // Most asked for first, then most recently seen; every row once.
+    let mut seen = std::collections::HashSet::new();
+    let mut previous = (i64::MAX, i64::MAX);
+    for line in &lines[1..] {
+        let f: Vec<&str> = line.split(',').collect();
+        let i: usize = f[0]
+            .trim_start_matches('m')
+            .trim_end_matches(".pdb")
+            .parse()
+            .unwrap();
+        assert_eq!(f[1], format!("{i:033X}"));
+        assert_eq!(f[2], format!("m{i}.dll"));
+        let count: i64 = f[4].parse().unwrap();
+        assert_eq!(count, (i % 7) as i64);
+        let order = (count, i as i64);
+        assert!(order < previous, "{line} out of order");
+        previous = order;
+        assert!(seen.insert(i));
+    }
+}

@@ -17,6 +17,7 @@ use crate::http::body::{self, Body};
 use crate::http::error::{json_error, json_status, method_not_allowed};
 use crate::http::routes::Api;
 use crate::identity::lookup::display;
+use crate::store::missing::MissingRow;
 use crate::store::records::{FileQuery, MemberRow, Page, Stats, UploadQuery, UploadSort};
 use crate::store::tokens::{NewToken, Token};
 use crate::store::{KeyRow, UploadRow, now_ms};
@@ -321,29 +322,63 @@ fn stats_json(s: &Stats) -> Value {
     })
 }
 
-/// `/missingsymbols.csv`.
+/// Rows of the report read from the index per chunk of the CSV.
+const CSV_CHUNK_ROWS: u64 = 500;
+
+/// `/missingsymbols.csv`: streamed, read from the index a chunk of rows at a
+/// time on a blocking thread, so neither the body nor a reader connection is
+/// held whole however large the report or slow the client.
 pub async fn missing_csv(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     if let Err(resp) = require_records(&state, req.headers()).await {
         return resp;
     }
-    reply(blocking(&state, |s| s.all_missing()).await, |rows| {
+    // The first chunk is read before answering, so a broken index is a 500, not a cut body.
+    let first = blocking(&state, |s| s.missing_chunk(None, CSV_CHUNK_ROWS)).await;
+    let first = match first {
+        Ok(rows) => rows,
+        Err(e) => return json_error(&e),
+    };
+    let store = state.store.clone();
+    let body = body::from_blocking(move |send| {
         let mut out =
             String::from("debug_file,debug_id,code_file,code_id,count,first_seen,last_seen\n");
-        for m in rows {
-            let fields = [
-                csv(&m.debug_file),
-                csv(&m.debug_id),
-                csv(&m.code_file),
-                csv(&m.code_id),
-                m.count.to_string(),
-                rfc3339(m.first_seen),
-                rfc3339(m.last_seen),
-            ];
-            out.push_str(&fields.join(","));
-            out.push('\n');
+        let mut rows = first;
+        loop {
+            for m in &rows {
+                csv_row(&mut out, m);
+            }
+            if !send(std::mem::take(&mut out).into()) {
+                return Ok(()); // the client went away
+            }
+            let Some(last) = rows.last().filter(|_| rows.len() as u64 == CSV_CHUNK_ROWS) else {
+                return Ok(());
+            };
+            rows = store
+                .missing_chunk(Some(last.cursor()), CSV_CHUNK_ROWS)
+                .map_err(std::io::Error::other)?;
         }
-        body::with_type(StatusCode::OK, "text/csv; charset=utf-8", out)
-    })
+    });
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    resp
+}
+
+/// Appends one row of the report.
+fn csv_row(out: &mut String, m: &MissingRow) {
+    let fields = [
+        csv(&m.debug_file),
+        csv(&m.debug_id),
+        csv(&m.code_file),
+        csv(&m.code_id),
+        m.count.to_string(),
+        rfc3339(m.first_seen),
+        rfc3339(m.last_seen),
+    ];
+    out.push_str(&fields.join(","));
+    out.push('\n');
 }
 
 /// Quotes a CSV field when it needs it (RFC 4180).

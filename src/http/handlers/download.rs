@@ -116,12 +116,11 @@ fn record_miss(state: &AppState, segs: &[String], query: Option<&str>) {
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    state.missing.record(Miss {
-        debug_file: segs[0].clone(),
-        debug_id: segs[1].clone(),
-        code_file: param("code_file"),
-        code_id: param("code_id"),
-    });
+    // Misses that no real client would send are answered but not recorded.
+    let Some(miss) = Miss::new(&segs[0], &segs[1], &param("code_file"), &param("code_id")) else {
+        return;
+    };
+    state.missing.record(miss);
     state.metrics.missing_recorded.inc();
 }
 
