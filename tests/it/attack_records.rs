@@ -177,3 +177,49 @@ fn the_missing_symbols_csv_is_streamed_in_chunks_and_complete() {
         assert!(seen.insert(i));
     }
 }
+
+#[test]
+fn a_formula_in_a_missing_code_file_is_neutralised_in_the_csv() {
+    let s = TestServer::start();
+    let formula = "=HYPERLINK(\"http://evil.example/\",\"click\")";
+    let query = format!(
+        "code_file={}&code_id=5CF0A9B1C5F2000",
+        percent_encode(formula)
+    );
+    assert_eq!(
+        s.get(&format!("/evil.pdb/{ID_A}/evil.sym?{query}"))
+            .status(),
+        404
+    );
+    assert_eq!(s.get(&format!("/-2+3.pdb/{ID_B}/x.sym")).status(), 404);
+    wait_for_count(&s, "SELECT COUNT(*) FROM missing", 2);
+    let csv = s.get("/missingsymbols.csv").text().unwrap();
+    assert!(
+        csv.contains(&format!(
+            "evil.pdb,{ID_A},\"'=HYPERLINK(\"\"http://evil.example/\"\",\"\"click\"\")\",5CF0A9B1C5F2000,1,"
+        )),
+        "{csv}"
+    );
+    assert!(csv.contains(&format!("\"'-2+3.pdb\",{ID_B},,,1,")), "{csv}");
+    for line in csv.lines() {
+        for cell in ["=", "+", "-", "@", "\t", "\r"] {
+            assert!(
+                !line.starts_with(cell) && !line.contains(&format!(",{cell}")),
+                "{line}"
+            );
+        }
+    }
+}
+
+/// Percent-encodes every byte but letters and digits.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

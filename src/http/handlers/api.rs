@@ -381,12 +381,21 @@ fn csv_row(out: &mut String, m: &MissingRow) {
     out.push('\n');
 }
 
-/// Quotes a CSV field when it needs it (RFC 4180).
-fn csv(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+/// A text cell of a CSV the server writes. A cell a spreadsheet would read
+/// as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return) gets a leading `'` so it is shown as text, and the cell is
+/// quoted when it needs it (RFC 4180).
+pub fn csv(s: &str) -> String {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let text = if formula {
+        format!("'{s}")
     } else {
         s.to_string()
+    };
+    if formula || text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
     }
 }
 
@@ -527,4 +536,25 @@ async fn create_token(state: Arc<AppState>, req: Request<Incoming>, me: Token) -
         v["key"] = json!(secret);
         body::json(StatusCode::CREATED, &json!({ "token": v }))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv;
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        assert_eq!(csv("xul.pdb"), "xul.pdb");
+        assert_eq!(csv("a,b"), "\"a,b\"");
+        assert_eq!(csv("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(
+            csv("=HYPERLINK(\"http://x\",\"y\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""
+        );
+        for bad in ["+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            let cell = csv(bad);
+            assert!(cell.starts_with("\"'"), "{bad:?} gave {cell:?}");
+        }
+        assert_eq!(csv(""), "");
+    }
 }
