@@ -223,3 +223,68 @@ fn percent_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// `POST /api/tokens/` with JSON, as the holder of `secret`.
+fn post_token(
+    s: &TestServer,
+    secret: &str,
+    body: serde_json::Value,
+) -> reqwest::blocking::Response {
+    s.client
+        .post(s.url("/api/tokens/"))
+        .header("Auth-Token", secret)
+        .json(&body)
+        .send()
+        .unwrap()
+}
+
+#[test]
+fn a_manage_tokens_token_cannot_grant_permissions_it_lacks() {
+    let s = TestServer::start();
+    let admin = s.create_token(&["manage_tokens"], "admin");
+    let before = s.count("SELECT COUNT(*) FROM tokens");
+    for perm in ["upload", "upload_try", "download", "view_all"] {
+        let resp = post_token(
+            &s,
+            &admin,
+            serde_json::json!({"permissions": ["manage_tokens", perm]}),
+        );
+        assert_eq!(resp.status(), 403, "{perm}");
+        let error = resp.json::<serde_json::Value>().unwrap()["error"].to_string();
+        assert!(
+            error.contains(&format!("lacks the {perm} permission")),
+            "{error}"
+        );
+    }
+    // The form variant is held to the same rule.
+    let resp = s
+        .client
+        .post(s.url("/api/tokens/"))
+        .header("Auth-Token", &admin)
+        .form(&[("permissions", "upload,view_all")])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(s.count("SELECT COUNT(*) FROM tokens"), before);
+
+    // What it holds it may grant; `upload` covers `upload_try`.
+    let resp = post_token(
+        &s,
+        &admin,
+        serde_json::json!({"permissions": ["manage_tokens"]}),
+    );
+    assert_eq!(resp.status(), 201);
+    let uploader_admin = s.create_token(&["manage_tokens", "upload"], "builds");
+    let resp = post_token(
+        &s,
+        &uploader_admin,
+        serde_json::json!({"permissions": ["upload", "upload_try"]}),
+    );
+    assert_eq!(resp.status(), 201);
+    let resp = post_token(
+        &s,
+        &uploader_admin,
+        serde_json::json!({"permissions": ["download"]}),
+    );
+    assert_eq!(resp.status(), 403);
+}

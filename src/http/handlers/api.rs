@@ -467,6 +467,15 @@ async fn tokens(state: Arc<AppState>, req: Request<Incoming>, route: Api) -> Res
     }
 }
 
+/// Whether `me` may put `permission` in a token it creates: only what it
+/// holds (`upload` covers `upload_try`). Unknown names are left to the store,
+/// which refuses them with 400.
+fn may_grant(me: &Token, permission: &str) -> bool {
+    me.has(permission)
+        || (permission == "upload_try" && me.has("upload"))
+        || !crate::store::tokens::PERMISSIONS.contains(&permission)
+}
+
 /// Creates a token for the caller's user from JSON `{"permissions": [...],
 /// "notes": "...", "expires": <days>}` (or the same as a form, permissions
 /// comma-separated). The secret is in the answer, once.
@@ -521,6 +530,14 @@ async fn create_token(state: Arc<AppState>, req: Request<Incoming>, me: Token) -
         };
         (perms, get("notes").unwrap_or_default(), days)
     };
+    if let Some(p) = permissions.iter().find(|p| !may_grant(&me, p)) {
+        return json_status(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "this token lacks the {p} permission, so it cannot grant it; a token may grant only permissions it holds"
+            ),
+        );
+    }
     let expires_in_ms = Some(days.unwrap_or(365) as i64 * 86_400_000);
     let created = blocking(&state, move |s| {
         s.create_token(&NewToken {
