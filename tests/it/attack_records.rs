@@ -288,3 +288,114 @@ fn a_manage_tokens_token_cannot_grant_permissions_it_lacks() {
     );
     assert_eq!(resp.status(), 403);
 }
+
+#[test]
+fn token_expiry_out_of_range_or_malformed_is_refused_naming_the_rule() {
+    let s = TestServer::start();
+    let admin = s.create_token(&["manage_tokens", "upload"], "admin");
+    let before = s.count("SELECT COUNT(*) FROM tokens");
+    let bad = [
+        serde_json::json!(99_999_999_999_999_999u64),
+        serde_json::json!(36_501),
+        serde_json::json!(0),
+        serde_json::json!(-1),
+        serde_json::json!(1e300),
+        serde_json::json!(1.5),
+        serde_json::json!("abc"),
+        serde_json::json!("30"),
+        serde_json::json!(true),
+    ];
+    for expires in bad {
+        let resp = post_token(
+            &s,
+            &admin,
+            serde_json::json!({"permissions": ["upload"], "expires": expires}),
+        );
+        assert_eq!(resp.status(), 400, "{expires}");
+        let error = resp.json::<serde_json::Value>().unwrap()["error"].to_string();
+        assert!(
+            error.contains("expires") && error.contains("from 1 to 36500"),
+            "{expires}: {error}"
+        );
+    }
+    for expires in ["99999999999999999", "abc", "-1", "0", "1e3"] {
+        let resp = s
+            .client
+            .post(s.url("/api/tokens/"))
+            .header("Auth-Token", &admin)
+            .form(&[("permissions", "upload"), ("expires", expires)])
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{expires}");
+        assert!(
+            resp.text().unwrap().contains("from 1 to 36500"),
+            "{expires}"
+        );
+    }
+    assert_eq!(s.count("SELECT COUNT(*) FROM tokens"), before);
+
+    // The limits themselves are fine, and the expiry is where it should be.
+    let resp = post_token(
+        &s,
+        &admin,
+        serde_json::json!({"permissions": ["upload"], "expires": 36_500}),
+    );
+    assert_eq!(resp.status(), 201);
+    let token: serde_json::Value = resp.json().unwrap();
+    let expires_at = token["token"]["expires_at"].as_str().unwrap();
+    let year: i32 = expires_at[..4].parse().unwrap();
+    assert!(year >= 2125, "{expires_at}");
+}
+
+#[test]
+fn the_cli_refuses_token_lifetimes_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    for expires in [
+        "99999999999999999",
+        "99999999999999999d",
+        "36501d",
+        "0",
+        "0d",
+        "-1d",
+        "abc",
+    ] {
+        let out = symdepot(dir.path())
+            .args([
+                "token",
+                "create",
+                "--permission",
+                "upload",
+                &format!("--expires={expires}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{expires}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--expires") && err.contains("36500d"),
+            "{expires}: {err}"
+        );
+    }
+    let out = symdepot(dir.path())
+        .args(["token", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for expires in ["36500d", "1s", "never"] {
+        let out = symdepot(dir.path())
+            .args([
+                "token",
+                "create",
+                "--permission",
+                "upload",
+                &format!("--expires={expires}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{expires}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -19,7 +19,7 @@ use crate::http::routes::Api;
 use crate::identity::lookup::display;
 use crate::store::missing::MissingRow;
 use crate::store::records::{FileQuery, MemberRow, Page, Stats, UploadQuery, UploadSort};
-use crate::store::tokens::{NewToken, Token};
+use crate::store::tokens::{MAX_LIFETIME_DAYS, NewToken, Token};
 use crate::store::{KeyRow, UploadRow, now_ms};
 
 /// Runs blocking store work off the async threads.
@@ -467,6 +467,9 @@ async fn tokens(state: Arc<AppState>, req: Request<Incoming>, route: Api) -> Res
     }
 }
 
+/// What `expires` of `POST /api/tokens/` must be.
+const EXPIRES_RULE: &str = "expires: a whole number of days from 1 to 36500 (100 years)";
+
 /// Whether `me` may put `permission` in a token it creates: only what it
 /// holds (`upload` covers `upload_try`). Unknown names are left to the store,
 /// which refuses them with 400.
@@ -509,11 +512,12 @@ async fn create_token(state: Arc<AppState>, req: Request<Incoming>, me: Token) -
                 .collect(),
             _ => Vec::new(),
         };
-        (
-            perms,
-            v["notes"].as_str().unwrap_or("").to_string(),
-            v["expires"].as_u64(),
-        )
+        let days = match &v["expires"] {
+            Value::Null => None,
+            Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
+            _ => return bad(EXPIRES_RULE.into()),
+        };
+        (perms, v["notes"].as_str().unwrap_or("").to_string(), days)
     } else {
         let pairs = filters::query_pairs(std::str::from_utf8(&bytes).ok());
         let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -525,7 +529,7 @@ async fn create_token(state: Arc<AppState>, req: Request<Incoming>, me: Token) -
             .collect();
         let days = match get("expires").map(|d| d.parse::<u64>()) {
             Some(Ok(d)) => Some(d),
-            Some(Err(_)) => return bad("expires: a number of days".into()),
+            Some(Err(_)) => return bad(EXPIRES_RULE.into()),
             None => None,
         };
         (perms, get("notes").unwrap_or_default(), days)
@@ -538,7 +542,11 @@ async fn create_token(state: Arc<AppState>, req: Request<Incoming>, me: Token) -
             ),
         );
     }
-    let expires_in_ms = Some(days.unwrap_or(365) as i64 * 86_400_000);
+    let days = days.unwrap_or(365);
+    if !(1..=MAX_LIFETIME_DAYS).contains(&days) {
+        return bad(EXPIRES_RULE.into());
+    }
+    let expires_in_ms = Some(days as i64 * 86_400_000);
     let created = blocking(&state, move |s| {
         s.create_token(&NewToken {
             user: &me.user,
