@@ -399,3 +399,91 @@ fn the_cli_refuses_token_lifetimes_out_of_range() {
         );
     }
 }
+
+/// Every secret the URLs of the test below carry.
+const SECRETS: [&str; 4] = ["hunter2", "topsecret", "sigvalue", "fragsecret"];
+
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in SECRETS {
+        assert!(!text.contains(secret), "{what} shows {secret}: {text}");
+    }
+}
+
+#[test]
+fn upload_by_download_records_and_errors_show_no_credentials_or_signatures() {
+    let zip = zip_of(&[(&format!("r.pdb/{ID_A}/r.sym"), &sym("r.pdb", ID_A, ""))]);
+    let port = crate::by_download::remote(vec![
+        (
+            "/s.zip?X-Amz-Signature=topsecret&sig=sigvalue",
+            "HTTP/1.1 200 OK".into(),
+            zip,
+        ),
+        (
+            "/gone.zip?sig=sigvalue",
+            "HTTP/1.1 404 Not Found".into(),
+            Vec::new(),
+        ),
+        (
+            "/away?sig=sigvalue",
+            "HTTP/1.1 302 Found\r\nLocation: http://user:hunter2@localhost:{port}/x.zip?sig=topsecret"
+                .into(),
+            Vec::new(),
+        ),
+    ]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = TestServer::with_config(|c| {
+        c.upload_download_domains = vec!["127.0.0.1".into()];
+        c.allow_http_downloads = true;
+    });
+    let base = format!("http://user:hunter2@127.0.0.1:{port}");
+    let url = format!("{base}/s.zip?X-Amz-Signature=topsecret&sig=sigvalue#fragsecret");
+    let (status, body) = crate::by_download::by_url(&s, &url, None);
+    assert_eq!(status, 201, "{body}");
+    assert_no_secret("the 201", &body.to_string());
+    assert_eq!(
+        body["upload"]["download_url"],
+        format!("http://127.0.0.1:{port}/s.zip?X-Amz-Signature=REDACTED&sig=REDACTED#REDACTED")
+    );
+
+    // A remote error, a refused redirect, a transport error, a malformed URL.
+    let failing = [
+        (format!("{base}/gone.zip?sig=sigvalue"), 502),
+        (format!("{base}/away?sig=sigvalue"), 400),
+        (
+            format!("http://user:hunter2@127.0.0.1:{closed}/s.zip?sig=sigvalue"),
+            502,
+        ),
+        (
+            "http://user:hunter2@[127.0.0.1/s.zip?sig=sigvalue".to_string(),
+            400,
+        ),
+    ];
+    for (url, want) in &failing {
+        let (status, body) = crate::by_download::by_url(&s, url, None);
+        assert_eq!(status, *want, "{url}: {body}");
+        assert!(body["error"].is_string(), "{body}");
+        assert_no_secret("an error", &body.to_string());
+    }
+    let list: serde_json::Value = s.get("/api/uploads/").json().unwrap();
+    assert_eq!(list["total"], 5, "{list}");
+    for up in list["uploads"].as_array().unwrap() {
+        let id = up["id"].as_i64().unwrap();
+        let record = s.get(&format!("/api/uploads/upload/{id}")).text().unwrap();
+        assert_no_secret("a record", &record);
+        let page = s.get(&format!("/uploads/{id}")).text().unwrap();
+        assert_no_secret("a page", &page);
+    }
+    let stored: Vec<String> = s
+        .db()
+        .prepare("SELECT COALESCE(download_url, '') || ' ' || COALESCE(error, '') FROM uploads")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_no_secret("the index", &stored.join("\n"));
+}
