@@ -487,3 +487,159 @@ fn upload_by_download_records_and_errors_show_no_credentials_or_signatures() {
         .unwrap();
     assert_no_secret("the index", &stored.join("\n"));
 }
+
+fn assert_nosniff(what: &str, resp: &reqwest::blocking::Response) {
+    assert_eq!(
+        resp.headers()
+            .get("x-content-type-options")
+            .map(|v| v.to_str().unwrap()),
+        Some("nosniff"),
+        "{what} ({})",
+        resp.status()
+    );
+}
+
+#[test]
+fn every_response_family_carries_nosniff() {
+    let s = TestServer::start();
+    let sym_key = format!("xul.pdb/{ID_A}/xul.sym");
+    let data = sym("xul.pdb", ID_A, "INFO CODE_ID 5CF0A9B1C5F2000 xul.dll\n");
+    s.upload_ok(zip_of(&[(&sym_key, &data)]));
+    let admin = s.create_token(&["manage_tokens"], "admin");
+    let gets = [
+        format!("/{sym_key}"),
+        "/xul.dll/5CF0A9B1C5F2000/xul.sym".to_string(),
+        format!("/xul.pdb/{ID_B}/xul.sym"),
+        "/a/b".to_string(),
+        "/buildid/0011223344556677/debuginfo".to_string(),
+        "/buildid/xyz/debuginfo".to_string(),
+        "/api/uploads/".to_string(),
+        "/api/uploads/upload/999".to_string(),
+        "/api/uploads/?size=huge".to_string(),
+        "/api/tokens/".to_string(),
+        "/missingsymbols.csv".to_string(),
+        "/metrics".to_string(),
+        "/__lbheartbeat__".to_string(),
+        "/__heartbeat__".to_string(),
+        "/__version__".to_string(),
+        "/".to_string(),
+        "/uploads/999".to_string(),
+    ];
+    for path in &gets {
+        assert_nosniff(path, &s.get(path));
+        let head = s.client.head(s.url(path)).send().unwrap();
+        assert_nosniff(&format!("HEAD {path}"), &head);
+    }
+    let gzip = s.get_with(&format!("/{sym_key}"), &[("Accept-Encoding", "gzip")]);
+    assert_eq!(gzip.status(), 200);
+    assert_nosniff("a gzip hit", &gzip);
+    let etag = gzip.headers()["etag"].to_str().unwrap().to_string();
+    let not_modified = s.get_with(
+        &format!("/{sym_key}"),
+        &[("Accept-Encoding", "gzip"), ("If-None-Match", &etag)],
+    );
+    assert_eq!(not_modified.status(), 304);
+    assert_nosniff("a 304", &not_modified);
+    let range = s.get_with(&format!("/{sym_key}"), &[("Range", "bytes=0-3")]);
+    assert_eq!(range.status(), 206);
+    assert_nosniff("a 206", &range);
+    // Uploads: 201, 400, 403, 405; the token API: 201, 403; auth_info.
+    let created = s.upload(zip_of(&[(
+        &format!("a.pdb/{ID_B}/a.sym"),
+        &sym("a.pdb", ID_B, ""),
+    )]));
+    assert_nosniff("a 201 upload", &created);
+    assert_nosniff("a 400 upload", &s.upload(b"not a zip".to_vec()));
+    let forbidden = s.upload_with("0123456789abcdef0123456789abcdef", zip_of(&[]), None);
+    assert_nosniff("a 403 upload", &forbidden);
+    assert_nosniff("a 405 upload", &s.get("/upload/"));
+    let token = post_token(
+        &s,
+        &admin,
+        serde_json::json!({"permissions": ["manage_tokens"]}),
+    );
+    assert_eq!(token.status(), 201);
+    assert_nosniff("a 201 token", &token);
+    let post_page = s.client.post(s.url("/uploads")).send().unwrap();
+    assert_nosniff("a 405 page", &post_page);
+    let info = s
+        .client
+        .post(s.url("/upload/auth_info/"))
+        .header("Auth-Token", &s.token)
+        .send()
+        .unwrap();
+    assert_nosniff("auth_info", &info);
+}
+
+#[test]
+fn pages_forbid_scripts_and_framing() {
+    let s = TestServer::start();
+    let key = format!("xul.pdb/{ID_A}/xul.sym");
+    s.upload_ok(zip_of(&[(&key, &sym("xul.pdb", ID_A, ""))]));
+    for path in [
+        "/",
+        "/uploads",
+        "/uploads/1",
+        "/files",
+        "/files/1",
+        "/missing",
+        "/files/999",
+        "/uploads?size=huge",
+    ] {
+        let resp = s.get(path);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        assert_nosniff(path, &resp);
+        let csp = resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(csp.contains("default-src 'none'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("script-src"), "{path}: {csp}");
+        assert_eq!(resp.headers()["x-frame-options"], "DENY", "{path}");
+        let html = resp.text().unwrap();
+        assert!(
+            !html.contains("onclick") && !html.contains("<script"),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn stored_files_a_browser_would_render_are_sent_as_attachments() {
+    let s = TestServer::with_config(|c| {
+        c.mime_overrides.insert("txt".into(), "text/html".into());
+    });
+    let page = b"<html><script>alert(document.cookie)</script></html>".to_vec();
+    let files = [
+        (format!("evil.pdb/{ID_A}/evil.html"), page.clone()),
+        (format!("evil.pdb/{ID_A}/evil.svg"), page.clone()),
+        (format!("evil.pdb/{ID_A}/evil.js"), page.clone()),
+        (format!("evil.pdb/{ID_A}/notes.txt"), page.clone()),
+        (format!("xul.pdb/{ID_B}/xul.sym"), sym("xul.pdb", ID_B, "")),
+    ];
+    let members: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(k, d)| (k.as_str(), d.as_slice()))
+        .collect();
+    s.upload_ok(zip_of(&members));
+    for (key, _) in &files[..4] {
+        for _ in 0..2 {
+            // Once from the index, once from the cached hit.
+            let resp = s.get(&format!("/{key}"));
+            assert_eq!(resp.status(), 200, "{key}");
+            assert_eq!(resp.headers()["content-disposition"], "attachment", "{key}");
+            assert_nosniff(key, &resp);
+        }
+    }
+    let sym = s.get(&format!("/{}", files[4].0));
+    assert_eq!(sym.status(), 200);
+    assert!(sym.headers().get("content-disposition").is_none());
+    assert_eq!(sym.headers()["content-type"], "text/plain");
+}
