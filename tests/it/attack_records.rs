@@ -643,3 +643,48 @@ fn stored_files_a_browser_would_render_are_sent_as_attachments() {
     assert!(sym.headers().get("content-disposition").is_none());
     assert_eq!(sym.headers()["content-type"], "text/plain");
 }
+
+/// A raw `GET` on a fresh connection: the answer's bytes as text.
+fn raw_get(s: &TestServer, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn nosniff_is_sent_title_case_and_on_the_503_of_a_full_server() {
+    let s = TestServer::with_config(|c| c.max_connections = 2);
+    let key = format!("xul.pdb/{ID_A}/xul.sym");
+    s.upload_ok(zip_of(&[(&key, &sym("xul.pdb", ID_A, ""))]));
+    for path in [format!("/{key}"), format!("/xul.pdb/{ID_B}/xul.sym")] {
+        let answer = raw_get(&s, &path);
+        assert!(
+            answer.contains("\r\nX-Content-Type-Options: nosniff\r\n"),
+            "{answer}"
+        );
+    }
+    // Idle connections hold the slots until one more is refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held = Vec::new();
+    let refused = loop {
+        let answer = raw_get(&s, &format!("/{key}"));
+        if answer.starts_with("HTTP/1.1 503") {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "never refused: {answer}");
+        held.push(std::net::TcpStream::connect(s.addr).unwrap());
+    };
+    assert!(
+        refused.contains("\r\nX-Content-Type-Options: nosniff\r\n"),
+        "{refused}"
+    );
+    drop(held);
+}
