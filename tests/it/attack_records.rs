@@ -327,6 +327,16 @@ fn token_expiry_out_of_range_or_malformed_is_refused_naming_the_rule() {
     }
     assert_eq!(s.count("SELECT COUNT(*) FROM tokens"), before);
 
+    // The store itself refuses a lifetime that would overflow, whoever asks.
+    let refused = s.store().create_token(&symdepot::store::tokens::NewToken {
+        user: "x",
+        permissions: &["upload".to_string()],
+        note: "",
+        expires_in_ms: Some(i64::MAX),
+    });
+    assert!(refused.unwrap_err().to_string().contains("36500 days"));
+    assert_eq!(s.count("SELECT COUNT(*) FROM tokens"), before);
+
     // The limits themselves are fine, and the expiry is where it should be.
     let resp = post_token(
         &s,
