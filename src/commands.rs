@@ -9,7 +9,7 @@ use crate::cli::{Cli, Command, TokenCommand};
 use crate::config::{Config, Overrides};
 use crate::store::Store;
 use crate::store::gc::GcMode;
-use crate::store::tokens::NewToken;
+use crate::store::tokens::{MAX_LIFETIME_DAYS, MAX_LIFETIME_MS, NewToken};
 use crate::units::parse_duration;
 
 /// Runs a parsed command line.
@@ -110,6 +110,24 @@ fn serve(config: Config) -> anyhow::Result<()> {
     })
 }
 
+/// `token create --expires`: a duration from 1 s to 36500 days, or `never`.
+fn token_lifetime(expires: &str) -> anyhow::Result<Option<i64>> {
+    if expires == "never" {
+        return Ok(None);
+    }
+    let rule = || {
+        format!(
+            "--expires {expires:?}: expected a lifetime from 1s to {MAX_LIFETIME_DAYS}d \
+             (100 years), e.g. 365d, 12h or 2w, or never"
+        )
+    };
+    let d = parse_duration(expires).with_context(rule)?;
+    let ms = i64::try_from(d.as_millis())
+        .ok()
+        .filter(|ms| (1..=MAX_LIFETIME_MS).contains(ms));
+    Ok(Some(ms.with_context(rule)?))
+}
+
 fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
     let store = open_store(config)?;
     match action {
@@ -119,16 +137,7 @@ fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
             expires,
             note,
         } => {
-            let expires_in_ms = match expires.as_str() {
-                "never" => None,
-                s => Some(
-                    parse_duration(s)
-                        .with_context(|| {
-                            format!("--expires {s:?}: expected e.g. 365d, 12h or never")
-                        })?
-                        .as_millis() as i64,
-                ),
-            };
+            let expires_in_ms = token_lifetime(&expires)?;
             let new = NewToken {
                 user: &user,
                 permissions: &permissions,

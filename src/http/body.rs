@@ -1,4 +1,7 @@
-//! Response bodies: small in-memory ones and streamed files.
+//! Response bodies: small in-memory ones, streamed files, and bodies
+//! produced on a blocking thread (decompression, reports read from the index)
+//! and handed over through a bounded channel, so memory does not grow with
+//! the body's size or the client's slowness.
 
 use std::io::{self, Read};
 use std::path::PathBuf;
@@ -77,6 +80,28 @@ pub fn gunzip_range(path: PathBuf, start: u64, len: u64) -> Body {
             }
         })();
         if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    StreamBody::new(stream.map_ok(Frame::data)).boxed()
+}
+
+/// Chunks in flight between a blocking producer and the connection.
+const IN_FLIGHT: usize = 4;
+
+/// A body produced on a blocking thread by `produce`, which hands each chunk
+/// to `send`. `send` blocks while [`IN_FLIGHT`] chunks wait for the client and
+/// answers `false` once the client has gone (the producer should stop). An
+/// error ends the body with that error. Sent with chunked transfer encoding.
+pub fn from_blocking<F>(produce: F) -> Body
+where
+    F: FnOnce(&mut dyn FnMut(Bytes) -> bool) -> io::Result<()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(IN_FLIGHT);
+    tokio::task::spawn_blocking(move || {
+        let mut send = |chunk: Bytes| tx.blocking_send(Ok(chunk)).is_ok();
+        if let Err(e) = produce(&mut send) {
             let _ = tx.blocking_send(Err(e));
         }
     });

@@ -4,6 +4,11 @@
 //! `upload_download_domains`, and so must every redirect hop, checked before
 //! it is followed (at most 5). The body is streamed to a temp file under the
 //! same size limit as a multipart upload.
+//!
+//! Such URLs often carry credentials (`https://user:pass@host/…`, signed
+//! query strings such as `?X-Amz-Signature=…`). Every URL this module hands
+//! out — for the record, in an error, in a log — goes through [`redact_url`]
+//! first; the raw URL is only ever given to the HTTP client.
 
 use std::time::Duration;
 
@@ -20,10 +25,70 @@ use crate::units::parse_duration;
 pub struct Fetched {
     pub file: tempfile::NamedTempFile,
     pub size: u64,
-    /// The hops followed, in order.
+    /// The hops followed, in order, redacted.
     pub redirects: Vec<String>,
     /// The last path segment of the URL, for the record.
     pub filename: String,
+}
+
+/// What replaces a secret in a redacted URL.
+pub const REDACTED: &str = "REDACTED";
+
+/// A URL fit to store, show and log: without user name and password, every
+/// query value and any fragment replaced by [`REDACTED`] (query names stay,
+/// so `?X-Amz-Signature=REDACTED` still says what was sent). Text that does
+/// not parse as a URL is redacted the same way by its punctuation and cut
+/// to 300 characters.
+pub fn redact_url(raw: &str) -> String {
+    match Url::parse(raw.trim()) {
+        Ok(url) if url.has_host() => redact_parsed(url),
+        _ => redact_text(raw.trim()),
+    }
+}
+
+fn redact_parsed(mut url: Url) -> String {
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    if let Some(query) = url.query() {
+        let redacted = redact_query(query);
+        url.set_query(Some(&redacted));
+    }
+    if url.fragment().is_some() {
+        url.set_fragment(Some(REDACTED));
+    }
+    url.to_string()
+}
+
+/// `a=1&b=2` → `a=REDACTED&b=REDACTED`; a bare name stays as it is.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) => format!("{name}={REDACTED}"),
+            None => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn redact_text(raw: &str) -> String {
+    let (scheme, rest) = match raw.find("://") {
+        Some(i) => raw.split_at(i + 3),
+        None => ("", raw),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (path, secret) = match tail.find(['?', '#']) {
+        Some(i) => (&tail[..i], true),
+        None => (tail, false),
+    };
+    let mut out: String = format!("{scheme}{host}{path}").chars().take(300).collect();
+    if secret {
+        out.push('?');
+        out.push_str(REDACTED);
+    }
+    out
 }
 
 /// Checks a URL against the scheme rule and the allow list; `None` if it may be fetched.
@@ -54,8 +119,10 @@ pub async fn fetch(state: &AppState, raw: &str) -> Result<Fetched, Error> {
             "upload by download is not enabled on this server".into(),
         ));
     }
-    let url = Url::parse(raw.trim())
-        .map_err(|e| Error::BadRequest(format!("url: {raw:?} is not a URL: {e}")))?;
+    let url = Url::parse(raw.trim()).map_err(|e| {
+        let shown = redact_url(raw);
+        Error::BadRequest(format!("url: {shown:?} is not a URL: {e}"))
+    })?;
     if let Some(why) = refusal(&url, &cfg.upload_download_domains, cfg.allow_http_downloads) {
         return Err(Error::BadRequest(why));
     }
@@ -64,16 +131,14 @@ pub async fn fetch(state: &AppState, raw: &str) -> Result<Fetched, Error> {
     let hops = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = hops.clone();
     let policy = reqwest::redirect::Policy::custom(move |attempt| {
-        let next = attempt.url().to_string();
+        let next = redact_url(attempt.url().as_str());
         if attempt.previous().len() >= 5 {
             return attempt.error(format!("url: more than 5 redirects (last to {next})"));
         }
         if let Some(why) = refusal(attempt.url(), &domains, allow_http) {
             return attempt.error(format!("redirect to {next}: {why}"));
         }
-        seen.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(attempt.url().to_string());
+        seen.lock().unwrap_or_else(|e| e.into_inner()).push(next);
         attempt.follow()
     });
     let timeout = parse_duration(&cfg.upload_download_timeout).unwrap_or(Duration::from_secs(600));
@@ -147,10 +212,22 @@ fn transport_error(e: reqwest::Error) -> Error {
         }
         return Error::BadRequest(msg);
     }
-    if e.is_timeout() {
-        return Error::GatewayTimeout(format!("url: the remote did not answer in time: {e}"));
+    // reqwest names the URL in its messages: name it redacted instead.
+    let at = e
+        .url()
+        .map(|u| format!(" ({})", redact_url(u.as_str())))
+        .unwrap_or_default();
+    let e = e.without_url();
+    let mut why = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        why = format!("{why}: {s}");
+        source = s.source();
     }
-    Error::BadGateway(format!("url: the download failed: {e}"))
+    if e.is_timeout() {
+        return Error::GatewayTimeout(format!("url: the remote{at} did not answer in time: {why}"));
+    }
+    Error::BadGateway(format!("url: the download{at} failed: {why}"))
 }
 
 #[cfg(test)]
@@ -171,5 +248,35 @@ mod tests {
                 .unwrap()
                 .contains("evil.example.net")
         );
+    }
+
+    #[test]
+    fn urls_lose_their_secrets() {
+        let cases = [
+            (
+                "https://user:pass@symbols.example.com/a/b.zip?X-Amz-Signature=abc&X-Amz-Date=1",
+                "https://symbols.example.com/a/b.zip?X-Amz-Signature=REDACTED&X-Amz-Date=REDACTED",
+            ),
+            (
+                "https://tok@symbols.example.com/b.zip?sig=s3cr3t#frag",
+                "https://symbols.example.com/b.zip?sig=REDACTED#REDACTED",
+            ),
+            (
+                "http://127.0.0.1:9/x.zip?plain",
+                "http://127.0.0.1:9/x.zip?plain",
+            ),
+            ("https://h.example/x.zip", "https://h.example/x.zip"),
+            // Not URLs: cut at the query, the user info dropped by punctuation.
+            (
+                "https://user:pa ss@[bad/x.zip?sig=s3cr3t",
+                "https://[bad/x.zip?REDACTED",
+            ),
+            ("no scheme at all?token=abc", "no scheme at all?REDACTED"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(redact_url(raw), want, "{raw}");
+        }
+        let long = format!("ht!tp://{}?k=v", "a".repeat(1000));
+        assert!(redact_url(&long).len() < 320);
     }
 }

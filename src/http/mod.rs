@@ -51,9 +51,9 @@ impl AppState {
         let config = Arc::new(store.config().clone());
         Arc::new(AppState {
             store,
-            config,
             uploads_in_flight: Default::default(),
-            missing: Default::default(),
+            missing: crate::store::missing::MissingLog::new(config.missing_max_rows),
+            config,
             metrics: crate::metrics::Metrics::new(),
             lookups: cache::LookupCache::new(100_000),
             blob_cache: cache::BlobCache::new(64 << 20),
@@ -133,7 +133,8 @@ pub fn spawn_missing_flusher(state: &Arc<AppState>) {
 
 /// The answer to a connection over `max_connections`.
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-Content-Type: text/plain\r\nContent-Length: 21\r\nRetry-After: 1\r\nConnection: close\r\n\r\n\
+Content-Type: text/plain\r\nX-Content-Type-Options: nosniff\r\nContent-Length: 21\r\nRetry-After: 1\r\n\
+Connection: close\r\n\r\n\
 Too many connections\n";
 
 /// Answers 503 and closes, reading what the client sent meanwhile (briefly)

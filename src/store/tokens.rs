@@ -19,6 +19,13 @@ pub const PERMISSIONS: &[&str] = &[
     "download",
 ];
 
+/// The longest lifetime a token may be given, in days (100 years). Longer
+/// ones would overflow the millisecond timestamps expiry is kept in.
+pub const MAX_LIFETIME_DAYS: u64 = 36_500;
+
+/// [`MAX_LIFETIME_DAYS`] in milliseconds.
+pub const MAX_LIFETIME_MS: i64 = MAX_LIFETIME_DAYS as i64 * 86_400_000;
+
 /// A token as listed (never with its secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Token {
@@ -43,7 +50,8 @@ pub struct NewToken<'a> {
     pub user: &'a str,
     pub permissions: &'a [String],
     pub note: &'a str,
-    /// Milliseconds from now until it expires; `None` never expires.
+    /// Milliseconds from now until it expires, at most [`MAX_LIFETIME_MS`];
+    /// `None` never expires.
     pub expires_in_ms: Option<i64>,
 }
 
@@ -67,6 +75,11 @@ impl Store {
             return Err(Error::BadRequest(format!(
                 "unknown permission {p:?}; known: {}",
                 PERMISSIONS.join(", ")
+            )));
+        }
+        if new.expires_in_ms.is_some_and(|ms| ms > MAX_LIFETIME_MS) {
+            return Err(Error::BadRequest(format!(
+                "expires: a token lives at most {MAX_LIFETIME_DAYS} days (100 years)"
             )));
         }
         let secret = random_hex(16);

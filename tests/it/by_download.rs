@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::support::*;
 
 /// Serves `routes` (path → raw response head and body) until the test ends.
-fn remote(routes: Vec<(&'static str, String, Vec<u8>)>) -> u16 {
+pub(crate) fn remote(routes: Vec<(&'static str, String, Vec<u8>)>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let routes = Arc::new(routes);
@@ -54,7 +54,11 @@ fn answer(mut conn: TcpStream, routes: &[(&'static str, String, Vec<u8>)], port:
     let _ = conn.write_all(body);
 }
 
-fn by_url(s: &TestServer, url: &str, try_value: Option<&str>) -> (u16, serde_json::Value) {
+pub(crate) fn by_url(
+    s: &TestServer,
+    url: &str,
+    try_value: Option<&str>,
+) -> (u16, serde_json::Value) {
     let mut form = vec![("url", url.to_string())];
     if let Some(t) = try_value {
         form.push(("try", t.to_string()));

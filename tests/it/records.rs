@@ -253,7 +253,8 @@ fn token_api_needs_manage_tokens() {
     assert_eq!(resp.status(), 403);
     assert!(resp.text().unwrap().contains("manage_tokens"));
 
-    let admin = s.create_token(&["manage_tokens"], "admin");
+    // A token may grant only what it holds (attack_records has the refusals).
+    let admin = s.create_token(&["manage_tokens", "upload_try"], "admin");
     let auth = ("Authorization", format!("Bearer {admin}"));
     let listed: Value = s
         .get_with("/api/tokens/", &[(auth.0, &auth.1)])

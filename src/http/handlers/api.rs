@@ -17,8 +17,9 @@ use crate::http::body::{self, Body};
 use crate::http::error::{json_error, json_status, method_not_allowed};
 use crate::http::routes::Api;
 use crate::identity::lookup::display;
+use crate::store::missing::MissingRow;
 use crate::store::records::{FileQuery, MemberRow, Page, Stats, UploadQuery, UploadSort};
-use crate::store::tokens::{NewToken, Token};
+use crate::store::tokens::{MAX_LIFETIME_DAYS, NewToken, Token};
 use crate::store::{KeyRow, UploadRow, now_ms};
 
 /// Runs blocking store work off the async threads.
@@ -321,37 +322,80 @@ fn stats_json(s: &Stats) -> Value {
     })
 }
 
-/// `/missingsymbols.csv`.
+/// Rows of the report read from the index per chunk of the CSV.
+const CSV_CHUNK_ROWS: u64 = 500;
+
+/// `/missingsymbols.csv`: streamed, read from the index a chunk of rows at a
+/// time on a blocking thread, so neither the body nor a reader connection is
+/// held whole however large the report or slow the client.
 pub async fn missing_csv(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     if let Err(resp) = require_records(&state, req.headers()).await {
         return resp;
     }
-    reply(blocking(&state, |s| s.all_missing()).await, |rows| {
+    // The first chunk is read before answering, so a broken index is a 500, not a cut body.
+    let first = blocking(&state, |s| s.missing_chunk(None, CSV_CHUNK_ROWS)).await;
+    let first = match first {
+        Ok(rows) => rows,
+        Err(e) => return json_error(&e),
+    };
+    let store = state.store.clone();
+    let body = body::from_blocking(move |send| {
         let mut out =
             String::from("debug_file,debug_id,code_file,code_id,count,first_seen,last_seen\n");
-        for m in rows {
-            let fields = [
-                csv(&m.debug_file),
-                csv(&m.debug_id),
-                csv(&m.code_file),
-                csv(&m.code_id),
-                m.count.to_string(),
-                rfc3339(m.first_seen),
-                rfc3339(m.last_seen),
-            ];
-            out.push_str(&fields.join(","));
-            out.push('\n');
+        let mut rows = first;
+        loop {
+            for m in &rows {
+                csv_row(&mut out, m);
+            }
+            if !send(std::mem::take(&mut out).into()) {
+                return Ok(()); // the client went away
+            }
+            let Some(last) = rows.last().filter(|_| rows.len() as u64 == CSV_CHUNK_ROWS) else {
+                return Ok(());
+            };
+            rows = store
+                .missing_chunk(Some(last.cursor()), CSV_CHUNK_ROWS)
+                .map_err(std::io::Error::other)?;
         }
-        body::with_type(StatusCode::OK, "text/csv; charset=utf-8", out)
-    })
+    });
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    resp
 }
 
-/// Quotes a CSV field when it needs it (RFC 4180).
-fn csv(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+/// Appends one row of the report.
+fn csv_row(out: &mut String, m: &MissingRow) {
+    let fields = [
+        csv(&m.debug_file),
+        csv(&m.debug_id),
+        csv(&m.code_file),
+        csv(&m.code_id),
+        m.count.to_string(),
+        rfc3339(m.first_seen),
+        rfc3339(m.last_seen),
+    ];
+    out.push_str(&fields.join(","));
+    out.push('\n');
+}
+
+/// A text cell of a CSV the server writes. A cell a spreadsheet would read
+/// as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return) gets a leading `'` so it is shown as text, and the cell is
+/// quoted when it needs it (RFC 4180).
+pub fn csv(s: &str) -> String {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let text = if formula {
+        format!("'{s}")
     } else {
         s.to_string()
+    };
+    if formula || text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
     }
 }
 
@@ -423,6 +467,18 @@ async fn tokens(state: Arc<AppState>, req: Request<Incoming>, route: Api) -> Res
     }
 }
 
+/// What `expires` of `POST /api/tokens/` must be.
+const EXPIRES_RULE: &str = "expires: a whole number of days from 1 to 36500 (100 years)";
+
+/// Whether `me` may put `permission` in a token it creates: only what it
+/// holds (`upload` covers `upload_try`). Unknown names are left to the store,
+/// which refuses them with 400.
+fn may_grant(me: &Token, permission: &str) -> bool {
+    me.has(permission)
+        || (permission == "upload_try" && me.has("upload"))
+        || !crate::store::tokens::PERMISSIONS.contains(&permission)
+}
+
 /// Creates a token for the caller's user from JSON `{"permissions": [...],
 /// "notes": "...", "expires": <days>}` (or the same as a form, permissions
 /// comma-separated). The secret is in the answer, once.
@@ -456,11 +512,12 @@ async fn create_token(state: Arc<AppState>, req: Request<Incoming>, me: Token) -
                 .collect(),
             _ => Vec::new(),
         };
-        (
-            perms,
-            v["notes"].as_str().unwrap_or("").to_string(),
-            v["expires"].as_u64(),
-        )
+        let days = match &v["expires"] {
+            Value::Null => None,
+            Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
+            _ => return bad(EXPIRES_RULE.into()),
+        };
+        (perms, v["notes"].as_str().unwrap_or("").to_string(), days)
     } else {
         let pairs = filters::query_pairs(std::str::from_utf8(&bytes).ok());
         let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -472,12 +529,24 @@ async fn create_token(state: Arc<AppState>, req: Request<Incoming>, me: Token) -
             .collect();
         let days = match get("expires").map(|d| d.parse::<u64>()) {
             Some(Ok(d)) => Some(d),
-            Some(Err(_)) => return bad("expires: a number of days".into()),
+            Some(Err(_)) => return bad(EXPIRES_RULE.into()),
             None => None,
         };
         (perms, get("notes").unwrap_or_default(), days)
     };
-    let expires_in_ms = Some(days.unwrap_or(365) as i64 * 86_400_000);
+    if let Some(p) = permissions.iter().find(|p| !may_grant(&me, p)) {
+        return json_status(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "this token lacks the {p} permission, so it cannot grant it; a token may grant only permissions it holds"
+            ),
+        );
+    }
+    let days = days.unwrap_or(365);
+    if !(1..=MAX_LIFETIME_DAYS).contains(&days) {
+        return bad(EXPIRES_RULE.into());
+    }
+    let expires_in_ms = Some(days as i64 * 86_400_000);
     let created = blocking(&state, move |s| {
         s.create_token(&NewToken {
             user: &me.user,
@@ -492,4 +561,25 @@ async fn create_token(state: Arc<AppState>, req: Request<Incoming>, me: Token) -
         v["key"] = json!(secret);
         body::json(StatusCode::CREATED, &json!({ "token": v }))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv;
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        assert_eq!(csv("xul.pdb"), "xul.pdb");
+        assert_eq!(csv("a,b"), "\"a,b\"");
+        assert_eq!(csv("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(
+            csv("=HYPERLINK(\"http://x\",\"y\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""
+        );
+        for bad in ["+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            let cell = csv(bad);
+            assert!(cell.starts_with("\"'"), "{bad:?} gave {cell:?}");
+        }
+        assert_eq!(csv(""), "");
+    }
 }

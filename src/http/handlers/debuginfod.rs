@@ -49,13 +49,10 @@ pub async fn debuginfod(
             match found.await {
                 Ok(Found::Key(hit)) => download::serve(&state, &req, &hit).await,
                 Ok(_) => {
-                    state.missing.record(Miss {
-                        debug_file: role_name.to_string(),
-                        debug_id: build_id,
-                        code_file: String::new(),
-                        code_id: String::new(),
-                    });
-                    state.metrics.missing_recorded.inc();
+                    if let Some(miss) = Miss::new(role_name, &build_id, "", "") {
+                        state.missing.record(miss);
+                        state.metrics.missing_recorded.inc();
+                    }
                     not_found()
                 }
                 // A broken index is not a miss; libdebuginfod caches errors, so say 404 all the same.

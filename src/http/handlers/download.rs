@@ -116,12 +116,11 @@ fn record_miss(state: &AppState, segs: &[String], query: Option<&str>) {
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    state.missing.record(Miss {
-        debug_file: segs[0].clone(),
-        debug_id: segs[1].clone(),
-        code_file: param("code_file"),
-        code_id: param("code_id"),
-    });
+    // Misses that no real client would send are answered but not recorded.
+    let Some(miss) = Miss::new(&segs[0], &segs[1], &param("code_file"), &param("code_id")) else {
+        return;
+    };
+    state.missing.record(miss);
     state.metrics.missing_recorded.inc();
 }
 
@@ -197,11 +196,16 @@ impl Hit {
             .ok()
             .map(|h| (*h.as_bytes(), encoding));
         let mut base = HeaderMap::new();
+        let file_name = row.key.rsplit('/').next().unwrap_or("");
         let content_type = match flavor {
-            Flavor::Breakpad => config.mime_for(row.key.rsplit('/').next().unwrap_or("")),
+            Flavor::Breakpad => config.mime_for(file_name),
             Flavor::Debuginfod => "application/octet-stream",
         };
         set(&mut base, header::CONTENT_TYPE, content_type);
+        set(&mut base, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+        if flavor == Flavor::Breakpad && renders_in_a_browser(file_name, content_type) {
+            set(&mut base, header::CONTENT_DISPOSITION, "attachment");
+        }
         set(&mut base, header::VARY, "Accept-Encoding");
         set(
             &mut base,
@@ -233,6 +237,37 @@ impl Hit {
     }
 }
 
+/// Extensions of files a browser would render (and run scripts in) when
+/// opened from our origin.
+const RENDERED_EXTENSIONS: [&str; 12] = [
+    "html", "htm", "shtml", "xhtml", "xht", "svg", "svgz", "xml", "xsl", "xslt", "js", "mjs",
+];
+
+/// Content types a browser renders as a document or runs.
+const RENDERED_TYPES: [&str; 9] = [
+    "text/html",
+    "application/xhtml+xml",
+    "image/svg+xml",
+    "text/xml",
+    "application/xml",
+    "text/xsl",
+    "application/javascript",
+    "text/javascript",
+    "application/ecmascript",
+];
+
+/// Whether a stored file of this name and content type would be rendered
+/// by a browser visiting its URL: such files are sent as attachments, so an
+/// uploaded page cannot run in our origin.
+pub fn renders_in_a_browser(file_name: &str, content_type: &str) -> bool {
+    let ext = file_name.rsplit_once('.').map_or("", |(_, e)| e);
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    RENDERED_EXTENSIONS
+        .iter()
+        .any(|e| e.eq_ignore_ascii_case(ext))
+        || RENDERED_TYPES.iter().any(|t| t.eq_ignore_ascii_case(mime))
+}
+
 /// `X-Debuginfod-Size` and `X-Debuginfod-File` (the key, percent-encoded).
 pub fn add_debuginfod_headers(h: &mut HeaderMap, size: u64, key: &str) {
     h.insert("x-debuginfod-size", HeaderValue::from(size));
@@ -241,8 +276,9 @@ pub fn add_debuginfod_headers(h: &mut HeaderMap, size: u64, key: &str) {
 }
 
 /// Headers a `304 Not Modified` keeps from the full response.
-const NOT_MODIFIED_KEEPS: [header::HeaderName; 5] = [
+const NOT_MODIFIED_KEEPS: [header::HeaderName; 6] = [
     header::CONTENT_TYPE,
+    header::X_CONTENT_TYPE_OPTIONS,
     header::ETAG,
     header::VARY,
     header::LAST_MODIFIED,
@@ -512,6 +548,30 @@ mod tests {
         assert_eq!(range(&h("range", "bytes=0-1,4-5"), 10), RangeAsk::None);
         assert_eq!(range(&h("range", "bytes=5-2"), 10), RangeAsk::None);
         assert_eq!(range(&h("range", "items=0-1"), 10), RangeAsk::None);
+    }
+
+    #[test]
+    fn pages_and_scripts_are_attachments() {
+        for (name, mime) in [
+            ("evil.html", "application/octet-stream"),
+            ("EVIL.SVG", "application/octet-stream"),
+            ("a.js", "application/octet-stream"),
+            ("a.xhtml", "application/octet-stream"),
+            ("a.xml", "application/octet-stream"),
+            ("notes.txt", "text/html; charset=utf-8"),
+            ("pic", "image/svg+xml"),
+            ("app", "application/javascript"),
+        ] {
+            assert!(renders_in_a_browser(name, mime), "{name} {mime}");
+        }
+        for (name, mime) in [
+            ("xul.sym", "text/plain"),
+            ("xul.pdb", "application/octet-stream"),
+            ("html", "application/octet-stream"),
+            ("libxul.so.dbg", "application/octet-stream"),
+        ] {
+            assert!(!renders_in_a_browser(name, mime), "{name} {mime}");
+        }
     }
 
     #[test]

@@ -25,7 +25,12 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     let r = route(uri.path(), uri.query());
     let group = group_of(&r);
     let metrics_state = state.clone();
-    let resp = dispatch(state, req, r).await;
+    let mut resp = dispatch(state, req, r).await;
+    // On every response: never let a browser guess a type we did not send.
+    // (Cached download hits carry it already; this is then one lookup.)
+    resp.headers_mut()
+        .entry(http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(http::HeaderValue::from_static("nosniff"));
     let status = resp.status().as_u16();
     let m = &metrics_state.metrics;
     m.requests

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::api::{blocking, file_query, require_records, today_start, upload_query};
@@ -48,6 +48,11 @@ padding:.3em .5em;text-align:left;vertical-align:top}code,.mono{font-family:ui-m
 .failed{color:#a00}form.filters input{margin-right:.5em}input.copy{width:100%;font-family:monospace}\
 .totals span{display:inline-block;margin-right:2em}";
 
+/// What the pages may load: their own inline style sheet and nothing else
+/// (no scripts at all); forms submit to this server; no framing, no `<base>`.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 fn layout(title: &str, content: &str) -> Response<Body> {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · symdepot</title>\
@@ -56,7 +61,14 @@ fn layout(title: &str, content: &str) -> Response<Body> {
          </body></html>",
         esc(title)
     );
-    body::with_type(StatusCode::OK, "text/html; charset=utf-8", html)
+    let mut resp = body::with_type(StatusCode::OK, "text/html; charset=utf-8", html);
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    resp
 }
 
 fn error_page(status: StatusCode, message: &str) -> Response<Body> {
@@ -360,8 +372,7 @@ async fn file(state: &Arc<AppState>, id: i64) -> Rendered {
         let url = format!("{base}{prefix}{path}");
         let _ = write!(
             content,
-            "<li><a class=\"mono\" href=\"{u}\">{u}</a><input class=\"copy\" readonly value=\"{u}\" \
-             onclick=\"this.select()\"></li>",
+            "<li><a class=\"mono\" href=\"{u}\">{u}</a><input class=\"copy\" readonly value=\"{u}\"></li>",
             u = esc(&url)
         );
     }

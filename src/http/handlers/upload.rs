@@ -423,7 +423,7 @@ async fn receive_by_download(state: &AppState, body: Incoming) -> Result<Receive
         filename: fetched.filename,
         size: fetched.size,
         try_value: get("try"),
-        download_url: Some(url),
+        download_url: Some(crate::http::fetch::redact_url(&url)),
         redirects: fetched.redirects,
     })
 }
