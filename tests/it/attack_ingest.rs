@@ -1,6 +1,165 @@
 //! Upload resources (descriptors, temp space, memory), clients that vanish,
 //! and damaged blobs.
 
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use reqwest::blocking::multipart;
+
+use crate::support::*;
+
+/// A member that sniffs as ELF (its magic, then zeros: no id of its own), so
+/// phase 1 spools it once it passes 64 KiB.
+fn elf_like(len: usize) -> Vec<u8> {
+    let mut data = b"\x7fELF".to_vec();
+    data.resize(len, 0);
+    data
+}
+
+/// `n` ELF-like members of `len` bytes under Tecken keys.
+fn elf_like_zip(n: usize, len: usize) -> Vec<u8> {
+    let data = elf_like(len);
+    let names: Vec<String> = (0..n)
+        .map(|i| format!("bin{i}.so/{:032X}0/bin{i}.so", i + 1))
+        .collect();
+    let members: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(|n| (n.as_str(), data.as_slice()))
+        .collect();
+    zip_of(&members)
+}
+
+/// Starts `symdepot serve` on `dir` under `prlimit --nofile=<soft>:<hard>`;
+/// returns it and its address.
+fn spawn_daemon_with_nofile(dir: &Path, soft: u64, hard: u64) -> (Child, String) {
+    let mut child = Command::new("prlimit")
+        .arg(format!("--nofile={soft}:{hard}"))
+        .arg(env!("CARGO_BIN_EXE_symdepot"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("SYMDEPOT_LISTEN")
+        .env("SYMDEPOT_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the daemon logs before it exits")
+            .unwrap();
+        if let Some(pos) = line.find("listening on http://") {
+            break line[pos + "listening on http://".len()..]
+                .trim()
+                .to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+fn stop(mut child: Child) {
+    sigterm(&child);
+    wait_exit(&mut child);
+}
+
+#[test]
+fn an_upload_of_more_binaries_than_open_files_allowed_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = create_token_cli(&data, "upload");
+    let (child, addr) = spawn_daemon_with_nofile(&data, 256, 256);
+    let status = post(&addr, &token, elf_like_zip(1100, 70 * 1024));
+    stop(child);
+    assert_eq!(
+        status,
+        Some(201),
+        "1100 spooled members under 256 descriptors"
+    );
+    let db = rusqlite::Connection::open(data.join("index.sqlite3")).unwrap();
+    let keys: i64 = db
+        .query_row("SELECT COUNT(*) FROM keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(keys, 1100);
+    assert!(files_under(&data.join("tmp")).is_empty());
+}
+
+#[test]
+fn the_daemon_raises_its_soft_open_file_limit_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (child, _addr) = spawn_daemon_with_nofile(&data, 256, 4096);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    stop(child);
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&fields[3..5], ["4096", "4096"], "{line}");
+}
+
+#[test]
+fn binaries_needing_more_temp_space_than_max_spool_bytes_get_413_and_leave_nothing() {
+    let s = TestServer::with_config(|c| c.max_spool_bytes = 1 << 20);
+    let body = refused(&s, elf_like_zip(3, 600 * 1024), 413);
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("max_spool_bytes"), "{error}");
+    assert!(error.contains("temporary space"), "{error}");
+    assert_nothing_stored(&s);
+}
+
+#[test]
+fn members_of_unknown_kind_and_text_are_checked_without_temp_space() {
+    // Zero-filled members (the 3 000 × 1 MiB attack), a large source map and a
+    // large JS bundle: none is spooled, so a zero spool allowance takes them all.
+    let s = TestServer::with_config(|c| c.max_spool_bytes = 0);
+    let zeros = vec![0u8; 1 << 20];
+    let mut map = br#"{"version":3,"sources":["a.js"],"sourcesContent":[""#.to_vec();
+    map.resize(map.len() + 300 * 1024, b'x');
+    map.extend_from_slice(
+        br#""],"mappings":"AAAA","debugId":"85314830-023f-4cf1-a267-535f4e37bb17"}"#,
+    );
+    let mut bundle = b"console.log(1);\n".repeat(20_000);
+    bundle.extend_from_slice(b"//# debugId=11111111-2222-3333-4444-555555555555\n");
+    let zip = zip_of(&[("maps/app.js.map", &map), ("js/app.js", &bundle)]);
+    let resp = post_zip(&s, "/upload/?layout=auto", zip);
+    assert_eq!(resp.status(), 201);
+    let body: serde_json::Value = resp.json().unwrap();
+    let keys = body["upload"]["uploaded_keys"].to_string();
+    assert!(
+        keys.contains("app.js.map/85314830023F4CF1A267535F4E37BB170/app.js.map"),
+        "{keys}"
+    );
+    assert!(
+        keys.contains("app.js/11111111222233334444555555555555"),
+        "{keys}"
+    );
+    // Unknown kinds carry no id of their own: they go under Tecken keys.
+    let names: Vec<String> = (0..50)
+        .map(|i| format!("zeros{i}.bin/{:032X}0/zeros{i}.bin", i + 1))
+        .collect();
+    let members: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &zeros[..])).collect();
+    s.upload_ok(zip_of(&members));
+    assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 52);
+    assert!(s.tmp_files().is_empty());
+}
+
+/// Posts a zip as a `symbols.zip` part to `path`.
+fn post_zip(s: &TestServer, path: &str, zip: Vec<u8>) -> reqwest::blocking::Response {
+    let form = multipart::Form::new().part(
+        "symbols.zip",
+        multipart::Part::bytes(zip).file_name("symbols.zip"),
+    );
+    s.client
+        .post(s.url(path))
+        .header("Auth-Token", &s.token)
+        .multipart(form)
+        .send()
+        .unwrap()
+}
+
 /// Counts the bytes the current thread allocates, so a test can bound what
 /// one call costs in memory (threads of other tests are not counted).
 mod counting {
