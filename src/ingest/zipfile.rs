@@ -30,6 +30,7 @@ use tempfile::TempPath;
 use zip::read::{OwnedZipFileEntry, ZipReadOptions};
 use zip::unstable::read::ZipIterable;
 
+use super::Cancel;
 use super::parallel::par_map;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -306,15 +307,34 @@ struct Totals {
 
 /// Inflates and hashes every member in parallel, checks identities and
 /// duplicates. Returns one `Checked` per distinct key, in zip order.
-pub fn check_all(listing: &Listing, cfg: &Config, tmp: &Path) -> Result<Vec<Checked>> {
-    let totals = Totals::default();
+/// Setting `cancel` stops it between members and between chunks of one.
+pub fn check_all(
+    listing: &Listing,
+    cfg: &Config,
+    tmp: &Path,
+    cancel: &Cancel,
+) -> Result<Vec<Checked>> {
+    let ctx = Context {
+        cfg,
+        tmp,
+        cancel,
+        totals: Totals::default(),
+    };
     let checked = par_map(
         &listing.members,
         cfg.workers(),
         || listing.reader.clone(),
-        |reader, (i, placement)| check_member(listing, reader, *i, placement, cfg, &totals, tmp),
+        |reader, (i, placement)| check_member(listing, reader, *i, placement, &ctx),
     )?;
     dedupe(listing, checked)
+}
+
+/// What every member's check shares.
+struct Context<'a> {
+    cfg: &'a Config,
+    tmp: &'a Path,
+    cancel: &'a Cancel,
+    totals: Totals,
 }
 
 /// What one pass of inflating a member saw.
@@ -334,12 +354,11 @@ fn check_member(
     reader: &mut SharedFile,
     i: usize,
     placement: &Placement,
-    cfg: &Config,
-    totals: &Totals,
-    tmp: &Path,
+    ctx: &Context<'_>,
 ) -> Result<Checked> {
+    ctx.cancel.check()?;
     let name = listing.name(i);
-    let inflated = inflate(listing, reader, i, &name, cfg, totals, tmp)?;
+    let inflated = inflate(listing, reader, i, &name, ctx)?;
     let declared = listing.entries[i].size();
     if inflated.size != declared {
         return Err(Error::invalid(
@@ -392,10 +411,9 @@ fn inflate(
     reader: &mut SharedFile,
     i: usize,
     name: &str,
-    cfg: &Config,
-    totals: &Totals,
-    tmp: &Path,
+    ctx: &Context<'_>,
 ) -> Result<Inflated> {
+    let (cfg, totals) = (ctx.cfg, &ctx.totals);
     let compressed = listing.entries[i].compressed_size().max(1);
     let mut src = listing.open(i, reader)?;
     let mut hasher = blake3::Hasher::new();
@@ -412,6 +430,7 @@ fn inflate(
         if n == 0 {
             break;
         }
+        ctx.cancel.check()?;
         let chunk = &buf[..n];
         size += n as u64;
         check_limits(name, size, compressed, n as u64, cfg, &totals.inflated)?;
@@ -433,7 +452,7 @@ fn inflate(
             count_spool(name, prefix.len() as u64, cfg, &totals.spooled)?;
             let (file, path) = tempfile::Builder::new()
                 .prefix("spool-")
-                .tempfile_in(tmp)?
+                .tempfile_in(ctx.tmp)?
                 .into_parts();
             spool_path = Some(path);
             let mut w = BufWriter::with_capacity(256 * 1024, file);

@@ -246,3 +246,145 @@ fn a_source_map_version_of_60_mb_is_never_built_in_memory() {
     assert!(id.is_none());
     assert!(peak < 256 * 1024, "identifying took {peak} bytes");
 }
+
+/// The multipart head of a `symbols.zip` part and its closing boundary.
+fn multipart_parts() -> (String, Vec<u8>, Vec<u8>) {
+    let boundary = "symdepotboundary7MA4YWxkTrZu0gW".to_string();
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"symbols.zip\"; \
+         filename=\"symbols.zip\"\r\nContent-Type: application/zip\r\n\r\n"
+    )
+    .into_bytes();
+    let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
+    (boundary, head, tail)
+}
+
+/// Opens a connection and sends an upload's request head declaring
+/// `content_length` bytes, then `body`; returns the open socket.
+fn start_raw_upload(
+    s: &TestServer,
+    boundary: &str,
+    content_length: usize,
+    body: &[u8],
+) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut sock = std::net::TcpStream::connect(s.addr).unwrap();
+    let head = format!(
+        "POST /upload/ HTTP/1.1\r\nHost: {}\r\nAuth-Token: {}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {content_length}\r\n\r\n",
+        s.addr, s.token
+    );
+    sock.write_all(head.as_bytes()).unwrap();
+    sock.write_all(body).unwrap();
+    sock.flush().unwrap();
+    sock
+}
+
+/// Polls the upload record until its status is no longer `running`.
+fn wait_until_ended(s: &TestServer, id: i64) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let resp = s.get(&format!("/api/uploads/upload/{id}"));
+        if resp.status() == 200 {
+            let body: serde_json::Value = resp.json().unwrap();
+            if body["upload"]["status"] != "running" {
+                return body["upload"].clone();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upload {id} still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn aborted_in_metrics(s: &TestServer) -> String {
+    let text = s.get("/metrics").text().unwrap();
+    text.lines()
+        .find(|l| l.starts_with("symdepot_uploads_total{outcome=\"aborted\"}"))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn a_client_that_leaves_mid_body_leaves_an_aborted_record_counted_in_metrics() {
+    let s = TestServer::start();
+    let (boundary, head, _) = multipart_parts();
+    let mut body = head;
+    body.extend_from_slice(&vec![b'z'; 100_000]);
+    let sock = start_raw_upload(&s, &boundary, 10_000_000, &body);
+    drop(sock);
+    let upload = wait_until_ended(&s, 1);
+    assert_eq!(upload["status"], "aborted", "{upload}");
+    assert_eq!(upload["files_count"], 0);
+    assert_eq!(
+        aborted_in_metrics(&s),
+        "symdepot_uploads_total{outcome=\"aborted\"} 1"
+    );
+    assert_nothing_stored(&s);
+}
+
+#[test]
+fn a_client_that_leaves_during_ingest_stops_it_and_leaves_an_aborted_record() {
+    let s = TestServer::start();
+    let n = 3000;
+    let members: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let id = format!("{:032X}{}", i + 1, i % 10);
+            let module = format!("lib{i}.pdb");
+            (format!("{module}/{id}/lib{i}.sym"), sym(&module, &id, ""))
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = members
+        .iter()
+        .map(|(k, d)| (k.as_str(), d.as_slice()))
+        .collect();
+    let zip = zip_of(&refs);
+    let (boundary, head, tail) = multipart_parts();
+    let mut body = head;
+    body.extend_from_slice(&zip);
+    body.extend_from_slice(&tail);
+    let sock = start_raw_upload(&s, &boundary, body.len(), &body);
+    // Leave once the server holds the whole body, so the ingest is what gets stopped.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !s.tmp_files().iter().any(|f| {
+        f.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("upload-")
+            && std::fs::metadata(f).is_ok_and(|m| m.len() == zip.len() as u64)
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the body never arrived"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    drop(sock);
+    let upload = wait_until_ended(&s, 1);
+    assert_eq!(upload["status"], "aborted", "{upload}");
+    assert_eq!(upload["http_status"], 499);
+    // The record counts what was committed, and the work stopped well short of the whole zip.
+    let committed = s.count("SELECT COUNT(*) FROM keys");
+    assert_eq!(upload["files_count"], committed, "{upload}");
+    assert!(
+        committed < n as i64 / 2,
+        "{committed} of {n} members committed"
+    );
+    assert_eq!(
+        aborted_in_metrics(&s),
+        "symdepot_uploads_total{outcome=\"aborted\"} 1"
+    );
+    // The upload's body and spools are gone once it ended.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !s.tmp_files().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tmp: {:?}",
+            s.tmp_files()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
