@@ -388,3 +388,108 @@ fn a_client_that_leaves_during_ingest_stops_it_and_leaves_an_aborted_record() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Flips one bit of the byte at `at` (from the end when negative) of a file in place.
+fn flip_byte(path: &Path, at: i64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = if at < 0 {
+        bytes.len() - at.unsigned_abs() as usize
+    } else {
+        at as usize
+    };
+    bytes[i] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A small file of no known kind (stored as it is) and a `.sym` (stored gzip).
+fn two_small_files() -> Vec<(String, Vec<u8>)> {
+    let bin: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (sym_key, sym_data) = good_member();
+    vec![(format!("bin.so/{ID_B}/bin.so"), bin), (sym_key, sym_data)]
+}
+
+fn upload_members(s: &TestServer, members: &[(String, Vec<u8>)]) {
+    let refs: Vec<(&str, &[u8])> = members
+        .iter()
+        .map(|(k, d)| (k.as_str(), d.as_slice()))
+        .collect();
+    s.upload_ok(zip_of(&refs));
+}
+
+fn blob_of(s: &TestServer, gzip: bool) -> std::path::PathBuf {
+    s.blobs()
+        .into_iter()
+        .find(|b| b.to_string_lossy().ends_with(".gz") == gzip)
+        .unwrap()
+}
+
+#[test]
+fn a_flipped_byte_in_a_small_blob_is_answered_500_never_served_or_cached() {
+    let s = TestServer::start();
+    let members = two_small_files();
+    upload_members(&s, &members);
+    for gzip in [false, true] {
+        flip_byte(&blob_of(&s, gzip), -20);
+    }
+    for (key, _) in &members {
+        for accept in ["gzip", "identity"] {
+            let resp = s.get_with(&format!("/{key}"), &[("Accept-Encoding", accept)]);
+            assert_eq!(resp.status(), 500, "{key} ({accept})");
+            assert!(resp.headers().get("etag").is_none());
+            assert_eq!(resp.text().unwrap(), "Stored file unreadable");
+        }
+    }
+    // Mended on disk, the files are served again: nothing damaged was cached.
+    for gzip in [false, true] {
+        flip_byte(&blob_of(&s, gzip), -20);
+    }
+    for (key, data) in &members {
+        let resp = s.get_with(&format!("/{key}"), &[("Accept-Encoding", "identity")]);
+        assert_eq!(resp.status(), 200, "{key}");
+        assert_eq!(resp.bytes().unwrap().as_ref(), data.as_slice());
+    }
+}
+
+#[test]
+fn verify_repair_restores_a_damaged_or_missing_blob_from_an_intact_copy_in_the_layout() {
+    let s = TestServer::start();
+    let members = two_small_files();
+    upload_members(&s, &members);
+    // Each layout entry becomes a copy (as where the filesystem refuses another link).
+    for (key, _) in &members {
+        let entry = s.data_dir().join("release").join(key);
+        let bytes = std::fs::read(&entry).unwrap();
+        std::fs::remove_file(&entry).unwrap();
+        std::fs::write(&entry, bytes).unwrap();
+    }
+    flip_byte(&blob_of(&s, true), -20);
+    std::fs::remove_file(blob_of(&s, false)).unwrap();
+    let out = symdepot(&s.data_dir()).arg("verify").output().unwrap();
+    assert!(!out.status.success(), "verify sees the damage");
+
+    let out = symdepot(&s.data_dir())
+        .args(["verify", "--repair"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.matches("restored from the intact copy").count(),
+        2,
+        "{stdout}"
+    );
+
+    let out = symdepot(&s.data_dir()).arg("verify").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(!stdout.contains("DAMAGED"), "{stdout}");
+    for (key, data) in &members {
+        let resp = s.get_with(&format!("/{key}"), &[("Accept-Encoding", "identity")]);
+        assert_eq!(resp.status(), 200, "{key}");
+        assert_eq!(resp.bytes().unwrap().as_ref(), data.as_slice());
+    }
+}
