@@ -323,6 +323,7 @@ fn a_client_that_leaves_mid_body_leaves_an_aborted_record_counted_in_metrics() {
         aborted_in_metrics(&s),
         "symdepot_uploads_total{outcome=\"aborted\"} 1"
     );
+    wait_for_empty_tmp(&s);
     assert_nothing_stored(&s);
 }
 
@@ -377,7 +378,12 @@ fn a_client_that_leaves_during_ingest_stops_it_and_leaves_an_aborted_record() {
         aborted_in_metrics(&s),
         "symdepot_uploads_total{outcome=\"aborted\"} 1"
     );
-    // The upload's body and spools are gone once it ended.
+    wait_for_empty_tmp(&s);
+}
+
+/// Polls until `tmp/` is empty: an abandoned upload's body and spools go
+/// with its request.
+fn wait_for_empty_tmp(s: &TestServer) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !s.tmp_files().is_empty() {
         assert!(

@@ -9,9 +9,10 @@
 //! A client may go away at any point. hyper then drops the handler's future,
 //! and with it an [`Abandon`] guard: it cancels the ingest (which stops
 //! between members, keeping what it committed) and sees that the record ends
-//! as `aborted` with the members committed so far — written by the ingest's
-//! own thread when it is still running (so the count is final), else by the
-//! guard on a blocking thread. A body cut short ends the same way.
+//! as `aborted` with the members committed so far — written by the blocking
+//! task still running on the upload (the ingest, or the record's creation)
+//! when it returns, so the count is final, else by the guard on a blocking
+//! thread. A body cut short ends the same way.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,21 +63,20 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         token_id: Some(token.id),
         ..UploadStart::default()
     };
-    let store = state.store.clone();
-    let upload_id = match tokio::task::spawn_blocking(move || store.begin_upload(&start)).await {
-        Ok(Ok(id)) => id,
+    // Guarded from before the record exists: a client gone while it is
+    // written still gets it ended.
+    let abandon = Abandon::new(&state, declared_length(req.headers()).unwrap_or(0));
+    let guard = AbandonGuard::new(&abandon);
+    let upload_id = match begin_record(&abandon, start).await {
+        Ok(id) => id,
         // A full disk cannot even take the record: say so once the client has sent its body.
-        Ok(Err(e)) => return refuse(req, &e).await,
-        Err(e) => return refuse(req, &Error::Io(std::io::Error::other(e))).await,
+        Err(e) => {
+            guard.disarm();
+            return refuse(req, &e).await;
+        }
     };
     let created_at = now_ms();
     let started = std::time::Instant::now();
-    let abandon = Abandon::new(
-        &state,
-        upload_id,
-        declared_length(req.headers()).unwrap_or(0),
-    );
-    let guard = AbandonGuard::new(&abandon);
     let result = receive_and_ingest(&state, req, &token, upload_id, &abandon).await;
     if let Err((Error::Cancelled(_), _)) = &result {
         // The body was cut short: the client is gone. The guard ends the record.
@@ -142,8 +142,9 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
 enum Owner {
     /// The handler (receiving the body, or holding the ingest's result).
     Handler,
-    /// The ingest's blocking thread, which is still running.
-    Ingest,
+    /// A blocking task still running (writing the record, or the ingest):
+    /// it ends the record itself when it returns.
+    Blocking,
     /// The record is ended, or its ending is claimed.
     Done,
 }
@@ -153,17 +154,18 @@ enum Owner {
 #[derive(Debug)]
 struct Abandon {
     state: Arc<AppState>,
-    upload_id: i64,
+    /// The record, once written.
+    upload_id: std::sync::OnceLock<i64>,
     size: u64,
     cancel: Cancel,
     owner: Mutex<Owner>,
 }
 
 impl Abandon {
-    fn new(state: &Arc<AppState>, upload_id: i64, size: u64) -> Arc<Abandon> {
+    fn new(state: &Arc<AppState>, size: u64) -> Arc<Abandon> {
         Arc::new(Abandon {
             state: state.clone(),
-            upload_id,
+            upload_id: std::sync::OnceLock::new(),
             size,
             cancel: Cancel::default(),
             owner: Mutex::new(Owner::Handler),
@@ -174,17 +176,17 @@ impl Abandon {
         self.owner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The ingest starts on its blocking thread.
-    fn ingest_started(&self) {
+    /// Blocking work on the upload starts.
+    fn blocking_started(&self) {
         let mut owner = self.owner();
         if *owner == Owner::Handler {
-            *owner = Owner::Ingest;
+            *owner = Owner::Blocking;
         }
     }
 
-    /// The ingest returned (on its blocking thread): if the client left
-    /// meanwhile, the record is ended here, with the final count.
-    fn ingest_finished(&self) {
+    /// Blocking work returned (on its thread): if the client left meanwhile,
+    /// the record is ended here, after the last commit, so its count is final.
+    fn blocking_finished(&self) {
         let mut owner = self.owner();
         if self.cancel.is_cancelled() {
             if *owner != Owner::Done {
@@ -192,7 +194,7 @@ impl Abandon {
                 drop(owner);
                 self.end_record();
             }
-        } else if *owner == Owner::Ingest {
+        } else if *owner == Owner::Blocking {
             *owner = Owner::Handler;
         }
     }
@@ -214,23 +216,39 @@ impl Abandon {
         }
     }
 
-    /// Blocking: ends the record as `aborted` and counts it.
+    /// Blocking: ends the record (if it was written) as `aborted` and counts it.
     fn end_record(&self) {
+        let Some(&upload_id) = self.upload_id.get() else {
+            return;
+        };
         let error = "the client closed the connection before the upload was answered";
-        if let Err(e) = self
-            .state
-            .store
-            .abort_upload(self.upload_id, self.size, error)
-        {
-            tracing::error!(upload_id = self.upload_id, error = %e, "could not end the upload record");
+        if let Err(e) = self.state.store.abort_upload(upload_id, self.size, error) {
+            tracing::error!(upload_id, error = %e, "could not end the upload record");
         }
-        tracing::info!(upload_id = self.upload_id, "upload abandoned by its client");
+        tracing::info!(upload_id, "upload abandoned by its client");
         self.state
             .metrics
             .uploads
             .get_or_create(&crate::metrics::UploadLabels { outcome: "aborted" })
             .inc();
     }
+}
+
+/// Writes an upload's record on a blocking thread that ends it itself if the
+/// client leaves meanwhile.
+async fn begin_record(abandon: &Arc<Abandon>, start: UploadStart) -> Result<i64, Error> {
+    let abandon = abandon.clone();
+    abandon.blocking_started();
+    tokio::task::spawn_blocking(move || {
+        let id = abandon.state.store.begin_upload(&start);
+        if let Ok(id) = id {
+            let _ = abandon.upload_id.set(id);
+        }
+        abandon.blocking_finished();
+        id
+    })
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(e)))?
 }
 
 /// Tells an [`Abandon`] that the client is gone when dropped, unless disarmed.
@@ -476,7 +494,7 @@ async fn ingest_received(
     let tmp = received.file;
     let filename = received.filename.clone();
     let abandon = abandon.clone();
-    abandon.ingest_started();
+    abandon.blocking_started();
     let report = tokio::task::spawn_blocking(move || {
         let r = ingest::ingest_upload(
             &store,
@@ -488,7 +506,7 @@ async fn ingest_received(
             &abandon.cancel,
         );
         drop(tmp);
-        abandon.ingest_finished();
+        abandon.blocking_finished();
         r
     })
     .await
