@@ -373,18 +373,7 @@ fn check_member(
         Placement::Key(key) => key.file.as_str(),
         Placement::Auto(file) => file.as_str(),
     };
-    let identity = match &inflated.spool {
-        Some(path) => identity::identify(File::open(path)?, file_name),
-        None if inflated.prefix.len() <= PREFIX_LEN => {
-            identity::identify_bytes(&inflated.prefix, file_name)
-        }
-        None => identity::identify_sequential(
-            &inflated.prefix[..PREFIX_LEN],
-            &inflated.tail,
-            || listing.open(i, reader).ok(),
-            file_name,
-        ),
-    };
+    let identity = identify_inflated(listing, reader, i, &inflated, file_name)?;
     let key = match placement {
         Placement::Key(key) => {
             check_identity(&name, key, &identity)?;
@@ -401,6 +390,29 @@ fn check_member(
         size: inflated.size,
         identity,
         spool: inflated.spool.map(|p| Arc::new(Spool::Temp(p))),
+    })
+}
+
+/// The identity of member `i`: read from its spool, from its bytes when it
+/// is small, else from its ends (or, for JSON, a second streaming inflate).
+fn identify_inflated(
+    listing: &Listing,
+    reader: &mut SharedFile,
+    i: usize,
+    inflated: &Inflated,
+    file_name: &str,
+) -> Result<Identity> {
+    Ok(match &inflated.spool {
+        Some(path) => identity::identify(File::open(path)?, file_name),
+        None if inflated.prefix.len() <= PREFIX_LEN => {
+            identity::identify_bytes(&inflated.prefix, file_name)
+        }
+        None => identity::identify_sequential(
+            &inflated.prefix[..PREFIX_LEN],
+            &inflated.tail,
+            || listing.open(i, reader).ok(),
+            file_name,
+        ),
     })
 }
 
