@@ -220,6 +220,7 @@ fn ingest(config: Config, paths: &[std::path::PathBuf], is_try: bool) -> anyhow:
             Namespace::from_try(is_try),
             Some(upload_id),
             Layout::Auto,
+            &crate::ingest::Cancel::default(),
         );
         let (status, error, count) = match &result {
             Ok(r) => (201, None, r.files_count() as u64),

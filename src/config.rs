@@ -35,6 +35,11 @@ pub struct Config {
     /// Largest total of uncompressed member bytes in one zip. Default 16 GiB.
     #[serde(with = "serde_size")]
     pub max_uncompressed_bytes: u64,
+    /// Most temporary space one upload's binary members may take while they are
+    /// checked: members over 64 KiB that sniff as ELF, Mach-O, PE or PDB are
+    /// inflated to `tmp/` so their ids can be read wherever they sit. Default 4 GiB.
+    #[serde(with = "serde_size")]
+    pub max_spool_bytes: u64,
     /// Most members one zip may hold. Default 100 000.
     pub max_members: u64,
     /// Highest uncompressed:compressed ratio a member may have (checked once a member
@@ -111,6 +116,7 @@ impl Default for Config {
             public_url: String::new(),
             max_upload_bytes: 2 << 30,
             max_uncompressed_bytes: 16 << 30,
+            max_spool_bytes: 4 << 30,
             max_members: 100_000,
             max_compression_ratio: 200,
             disallowed_snippets: vec!["qcom/proprietary".to_string()],

@@ -51,6 +51,11 @@ pub enum Error {
     /// The data dir's filesystem is full (507).
     #[error("the data directory's filesystem is full: {0}")]
     StorageFull(String),
+    /// The work was stopped because whoever asked for it went away: an upload's
+    /// client closed its connection (499, nginx's "client closed request"; no
+    /// client ever sees it). What was committed before stays.
+    #[error("{0}")]
+    Cancelled(String),
     /// Any other filesystem failure (500).
     #[error("storage error: {0}")]
     Io(io::Error),

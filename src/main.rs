@@ -2,6 +2,7 @@ use clap::Parser;
 
 fn main() {
     return_freed_memory();
+    raise_open_file_limit();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SYMDEPOT_LOG")
@@ -33,5 +34,31 @@ fn return_freed_memory() {
         libc::mallopt(libc::M_ARENA_MAX, 1);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit. Many systems start
+/// processes at a soft limit of 1 024 while allowing far more; the daemon
+/// holds a descriptor per connection (up to `max_connections`, default 1 024)
+/// besides its index, uploads and ingest workers, so the default would be the
+/// first limit it met under load. Failure leaves the limit as it was.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct it is given, which lives on this stack.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+            || lim.rlim_cur >= lim.rlim_max
+        {
+            return;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit only reads the struct it is given.
+        unsafe {
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
 }

@@ -21,7 +21,7 @@ pub struct RequestLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UploadLabels {
-    /// `complete` or `failed`.
+    /// `complete`, `failed`, or `aborted` (the client went away first).
     pub outcome: &'static str,
 }
 

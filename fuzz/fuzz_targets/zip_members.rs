@@ -39,7 +39,12 @@ fuzz_target!(|data: &[u8]| {
         let Ok(listing) = list(zip.path(), &s.config, auto) else {
             continue;
         };
-        if let Ok(checked) = check_all(&listing, &s.config, s.dir.path()) {
+        if let Ok(checked) = check_all(
+            &listing,
+            &s.config,
+            s.dir.path(),
+            &symdepot::ingest::Cancel::default(),
+        ) {
             for member in checked {
                 let key = member.key.key();
                 if !auto {

@@ -6,6 +6,12 @@ use serde_json::json;
 use super::body::{self, Body};
 use crate::error::Error;
 
+/// 499, nginx's status for a request its client abandoned (recorded, never sent).
+pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
 /// The HTTP status for a core error. This is the whole table.
 pub fn status_of(e: &Error) -> StatusCode {
     match e {
@@ -19,6 +25,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::NotFound => StatusCode::NOT_FOUND,
         Error::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
         Error::Refused(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Cancelled(_) => CLIENT_CLOSED_REQUEST,
         Error::Io(_) | Error::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

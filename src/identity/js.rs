@@ -2,28 +2,43 @@
 //! `//# debugId=<uuid>` comment in the last 5 lines), and the deterministic id
 //! `symdepot id` gives files that lack one.
 
+use std::fmt;
 use std::io::Read;
 
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use sha1::{Digest, Sha1};
 
 use super::Identity;
 
-#[derive(Deserialize)]
+/// What identity needs of a source map's top-level object.
+#[derive(Debug, Default)]
 struct SourceMapHead {
-    version: Option<serde_json::Value>,
-    mappings: Option<serde::de::IgnoredAny>,
-    #[serde(rename = "debugId")]
+    /// `version`, when it is a whole number.
+    version: Option<u64>,
+    has_mappings: bool,
     debug_id: Option<String>,
-    #[serde(rename = "debug_id")]
     legacy_debug_id: Option<String>,
 }
 
-/// Parses a source map from a reader (streaming; other fields are skipped).
-/// `Some` when it is a version 3 source map, with its id if it has one.
+/// Longest `debugId` value worth keeping (a UUID with hyphens and braces is 38).
+const MAX_ID_LEN: usize = 64;
+
+/// Parses a source map from a reader in one streaming pass over its
+/// top-level object. `Some` when it is a version 3 source map, with its id if
+/// it has one.
+///
+/// Only the three fields identity needs are read into memory, and each is
+/// small: `version` must be a number (anything else ends the parse without
+/// reading the value), `debugId` and `debug_id` are kept only when they are
+/// short strings, and every other value (`mappings`, `sources`,
+/// `sourcesContent`) is skipped as it is read, never built into a tree.
+/// Memory therefore stays flat in the map's size; the one thing the parser
+/// buffers is the string it is on when that string is a key or an id.
 pub fn sourcemap<R: Read>(reader: R) -> Option<Identity> {
-    let head: SourceMapHead = serde_json::from_reader(std::io::BufReader::new(reader)).ok()?;
-    if head.version.as_ref().and_then(|v| v.as_u64()) != Some(3) || head.mappings.is_none() {
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+    let head = de.deserialize_map(HeadVisitor).ok()?;
+    de.end().ok()?;
+    if head.version != Some(3) || !head.has_mappings {
         return None;
     }
     let id = head
@@ -31,6 +46,120 @@ pub fn sourcemap<R: Read>(reader: R) -> Option<Identity> {
         .or(head.legacy_debug_id)
         .and_then(|s| parse_uuid(&s));
     Some(with_id("sourcemap", id))
+}
+
+/// The top-level keys identity looks at.
+enum Field {
+    Version,
+    Mappings,
+    DebugId,
+    LegacyDebugId,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Field, D::Error> {
+        struct FieldVisitor;
+        impl Visitor<'_> for FieldVisitor {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Field, E> {
+                Ok(match key {
+                    "version" => Field::Version,
+                    "mappings" => Field::Mappings,
+                    "debugId" => Field::DebugId,
+                    "debug_id" => Field::LegacyDebugId,
+                    _ => Field::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(FieldVisitor)
+    }
+}
+
+struct HeadVisitor;
+
+impl<'de> Visitor<'de> for HeadVisitor {
+    type Value = SourceMapHead;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a source map object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SourceMapHead, A::Error> {
+        let mut head = SourceMapHead::default();
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Version => head.version = Some(map.next_value()?),
+                Field::Mappings => {
+                    map.next_value::<IgnoredAny>()?;
+                    head.has_mappings = true;
+                }
+                Field::DebugId => head.debug_id = map.next_value_seed(ShortString)?,
+                Field::LegacyDebugId => head.legacy_debug_id = map.next_value_seed(ShortString)?,
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(head)
+    }
+}
+
+/// A string value kept only when it is short enough to be an id; any other
+/// value is skipped.
+struct ShortString;
+
+impl<'de> DeserializeSeed<'de> for ShortString {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ShortString {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an id")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Option<String>, E> {
+        Ok((s.len() <= MAX_ID_LEN).then(|| s.to_string()))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<String>, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Option<String>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<String>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
 }
 
 /// A JS bundle's id from its tail (the last 5 lines are searched).
@@ -146,6 +275,35 @@ mod tests {
         );
         assert!(sourcemap(&br#"{"version":2,"mappings":""}"#[..]).is_none());
         assert!(sourcemap(&br#"{"name":"package"}"#[..]).is_none());
+    }
+
+    #[test]
+    fn a_version_that_is_not_a_number_ends_the_parse_at_once() {
+        // The value is refused at its first byte: the array is never read.
+        let mut map = br#"{"version":["#.to_vec();
+        map.extend_from_slice(&b"0,".repeat(1 << 20));
+        map.extend_from_slice(br#"3],"mappings":"AAAA"}"#);
+        assert!(sourcemap(&map[..]).is_none());
+        let mut reader = &map[..];
+        assert!(sourcemap(std::io::Read::by_ref(&mut reader)).is_none());
+        assert!(
+            reader.len() > map.len() - 64 * 1024,
+            "read {} bytes",
+            map.len() - reader.len()
+        );
+    }
+
+    #[test]
+    fn ids_that_are_not_short_strings_are_ignored() {
+        let long = format!(
+            r#"{{"version":3,"mappings":"","debugId":"{}"}}"#,
+            "a".repeat(1 << 20)
+        );
+        assert_eq!(sourcemap(long.as_bytes()).unwrap().code_id, None);
+        let nested = br#"{"version":3,"mappings":"","debugId":{"a":[1,2]},"debug_id":"85314830023f4cf1a267535f4e37bb17"}"#;
+        assert!(sourcemap(&nested[..]).unwrap().code_id.is_some());
+        assert!(sourcemap(&br#"{"version":3,"mappings":""} trailing"#[..]).is_none());
+        assert!(sourcemap(&br#"{"version":"3","mappings":""}"#[..]).is_none());
     }
 
     #[test]

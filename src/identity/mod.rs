@@ -85,6 +85,49 @@ impl Identity {
 
 const MSF7: &[u8] = b"Microsoft C/C++ MSF 7.00\r\n\x1aDS";
 
+/// What a file's first bytes say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniff {
+    Sym,
+    Elf,
+    MachO,
+    Pe,
+    Pdb,
+    PortablePdb,
+    Json,
+    Text,
+    Unknown,
+}
+
+impl Sniff {
+    /// Whether identifying this kind reads anywhere in the file (headers,
+    /// section tables and notes, or PDB streams, wherever they are), so the
+    /// whole file must be at hand. Every other kind is read from its first
+    /// [`PREFIX_LEN`] bytes, its last 1 KiB, or in one pass from the start.
+    pub fn needs_random_access(self) -> bool {
+        matches!(self, Sniff::Elf | Sniff::MachO | Sniff::Pe | Sniff::Pdb)
+    }
+}
+
+/// Sniffs a file's kind from its first bytes (up to [`PREFIX_LEN`]).
+pub fn sniff(prefix: &[u8]) -> Sniff {
+    match prefix.get(..4) {
+        _ if prefix.starts_with(b"MODULE ") => Sniff::Sym,
+        Some(b"\x7fELF") => Sniff::Elf,
+        Some(
+            [0xfe, 0xed, 0xfa, 0xce | 0xcf]
+            | [0xce | 0xcf, 0xfa, 0xed, 0xfe]
+            | [0xca, 0xfe, 0xba, 0xbe | 0xbf],
+        ) => Sniff::MachO,
+        Some([b'M', b'Z', ..]) => Sniff::Pe,
+        _ if prefix.starts_with(MSF7) => Sniff::Pdb,
+        Some(b"BSJB") => Sniff::PortablePdb,
+        _ if looks_like_json(prefix) => Sniff::Json,
+        _ if looks_like_text(prefix) => Sniff::Text,
+        _ => Sniff::Unknown,
+    }
+}
+
 /// Identifies a file. `file_name` (the last path segment) names the module of
 /// formats that do not carry their own name (ELF, Mach-O, PDB).
 pub fn identify<R: Read + Seek + std::fmt::Debug>(mut reader: R, file_name: &str) -> Identity {
@@ -98,19 +141,39 @@ pub fn identify<R: Read + Seek + std::fmt::Debug>(mut reader: R, file_name: &str
         return Identity::unknown();
     }
     let rewound = reader.seek(SeekFrom::Start(0)).is_ok();
-    let mut id = match prefix.get(..4) {
-        _ if prefix.starts_with(b"MODULE ") => sym::parse_header(&prefix),
-        Some(b"\x7fELF") if rewound => elf::identify(&object::ReadCache::new(&mut reader)),
-        Some(
-            [0xfe, 0xed, 0xfa, 0xce | 0xcf]
-            | [0xce | 0xcf, 0xfa, 0xed, 0xfe]
-            | [0xca, 0xfe, 0xba, 0xbe | 0xbf],
-        ) if rewound => macho::identify(&object::ReadCache::new(&mut reader)),
-        Some([b'M', b'Z', ..]) if rewound => pe::identify(&object::ReadCache::new(&mut reader)),
-        _ if prefix.starts_with(MSF7) && rewound => pdb::identify(&mut reader),
-        Some(b"BSJB") => portable_pdb::identify(&prefix),
-        _ if looks_like_json(&prefix) && rewound => js::sourcemap(&mut reader),
-        _ if looks_like_text(&prefix) => tail(&mut reader).and_then(|t| js::bundle(&t)),
+    let kind = sniff(&prefix);
+    let mut id = match kind {
+        Sniff::Sym => sym::parse_header(&prefix),
+        Sniff::Elf if rewound => elf::identify(&object::ReadCache::new(&mut reader)),
+        Sniff::MachO if rewound => macho::identify(&object::ReadCache::new(&mut reader)),
+        Sniff::Pe if rewound => pe::identify(&object::ReadCache::new(&mut reader)),
+        Sniff::Pdb if rewound => pdb::identify(&mut reader),
+        Sniff::PortablePdb => portable_pdb::identify(&prefix),
+        Sniff::Json if rewound => js::sourcemap(&mut reader),
+        Sniff::Text => tail(&mut reader).and_then(|t| js::bundle(&t)),
+        _ => None,
+    }
+    .unwrap_or_else(Identity::unknown);
+    fill_names(&mut id, file_name);
+    id
+}
+
+/// Identifies a file read once from its start (a zip member as it is
+/// inflated), for the kinds that do not need random access: from its first
+/// bytes `prefix` (up to [`PREFIX_LEN`]), its last bytes `tail` (up to
+/// [`TAIL_LEN`]), and for JSON a fresh reader of the whole file from `again`,
+/// read in one pass.
+pub fn identify_sequential<R: Read>(
+    prefix: &[u8],
+    tail: &[u8],
+    again: impl FnOnce() -> Option<R>,
+    file_name: &str,
+) -> Identity {
+    let mut id = match sniff(prefix) {
+        Sniff::Sym => sym::parse_header(prefix),
+        Sniff::PortablePdb => portable_pdb::identify(prefix),
+        Sniff::Json => again().and_then(js::sourcemap),
+        Sniff::Text => js::bundle(tail),
         _ => None,
     }
     .unwrap_or_else(Identity::unknown);
@@ -153,11 +216,14 @@ fn looks_like_text(prefix: &[u8]) -> bool {
     !prefix.is_empty() && !prefix.contains(&0)
 }
 
-/// The last 1 KiB of a file.
+/// How many trailing bytes a JS bundle's id is looked for in.
+pub const TAIL_LEN: usize = 1024;
+
+/// The last [`TAIL_LEN`] bytes of a file.
 fn tail<R: Read + Seek>(reader: &mut R) -> Option<Vec<u8>> {
     let len = reader.seek(SeekFrom::End(0)).ok()?;
     reader
-        .seek(SeekFrom::Start(len.saturating_sub(1024)))
+        .seek(SeekFrom::Start(len.saturating_sub(TAIL_LEN as u64)))
         .ok()?;
     let mut buf = Vec::new();
     reader.read_to_end(&mut buf).ok()?;

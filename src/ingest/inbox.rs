@@ -181,7 +181,15 @@ fn take(store: &Store, dir: &Path, path: &Path, ns: Namespace) {
     } else {
         Layout::Auto
     };
-    let result = ingest_upload(store, path, &name, ns, id, layout);
+    let result = ingest_upload(
+        store,
+        path,
+        &name,
+        ns,
+        id,
+        layout,
+        &super::Cancel::default(),
+    );
     let error = result.as_ref().err().map(|e| e.to_string());
     if let Some(id) = id {
         let fin = UploadFinish {

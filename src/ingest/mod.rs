@@ -9,12 +9,19 @@
 //! (compressing kinds that are stored compressed, and only if that blob is not
 //! already stored) and commits the key. Each key is committed on its own, so
 //! an interrupted upload keeps every finished member and a retry skips them.
+//!
+//! The caller may stop an ingest with a [`Cancel`] flag (the upload handler
+//! sets it when its client goes away): both phases check it before each
+//! member (and phase 1 between chunks of a large one), so the work ends soon
+//! after with [`Error::Cancelled`], keeping what was committed.
 
 pub mod inbox;
 pub mod parallel;
 pub mod zipfile;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::keys::{MemberName, classify_auto, classify_member};
@@ -41,6 +48,32 @@ impl Report {
     }
 }
 
+/// A flag that stops an ingest between members. Clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// Asks the ingest to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// `Err(Error::Cancelled)` once cancelled.
+    pub fn check(&self) -> Result<()> {
+        if self.is_cancelled() {
+            return Err(Error::Cancelled(
+                "the upload was abandoned by its client; the members committed so far are kept"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// How members of an upload are placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -51,7 +84,7 @@ pub enum Layout {
 }
 
 /// Ingests an uploaded file: a zip, or with [`Layout::Auto`] also a single
-/// loose debug file named `file_name`.
+/// loose debug file named `file_name`. Setting `cancel` stops it between members.
 pub fn ingest_upload(
     store: &Store,
     path: &Path,
@@ -59,11 +92,12 @@ pub fn ingest_upload(
     ns: Namespace,
     upload_id: Option<i64>,
     layout: Layout,
+    cancel: &Cancel,
 ) -> Result<Report> {
     if layout == Layout::Auto && !is_zip(path)? {
         return ingest_file(store, path, file_name, ns, upload_id);
     }
-    ingest_zip(store, path, ns, upload_id, layout)
+    ingest_zip(store, path, ns, upload_id, layout, cancel)
 }
 
 fn is_zip(path: &Path) -> Result<bool> {
@@ -72,18 +106,19 @@ fn is_zip(path: &Path) -> Result<bool> {
     Ok(n == 4 && (magic == *b"PK\x03\x04" || magic == *b"PK\x05\x06"))
 }
 
-/// Ingests a zip.
+/// Ingests a zip. Setting `cancel` stops it between members.
 pub fn ingest_zip(
     store: &Store,
     path: &Path,
     ns: Namespace,
     upload_id: Option<i64>,
     layout: Layout,
+    cancel: &Cancel,
 ) -> Result<Report> {
     let cfg = store.config();
     let listing = zipfile::list(path, cfg, layout == Layout::Auto)?;
-    let checked = zipfile::check_all(&listing, cfg, &store.tmp_dir())?;
-    let report = commit_all(store, Some(&listing), &checked, ns, upload_id)?;
+    let checked = zipfile::check_all(&listing, cfg, &store.tmp_dir(), cancel)?;
+    let report = commit_all(store, Some(&listing), &checked, ns, upload_id, cancel)?;
     if let Some(id) = upload_id {
         for name in &listing.ignored {
             store.record_member_outcome(id, name, "ignored", None)?;
@@ -170,7 +205,15 @@ fn ingest_single(
         identity,
         spool: Some(std::sync::Arc::new(Spool::Path(path.to_path_buf()))),
     };
-    commit_all(store, None, std::slice::from_ref(&checked), ns, upload_id)
+    let never = Cancel::default();
+    commit_all(
+        store,
+        None,
+        std::slice::from_ref(&checked),
+        ns,
+        upload_id,
+        &never,
+    )
 }
 
 /// Phase 2 over every checked member, in parallel.
@@ -180,6 +223,7 @@ fn commit_all(
     checked: &[Checked],
     ns: Namespace,
     upload_id: Option<i64>,
+    cancel: &Cancel,
 ) -> Result<Report> {
     // Unchanged content first, all in one transaction; then the rest in parallel.
     let keys: Vec<String> = checked.iter().map(|m| m.key.key()).collect();
@@ -207,7 +251,10 @@ fn commit_all(
         &rest,
         store.config().workers(),
         || listing.map(|l| l.reader.clone()),
-        |reader, member| commit_member(store, listing.zip(reader.as_mut()), member, ns, upload_id),
+        |reader, member| {
+            cancel.check()?;
+            commit_member(store, listing.zip(reader.as_mut()), member, ns, upload_id)
+        },
     )?
     .into_iter();
     let outcomes = skipped.iter().map(|s| {

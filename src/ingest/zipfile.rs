@@ -1,5 +1,22 @@
 //! Phase 1 of ingest: list a zip, apply every member rule, inflate and hash
 //! every member under the limits, writing nothing to the store.
+//!
+//! Most members are identified from what passes by as they are inflated once:
+//! their first 64 KiB (`.sym` headers, portable PDBs, kind sniffing) and their
+//! last 1 KiB (a JS bundle's `//# debugId`); a source map over 64 KiB is
+//! inflated a second time and read in one streaming pass. Only binary formats
+//! whose ids can sit anywhere (ELF, Mach-O, PE, PDB) need the whole file at
+//! hand: those members, when over 64 KiB, are *spooled* — inflated into a
+//! `tmp/spool-*` file that identity reads and phase 2 writes the blob from.
+//! Members of unknown kind are never spooled; phase 2 inflates them again.
+//!
+//! Spools are bounded twice. Their total for one upload is counted as they
+//! are written against `max_spool_bytes` (413 naming it once passed), so a
+//! small zip cannot fill the disk with inflated copies. And a spool holds no
+//! open file between the phases: each is kept by its path only (a
+//! [`tempfile::TempPath`], removed when dropped) and reopened when phase 2
+//! reads it, so an upload of thousands of binaries needs no more descriptors
+//! than it has workers. Every spool of a refused upload is removed with it.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,14 +26,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tempfile::NamedTempFile;
+use tempfile::TempPath;
 use zip::read::{OwnedZipFileEntry, ZipReadOptions};
 use zip::unstable::read::ZipIterable;
 
+use super::Cancel;
 use super::parallel::par_map;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::identity::{self, Identity, PREFIX_LEN};
+use crate::identity::{self, Identity, PREFIX_LEN, TAIL_LEN};
 use crate::keys::{
     MemberKey, MemberName, breakpad_sym_name, classify_auto, classify_member, identity_key,
     normalize,
@@ -256,38 +274,82 @@ pub struct Checked {
     pub hash: String,
     pub size: u64,
     pub identity: Identity,
-    /// The inflated bytes of a member too large to identify from its prefix,
-    /// kept in `tmp/` so phase 2 need not inflate it again (or the loose file itself).
+    /// The inflated bytes of a binary member over 64 KiB, spooled in `tmp/` so
+    /// phase 2 need not inflate it again (or the loose file itself); `None`:
+    /// phase 2 inflates the member from the zip.
     pub spool: Option<Arc<Spool>>,
 }
 
-/// Where a member's bytes can be read again without the zip.
+/// Where a member's bytes can be read again without the zip. Neither form
+/// holds an open file: phase 2 opens it when it writes the blob.
 #[derive(Debug)]
 pub enum Spool {
-    Temp(NamedTempFile),
+    /// A spool file in `tmp/`, removed when dropped.
+    Temp(TempPath),
+    /// A loose file given to ingest as it is.
     Path(std::path::PathBuf),
 }
 
 impl Spool {
     pub fn open(&self) -> io::Result<File> {
         match self {
-            Spool::Temp(t) => t.reopen(),
+            Spool::Temp(t) => File::open(t),
             Spool::Path(p) => File::open(p),
         }
     }
 }
 
+/// Running totals of one upload's phase 1, shared by its workers.
+#[derive(Debug, Default)]
+struct Totals {
+    /// Inflated bytes (against `max_uncompressed_bytes`).
+    inflated: AtomicU64,
+    /// Bytes written to spool files (against `max_spool_bytes`).
+    spooled: AtomicU64,
+}
+
 /// Inflates and hashes every member in parallel, checks identities and
 /// duplicates. Returns one `Checked` per distinct key, in zip order.
-pub fn check_all(listing: &Listing, cfg: &Config, tmp: &Path) -> Result<Vec<Checked>> {
-    let total = AtomicU64::new(0);
+/// Setting `cancel` stops it between members and between chunks of one.
+pub fn check_all(
+    listing: &Listing,
+    cfg: &Config,
+    tmp: &Path,
+    cancel: &Cancel,
+) -> Result<Vec<Checked>> {
+    let ctx = Context {
+        cfg,
+        tmp,
+        cancel,
+        totals: Totals::default(),
+    };
     let checked = par_map(
         &listing.members,
         cfg.workers(),
         || listing.reader.clone(),
-        |reader, (i, placement)| check_member(listing, reader, *i, placement, cfg, &total, tmp),
+        |reader, (i, placement)| check_member(listing, reader, *i, placement, &ctx),
     )?;
     dedupe(listing, checked)
+}
+
+/// What every member's check shares.
+struct Context<'a> {
+    cfg: &'a Config,
+    tmp: &'a Path,
+    cancel: &'a Cancel,
+    totals: Totals,
+}
+
+/// What one pass of inflating a member saw.
+struct Inflated {
+    hash: String,
+    size: u64,
+    /// Its first bytes: all of it when no larger than [`PREFIX_LEN`].
+    prefix: Vec<u8>,
+    /// Its last [`TAIL_LEN`] bytes.
+    tail: Vec<u8>,
+    /// The whole member, when it is a binary that needs random access.
+    spool: Option<TempPath>,
 }
 
 fn check_member(
@@ -295,67 +357,26 @@ fn check_member(
     reader: &mut SharedFile,
     i: usize,
     placement: &Placement,
-    cfg: &Config,
-    total: &AtomicU64,
-    tmp: &Path,
+    ctx: &Context<'_>,
 ) -> Result<Checked> {
+    ctx.cancel.check()?;
     let name = listing.name(i);
-    let compressed = listing.entries[i].compressed_size().max(1);
-    let mut src = listing.open(i, reader)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut prefix = Vec::new();
-    let mut spool: Option<BufWriter<NamedTempFile>> = None;
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size: u64 = 0;
-    loop {
-        let n = src
-            .read(&mut buf)
-            .map_err(|e| Error::invalid(&name, format!("cannot be inflated: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        check_limits(&name, size, compressed, n as u64, cfg, total)?;
-        hasher.update(&buf[..n]);
-        if let Some(w) = spool.as_mut() {
-            w.write_all(&buf[..n])?;
-            continue;
-        }
-        if prefix.len() > PREFIX_LEN {
-            // A `.sym` file: its ids are in the header, already read; the rest is only hashed.
-            continue;
-        }
-        prefix.extend_from_slice(&buf[..n]);
-        if prefix.len() > PREFIX_LEN && !prefix.starts_with(b"MODULE ") {
-            // Binary formats keep their ids anywhere in the file: keep it all.
-            let mut w = BufWriter::with_capacity(
-                256 * 1024,
-                tempfile::Builder::new().prefix("spool-").tempfile_in(tmp)?,
-            );
-            w.write_all(&prefix)?;
-            prefix.truncate(PREFIX_LEN);
-            spool = Some(w);
-        }
-    }
+    let inflated = inflate(listing, reader, i, &name, ctx)?;
     let declared = listing.entries[i].size();
-    if size != declared {
+    if inflated.size != declared {
         return Err(Error::invalid(
             &name,
-            format!("the zip declares {declared} bytes for it but it holds {size}"),
+            format!(
+                "the zip declares {declared} bytes for it but it holds {}",
+                inflated.size
+            ),
         ));
     }
     let file_name = match placement {
         Placement::Key(key) => key.file(),
         Placement::Auto(file) => file.as_str(),
     };
-    let (identity, spool) = match spool {
-        Some(w) => {
-            let file = w.into_inner().map_err(|e| e.into_error())?;
-            let identity = identity::identify(file.reopen()?, file_name);
-            (identity, Some(Arc::new(Spool::Temp(file))))
-        }
-        None => (identity::identify_bytes(&prefix, file_name), None),
-    };
+    let identity = identify_inflated(listing, reader, i, &inflated, file_name)?;
     let key = match placement {
         Placement::Key(key) => {
             check_identity(&name, key, &identity)?;
@@ -368,11 +389,130 @@ fn check_member(
     Ok(Checked {
         index: i,
         key,
+        hash: inflated.hash,
+        size: inflated.size,
+        identity,
+        spool: inflated.spool.map(|p| Arc::new(Spool::Temp(p))),
+    })
+}
+
+/// The identity of member `i`: read from its spool, from its bytes when it
+/// is small, else from its ends (or, for JSON, a second streaming inflate).
+fn identify_inflated(
+    listing: &Listing,
+    reader: &mut SharedFile,
+    i: usize,
+    inflated: &Inflated,
+    file_name: &str,
+) -> Result<Identity> {
+    Ok(match &inflated.spool {
+        Some(path) => identity::identify(File::open(path)?, file_name),
+        None if inflated.prefix.len() <= PREFIX_LEN => {
+            identity::identify_bytes(&inflated.prefix, file_name)
+        }
+        None => identity::identify_sequential(
+            &inflated.prefix[..PREFIX_LEN],
+            &inflated.tail,
+            || listing.open(i, reader).ok(),
+            file_name,
+        ),
+    })
+}
+
+/// Inflates member `i` once under the limits: hashes it, keeps its first and
+/// last bytes, and spools it when its kind needs random access.
+fn inflate(
+    listing: &Listing,
+    reader: &mut SharedFile,
+    i: usize,
+    name: &str,
+    ctx: &Context<'_>,
+) -> Result<Inflated> {
+    let (cfg, totals) = (ctx.cfg, &ctx.totals);
+    let compressed = listing.entries[i].compressed_size().max(1);
+    let mut src = listing.open(i, reader)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut prefix = Vec::new();
+    let mut tail = Vec::new();
+    let mut spool: Option<BufWriter<File>> = None;
+    let mut spool_path: Option<TempPath> = None;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size: u64 = 0;
+    loop {
+        let n = src
+            .read(&mut buf)
+            .map_err(|e| Error::invalid(name, format!("cannot be inflated: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        ctx.cancel.check()?;
+        let chunk = &buf[..n];
+        size += n as u64;
+        check_limits(name, size, compressed, n as u64, cfg, &totals.inflated)?;
+        hasher.update(chunk);
+        keep_tail(&mut tail, chunk);
+        if let Some(w) = spool.as_mut() {
+            count_spool(name, n as u64, cfg, &totals.spooled)?;
+            w.write_all(chunk)?;
+            continue;
+        }
+        if prefix.len() > PREFIX_LEN {
+            // Its kind is known and needs no more than its ends: the rest is only hashed.
+            continue;
+        }
+        prefix.extend_from_slice(chunk);
+        if prefix.len() > PREFIX_LEN && identity::sniff(&prefix[..PREFIX_LEN]).needs_random_access()
+        {
+            // A binary keeps its ids anywhere in the file: keep it all.
+            count_spool(name, prefix.len() as u64, cfg, &totals.spooled)?;
+            let (file, path) = tempfile::Builder::new()
+                .prefix("spool-")
+                .tempfile_in(ctx.tmp)?
+                .into_parts();
+            spool_path = Some(path);
+            let mut w = BufWriter::with_capacity(256 * 1024, file);
+            w.write_all(&prefix)?;
+            prefix.truncate(PREFIX_LEN);
+            spool = Some(w);
+        }
+    }
+    if let Some(w) = spool {
+        // Flushed and closed here: the spool is kept by its path alone.
+        w.into_inner().map_err(|e| e.into_error())?;
+    }
+    Ok(Inflated {
         hash: hasher.finalize().to_hex().to_string(),
         size,
-        identity,
-        spool,
+        prefix,
+        tail,
+        spool: spool_path,
     })
+}
+
+/// Keeps the last [`TAIL_LEN`] bytes seen.
+fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
+    if chunk.len() >= TAIL_LEN {
+        tail.clear();
+        tail.extend_from_slice(&chunk[chunk.len() - TAIL_LEN..]);
+        return;
+    }
+    tail.extend_from_slice(chunk);
+    if tail.len() > TAIL_LEN {
+        tail.drain(..tail.len() - TAIL_LEN);
+    }
+}
+
+/// Counts `n` more spooled bytes against `max_spool_bytes`.
+fn count_spool(name: &str, n: u64, cfg: &Config, spooled: &AtomicU64) -> Result<()> {
+    let sum = spooled.fetch_add(n, Ordering::Relaxed) + n;
+    if sum > cfg.max_spool_bytes {
+        return Err(Error::TooLarge(format!(
+            "the zip's binary members need more than {} bytes of temporary space to be checked \
+             (max_spool_bytes; limit reached at member {name:?})",
+            cfg.max_spool_bytes
+        )));
+    }
+    Ok(())
 }
 
 fn check_limits(

@@ -78,6 +78,77 @@ impl LocalBlobs {
         };
         Ok(self.objects.join(&hash[0..2]).join(&hash[2..4]).join(name))
     }
+
+    /// Reads a small blob whole and checks it: `stored_size` bytes on disk
+    /// whose original bytes (inflated, for a gzip blob) are `size` long and
+    /// hash to its name. Damage is an `InvalidData` error, never bytes.
+    pub fn read_checked(
+        &self,
+        hash: &str,
+        enc: Encoding,
+        size: u64,
+        stored_size: u64,
+    ) -> io::Result<Vec<u8>> {
+        let damaged = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("blob {hash} is damaged on disk: {what}"),
+            )
+        };
+        let file = File::open(self.path(hash, enc)?)?;
+        if file.metadata()?.len() != stored_size {
+            return Err(damaged("its size does not match the index"));
+        }
+        let mut bytes = Vec::with_capacity(stored_size as usize);
+        file.take(stored_size).read_to_end(&mut bytes)?;
+        let mut hasher = blake3::Hasher::new();
+        let original = match enc {
+            Encoding::Identity => {
+                hasher.update(&bytes);
+                bytes.len() as u64
+            }
+            Encoding::Gzip => {
+                let mut gz = flate2::read::GzDecoder::new(&bytes[..]).take(size.saturating_add(1));
+                io::copy(&mut gz, &mut hasher).map_err(|e| damaged(&e.to_string()))?
+            }
+        };
+        if original != size || hasher.finalize().to_hex().as_str() != hash {
+            return Err(damaged("its content does not hash to its name"));
+        }
+        Ok(bytes)
+    }
+
+    /// Puts back a blob from a copy of its stored bytes (a layout entry that
+    /// is a copy, not a link): copied as it is to a temp file, checked to hash
+    /// to `hash`, fsynced and moved into place without replacing anything.
+    pub fn restore_from(&self, hash: &str, enc: Encoding, copy: &Path) -> Result<()> {
+        let tmp = tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(&self.tmp)?;
+        io::copy(&mut File::open(copy)?, &mut tmp.as_file())?;
+        tmp.as_file().sync_all()?;
+        let mut check = blake3::Hasher::new();
+        let file = File::open(tmp.path())?;
+        match enc {
+            Encoding::Identity => io::copy(&mut io::BufReader::new(file), &mut check)?,
+            Encoding::Gzip => io::copy(
+                &mut flate2::read::GzDecoder::new(io::BufReader::new(file)),
+                &mut check,
+            )?,
+        };
+        if check.finalize().to_hex().as_str() != hash {
+            return Err(Error::Io(io::Error::other(format!(
+                "{} changed while it was copied",
+                copy.display()
+            ))));
+        }
+        let dest = self.path(hash, enc)?;
+        let dir = dest.parent().expect("blob paths have a parent");
+        fs::create_dir_all(dir)?;
+        tmp.persist_noclobber(&dest).map_err(|e| e.error)?;
+        sync_dir(dir)?;
+        Ok(())
+    }
 }
 
 impl BlobStore for LocalBlobs {

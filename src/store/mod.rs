@@ -474,6 +474,20 @@ impl Store {
         Ok(())
     }
 
+    /// Ends the record of an upload its client abandoned: `aborted` (499), with
+    /// `files_count` the members committed before the work stopped. A record
+    /// that already ended is left as it is.
+    pub fn abort_upload(&self, id: i64, size: u64, error: &str) -> Result<()> {
+        self.db.writer().execute(
+            "UPDATE uploads SET status = 'aborted', http_status = 499, error = ?2, \
+             size = MAX(size, ?3), completed_at = ?4, files_count = (SELECT COUNT(*) \
+             FROM upload_members WHERE upload_id = ?1 AND outcome IN ('new', 'replaced', 'skipped')) \
+             WHERE id = ?1 AND status = 'running'",
+            params![id, error, size, now_ms()],
+        )?;
+        Ok(())
+    }
+
     /// An upload record as stored.
     pub fn upload(&self, id: i64) -> Result<Option<UploadRow>> {
         use rusqlite::OptionalExtension;

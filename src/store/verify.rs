@@ -4,7 +4,15 @@
 //! Damage is an indexed key whose blob is missing or hashes wrong, or whose
 //! layout entry is missing or holds other content. What an interrupted
 //! upload leaves (temp files, blobs and entries no row names) is reclaimable
-//! by GC, not damage. Reindex reads the layout tree: each entry is matched to
+//! by GC, not damage.
+//!
+//! `--repair` first looks for an intact copy of a damaged or missing blob: a
+//! layout entry of a key naming it that is a separate file (written as a copy
+//! where the filesystem refused another hard link) and still hashes to the
+//! blob's name. The damaged blob is quarantined and the copy put back in its
+//! place; entries that were links to the damaged inode are then re-linked to
+//! it. Without an intact copy, a corrupt blob is quarantined and the key stays
+//! damaged until its file is uploaded again. Reindex reads the layout tree: each entry is matched to
 //! its blob by inode (or, for a copy, by hashing it), its identity read
 //! again, and its key committed afresh (which restarts its expiry clock).
 
@@ -90,6 +98,8 @@ impl Store {
             ..VerifyReport::default()
         };
         let mut blobs: HashMap<(String, String), BlobState> = HashMap::new();
+        // Damaged blobs `--repair` tried to restore: how each was found, and the copy used.
+        let mut restored: HashMap<(String, String), Option<(BlobState, PathBuf)>> = HashMap::new();
         for row in &rows {
             let enc = Encoding::parse(&row.encoding);
             let Ok(blob_path) = self.blobs().path(&row.blob, enc) else {
@@ -101,18 +111,43 @@ impl Store {
                 });
                 continue;
             };
-            let state = *blobs
-                .entry((row.blob.clone(), row.encoding.clone()))
-                .or_insert_with(|| match original_hash(&blob_path, enc) {
-                    Ok(h) if h == row.blob => BlobState::Good,
-                    Ok(_) | Err(_) if blob_path.exists() => BlobState::Corrupt,
-                    _ => BlobState::Missing,
-                });
-            let ns = if row.namespace == "try" {
-                Namespace::Try
+            let id = (row.blob.clone(), row.encoding.clone());
+            let state =
+                *blobs
+                    .entry(id.clone())
+                    .or_insert_with(|| match original_hash(&blob_path, enc) {
+                        Ok(h) if h == row.blob => BlobState::Good,
+                        Ok(_) | Err(_) if blob_path.exists() => BlobState::Corrupt,
+                        _ => BlobState::Missing,
+                    });
+            let ns = namespace_of(row);
+            if state != BlobState::Good && repair && !restored.contains_key(&id) {
+                let from = self.restore_blob(&rows, row, enc, &mut report)?;
+                restored.insert(id.clone(), from.map(|f| (state, f)));
+            }
+            let restored_from = restored.get(&id).and_then(Option::as_ref);
+            let state = if restored_from.is_some() {
+                BlobState::Good
             } else {
-                Namespace::Release
+                state
             };
+            if let Some((was, from)) = restored_from {
+                report.damage.push(Damage {
+                    namespace: row.namespace.clone(),
+                    key: row.key.clone(),
+                    problem: format!(
+                        "blob {} {}; restored from the intact copy {}",
+                        row.blob,
+                        if *was == BlobState::Missing {
+                            "is missing"
+                        } else {
+                            "does not hash to its name"
+                        },
+                        from.display()
+                    ),
+                    repaired: true,
+                });
+            }
             let damage = |problem: String| Damage {
                 namespace: row.namespace.clone(),
                 key: row.key.clone(),
@@ -160,6 +195,34 @@ impl Store {
         // Expiry is not a matter of integrity.
         r.expired.clear();
         Ok(r)
+    }
+
+    /// Puts back the blob `row` names from an intact layout entry of any key
+    /// naming it (a copy; a hard link to a damaged blob is damaged too). The
+    /// damaged blob, if any, is quarantined first. Returns the entry used.
+    fn restore_blob(
+        &self,
+        rows: &[KeyRow],
+        row: &KeyRow,
+        enc: Encoding,
+        report: &mut VerifyReport,
+    ) -> Result<Option<PathBuf>> {
+        let source = rows
+            .iter()
+            .filter(|r| r.blob == row.blob && r.encoding == row.encoding)
+            .filter_map(|r| self.entry_path(namespace_of(r), &r.key).ok())
+            // A plain file in the tree, never one behind a symbolic link.
+            .filter(|entry| fs::symlink_metadata(entry).is_ok_and(|m| m.is_file()))
+            .find(|entry| original_hash(entry, enc).is_ok_and(|h| h == row.blob));
+        let Some(source) = source else {
+            return Ok(None);
+        };
+        let blob = self.blobs().path(&row.blob, enc)?;
+        if blob.exists() {
+            report.quarantined.push(self.quarantine(&blob)?);
+        }
+        self.blobs().restore_from(&row.blob, enc, &source)?;
+        Ok(Some(source))
     }
 
     fn quarantine(&self, blob: &std::path::Path) -> Result<PathBuf> {
@@ -268,6 +331,14 @@ impl Store {
         };
         self.commit_key(None, &new).map_err(|e| e.to_string())?;
         Ok(())
+    }
+}
+
+fn namespace_of(row: &KeyRow) -> Namespace {
+    if row.namespace == "try" {
+        Namespace::Try
+    } else {
+        Namespace::Release
     }
 }
 

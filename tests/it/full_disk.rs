@@ -83,7 +83,9 @@ fn a_full_disk_answers_507_keeps_serving_and_recovers_once_space_is_freed() {
     s.upload_ok(zip_of(&[(&kept, &kept_data)]));
 
     let big = format!("big.bin/{ID_B}/big.bin");
-    let big_data = noise(1 << 20, 7);
+    // ELF magic with an invalid class: a binary phase 1 spools, with no id to check.
+    let mut big_data = noise(1 << 20, 7);
+    big_data[..5].copy_from_slice(b"\x7fELF\0");
     // The disk fills at the upload record, while the body arrives, and while
     // phase 1 spools or phase 2 stores the 1 MiB member.
     for leave in [0, 256 << 10, 1536 << 10, 2560 << 10] {

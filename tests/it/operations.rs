@@ -156,7 +156,7 @@ fn gc_never_removes_a_blob_an_upload_is_about_to_link() {
     let hash = blake3::hash(&data).to_hex().to_string();
     // An upload has written its blob and not yet committed the key.
     let enc = store.encoding_for("a.sym");
-    store.ensure_blob(&hash, enc, &mut &data[..]).unwrap();
+    let stored_size = store.ensure_blob(&hash, enc, &mut &data[..]).unwrap();
     let r = store.gc(SystemTime::now(), GcMode::Run).unwrap();
     assert!(r.blobs.is_empty(), "{r:?}");
     // The upload commits: the key links the blob that is still there.
@@ -168,7 +168,7 @@ fn gc_never_removes_a_blob_an_upload_is_about_to_link() {
         hash: &hash,
         encoding: enc,
         size: data.len() as u64,
-        stored_size: 0,
+        stored_size,
         identity: &id,
     };
     assert!(store.commit_key(None, &new).unwrap().is_some());

@@ -325,7 +325,7 @@ pub async fn serve(state: &AppState, req: &Request<Incoming>, hit: &Hit) -> Resp
     match body_of(state, hit, gzip.is_some(), start, len).await {
         Ok(b) => respond(status, headers, b),
         Err(e) => {
-            tracing::error!(key = %row.key, error = %e, "stored blob cannot be opened");
+            tracing::error!(key = %row.key, error = %e, "stored blob cannot be served");
             body::with_type(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "text/plain",
@@ -349,7 +349,7 @@ async fn body_of(
     let small = row.stored_size <= SMALL_BLOB;
     if as_stored || hit.encoding == Encoding::Identity {
         if small {
-            let bytes = small_blob(state, hit, path).await?;
+            let bytes = small_blob(state, hit).await?;
             let range = usize::try_from(start)
                 .ok()
                 .zip(usize::try_from(start + len).ok());
@@ -360,24 +360,33 @@ async fn body_of(
         }
         return body::file_range(path, start, len).await;
     }
+    if small {
+        // Checked whole (and then cached) before any of it is served inflated.
+        small_blob(state, hit).await?;
+    }
     Ok(body::gunzip_range(path, start, len))
 }
 
-/// The stored bytes of a small blob, from memory when they are there.
-async fn small_blob(
-    state: &AppState,
-    hit: &Hit,
-    path: std::path::PathBuf,
-) -> std::io::Result<bytes::Bytes> {
+/// The stored bytes of a small blob, from memory when they are there. Read
+/// from disk, they are checked against the blob's name (inflated first for a
+/// gzip blob) on a blocking thread: damaged bytes are an error, never served
+/// and never cached.
+async fn small_blob(state: &AppState, hit: &Hit) -> std::io::Result<bytes::Bytes> {
     if let Some(b) = hit.blob_id.and_then(|id| state.blob_cache.get(&id)) {
         return Ok(b);
     }
-    let bytes = bytes::Bytes::from(tokio::fs::read(path).await?);
-    if bytes.len() as u64 != hit.row.stored_size {
-        return Err(std::io::Error::other(
-            "the stored blob's size does not match the index",
-        ));
-    }
+    let store = state.store.clone();
+    let (blob, enc, size, stored) = (
+        hit.row.blob.clone(),
+        hit.encoding,
+        hit.row.size,
+        hit.row.stored_size,
+    );
+    let bytes =
+        tokio::task::spawn_blocking(move || store.blobs().read_checked(&blob, enc, size, stored))
+            .await
+            .map_err(std::io::Error::other)??;
+    let bytes = bytes::Bytes::from(bytes);
     if let Some(id) = hit.blob_id {
         state.blob_cache.put(id, bytes.clone());
     }

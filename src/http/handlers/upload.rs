@@ -5,8 +5,16 @@
 //! filesystem (memory stays flat whatever the upload's size) and handed to
 //! the ingest pipeline on a blocking thread. Every authenticated upload is
 //! recorded, failed ones with the error the client got.
+//!
+//! A client may go away at any point. hyper then drops the handler's future,
+//! and with it an [`Abandon`] guard: it cancels the ingest (which stops
+//! between members, keeping what it committed) and sees that the record ends
+//! as `aborted` with the members committed so far — written by the blocking
+//! task still running on the upload (the ingest, or the record's creation)
+//! when it returns, so the count is final, else by the guard on a blocking
+//! thread. A body cut short ends the same way.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +30,7 @@ use crate::http::AppState;
 use crate::http::auth;
 use crate::http::body::{self, Body};
 use crate::http::error::{json_error, method_not_allowed};
-use crate::ingest::{self, Layout, Report};
+use crate::ingest::{self, Cancel, Layout, Report};
 use crate::store::tokens::Token;
 use crate::store::{Namespace, UploadFinish, UploadStart, now_ms};
 
@@ -55,16 +63,28 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         token_id: Some(token.id),
         ..UploadStart::default()
     };
-    let store = state.store.clone();
-    let upload_id = match tokio::task::spawn_blocking(move || store.begin_upload(&start)).await {
-        Ok(Ok(id)) => id,
+    // Guarded from before the record exists: a client gone while it is
+    // written still gets it ended.
+    let abandon = Abandon::new(&state, declared_length(req.headers()).unwrap_or(0));
+    let guard = AbandonGuard::new(&abandon);
+    let upload_id = match begin_record(&abandon, start).await {
+        Ok(id) => id,
         // A full disk cannot even take the record: say so once the client has sent its body.
-        Ok(Err(e)) => return refuse(req, &e).await,
-        Err(e) => return refuse(req, &Error::Io(std::io::Error::other(e))).await,
+        Err(e) => {
+            guard.disarm();
+            return refuse(req, &e).await;
+        }
     };
     let created_at = now_ms();
     let started = std::time::Instant::now();
-    let result = receive_and_ingest(&state, req, &token, upload_id).await;
+    let result = receive_and_ingest(&state, req, &token, upload_id, &abandon).await;
+    if let Err((Error::Cancelled(_), _)) = &result {
+        // The body was cut short: the client is gone. The guard ends the record.
+        drop(guard);
+        return json_error(&result.err().expect("an error").0);
+    }
+    // From here on this handler ends the record itself, even if its client leaves now.
+    guard.disarm();
     count_upload(&state, &result, started);
     let resp = match &result {
         Ok(done) => created(&token, upload_id, created_at, done),
@@ -115,6 +135,149 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+/// Who ends an upload's record if its client goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// The handler (receiving the body, or holding the ingest's result).
+    Handler,
+    /// A blocking task still running (writing the record, or the ingest):
+    /// it ends the record itself when it returns.
+    Blocking,
+    /// The record is ended, or its ending is claimed.
+    Done,
+}
+
+/// An upload whose client may go away: the ingest's cancel flag and who ends
+/// the record then.
+#[derive(Debug)]
+struct Abandon {
+    state: Arc<AppState>,
+    /// The record, once written.
+    upload_id: std::sync::OnceLock<i64>,
+    size: u64,
+    cancel: Cancel,
+    owner: Mutex<Owner>,
+}
+
+impl Abandon {
+    fn new(state: &Arc<AppState>, size: u64) -> Arc<Abandon> {
+        Arc::new(Abandon {
+            state: state.clone(),
+            upload_id: std::sync::OnceLock::new(),
+            size,
+            cancel: Cancel::default(),
+            owner: Mutex::new(Owner::Handler),
+        })
+    }
+
+    fn owner(&self) -> std::sync::MutexGuard<'_, Owner> {
+        self.owner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Blocking work on the upload starts.
+    fn blocking_started(&self) {
+        let mut owner = self.owner();
+        if *owner == Owner::Handler {
+            *owner = Owner::Blocking;
+        }
+    }
+
+    /// Blocking work returned (on its thread): if the client left meanwhile,
+    /// the record is ended here, after the last commit, so its count is final.
+    fn blocking_finished(&self) {
+        let mut owner = self.owner();
+        if self.cancel.is_cancelled() {
+            if *owner != Owner::Done {
+                *owner = Owner::Done;
+                drop(owner);
+                self.end_record();
+            }
+        } else if *owner == Owner::Blocking {
+            *owner = Owner::Handler;
+        }
+    }
+
+    /// The client is gone: stop the ingest, and end the record unless the
+    /// ingest's thread will.
+    fn client_gone(self: &Arc<Self>) {
+        let mut owner = self.owner();
+        self.cancel.cancel();
+        if *owner != Owner::Handler {
+            return;
+        }
+        *owner = Owner::Done;
+        drop(owner);
+        let this = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(move || this.end_record())),
+            Err(_) => drop(std::thread::spawn(move || this.end_record())),
+        }
+    }
+
+    /// Blocking: ends the record (if it was written) as `aborted` and counts it.
+    fn end_record(&self) {
+        let Some(&upload_id) = self.upload_id.get() else {
+            return;
+        };
+        let error = "the client closed the connection before the upload was answered";
+        if let Err(e) = self.state.store.abort_upload(upload_id, self.size, error) {
+            tracing::error!(upload_id, error = %e, "could not end the upload record");
+        }
+        tracing::info!(upload_id, "upload abandoned by its client");
+        self.state
+            .metrics
+            .uploads
+            .get_or_create(&crate::metrics::UploadLabels { outcome: "aborted" })
+            .inc();
+    }
+}
+
+/// Writes an upload's record on a blocking thread that ends it itself if the
+/// client leaves meanwhile.
+async fn begin_record(abandon: &Arc<Abandon>, start: UploadStart) -> Result<i64, Error> {
+    let abandon = abandon.clone();
+    abandon.blocking_started();
+    tokio::task::spawn_blocking(move || {
+        let id = abandon.state.store.begin_upload(&start);
+        if let Ok(id) = id {
+            let _ = abandon.upload_id.set(id);
+        }
+        abandon.blocking_finished();
+        id
+    })
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(e)))?
+}
+
+/// Tells an [`Abandon`] that the client is gone when dropped, unless disarmed.
+struct AbandonGuard {
+    abandon: Arc<Abandon>,
+    armed: bool,
+}
+
+impl AbandonGuard {
+    fn new(abandon: &Arc<Abandon>) -> AbandonGuard {
+        AbandonGuard {
+            abandon: abandon.clone(),
+            armed: true,
+        }
+    }
+
+    /// The handler ends the record itself from now on.
+    fn disarm(mut self) {
+        *self.abandon.owner() = Owner::Done;
+        self.armed = false;
+    }
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.abandon.client_gone();
+        }
+    }
 }
 
 /// One of a token's concurrent upload slots, given back when dropped.
@@ -254,6 +417,7 @@ async fn receive_and_ingest(
     req: Request<Incoming>,
     token: &Token,
     upload_id: i64,
+    abandon: &Arc<Abandon>,
 ) -> Result<Done, (Error, Partial)> {
     let max = state.config.max_upload_bytes;
     let partial = Partial {
@@ -291,7 +455,7 @@ async fn receive_and_ingest(
     if mime == "application/x-www-form-urlencoded" {
         let received = receive_by_download(state, req.into_body()).await;
         let received = received.map_err(|e| (e, partial.clone()))?;
-        return ingest_received(state, token, upload_id, layout, received, partial).await;
+        return ingest_received(state, token, upload_id, layout, received, partial, abandon).await;
     }
     let boundary = match multer::parse_boundary(&content_type) {
         Ok(b) if mime == "multipart/form-data" => b,
@@ -305,7 +469,7 @@ async fn receive_and_ingest(
     };
     let received = receive(state, req.into_body(), boundary, max, layout).await;
     let received = received.map_err(|e| (e, partial.clone()))?;
-    ingest_received(state, token, upload_id, layout, received, partial).await
+    ingest_received(state, token, upload_id, layout, received, partial, abandon).await
 }
 
 /// Ingests a received zip (or loose file) on a blocking thread.
@@ -316,6 +480,7 @@ async fn ingest_received(
     layout: Layout,
     received: Received,
     mut partial: Partial,
+    abandon: &Arc<Abandon>,
 ) -> Result<Done, (Error, Partial)> {
     partial.size = received.size;
     partial.filename = Some(received.filename.clone());
@@ -328,9 +493,20 @@ async fn ingest_received(
     let ns = Namespace::from_try(is_try);
     let tmp = received.file;
     let filename = received.filename.clone();
+    let abandon = abandon.clone();
+    abandon.blocking_started();
     let report = tokio::task::spawn_blocking(move || {
-        let r = ingest::ingest_upload(&store, tmp.path(), &filename, ns, Some(upload_id), layout);
+        let r = ingest::ingest_upload(
+            &store,
+            tmp.path(),
+            &filename,
+            ns,
+            Some(upload_id),
+            layout,
+            &abandon.cancel,
+        );
         drop(tmp);
+        abandon.blocking_finished();
         r
     })
     .await
@@ -547,8 +723,13 @@ fn counted_stream(
                 "the request body paused for more than {}s; the upload was cut off",
                 pause.as_secs()
             )))),
-            Ok(Err(e)) => Some(Err(Error::BadRequest(format!(
+            // A body the client framed wrongly (bad chunks) is its error; any other
+            // failure to read it (end of stream, reset) means the client is gone.
+            Ok(Err(e)) if e.is_parse() => Some(Err(Error::BadRequest(format!(
                 "the request body could not be read: {e}"
+            )))),
+            Ok(Err(e)) => Some(Err(Error::Cancelled(format!(
+                "the connection closed before the body was complete: {e}"
             )))),
             Ok(Ok(frame)) => frame.into_data().ok().map(|data| {
                 seen += data.len() as u64;
