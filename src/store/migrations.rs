@@ -104,6 +104,13 @@ CREATE INDEX keys_debug ON keys(debug_file COLLATE NOCASE, debug_id COLLATE NOCA
 CREATE INDEX keys_code ON keys(code_file COLLATE NOCASE, code_id COLLATE NOCASE);
 CREATE INDEX keys_created_at ON keys(created_at);
 "#,
+    // 3: misses recorded before their fields were bounded (255-byte names, ids of at most
+    // 80 hex digits after a 16-byte prefix) go: anonymous clients wrote them.
+    r#"
+DELETE FROM missing
+WHERE length(CAST(debug_file AS BLOB)) > 255 OR length(CAST(debug_id AS BLOB)) > 96
+   OR length(CAST(code_file AS BLOB)) > 255 OR length(CAST(code_id AS BLOB)) > 96;
+"#,
 ];
 
 /// Brings the schema up to date, one transaction per migration.
@@ -131,5 +138,36 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn unbounded_misses_of_older_versions_are_dropped() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (i, sql) in MIGRATIONS.iter().enumerate().take(2) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", i + 1).unwrap();
+        }
+        let huge = "x".repeat(15_000);
+        for (file, code) in [
+            ("ok.pdb", ""),
+            (huge.as_str(), ""),
+            ("ok2.pdb", huge.as_str()),
+        ] {
+            conn.execute(
+                "INSERT INTO missing (debug_file, debug_id, code_file, count, first_seen, last_seen) \
+                 VALUES (?1, 'ABC', ?2, 1, 0, 0)",
+                [file, code],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let left: Vec<String> = conn
+            .prepare("SELECT debug_file FROM missing")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(left, ["ok.pdb"]);
     }
 }
