@@ -4,7 +4,6 @@
 //! the body's size or the client's slowness.
 
 use std::io::{self, Read};
-use std::path::PathBuf;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -47,9 +46,9 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     with_type(status, "application/json", value.to_string())
 }
 
-/// `len` bytes of a file from `start`, streamed.
-pub async fn file_range(path: PathBuf, start: u64, len: u64) -> io::Result<Body> {
-    let mut file = tokio::fs::File::open(path).await?;
+/// `len` bytes of an open file from `start`, streamed.
+pub async fn file_range(file: std::fs::File, start: u64, len: u64) -> io::Result<Body> {
+    let mut file = tokio::fs::File::from_std(file);
     if start > 0 {
         file.seek(io::SeekFrom::Start(start)).await?;
     }
@@ -59,11 +58,10 @@ pub async fn file_range(path: PathBuf, start: u64, len: u64) -> io::Result<Body>
 
 /// A gzip file decompressed on the fly on a blocking thread: `len` bytes of
 /// the decompressed content from `start`.
-pub fn gunzip_range(path: PathBuf, start: u64, len: u64) -> Body {
+pub fn gunzip_range(file: std::fs::File, start: u64, len: u64) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         let result = (|| {
-            let file = std::fs::File::open(path)?;
             let mut gz = flate2::read::GzDecoder::new(io::BufReader::with_capacity(CHUNK, file));
             io::copy(&mut (&mut gz).take(start), &mut io::sink())?;
             let mut rest = gz.take(len);

@@ -140,3 +140,16 @@ fn arch_name(machine: elf::Machine) -> &'static str {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Where a section's bytes sit in an object file (offset, length): `None` when
+/// the file is not one `object` reads, has no such section, or the section
+/// takes no bytes in the file (`.bss`). Reads only the headers it needs.
+pub fn section_file_range<'data, R: ReadRef<'data>>(data: R, name: &str) -> Option<(u64, u64)> {
+    use object::{Object, ObjectSection};
+    let obj = object::File::parse(data).ok()?;
+    let section = obj.section_by_name(name)?;
+    if section.kind() == object::SectionKind::UninitializedData {
+        return None;
+    }
+    section.file_range()
+}

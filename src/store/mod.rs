@@ -260,6 +260,23 @@ impl Store {
             .map_or(0, |m| m.len())
     }
 
+    /// The row a lookup key points at: release first, then try if asked.
+    pub fn lookup(&self, lkey: &str, include_try: bool) -> Result<Option<KeyRow>> {
+        self.db.lookup(lkey, include_try)
+    }
+
+    /// A stored key's bytes as kept (gzip for compressed kinds), read whole
+    /// and checked against the blob's name: damage is an error, never data.
+    /// For small blobs only (the caller bounds `row.stored_size`).
+    pub fn read_blob_checked(&self, row: &KeyRow) -> io::Result<Vec<u8>> {
+        self.blobs.read_checked(
+            &row.blob,
+            Encoding::parse(&row.encoding),
+            row.size,
+            row.stored_size,
+        )
+    }
+
     /// Opens a stored key's bytes as kept on disk.
     pub fn open_blob(&self, row: &KeyRow) -> io::Result<fs::File> {
         self.blobs.open(&row.blob, Encoding::parse(&row.encoding))

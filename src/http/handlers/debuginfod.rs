@@ -78,7 +78,6 @@ async fn section(
     let found = tokio::task::spawn_blocking(move || {
         ["debuginfo", "executable"].into_iter().find_map(|role| {
             let row = store
-                .db()
                 .lookup(&debuginfod_key(&build_id, role), include_try)
                 .ok()??;
             let range = section_range(&store, &row, &name)?;
@@ -106,30 +105,29 @@ async fn section(
     if req.method() == Method::HEAD {
         return resp;
     }
-    let Ok(path) = state.store.blobs().path(&row.blob, Encoding::Identity) else {
-        return not_found();
+    let body = match super::download::open_blob(&state, &row).await {
+        Ok(file) => body::file_range(file, offset, len).await,
+        Err(e) => Err(e),
     };
-    match body::file_range(path, offset, len).await {
+    match body {
         Ok(b) => {
             *resp.body_mut() = b;
             resp
         }
-        Err(_) => not_found(),
+        // The key is stored but its bytes cannot be read: an outage, not a miss
+        // (libdebuginfod would cache a 404 as a miss).
+        Err(e) => {
+            tracing::error!(key = row.key, error = %e, "a stored blob could not be read");
+            crate::http::error::json_error(&crate::Error::Io(e))
+        }
     }
 }
 
 /// Where a section's bytes sit in a stored ELF file (identity-encoded only).
 fn section_range(store: &Store, row: &KeyRow, name: &str) -> Option<(u64, u64)> {
-    use object::{Object, ObjectSection};
     if Encoding::parse(&row.encoding) != Encoding::Identity {
         return None;
     }
     let file = store.open_blob(row).ok()?;
-    let cache = object::ReadCache::new(file);
-    let obj = object::File::parse(&cache).ok()?;
-    let section = obj.section_by_name(name)?;
-    if section.kind() == object::SectionKind::UninitializedData {
-        return None;
-    }
-    section.file_range()
+    crate::identity::elf::section_file_range(&object::ReadCache::new(file), name)
 }

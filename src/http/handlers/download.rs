@@ -82,12 +82,12 @@ pub async fn cached_lookup(
     let st = state.clone();
     let key = lkey.clone();
     let found = tokio::task::spawn_blocking(move || -> crate::Result<Found> {
-        let db = st.store.db();
-        if let Some(row) = db.lookup(&key, include_try)? {
+        let store = &st.store;
+        if let Some(row) = store.lookup(&key, include_try)? {
             return Ok(Found::Key(Arc::new(Hit::new(row, flavor, &st.config))));
         }
         Ok(match code {
-            Some(code) => db
+            Some(code) => store
                 .lookup(&code, include_try)?
                 .map_or(Found::Miss, |r| Found::Redirect(Arc::new(r))),
             None => Found::Miss,
@@ -345,7 +345,6 @@ async fn body_of(
     len: u64,
 ) -> std::io::Result<Body> {
     let row = &hit.row;
-    let path = state.store.blobs().path(&row.blob, hit.encoding)?;
     let small = row.stored_size <= SMALL_BLOB;
     if as_stored || hit.encoding == Encoding::Identity {
         if small {
@@ -358,13 +357,22 @@ async fn body_of(
                 None => Err(std::io::Error::other("range outside the stored blob")),
             };
         }
-        return body::file_range(path, start, len).await;
+        return body::file_range(open_blob(state, row).await?, start, len).await;
     }
     if small {
         // Checked whole (and then cached) before any of it is served inflated.
         small_blob(state, hit).await?;
     }
-    Ok(body::gunzip_range(path, start, len))
+    Ok(body::gunzip_range(open_blob(state, row).await?, start, len))
+}
+
+/// Opens a key's stored bytes through the store, on a blocking thread.
+pub(crate) async fn open_blob(state: &AppState, row: &KeyRow) -> std::io::Result<std::fs::File> {
+    let store = state.store.clone();
+    let row = row.clone();
+    tokio::task::spawn_blocking(move || store.open_blob(&row))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// The stored bytes of a small blob, from memory when they are there. Read
@@ -376,16 +384,10 @@ async fn small_blob(state: &AppState, hit: &Hit) -> std::io::Result<bytes::Bytes
         return Ok(b);
     }
     let store = state.store.clone();
-    let (blob, enc, size, stored) = (
-        hit.row.blob.clone(),
-        hit.encoding,
-        hit.row.size,
-        hit.row.stored_size,
-    );
-    let bytes =
-        tokio::task::spawn_blocking(move || store.blobs().read_checked(&blob, enc, size, stored))
-            .await
-            .map_err(std::io::Error::other)??;
+    let row = hit.row.clone();
+    let bytes = tokio::task::spawn_blocking(move || store.read_blob_checked(&row))
+        .await
+        .map_err(std::io::Error::other)??;
     let bytes = bytes::Bytes::from(bytes);
     if let Some(id) = hit.blob_id {
         state.blob_cache.put(id, bytes.clone());
