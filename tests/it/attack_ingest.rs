@@ -499,3 +499,20 @@ fn verify_repair_restores_a_damaged_or_missing_blob_from_an_intact_copy_in_the_l
         assert_eq!(resp.bytes().unwrap().as_ref(), data.as_slice());
     }
 }
+
+#[test]
+fn a_stored_debuginfod_file_whose_blob_is_gone_answers_5xx_never_a_cacheable_404() {
+    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
+    let s = TestServer::start();
+    s.upload_elf(&f);
+    let section = format!("/buildid/{}/section/.text", f.build_id);
+    assert_eq!(s.get(&section).status(), 200);
+    // Every blob (and so every layout entry's inode) goes; the index still names them.
+    for b in s.blobs() {
+        std::fs::remove_file(b).unwrap();
+    }
+    for route in ["debuginfo", "executable", "section/.text"] {
+        let status = s.get(&format!("/buildid/{}/{route}", f.build_id)).status();
+        assert!(status.is_server_error(), "{route}: {status}");
+    }
+}

@@ -75,18 +75,27 @@ async fn section(
     include_try: bool,
 ) -> Response<Body> {
     let store = state.store.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        ["debuginfo", "executable"].into_iter().find_map(|role| {
-            let row = store
-                .lookup(&debuginfod_key(&build_id, role), include_try)
-                .ok()??;
-            let range = section_range(&store, &row, &name)?;
-            Some((row, range))
-        })
+    let found = tokio::task::spawn_blocking(move || -> crate::Result<_> {
+        for role in ["debuginfo", "executable"] {
+            let Some(row) = store.lookup(&debuginfod_key(&build_id, role), include_try)? else {
+                continue;
+            };
+            if let Some(range) = section_range(&store, &row, &name)? {
+                return Ok(Some((row, range)));
+            }
+        }
+        Ok(None)
     })
-    .await;
-    let Ok(Some((row, (offset, len)))) = found else {
-        return not_found();
+    .await
+    .unwrap_or_else(|e| Err(crate::Error::Io(std::io::Error::other(e))));
+    let (row, (offset, len)) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found(),
+        // A stored file that cannot be read is an outage, not a miss.
+        Err(e) => {
+            tracing::error!(error = %e, "a section could not be read");
+            return crate::http::error::json_error(&e);
+        }
     };
     let mut resp = Response::new(body::empty());
     let h = resp.headers_mut();
@@ -123,11 +132,15 @@ async fn section(
     }
 }
 
-/// Where a section's bytes sit in a stored ELF file (identity-encoded only).
-fn section_range(store: &Store, row: &KeyRow, name: &str) -> Option<(u64, u64)> {
+/// Where a section's bytes sit in a stored ELF file (identity-encoded only);
+/// an error when the stored file cannot be opened.
+fn section_range(store: &Store, row: &KeyRow, name: &str) -> std::io::Result<Option<(u64, u64)>> {
     if Encoding::parse(&row.encoding) != Encoding::Identity {
-        return None;
+        return Ok(None);
     }
-    let file = store.open_blob(row).ok()?;
-    crate::identity::elf::section_file_range(&object::ReadCache::new(file), name)
+    let file = store.open_blob(row)?;
+    Ok(crate::identity::elf::section_file_range(
+        &object::ReadCache::new(file),
+        name,
+    ))
 }
