@@ -39,10 +39,15 @@ fuzz_target!(|data: &[u8]| {
         let Ok(listing) = list(zip.path(), &s.config, auto) else {
             continue;
         };
+        let temp_file = |prefix: &str| {
+            tempfile::Builder::new()
+                .prefix(prefix)
+                .tempfile_in(s.dir.path())
+        };
         if let Ok(checked) = check_all(
             &listing,
             &s.config,
-            s.dir.path(),
+            &temp_file,
             &symdepot::ingest::Cancel::default(),
         ) {
             for member in checked {

@@ -164,12 +164,10 @@ pub async fn fetch(state: &AppState, raw: &str) -> Result<Fetched, Error> {
             "the download is larger than the limit of {max} bytes"
         )));
     }
-    let dir = state.store.tmp_dir();
-    let file = tokio::task::spawn_blocking(move || {
-        tempfile::Builder::new().prefix("upload-").tempfile_in(dir)
-    })
-    .await
-    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    let store = state.store.clone();
+    let file = tokio::task::spawn_blocking(move || store.temp_file("upload-"))
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
     let mut out = tokio::io::BufWriter::with_capacity(
         1 << 20,
         tokio::fs::File::from_std(file.as_file().try_clone()?),

@@ -117,7 +117,7 @@ pub fn ingest_zip(
 ) -> Result<Report> {
     let cfg = store.config();
     let listing = zipfile::list(path, cfg, layout == Layout::Auto)?;
-    let checked = zipfile::check_all(&listing, cfg, &store.tmp_dir(), cancel)?;
+    let checked = zipfile::check_all(&listing, cfg, &|p| store.temp_file(p), cancel)?;
     let report = commit_all(store, Some(&listing), &checked, ns, upload_id, cancel)?;
     if let Some(id) = upload_id {
         for name in &listing.ignored {

@@ -308,13 +308,17 @@ struct Totals {
     spooled: AtomicU64,
 }
 
+/// Where phase 1 gets its temp files (the store's [`crate::store::Store::temp_file`]):
+/// a new file whose name starts with the prefix, removed when dropped.
+pub type TempFiles<'a> = &'a (dyn Fn(&str) -> io::Result<tempfile::NamedTempFile> + Sync);
+
 /// Inflates and hashes every member in parallel, checks identities and
 /// duplicates. Returns one `Checked` per distinct key, in zip order.
 /// Setting `cancel` stops it between members and between chunks of one.
 pub fn check_all(
     listing: &Listing,
     cfg: &Config,
-    tmp: &Path,
+    tmp: TempFiles<'_>,
     cancel: &Cancel,
 ) -> Result<Vec<Checked>> {
     let ctx = Context {
@@ -335,7 +339,7 @@ pub fn check_all(
 /// What every member's check shares.
 struct Context<'a> {
     cfg: &'a Config,
-    tmp: &'a Path,
+    tmp: TempFiles<'a>,
     cancel: &'a Cancel,
     totals: Totals,
 }
@@ -465,10 +469,7 @@ fn inflate(
         {
             // A binary keeps its ids anywhere in the file: keep it all.
             count_spool(name, prefix.len() as u64, cfg, &totals.spooled)?;
-            let (file, path) = tempfile::Builder::new()
-                .prefix("spool-")
-                .tempfile_in(ctx.tmp)?
-                .into_parts();
+            let (file, path) = (ctx.tmp)("spool-")?.into_parts();
             spool_path = Some(path);
             let mut w = BufWriter::with_capacity(256 * 1024, file);
             w.write_all(&prefix)?;

@@ -212,8 +212,16 @@ impl Store {
 
     /// This process's folder for temp files (upload bodies, spools, blobs and
     /// links being written): `tmp/proc-*`, locked while the process lives.
-    pub fn tmp_dir(&self) -> PathBuf {
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
         self.temp.path().to_path_buf()
+    }
+
+    /// A new temp file in this process's temp folder, on the data dir's
+    /// filesystem, named `<prefix>…` and removed when dropped (blocking).
+    pub fn temp_file(&self, prefix: &str) -> io::Result<tempfile::NamedTempFile> {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(self.temp.path())
     }
 
     /// Removes the temp folders of processes that are gone (called when the

@@ -668,12 +668,10 @@ async fn save_field(
     state: &AppState,
     field: &mut multer::Field<'_>,
 ) -> Result<tempfile::NamedTempFile, Error> {
-    let dir = state.store.tmp_dir();
-    let tmp = tokio::task::spawn_blocking(move || {
-        tempfile::Builder::new().prefix("upload-").tempfile_in(dir)
-    })
-    .await
-    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    let store = state.store.clone();
+    let tmp = tokio::task::spawn_blocking(move || store.temp_file("upload-"))
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))??;
     let std_file = tmp.as_file().try_clone()?;
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(std_file));
     let written = async {
