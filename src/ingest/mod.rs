@@ -288,41 +288,28 @@ fn commit_member(
     upload_id: Option<i64>,
 ) -> Result<Outcome> {
     let key = member.key.key();
-    let enc = store.encoding_for(&key);
-    let mut new = NewKey {
+    let new = NewKey {
         namespace: ns,
         key: &key,
         hash: &member.hash,
-        encoding: enc,
+        encoding: store.encoding_for(&key),
         size: member.size,
-        stored_size: store.stored_size(&member.hash, enc),
+        stored_size: 0,
         identity: &member.identity,
     };
-    if store.holds(ns, &key, &member.hash)?
-        && let Some(outcome) = store.commit_key(upload_id, &new)?
-    {
-        return Ok(outcome);
-    }
-    let result = (|| {
-        new.stored_size = match (&member.spool, zip) {
-            (Some(spool), _) => store.ensure_blob(&member.hash, enc, &mut spool.open()?)?,
-            (None, Some((listing, reader))) => {
-                store.ensure_blob(&member.hash, enc, &mut listing.open(member.index, reader)?)?
-            }
-            (None, None) => {
-                return Err(Error::Io(std::io::Error::other(
+    store.store_member(
+        upload_id,
+        &new,
+        || -> Result<Box<dyn std::io::Read + '_>> {
+            match (&member.spool, zip) {
+                (Some(spool), _) => Ok(Box::new(spool.open()?)),
+                (None, Some((listing, reader))) => {
+                    Ok(Box::new(listing.open(member.index, reader)?))
+                }
+                (None, None) => Err(Error::Io(std::io::Error::other(
                     "a member has no source to read",
-                )));
+                ))),
             }
-        };
-        store.commit_key(upload_id, &new)?.ok_or_else(|| {
-            Error::Io(std::io::Error::other(
-                "the blob vanished before its key was committed",
-            ))
-        })
-    })();
-    if let (Err(e), Some(id)) = (&result, upload_id) {
-        let _ = store.record_member_outcome(id, &key, "failed", Some(&e.to_string()));
-    }
-    result
+        },
+    )
 }

@@ -248,8 +248,20 @@ impl Store {
         }
     }
 
-    /// Stores a blob unless it is already there; returns its stored size.
+    /// Stores a blob unless it is already there; returns its stored size. The
+    /// first half of [`Store::store_member`] (public for tests of what lies
+    /// between the halves: a blob stored, its key not yet committed).
     pub fn ensure_blob(&self, hash: &str, enc: Encoding, src: &mut dyn Read) -> Result<u64> {
+        self.ensure_blob_from(hash, enc, || Ok(Box::new(src)))
+    }
+
+    /// [`Store::ensure_blob`] that opens its source only when the blob is not stored.
+    fn ensure_blob_from<'a>(
+        &self,
+        hash: &str,
+        enc: Encoding,
+        source: impl FnOnce() -> Result<Box<dyn Read + 'a>>,
+    ) -> Result<u64> {
         let path = self.blobs.path(hash, enc)?;
         if let Ok(meta) = fs::metadata(&path) {
             // Fresh again: GC leaves young blobs alone, and this one is about to be linked.
@@ -257,7 +269,7 @@ impl Store {
             return Ok(meta.len());
         }
         self.blobs
-            .put(hash, enc, self.config.compression_level, src)
+            .put(hash, enc, self.config.compression_level, &mut source()?)
     }
 
     /// The size a blob takes on disk (0 if it is not stored).
@@ -297,6 +309,47 @@ impl Store {
         Ok(self.db.key_row(ns, &normalize(key))?.is_some_and(|row| {
             row.blob == hash && self.blobs.has(hash, Encoding::parse(&row.encoding))
         }))
+    }
+
+    /// Stores one member: the one commit verb of ingest. Skips content the
+    /// key already holds; otherwise stores the blob (reading `source` only
+    /// when the blob is not already stored) and commits the key — blob durable,
+    /// then layout entry, then index rows. `new.stored_size` is worked out
+    /// here. A failure is recorded against the upload as a `failed` member.
+    pub fn store_member<'a>(
+        &self,
+        upload_id: Option<i64>,
+        new: &NewKey<'_>,
+        source: impl FnOnce() -> Result<Box<dyn Read + 'a>>,
+    ) -> Result<Outcome> {
+        let result = self.store_member_inner(upload_id, new, source);
+        if let (Err(e), Some(id)) = (&result, upload_id) {
+            let _ = self.record_member_outcome(id, new.key, "failed", Some(&e.to_string()));
+        }
+        result
+    }
+
+    fn store_member_inner<'a>(
+        &self,
+        upload_id: Option<i64>,
+        new: &NewKey<'_>,
+        source: impl FnOnce() -> Result<Box<dyn Read + 'a>>,
+    ) -> Result<Outcome> {
+        let mut new = NewKey {
+            stored_size: self.stored_size(new.hash, new.encoding),
+            ..new.clone()
+        };
+        if self.holds(new.namespace, new.key, new.hash)?
+            && let Some(outcome) = self.commit_key(upload_id, &new)?
+        {
+            return Ok(outcome);
+        }
+        new.stored_size = self.ensure_blob_from(new.hash, new.encoding, source)?;
+        self.commit_key(upload_id, &new)?.ok_or_else(|| {
+            Error::Io(io::Error::other(
+                "the blob vanished before its key was committed",
+            ))
+        })
     }
 
     /// Records every key that already holds exactly this content (blob and
@@ -339,6 +392,7 @@ impl Store {
         Ok(out)
     }
 
+    /// The second half of [`Store::store_member`].
     /// Commits a key whose blob is durable: links the layout entry, then
     /// writes the index rows and the upload member record in one transaction.
     /// Answers `None`, changing nothing, when the key needs the blob and the
