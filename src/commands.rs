@@ -10,7 +10,7 @@ use crate::config::{Config, Overrides};
 use crate::store::Store;
 use crate::store::gc::GcMode;
 use crate::store::tokens::{MAX_LIFETIME_DAYS, MAX_LIFETIME_MS, NewToken};
-use crate::units::parse_duration;
+use crate::units::{parse_duration, rfc3339};
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -517,14 +517,6 @@ fn import(config: Config, dir: &std::path::Path, is_try: bool) -> anyhow::Result
         bail!("{} file(s) could not be imported", failed.len());
     }
     Ok(())
-}
-
-/// RFC 3339 for milliseconds since the epoch.
-pub fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// How long shutdown waits for in-flight requests.

@@ -64,6 +64,19 @@ pub mod serde_size {
     }
 }
 
+/// RFC 3339 (UTC) for milliseconds since the epoch, as records and API answers show times.
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// An HTTP date (`Last-Modified`) for milliseconds since the epoch.
+pub fn http_date(ms: i64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +89,14 @@ mod tests {
         assert_eq!(parse_size("2GiB"), Some(2 << 30));
         assert_eq!(parse_size("1.5k"), Some(1536));
         assert_eq!(parse_size("ten"), None);
+    }
+
+    #[test]
+    fn times_format_as_rfc3339_and_http_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(-5), "Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(parse_size("5 parsecs"), None);
     }
 

@@ -8,7 +8,6 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use crate::commands::rfc3339;
 use crate::error::Error;
 use crate::filters;
 use crate::http::AppState;
@@ -21,6 +20,7 @@ use crate::store::missing::MissingRow;
 use crate::store::records::{FileQuery, MemberRow, Page, Stats, UploadQuery, UploadSort};
 use crate::store::tokens::{MAX_LIFETIME_DAYS, NewToken, Token};
 use crate::store::{KeyRow, UploadRow, now_ms};
+use crate::units::rfc3339;
 
 /// Runs blocking store work off the async threads.
 pub async fn blocking<T: Send + 'static>(

@@ -104,10 +104,7 @@ async fn section(
         HeaderValue::from_static("application/octet-stream"),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(
-        std::time::UNIX_EPOCH
-            + std::time::Duration::from_millis(row.last_uploaded_at.max(0) as u64),
-    )) {
+    if let Ok(v) = HeaderValue::from_str(&crate::units::http_date(row.last_uploaded_at)) {
         h.insert(header::LAST_MODIFIED, v);
     }
     add_debuginfod_headers(h, len, &row.key);

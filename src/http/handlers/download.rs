@@ -17,6 +17,7 @@ use crate::identity::lookup::code_key;
 use crate::keys::{is_zero_id, normalize};
 use crate::store::missing::Miss;
 use crate::store::{Encoding, KeyRow};
+use crate::units::http_date;
 
 /// `404 Symbol Not Found`.
 pub fn not_found() -> Response<Body> {
@@ -413,11 +414,6 @@ fn cors(headers: &mut HeaderMap) {
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
     );
-}
-
-fn http_date(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    httpdate::fmt_http_date(t)
 }
 
 /// Whether `Accept-Encoding` allows gzip (`gzip`, `x-gzip` or `*` with q > 0).

@@ -8,13 +8,13 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::api::{blocking, file_query, require_records, today_start, upload_query};
-use crate::commands::rfc3339;
 use crate::http::AppState;
 use crate::http::body::{self, Body};
 use crate::http::error::method_not_allowed;
 use crate::http::routes::Page;
 use crate::identity::lookup::display;
 use crate::store::records::{FileQuery, UploadQuery};
+use crate::units::rfc3339;
 
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {

@@ -33,6 +33,7 @@ use crate::http::error::{json_error, method_not_allowed};
 use crate::ingest::{self, Cancel, Layout, Report};
 use crate::store::tokens::Token;
 use crate::store::{Namespace, UploadFinish, UploadStart, now_ms};
+use crate::units::rfc3339;
 
 /// How much of an unwanted body is read before answering, so that clients
 /// see the status rather than a reset connection.
@@ -752,13 +753,6 @@ fn multipart_error(e: multer::Error) -> Error {
         },
         other => Error::BadRequest(format!("malformed multipart body: {other}")),
     }
-}
-
-fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// The 201 body.
