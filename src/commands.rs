@@ -224,11 +224,7 @@ fn ingest(config: Config, paths: &[std::path::PathBuf], is_try: bool) -> anyhow:
         );
         let (status, error, count) = match &result {
             Ok(r) => (201, None, r.files_count() as u64),
-            Err(e) => (
-                crate::http::error::status_of(e).as_u16(),
-                Some(e.to_string()),
-                0,
-            ),
+            Err(e) => (e.status(), Some(e.to_string()), 0),
         };
         let fin = UploadFinish {
             filename: None,

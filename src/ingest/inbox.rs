@@ -196,7 +196,7 @@ fn take(store: &Store, dir: &Path, path: &Path, ns: Namespace) {
             filename: Some(&name),
             download_url: None,
             http_status: if error.is_some() {
-                crate::http::error::status_of(result.as_ref().unwrap_err()).as_u16()
+                result.as_ref().unwrap_err().status()
             } else {
                 201
             },
