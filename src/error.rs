@@ -64,7 +64,7 @@ pub enum Error {
     Io(io::Error),
     /// A SQLite failure (500).
     #[error("index error: {0}")]
-    Db(rusqlite::Error),
+    Db(crate::store::DbError),
 }
 
 impl Error {
@@ -105,15 +105,6 @@ impl Error {
             Error::Cancelled(_) => 499,
             // Internal Server Error.
             Error::Io(_) | Error::Db(_) => 500,
-        }
-    }
-}
-
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DiskFull) => Error::StorageFull(e.to_string()),
-            _ => Error::Db(e),
         }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod blobs;
 pub mod door;
+pub mod export;
 pub mod gc;
 pub mod index;
 pub mod lock;
@@ -32,7 +33,8 @@ use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::keys::normalize;
 pub use blobs::{BlobStore, Encoding, LocalBlobs, sync_dir};
-pub use index::{Db, KeyRow, Namespace, now_ms};
+pub use export::ExportFilter;
+pub use index::{Db, DbError, KeyRow, Namespace, now_ms};
 
 /// The index's file name in the data dir.
 pub const INDEX_FILE: &str = "index.sqlite3";
