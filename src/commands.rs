@@ -192,7 +192,7 @@ fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
 }
 
 fn ingest(config: Config, paths: &[std::path::PathBuf], is_try: bool) -> anyhow::Result<()> {
-    use crate::ingest::{Layout, ingest_upload};
+    use crate::ingest::{Layout, Report, ingest_upload};
     use crate::store::{Namespace, UploadFinish, UploadStart};
     let store = open_store(config)?;
     let mut files = Vec::new();
@@ -211,35 +211,25 @@ fn ingest(config: Config, paths: &[std::path::PathBuf], is_try: bool) -> anyhow:
             try_symbols: is_try,
             ..UploadStart::default()
         };
-        let upload_id = store.begin_upload(&start)?;
+        let record = store.begin_upload(&start)?;
         let size = std::fs::metadata(&file).map_or(0, |m| m.len());
         let result = ingest_upload(
             &store,
             &file,
             &name,
             Namespace::from_try(is_try),
-            Some(upload_id),
+            Some(record.id()),
             Layout::Auto,
             &crate::ingest::Cancel::default(),
         );
-        let (status, error, count) = match &result {
-            Ok(r) => (201, None, r.files_count() as u64),
-            Err(e) => (
-                crate::http::error::status_of(e).as_u16(),
-                Some(e.to_string()),
-                0,
-            ),
-        };
         let fin = UploadFinish {
             filename: None,
             download_url: None,
-            http_status: status,
-            error: error.as_deref(),
             size,
-            files_count: count,
             try_symbols: is_try,
+            end: Report::record_end(&result),
         };
-        store.finish_upload(upload_id, &fin)?;
+        record.finish(&store, &fin)?;
         match result {
             Ok(r) => {
                 for k in &r.uploaded_keys {

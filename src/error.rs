@@ -1,8 +1,11 @@
 //! The one error type of the core (store, ingest, identity).
 //!
-//! Each variant maps to exactly one HTTP status in `http::error`; the command
-//! line prints the message. Variants carry enough to name the offending member
-//! and the rule it broke, because every rejection must say both.
+//! Each variant has exactly one HTTP status ([`Error::status`]), which the
+//! server answers with and upload records keep whoever made the upload; the
+//! command line prints the message. Variants carry enough to name the
+//! offending member and the rule it broke, because every rejection must say
+//! both. The core knows statuses as numbers only: turning them into responses
+//! is the server's business.
 
 use std::io;
 
@@ -61,7 +64,7 @@ pub enum Error {
     Io(io::Error),
     /// A SQLite failure (500).
     #[error("index error: {0}")]
-    Db(rusqlite::Error),
+    Db(crate::store::DbError),
 }
 
 impl Error {
@@ -74,11 +77,34 @@ impl Error {
     }
 }
 
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DiskFull) => Error::StorageFull(e.to_string()),
-            _ => Error::Db(e),
+impl Error {
+    /// The HTTP status this error is answered with. This is the whole table;
+    /// each variant's documentation gives its status too.
+    pub fn status(&self) -> u16 {
+        match self {
+            // A member broke a rule, or the request is malformed.
+            Error::Invalid { .. } | Error::BadRequest(_) => 400,
+            // Payload Too Large.
+            Error::TooLarge(_) => 413,
+            // Routes that answer 401 to missing credentials (with
+            // `WWW-Authenticate`) decide so themselves.
+            Error::Unauthenticated(_) | Error::Forbidden(_) => 403,
+            // Too Many Requests.
+            Error::TooMany(_) => 429,
+            // Upload by download: the remote failed, or was too slow.
+            Error::BadGateway(_) => 502,
+            Error::GatewayTimeout(_) => 504,
+            // Request Timeout: the client stopped sending its body.
+            Error::Timeout(_) => 408,
+            Error::NotFound => 404,
+            // Insufficient Storage.
+            Error::StorageFull(_) => 507,
+            // Service Unavailable: the store refuses work that would lose data.
+            Error::Refused(_) => 503,
+            // nginx's "client closed request": recorded, never sent.
+            Error::Cancelled(_) => 499,
+            // Internal Server Error.
+            Error::Io(_) | Error::Db(_) => 500,
         }
     }
 }
@@ -112,5 +138,29 @@ mod tests {
         let wrapped = io::Error::new(io::ErrorKind::StorageFull, "No space left at path x");
         assert!(matches!(Error::from(wrapped), Error::StorageFull(_)));
         assert!(matches!(Error::from(io::Error::other("x")), Error::Io(_)));
+    }
+
+    #[test]
+    fn each_error_has_its_status() {
+        let s = || String::from("x");
+        let table = [
+            (Error::invalid("m", "r"), 400),
+            (Error::BadRequest(s()), 400),
+            (Error::TooLarge(s()), 413),
+            (Error::Unauthenticated(s()), 403),
+            (Error::Forbidden(s()), 403),
+            (Error::TooMany(s()), 429),
+            (Error::BadGateway(s()), 502),
+            (Error::Timeout(s()), 408),
+            (Error::GatewayTimeout(s()), 504),
+            (Error::NotFound, 404),
+            (Error::Refused(s()), 503),
+            (Error::StorageFull(s()), 507),
+            (Error::Cancelled(s()), 499),
+            (Error::Io(io::Error::other("x")), 500),
+        ];
+        for (e, status) in table {
+            assert_eq!(e.status(), status, "{e:?}");
+        }
     }
 }

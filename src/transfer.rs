@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 use flate2::read::GzDecoder;
 
 use crate::ingest::{self, Report};
+pub use crate::store::ExportFilter;
 use crate::store::{Encoding, KeyRow, Namespace, Store};
 
 /// The tree an export writes.
@@ -26,17 +27,6 @@ pub enum ExportLayout {
     SymStore { index2: bool },
     /// `buildid/<id>/debuginfo|executable`: a `file://` entry of `DEBUGINFOD_URLS`.
     Debuginfod,
-}
-
-/// Which keys an export takes.
-#[derive(Debug, Clone, Default)]
-pub struct ExportFilter {
-    pub is_try: bool,
-    pub upload: Option<i64>,
-    /// Module (first key segment), any case.
-    pub module: Option<String>,
-    /// Only keys last uploaded at or after this time (Unix ms).
-    pub since_ms: Option<i64>,
 }
 
 /// The stored bytes of a key, decoded.
@@ -265,25 +255,4 @@ pub fn import_tree(
         }
     }
     Ok((total, failed))
-}
-
-impl Store {
-    /// The keys an export takes, in key order.
-    pub fn export_rows(&self, f: &ExportFilter) -> crate::Result<Vec<KeyRow>> {
-        self.db().read(|c| {
-            let sql = format!(
-                "SELECT {} FROM keys k WHERE k.namespace = ?1 AND (?2 IS NULL OR k.upload_id = ?2) \
-                 AND (?3 IS NULL OR instr(k.key_norm, lower(?3) || '/') = 1) \
-                 AND (?4 IS NULL OR k.last_uploaded_at >= ?4) ORDER BY k.key",
-                crate::store::index::KEY_COLUMNS
-            );
-            let mut st = c.prepare(&sql)?;
-            let ns = if f.is_try { "try" } else { "release" };
-            let rows = st.query_map(
-                rusqlite::params![ns, f.upload, f.module, f.since_ms],
-                KeyRow::from_row,
-            )?;
-            rows.collect()
-        })
-    }
 }

@@ -1,4 +1,5 @@
-//! The status table: how each core error is answered on the JSON routes.
+//! How each core error is answered on the JSON routes (its status is
+//! [`Error::status`]).
 
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
@@ -6,28 +7,9 @@ use serde_json::json;
 use super::body::{self, Body};
 use crate::error::Error;
 
-/// 499, nginx's status for a request its client abandoned (recorded, never sent).
-pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
-    Ok(s) => s,
-    Err(_) => StatusCode::BAD_REQUEST,
-};
-
-/// The HTTP status for a core error. This is the whole table.
+/// The HTTP status for a core error: [`Error::status`] as a `StatusCode`.
 pub fn status_of(e: &Error) -> StatusCode {
-    match e {
-        Error::Invalid { .. } | Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::Unauthenticated(_) | Error::Forbidden(_) => StatusCode::FORBIDDEN,
-        Error::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
-        Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
-        Error::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-        Error::NotFound => StatusCode::NOT_FOUND,
-        Error::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
-        Error::Refused(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Cancelled(_) => CLIENT_CLOSED_REQUEST,
-        Error::Io(_) | Error::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// The message a client sees. Internal failures are not detailed beyond

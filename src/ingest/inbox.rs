@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use notify::{RecursiveMode, Watcher};
 
-use super::{Layout, ingest_upload};
+use super::{Layout, Report, ingest_upload};
 use crate::error::Error;
 use crate::store::{Namespace, Store, UploadFinish, UploadStart};
 
@@ -173,7 +173,7 @@ fn take(store: &Store, dir: &Path, path: &Path, ns: Namespace) {
         try_symbols: ns == Namespace::Try,
         ..UploadStart::default()
     };
-    let id = store.begin_upload(&start).ok();
+    let record = store.begin_upload(&start).ok();
     let size = fs::metadata(path).map_or(0, |m| m.len());
     // A zip in Tecken's layout keeps its paths; any other zip or loose file is placed by identity.
     let layout = if super::zipfile::is_tecken_zip(path) {
@@ -186,26 +186,20 @@ fn take(store: &Store, dir: &Path, path: &Path, ns: Namespace) {
         path,
         &name,
         ns,
-        id,
+        record.map(|r| r.id()),
         layout,
         &super::Cancel::default(),
     );
     let error = result.as_ref().err().map(|e| e.to_string());
-    if let Some(id) = id {
+    if let Some(record) = record {
         let fin = UploadFinish {
             filename: Some(&name),
             download_url: None,
-            http_status: if error.is_some() {
-                crate::http::error::status_of(result.as_ref().unwrap_err()).as_u16()
-            } else {
-                201
-            },
-            error: error.as_deref(),
             size,
-            files_count: result.as_ref().map_or(0, |r| r.files_count() as u64),
             try_symbols: ns == Namespace::Try,
+            end: Report::record_end(&result),
         };
-        if let Err(e) = store.finish_upload(id, &fin) {
+        if let Err(e) = record.finish(store, &fin) {
             tracing::warn!(error = %e, "could not record an inbox upload");
         }
     }

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::keys::{MemberName, classify_auto, classify_member};
-use crate::store::{Namespace, NewKey, Outcome, Store};
+use crate::store::{Namespace, NewKey, Outcome, Store, UploadEnd};
 use zipfile::{Checked, Listing, Placement, SharedFile, Spool};
 
 /// What an ingest did, key by key.
@@ -45,6 +45,21 @@ impl Report {
     /// Members that were stored or skipped.
     pub fn files_count(&self) -> usize {
         self.uploaded_keys.len() + self.skipped_keys.len()
+    }
+
+    /// How an upload's record ends after `result`: complete with its files,
+    /// or failed with the error's own text (an upload the server answers
+    /// builds its ending with the message the client was told instead).
+    pub fn record_end(result: &Result<Report>) -> UploadEnd<'_> {
+        match result {
+            Ok(r) => UploadEnd::Complete {
+                files_count: r.files_count() as u64,
+            },
+            Err(e) => UploadEnd::Failed {
+                error: e,
+                message: e.to_string(),
+            },
+        }
     }
 }
 

@@ -138,7 +138,7 @@ impl Store {
             user: user.to_string(),
             ..super::UploadStart::default()
         };
-        let record = self.begin_upload(&start)?;
+        let record = self.begin_upload(&start)?.id();
         let mut conn = self.db().writer();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let (sql, args): (&str, Vec<rusqlite::types::Value>) = match target {

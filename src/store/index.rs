@@ -11,7 +11,37 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use super::migrations;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// A SQLite failure, as [`Error::Db`] carries it: the store's own type, so
+/// that nothing outside the store names the SQLite library. It shows (and
+/// debug-prints) as the failure it wraps.
+pub struct DbError(rusqlite::Error);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DbError {}
+
+/// SQLite's "database or disk is full" is [`Error::StorageFull`]; any other
+/// failure is [`Error::Db`].
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Error::StorageFull(e.to_string()),
+            _ => Error::Db(DbError(e)),
+        }
+    }
+}
 
 /// Release or try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,6 +11,7 @@
 
 pub mod blobs;
 pub mod door;
+pub mod export;
 pub mod gc;
 pub mod index;
 pub mod lock;
@@ -18,6 +19,7 @@ pub mod migrations;
 pub mod missing;
 pub mod records;
 pub mod tokens;
+pub mod uploads;
 pub mod verify;
 
 use std::fs;
@@ -32,7 +34,9 @@ use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::keys::normalize;
 pub use blobs::{BlobStore, Encoding, LocalBlobs, sync_dir};
-pub use index::{Db, KeyRow, Namespace, now_ms};
+pub use export::ExportFilter;
+pub use index::{Db, DbError, KeyRow, Namespace, now_ms};
+pub use uploads::{UploadEnd, UploadFinish, UploadRecord, UploadRow, UploadStart};
 
 /// The index's file name in the data dir.
 pub const INDEX_FILE: &str = "index.sqlite3";
@@ -81,16 +85,6 @@ pub struct NewKey<'a> {
     pub size: u64,
     pub stored_size: u64,
     pub identity: &'a Identity,
-}
-
-/// Fields of an upload record that are known when it starts.
-#[derive(Debug, Clone, Default)]
-pub struct UploadStart {
-    pub user: String,
-    pub token_id: Option<i64>,
-    pub filename: Option<String>,
-    pub download_url: Option<String>,
-    pub try_symbols: bool,
 }
 
 impl Store {
@@ -500,24 +494,6 @@ impl Store {
         door::remove_entry(&top, &door::entry_path(&top, key)?)
     }
 
-    /// Starts an upload record; returns its id.
-    pub fn begin_upload(&self, start: &UploadStart) -> Result<i64> {
-        let conn = self.db.writer();
-        conn.execute(
-            "INSERT INTO uploads (user, token_id, filename, download_url, try_symbols, status, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
-            params![
-                start.user,
-                start.token_id,
-                start.filename,
-                start.download_url,
-                start.try_symbols,
-                now_ms()
-            ],
-        )?;
-        Ok(conn.last_insert_rowid())
-    }
-
     /// Records what happened to a member that was not committed as a key.
     pub fn record_member_outcome(
         &self,
@@ -530,87 +506,6 @@ impl Store {
         record_member(&conn, upload_id, key, outcome, None, error)?;
         Ok(())
     }
-
-    /// Ends an upload record. `error` is the message the client got, if any.
-    pub fn finish_upload(&self, id: i64, fin: &UploadFinish<'_>) -> Result<()> {
-        self.db.writer().execute(
-            "UPDATE uploads SET status = ?2, http_status = ?3, error = ?4, size = ?5, \
-             files_count = ?6, try_symbols = ?7, completed_at = ?8, filename = COALESCE(?9, filename), \
-             download_url = COALESCE(?10, download_url) WHERE id = ?1",
-            params![
-                id,
-                if fin.error.is_some() { "failed" } else { "complete" },
-                fin.http_status,
-                fin.error,
-                fin.size,
-                fin.files_count,
-                fin.try_symbols,
-                now_ms(),
-                fin.filename,
-                fin.download_url
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// Ends the record of an upload its client abandoned: `aborted` (499), with
-    /// `files_count` the members committed before the work stopped. A record
-    /// that already ended is left as it is.
-    pub fn abort_upload(&self, id: i64, size: u64, error: &str) -> Result<()> {
-        self.db.writer().execute(
-            "UPDATE uploads SET status = 'aborted', http_status = 499, error = ?2, \
-             size = MAX(size, ?3), completed_at = ?4, files_count = (SELECT COUNT(*) \
-             FROM upload_members WHERE upload_id = ?1 AND outcome IN ('new', 'replaced', 'skipped')) \
-             WHERE id = ?1 AND status = 'running'",
-            params![id, error, size, now_ms()],
-        )?;
-        Ok(())
-    }
-
-    /// An upload record as stored.
-    pub fn upload(&self, id: i64) -> Result<Option<UploadRow>> {
-        use rusqlite::OptionalExtension;
-        self.db().read(|c| {
-            c.query_row(
-                "SELECT id, user, filename, size, download_url, try_symbols, status, http_status, \
-                 error, files_count, created_at, completed_at FROM uploads WHERE id = ?1",
-                [id],
-                records::upload_from_row,
-            )
-            .optional()
-        })
-    }
-}
-
-/// Fields of an upload record set when it ends.
-#[derive(Debug, Clone, Default)]
-pub struct UploadFinish<'a> {
-    /// The uploaded file's name, once known.
-    pub filename: Option<&'a str>,
-    /// Upload by download: the URL.
-    pub download_url: Option<&'a str>,
-    pub http_status: u16,
-    pub error: Option<&'a str>,
-    pub size: u64,
-    pub files_count: u64,
-    pub try_symbols: bool,
-}
-
-/// One row of `uploads`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadRow {
-    pub id: i64,
-    pub user: String,
-    pub filename: Option<String>,
-    pub size: u64,
-    pub download_url: Option<String>,
-    pub try_symbols: bool,
-    pub status: String,
-    pub http_status: Option<u16>,
-    pub error: Option<String>,
-    pub files_count: u64,
-    pub created_at: i64,
-    pub completed_at: Option<i64>,
 }
 
 /// Inserts the key, or updates its row (keeping its first spelling and

@@ -17,6 +17,7 @@ mod full_disk;
 mod inbox;
 mod interop_debuginfod;
 mod interop_minidump;
+mod layering;
 mod layout_auto;
 mod limits;
 mod operations;

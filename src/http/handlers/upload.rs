@@ -29,10 +29,10 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth;
 use crate::http::body::{self, Body};
-use crate::http::error::{json_error, method_not_allowed};
+use crate::http::error::{json_error, message_of, method_not_allowed};
 use crate::ingest::{self, Cancel, Layout, Report};
 use crate::store::tokens::Token;
-use crate::store::{Namespace, UploadFinish, UploadStart, now_ms};
+use crate::store::{Namespace, Store, UploadEnd, UploadFinish, UploadRecord, UploadStart, now_ms};
 use crate::units::rfc3339;
 
 /// How much of an unwanted body is read before answering, so that clients
@@ -68,8 +68,8 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     // written still gets it ended.
     let abandon = Abandon::new(&state, declared_length(req.headers()).unwrap_or(0));
     let guard = AbandonGuard::new(&abandon);
-    let upload_id = match begin_record(&abandon, start).await {
-        Ok(id) => id,
+    let record = match begin_record(&abandon, start).await {
+        Ok(record) => record,
         // A full disk cannot even take the record: say so once the client has sent its body.
         Err(e) => {
             guard.disarm();
@@ -78,7 +78,7 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     };
     let created_at = now_ms();
     let started = std::time::Instant::now();
-    let result = receive_and_ingest(&state, req, &token, upload_id, &abandon).await;
+    let result = receive_and_ingest(&state, req, &token, record.id(), &abandon).await;
     if let Err((Error::Cancelled(_), _)) = &result {
         // The body was cut short: the client is gone. The guard ends the record.
         drop(guard);
@@ -87,55 +87,46 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     // From here on this handler ends the record itself, even if its client leaves now.
     guard.disarm();
     count_upload(&state, &result, started);
-    let resp = match &result {
-        Ok(done) => created(&token, upload_id, created_at, done),
+    let mut resp = match &result {
+        Ok(done) => created(&token, record.id(), created_at, done),
         Err((e, _)) => json_error(e),
     };
-    let (status, error) = match &result {
-        Ok(_) => (resp.status().as_u16(), None),
-        Err((e, _)) => (
-            resp.status().as_u16(),
-            Some(crate::http::error::message_of(e)),
-        ),
-    };
-    let (size, files_count, is_try, filename, download_url) = match &result {
-        Ok(d) => (
-            d.size,
-            d.report.files_count() as u64,
-            d.is_try,
-            Some(d.filename.clone()),
-            d.download_url.clone(),
-        ),
-        Err((_, partial)) => (
-            partial.size,
-            0,
-            partial.is_try,
-            partial.filename.clone(),
-            None,
-        ),
-    };
+    let failed = result.is_err();
     let store = state.store.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        let fin = UploadFinish {
-            filename: filename.as_deref(),
-            download_url: download_url.as_deref(),
-            http_status: status,
-            error: error.as_deref(),
-            size,
-            files_count,
-            try_symbols: is_try,
-        };
-        if let Err(e) = store.finish_upload(upload_id, &fin) {
-            tracing::error!(upload_id, error = %e, "could not finish the upload record");
-        }
-    })
-    .await;
-    let mut resp = resp;
-    if result.is_err() {
+    let _ = tokio::task::spawn_blocking(move || finish_record(&store, &record, &result)).await;
+    if failed {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+/// Blocking: ends an upload's record with what its client was answered.
+fn finish_record(store: &Store, record: &UploadRecord, result: &Result<Done, (Error, Partial)>) {
+    let fin = match result {
+        Ok(d) => UploadFinish {
+            filename: Some(&d.filename),
+            download_url: d.download_url.as_deref(),
+            size: d.size,
+            try_symbols: d.is_try,
+            end: UploadEnd::Complete {
+                files_count: d.report.files_count() as u64,
+            },
+        },
+        Err((e, partial)) => UploadFinish {
+            filename: partial.filename.as_deref(),
+            download_url: None,
+            size: partial.size,
+            try_symbols: partial.is_try,
+            end: UploadEnd::Failed {
+                error: e,
+                message: message_of(e),
+            },
+        },
+    };
+    if let Err(e) = record.finish(store, &fin) {
+        tracing::error!(upload_id = record.id(), error = %e, "could not finish the upload record");
+    }
 }
 
 /// Who ends an upload's record if its client goes away.
@@ -156,7 +147,7 @@ enum Owner {
 struct Abandon {
     state: Arc<AppState>,
     /// The record, once written.
-    upload_id: std::sync::OnceLock<i64>,
+    record: std::sync::OnceLock<UploadRecord>,
     size: u64,
     cancel: Cancel,
     owner: Mutex<Owner>,
@@ -166,7 +157,7 @@ impl Abandon {
     fn new(state: &Arc<AppState>, size: u64) -> Arc<Abandon> {
         Arc::new(Abandon {
             state: state.clone(),
-            upload_id: std::sync::OnceLock::new(),
+            record: std::sync::OnceLock::new(),
             size,
             cancel: Cancel::default(),
             owner: Mutex::new(Owner::Handler),
@@ -219,11 +210,12 @@ impl Abandon {
 
     /// Blocking: ends the record (if it was written) as `aborted` and counts it.
     fn end_record(&self) {
-        let Some(&upload_id) = self.upload_id.get() else {
+        let Some(record) = self.record.get() else {
             return;
         };
+        let upload_id = record.id();
         let error = "the client closed the connection before the upload was answered";
-        if let Err(e) = self.state.store.abort_upload(upload_id, self.size, error) {
+        if let Err(e) = record.abort(&self.state.store, self.size, error) {
             tracing::error!(upload_id, error = %e, "could not end the upload record");
         }
         tracing::info!(upload_id, "upload abandoned by its client");
@@ -237,16 +229,16 @@ impl Abandon {
 
 /// Writes an upload's record on a blocking thread that ends it itself if the
 /// client leaves meanwhile.
-async fn begin_record(abandon: &Arc<Abandon>, start: UploadStart) -> Result<i64, Error> {
+async fn begin_record(abandon: &Arc<Abandon>, start: UploadStart) -> Result<UploadRecord, Error> {
     let abandon = abandon.clone();
     abandon.blocking_started();
     tokio::task::spawn_blocking(move || {
-        let id = abandon.state.store.begin_upload(&start);
-        if let Ok(id) = id {
-            let _ = abandon.upload_id.set(id);
+        let record = abandon.state.store.begin_upload(&start);
+        if let Ok(record) = &record {
+            let _ = abandon.record.set(*record);
         }
         abandon.blocking_finished();
-        id
+        record
     })
     .await
     .map_err(|e| Error::Io(std::io::Error::other(e)))?
