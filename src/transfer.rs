@@ -32,7 +32,7 @@ pub enum ExportLayout {
 /// The stored bytes of a key, decoded.
 fn original(store: &Store, row: &KeyRow) -> io::Result<Box<dyn Read>> {
     let f = store.open_blob(row)?;
-    Ok(match Encoding::parse(&row.encoding) {
+    Ok(match row.encoding {
         Encoding::Gzip => Box::new(GzDecoder::new(io::BufReader::new(f))),
         Encoding::Identity => Box::new(f),
     })

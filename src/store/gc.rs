@@ -151,7 +151,7 @@ impl Store {
                 vec![(*id).into()],
             ),
         };
-        let gone: Vec<(String, String)> = {
+        let gone: Vec<(Namespace, String)> = {
             let mut st = tx.prepare(sql)?;
             let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -159,12 +159,7 @@ impl Store {
             rows.collect::<rusqlite::Result<_>>()?
         };
         for (ns, key) in &gone {
-            let ns = if ns == "try" {
-                Namespace::Try
-            } else {
-                Namespace::Release
-            };
-            self.remove_entry_of_row(ns, key)?;
+            self.remove_entry_of_row(*ns, key)?;
             tx.execute(
                 "INSERT INTO upload_members (upload_id, key, outcome) VALUES (?1, ?2, 'deleted')",
                 params![record, key],

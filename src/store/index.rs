@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
+use super::blobs::Encoding;
 use super::migrations;
 use crate::error::{Error, Result};
 
@@ -58,6 +59,15 @@ impl Namespace {
         }
     }
 
+    /// Parses the stored form (`release`, `try`).
+    pub fn parse(s: &str) -> Option<Namespace> {
+        match s {
+            "release" => Some(Namespace::Release),
+            "try" => Some(Namespace::Try),
+            _ => None,
+        }
+    }
+
     pub fn from_try(is_try: bool) -> Self {
         if is_try {
             Namespace::Try
@@ -71,10 +81,10 @@ impl Namespace {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRow {
     pub id: i64,
-    pub namespace: String,
+    pub namespace: Namespace,
     pub key: String,
     pub blob: String,
-    pub encoding: String,
+    pub encoding: Encoding,
     pub size: u64,
     pub stored_size: u64,
     pub kind: String,
@@ -119,7 +129,42 @@ impl KeyRow {
     }
 
     pub fn is_gzip(&self) -> bool {
-        self.encoding == "gzip"
+        self.encoding == Encoding::Gzip
+    }
+}
+
+/// Namespaces are stored as `release`/`try`; another value is an error.
+impl rusqlite::types::FromSql for Namespace {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = v.as_str()?;
+        Namespace::parse(text).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown namespace {text:?}").into())
+        })
+    }
+}
+
+impl rusqlite::types::ToSql for Namespace {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+/// Encodings are stored as `identity`/`gzip`.
+impl rusqlite::types::FromSql for Encoding {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        match v.as_str()? {
+            "identity" => Ok(Encoding::Identity),
+            "gzip" => Ok(Encoding::Gzip),
+            other => Err(rusqlite::types::FromSqlError::Other(
+                format!("unknown encoding {other:?}").into(),
+            )),
+        }
+    }
+}
+
+impl rusqlite::types::ToSql for Encoding {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
     }
 }
 

@@ -283,26 +283,23 @@ impl Store {
     /// and checked against the blob's name: damage is an error, never data.
     /// For small blobs only (the caller bounds `row.stored_size`).
     pub fn read_blob_checked(&self, row: &KeyRow) -> io::Result<Vec<u8>> {
-        self.blobs.read_checked(
-            &row.blob,
-            Encoding::parse(&row.encoding),
-            row.size,
-            row.stored_size,
-        )
+        self.blobs
+            .read_checked(&row.blob, row.encoding, row.size, row.stored_size)
     }
 
     /// Opens a stored key's bytes as kept on disk.
     pub fn open_blob(&self, row: &KeyRow) -> io::Result<fs::File> {
-        self.blobs.open(&row.blob, Encoding::parse(&row.encoding))
+        self.blobs.open(&row.blob, row.encoding)
     }
 
     /// Whether the key already holds exactly this content and its blob is
     /// there (a cheap pre-check; [`Store::commit_key`] decides again under the
     /// writer lock).
     pub fn holds(&self, ns: Namespace, key: &str, hash: &str) -> Result<bool> {
-        Ok(self.db.key_row(ns, &normalize(key))?.is_some_and(|row| {
-            row.blob == hash && self.blobs.has(hash, Encoding::parse(&row.encoding))
-        }))
+        Ok(self
+            .db
+            .key_row(ns, &normalize(key))?
+            .is_some_and(|row| row.blob == hash && self.blobs.has(hash, row.encoding)))
     }
 
     /// Stores one member: the one commit verb of ingest. Skips content the

@@ -97,21 +97,22 @@ impl Store {
             keys: rows.len() as u64,
             ..VerifyReport::default()
         };
-        let mut blobs: HashMap<(String, String), BlobState> = HashMap::new();
+        let mut blobs: HashMap<(String, Encoding), BlobState> = HashMap::new();
         // Damaged blobs `--repair` tried to restore: how each was found, and the copy used.
-        let mut restored: HashMap<(String, String), Option<(BlobState, PathBuf)>> = HashMap::new();
+        let mut restored: HashMap<(String, Encoding), Option<(BlobState, PathBuf)>> =
+            HashMap::new();
         for row in &rows {
-            let enc = Encoding::parse(&row.encoding);
+            let enc = row.encoding;
             let Ok(blob_path) = self.blobs().path(&row.blob, enc) else {
                 report.damage.push(Damage {
-                    namespace: row.namespace.clone(),
+                    namespace: row.namespace.as_str().to_string(),
                     key: row.key.clone(),
                     problem: format!("the row names {:?}, which is not a blob name", row.blob),
                     repaired: false,
                 });
                 continue;
             };
-            let id = (row.blob.clone(), row.encoding.clone());
+            let id = (row.blob.clone(), row.encoding);
             let state =
                 *blobs
                     .entry(id.clone())
@@ -120,7 +121,7 @@ impl Store {
                         Ok(_) | Err(_) if blob_path.exists() => BlobState::Corrupt,
                         _ => BlobState::Missing,
                     });
-            let ns = namespace_of(row);
+            let ns = row.namespace;
             if state != BlobState::Good && repair && !restored.contains_key(&id) {
                 let from = self.restore_blob(&rows, row, enc, &mut report)?;
                 restored.insert(id.clone(), from.map(|f| (state, f)));
@@ -133,7 +134,7 @@ impl Store {
             };
             if let Some((was, from)) = restored_from {
                 report.damage.push(Damage {
-                    namespace: row.namespace.clone(),
+                    namespace: row.namespace.as_str().to_string(),
                     key: row.key.clone(),
                     problem: format!(
                         "blob {} {}; restored from the intact copy {}",
@@ -149,7 +150,7 @@ impl Store {
                 });
             }
             let damage = |problem: String| Damage {
-                namespace: row.namespace.clone(),
+                namespace: row.namespace.as_str().to_string(),
                 key: row.key.clone(),
                 problem,
                 repaired: false,
@@ -210,7 +211,7 @@ impl Store {
         let source = rows
             .iter()
             .filter(|r| r.blob == row.blob && r.encoding == row.encoding)
-            .filter_map(|r| self.entry_path(namespace_of(r), &r.key).ok())
+            .filter_map(|r| self.entry_path(r.namespace, &r.key).ok())
             // A plain file in the tree, never one behind a symbolic link.
             .filter(|entry| fs::symlink_metadata(entry).is_ok_and(|m| m.is_file()))
             .find(|entry| original_hash(entry, enc).is_ok_and(|h| h == row.blob));
@@ -331,14 +332,6 @@ impl Store {
         };
         self.commit_key(None, &new).map_err(|e| e.to_string())?;
         Ok(())
-    }
-}
-
-fn namespace_of(row: &KeyRow) -> Namespace {
-    if row.namespace == "try" {
-        Namespace::Try
-    } else {
-        Namespace::Release
     }
 }
 

@@ -143,17 +143,12 @@ fn downloads_flow_while_uploads_are_throttled() {
         s.token
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let resp = s.upload(zip_of(&[(&key, &data)]));
-        if resp.status() == 429 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the second upload was never throttled"
-        );
+    // The slot is taken before the upload's record is written: wait for the record.
+    while s.count("SELECT COUNT(*) FROM uploads WHERE status = 'running'") == 0 {
+        std::thread::sleep(Duration::from_millis(20));
     }
+    let resp = s.upload(zip_of(&[(&key, &data)]));
+    assert_eq!(resp.status(), 429, "the second upload is throttled");
     for _ in 0..20 {
         let resp = s.get(&format!("/{key}"));
         assert_eq!(resp.status(), 200);

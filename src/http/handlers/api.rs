@@ -19,7 +19,7 @@ use crate::identity::lookup::display;
 use crate::store::missing::MissingRow;
 use crate::store::records::{FileQuery, MemberRow, Page, Stats, UploadQuery, UploadSort};
 use crate::store::tokens::{MAX_LIFETIME_DAYS, NewToken, Token};
-use crate::store::{KeyRow, UploadRow, now_ms};
+use crate::store::{KeyRow, Namespace, UploadRow, now_ms};
 use crate::units::rfc3339;
 
 /// Runs blocking store work off the async threads.
@@ -171,8 +171,8 @@ fn member_json(m: &MemberRow) -> Value {
 
 pub fn file_json(k: &KeyRow) -> Value {
     json!({
-        "id": k.id, "key": k.key, "try": k.namespace == "try", "size": k.size,
-        "stored_size": k.stored_size, "encoding": k.encoding, "blake3": k.blob, "kind": k.kind,
+        "id": k.id, "key": k.key, "try": k.namespace == Namespace::Try, "size": k.size,
+        "stored_size": k.stored_size, "encoding": k.encoding.as_str(), "blake3": k.blob, "kind": k.kind,
         "debug_file": k.debug_file, "debug_id": k.debug_id, "code_file": k.code_file,
         "code_id": k.code_id, "generator": k.generator, "os": k.os, "arch": k.arch,
         "upload_id": k.upload_id, "created_at": time(Some(k.created_at)),

@@ -132,7 +132,7 @@ async fn section(
 /// Where a section's bytes sit in a stored ELF file (identity-encoded only);
 /// an error when the stored file cannot be opened.
 fn section_range(store: &Store, row: &KeyRow, name: &str) -> std::io::Result<Option<(u64, u64)>> {
-    if Encoding::parse(&row.encoding) != Encoding::Identity {
+    if row.encoding != Encoding::Identity {
         return Ok(None);
     }
     let file = store.open_blob(row)?;

@@ -192,7 +192,7 @@ pub struct Hit {
 
 impl Hit {
     pub fn new(row: KeyRow, flavor: Flavor, config: &Config) -> Hit {
-        let encoding = Encoding::parse(&row.encoding);
+        let encoding = row.encoding;
         let blob_id = blake3::Hash::from_hex(&row.blob)
             .ok()
             .map(|h| (*h.as_bytes(), encoding));

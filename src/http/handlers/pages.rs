@@ -13,6 +13,7 @@ use crate::http::body::{self, Body};
 use crate::http::error::method_not_allowed;
 use crate::http::routes::Page;
 use crate::identity::lookup::display;
+use crate::store::Namespace;
 use crate::store::records::{FileQuery, UploadQuery};
 use crate::units::rfc3339;
 
@@ -301,7 +302,11 @@ async fn files(state: &Arc<AppState>, fq: FileQuery, query: Option<&str>) -> Ren
             esc(&k.key),
             esc(&k.kind),
             size(k.size),
-            if k.namespace == "try" { "yes" } else { "" },
+            if k.namespace == Namespace::Try {
+                "yes"
+            } else {
+                ""
+            },
             opt(&k.code_file),
             opt(&k.code_id),
             rfc3339(k.last_uploaded_at)
@@ -323,7 +328,7 @@ async fn file(state: &Arc<AppState>, id: i64) -> Rendered {
     let base = state.config.public_url.trim_end_matches('/').to_string();
     let mut content = format!("<h1 class=\"mono\">{}</h1><table>", esc(&k.key));
     let rows: [(&str, String); 13] = [
-        ("Namespace", esc(&k.namespace)),
+        ("Namespace", esc(k.namespace.as_str())),
         ("Kind", esc(&k.kind)),
         (
             "Size",
@@ -331,7 +336,7 @@ async fn file(state: &Arc<AppState>, id: i64) -> Rendered {
                 "{} ({} stored, {})",
                 size(k.size),
                 size(k.stored_size),
-                esc(&k.encoding)
+                esc(k.encoding.as_str())
             ),
         ),
         ("BLAKE3", format!("<code>{}</code>", esc(&k.blob))),
@@ -354,7 +359,11 @@ async fn file(state: &Arc<AppState>, id: i64) -> Rendered {
         let _ = write!(content, "<tr><th>{label}</th><td>{value}</td></tr>");
     }
     content.push_str("</table><h2>Served at</h2><ul class=\"urls\">");
-    let prefix = if k.namespace == "try" { "/try" } else { "" };
+    let prefix = if k.namespace == Namespace::Try {
+        "/try"
+    } else {
+        ""
+    };
     // The key as uploaded first, then every other key it answers to.
     let own = crate::keys::normalize(&k.key);
     let paths = std::iter::once(format!("/{}", k.key)).chain(
