@@ -67,12 +67,30 @@ pub enum Error {
     Db(crate::store::DbError),
 }
 
+/// Longest member name an error repeats, in bytes.
+pub const MAX_NAMED: usize = 512;
+
+/// `s` cut to at most `max` bytes at a character boundary, marked with `…`.
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
 impl Error {
-    /// Shorthand for [`Error::Invalid`].
+    /// Shorthand for [`Error::Invalid`]. A member name longer than
+    /// [`MAX_NAMED`] bytes is cut there (with `…`): errors are recorded and
+    /// shown, and a name from a zip can be 64 KiB long.
     pub fn invalid(member: impl Into<String>, rule: impl Into<String>) -> Self {
         Error::Invalid {
-            member: member.into(),
-            rule: rule.into(),
+            member: cut(member.into(), MAX_NAMED),
+            rule: cut(rule.into(), 4 * MAX_NAMED),
         }
     }
 }
@@ -129,6 +147,23 @@ impl From<io::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn member_names_in_errors_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(1000);
+        let Error::Invalid { member, rule } = Error::invalid(long.clone(), long) else {
+            unreachable!()
+        };
+        assert!(
+            member.len() <= MAX_NAMED + '…'.len_utf8(),
+            "{}",
+            member.len()
+        );
+        assert!(member.ends_with('…'));
+        assert!(rule.len() <= 4 * MAX_NAMED + '…'.len_utf8());
+        let short = Error::invalid("a/b/c", "rule").to_string();
+        assert_eq!(short, "member \"a/b/c\": rule");
+    }
 
     #[test]
     fn a_full_disk_is_storage_full_with_or_without_a_raw_code() {

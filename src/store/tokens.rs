@@ -59,6 +59,9 @@ fn hash_secret(secret: &str) -> String {
     blake3::hash(secret.as_bytes()).to_hex().to_string()
 }
 
+/// Longest note or user name a token records, in bytes.
+pub const MAX_TEXT: usize = 1024;
+
 impl Store {
     /// Creates a token and returns it with its secret, which is never shown again.
     pub fn create_token(&self, new: &NewToken<'_>) -> Result<(Token, String)> {
@@ -76,6 +79,14 @@ impl Store {
                 "unknown permission {p:?}; known: {}",
                 PERMISSIONS.join(", ")
             )));
+        }
+        for (what, value) in [("notes", new.note), ("user", new.user)] {
+            if value.len() > MAX_TEXT {
+                return Err(Error::BadRequest(format!(
+                    "{what}: at most {MAX_TEXT} bytes, not {}",
+                    value.len()
+                )));
+            }
         }
         if new.expires_in_ms.is_some_and(|ms| ms > MAX_LIFETIME_MS) {
             return Err(Error::BadRequest(format!(

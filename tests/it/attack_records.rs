@@ -691,3 +691,47 @@ fn nosniff_is_sent_title_case_and_on_the_503_of_a_full_server() {
     );
     drop(held);
 }
+
+#[test]
+fn every_text_an_uploader_or_token_manager_makes_the_server_record_is_bounded() {
+    let s = TestServer::start();
+    // A good zip under a multipart file name of 100 KB: refused before anything is
+    // recorded from it.
+    let (name, data) = good_member();
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "symbols.zip",
+        reqwest::blocking::multipart::Part::bytes(zip_of(&[(&name, &data)]))
+            .file_name("n".repeat(100_000) + ".zip"),
+    );
+    let resp = s
+        .client
+        .post(s.url("/upload/"))
+        .header("Auth-Token", &s.token)
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 0);
+    // A zip member name of 60 KB: the error (recorded with the upload) names it cut short.
+    let long = format!("{}/{ID_A}/x.sym", "m".repeat(60_000));
+    let body = refused(&s, zip_of(&[(&long, b"x")]), 400);
+    assert!(body.to_string().len() < 4_000, "{}", body.to_string().len());
+    let longest: i64 = s.count(
+        "SELECT COALESCE(MAX(length(COALESCE(filename, '')) + length(COALESCE(error, ''))), 0) FROM uploads",
+    );
+    assert!(longest < 4_000, "a record holds {longest} bytes of text");
+    // Token notes are bounded too.
+    let admin = s.create_token(&["manage_tokens", "upload"], "admin");
+    let resp = post_token(
+        &s,
+        &admin,
+        serde_json::json!({"permissions": ["upload"], "notes": "n".repeat(10_000)}),
+    );
+    assert_eq!(resp.status(), 400);
+    let resp = post_token(
+        &s,
+        &admin,
+        serde_json::json!({"permissions": ["upload"], "notes": "build machine 7"}),
+    );
+    assert_eq!(resp.status(), 201);
+}

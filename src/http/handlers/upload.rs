@@ -597,6 +597,9 @@ async fn receive_by_download(state: &AppState, body: Incoming) -> Result<Receive
     })
 }
 
+/// Longest field or file name of a multipart part (the file name is recorded).
+const MAX_PART_NAME: usize = 1024;
+
 /// Streams the multipart body: the first part whose field name or file name
 /// ends in `.zip` (with `layout=auto`: the first file part) goes to a temp
 /// file, `try` is kept, other parts are skipped.
@@ -614,6 +617,11 @@ async fn receive(
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or("").to_string();
         let file_name = field.file_name().unwrap_or("").to_string();
+        if name.len().max(file_name.len()) > MAX_PART_NAME {
+            return Err(Error::BadRequest(format!(
+                "a part's field or file name is longer than {MAX_PART_NAME} bytes"
+            )));
+        }
         let is_zip = [&name, &file_name]
             .iter()
             .any(|n| n.to_ascii_lowercase().ends_with(".zip"))
