@@ -43,16 +43,58 @@ impl Encoding {
     }
 }
 
-/// Where blobs live. Implementations must make `put` atomic: after it returns
-/// the blob is durable and complete; before, readers cannot see it.
+/// One stored blob, as listed by [`BlobStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub hash: String,
+    pub encoding: Encoding,
+    /// Bytes as kept (gzip for a gzip blob).
+    pub stored_size: u64,
+    /// When it was written or last touched ([`BlobStore::touch`]).
+    pub modified: std::time::SystemTime,
+}
+
+/// Where blobs live: the seam a second backend (an S3-compatible object store)
+/// implements. The store holds it as a trait object and never learns which
+/// backend it has; the layout tree of hard links is a feature of local blobs
+/// only ([`BlobStore::local_path`]).
+///
+/// Implementations must make `put` atomic and idempotent: after it returns the
+/// blob is durable and complete; before, readers cannot see it; a blob that
+/// exists is never replaced. Every method refuses a `hash` that is not a blob
+/// name (64 lower-case hex digits).
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Whether the blob is stored.
     fn has(&self, hash: &str, enc: Encoding) -> bool;
     /// Stores the bytes `src` yields under `hash`, encoding them on the way;
     /// returns the stored size. Fails if the bytes do not hash to `hash`.
     fn put(&self, hash: &str, enc: Encoding, level: u32, src: &mut dyn Read) -> Result<u64>;
+    /// Marks a stored blob as freshly used (GC's grace protects it) and returns
+    /// its stored size; `None` if it is not stored.
+    fn touch(&self, hash: &str, enc: Encoding) -> io::Result<Option<u64>>;
+    /// A stored blob's size and age; `None` if it is not stored.
+    fn info(&self, hash: &str, enc: Encoding) -> io::Result<Option<BlobInfo>>;
     /// Opens the stored (possibly compressed) bytes.
     fn open(&self, hash: &str, enc: Encoding) -> io::Result<File>;
+    /// Reads a small blob whole and checks it against its name and sizes;
+    /// damage is an `InvalidData` error, never bytes.
+    fn read_checked(
+        &self,
+        hash: &str,
+        enc: Encoding,
+        size: u64,
+        stored_size: u64,
+    ) -> io::Result<Vec<u8>>;
+    /// Puts back a blob that is missing (damaged ones are moved aside first)
+    /// from a copy of its *stored* bytes, checked to hash to `hash`.
+    fn put_stored(&self, hash: &str, enc: Encoding, stored: &mut dyn Read) -> Result<()>;
+    /// Removes a blob (GC, once no row names it); a missing blob is not an error.
+    fn delete(&self, hash: &str, enc: Encoding) -> io::Result<()>;
+    /// Every stored blob.
+    fn list(&self) -> io::Result<Vec<BlobInfo>>;
+    /// Where the blob is on the local disk, for backends that have one (the
+    /// layout tree links to it); `None` for remote backends.
+    fn local_path(&self, hash: &str, enc: Encoding) -> Option<PathBuf>;
 }
 
 /// Blobs on the local disk under `<data dir>/objects`.
@@ -82,7 +124,7 @@ impl LocalBlobs {
     /// Reads a small blob whole and checks it: `stored_size` bytes on disk
     /// whose original bytes (inflated, for a gzip blob) are `size` long and
     /// hash to its name. Damage is an `InvalidData` error, never bytes.
-    pub fn read_checked(
+    fn read_checked_file(
         &self,
         hash: &str,
         enc: Encoding,
@@ -118,14 +160,12 @@ impl LocalBlobs {
         Ok(bytes)
     }
 
-    /// Puts back a blob from a copy of its stored bytes (a layout entry that
-    /// is a copy, not a link): copied as it is to a temp file, checked to hash
-    /// to `hash`, fsynced and moved into place without replacing anything.
-    pub fn restore_from(&self, hash: &str, enc: Encoding, copy: &Path) -> Result<()> {
+    /// See [`BlobStore::put_stored`].
+    fn put_stored_file(&self, hash: &str, enc: Encoding, stored: &mut dyn Read) -> Result<()> {
         let tmp = tempfile::Builder::new()
             .prefix("blob-")
             .tempfile_in(&self.tmp)?;
-        io::copy(&mut File::open(copy)?, &mut tmp.as_file())?;
+        io::copy(stored, &mut tmp.as_file())?;
         tmp.as_file().sync_all()?;
         let mut check = blake3::Hasher::new();
         let file = File::open(tmp.path())?;
@@ -138,8 +178,7 @@ impl LocalBlobs {
         };
         if check.finalize().to_hex().as_str() != hash {
             return Err(Error::Io(io::Error::other(format!(
-                "{} changed while it was copied",
-                copy.display()
+                "the copy of blob {hash} does not hash to its name"
             ))));
         }
         let dest = self.path(hash, enc)?;
@@ -204,8 +243,85 @@ impl BlobStore for LocalBlobs {
         Ok(stored)
     }
 
+    fn touch(&self, hash: &str, enc: Encoding) -> io::Result<Option<u64>> {
+        let path = self.path(hash, enc)?;
+        match File::open(&path) {
+            Ok(f) => {
+                f.set_modified(std::time::SystemTime::now())?;
+                Ok(Some(f.metadata()?.len()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn info(&self, hash: &str, enc: Encoding) -> io::Result<Option<BlobInfo>> {
+        match fs::metadata(self.path(hash, enc)?) {
+            Ok(m) => Ok(Some(BlobInfo {
+                hash: hash.to_string(),
+                encoding: enc,
+                stored_size: m.len(),
+                modified: m.modified()?,
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn open(&self, hash: &str, enc: Encoding) -> io::Result<File> {
         File::open(self.path(hash, enc)?)
+    }
+
+    fn read_checked(
+        &self,
+        hash: &str,
+        enc: Encoding,
+        size: u64,
+        stored_size: u64,
+    ) -> io::Result<Vec<u8>> {
+        self.read_checked_file(hash, enc, size, stored_size)
+    }
+
+    fn put_stored(&self, hash: &str, enc: Encoding, stored: &mut dyn Read) -> Result<()> {
+        self.put_stored_file(hash, enc, stored)
+    }
+
+    fn delete(&self, hash: &str, enc: Encoding) -> io::Result<()> {
+        let path = self.path(hash, enc)?;
+        super::door::remove_entry(&self.objects, &path).map_err(|e| match e {
+            Error::Io(e) => e,
+            other => io::Error::other(other.to_string()),
+        })
+    }
+
+    fn list(&self) -> io::Result<Vec<BlobInfo>> {
+        let mut out = Vec::new();
+        for (path, rel) in super::door::walk3(&self.objects)? {
+            let name = rel.rsplit('/').next().unwrap_or_default();
+            let (hash, encoding) = match name.strip_suffix(".gz") {
+                Some(h) => (h, Encoding::Gzip),
+                None => (name, Encoding::Identity),
+            };
+            if super::door::check_blob_name(hash).is_err() {
+                continue;
+            }
+            let meta = match fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            out.push(BlobInfo {
+                hash: hash.to_string(),
+                encoding,
+                stored_size: meta.len(),
+                modified: meta.modified()?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn local_path(&self, hash: &str, enc: Encoding) -> Option<PathBuf> {
+        self.path(hash, enc).ok()
     }
 }
 

@@ -18,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{OptionalExtension, params};
 
+use super::blobs::BlobInfo;
 use super::{Encoding, Namespace, Store};
 use crate::error::{Error, Result};
 use crate::keys::normalize;
@@ -58,9 +59,6 @@ fn blob_referenced(c: &rusqlite::Connection, hash: &str, enc: Encoding) -> rusql
     .optional()?
     .is_some())
 }
-
-/// A blob GC may remove: path, hash, encoding, size on disk.
-type OrphanBlob = (PathBuf, String, Encoding, u64);
 
 /// Refuses a run that would delete more than `max` (a share) of `total` blobs.
 fn check_delete_share(n: usize, total: usize, max: f64) -> Result<()> {
@@ -256,18 +254,17 @@ impl Store {
 
     /// Blobs no row references and older than the grace cutoff (path, hash,
     /// encoding, size), and how many blobs there are in all. Changes nothing.
-    fn orphan_blob_candidates(&self, cutoff: SystemTime) -> Result<(Vec<OrphanBlob>, usize)> {
-        let files = blob_files(&self.root().join("objects"))?;
-        let total = files.len();
+    fn orphan_blob_candidates(&self, cutoff: SystemTime) -> Result<(Vec<BlobInfo>, usize)> {
+        let blobs = self.blobs().list()?;
+        let total = blobs.len();
         let mut out = Vec::new();
-        for (path, hash, enc) in files {
-            let meta = match fs::metadata(&path) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if older_than(&meta, cutoff) && !self.db().read(|c| blob_referenced(c, &hash, enc))? {
-                out.push((path, hash, enc, meta.len()));
+        for b in blobs {
+            if b.modified < cutoff
+                && !self
+                    .db()
+                    .read(|c| blob_referenced(c, &b.hash, b.encoding))?
+            {
+                out.push(b);
             }
         }
         Ok((out, total))
@@ -279,29 +276,38 @@ impl Store {
     /// blob it needs is also young again).
     fn remove_orphan_blobs(
         &self,
-        candidates: Vec<OrphanBlob>,
+        candidates: Vec<BlobInfo>,
         cutoff: SystemTime,
         dry_run: bool,
     ) -> Result<(Vec<PathBuf>, u64)> {
-        let objects = self.root().join("objects");
         let (mut out, mut bytes) = (Vec::new(), 0);
-        for (path, hash, enc, size) in candidates {
+        for b in candidates {
             if !dry_run {
                 let mut conn = self.db().writer();
                 let tx =
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 // Touched by an upload since it was listed: it is needed again.
-                let young = fs::metadata(&path).map_or(true, |m| !older_than(&m, cutoff));
-                if young || blob_referenced(&tx, &hash, enc)? {
+                let young = self
+                    .blobs()
+                    .info(&b.hash, b.encoding)?
+                    .is_none_or(|now| now.modified >= cutoff);
+                if young || blob_referenced(&tx, &b.hash, b.encoding)? {
                     continue;
                 }
-                super::door::remove_entry(&objects, &path)?;
+                self.blobs().delete(&b.hash, b.encoding)?;
                 tx.commit()?;
             }
-            bytes += size;
-            out.push(path);
+            bytes += b.stored_size;
+            out.push(self.blob_display(&b));
         }
         Ok((out, bytes))
+    }
+
+    /// How a blob is named in a report: its path where it has one.
+    fn blob_display(&self, b: &BlobInfo) -> PathBuf {
+        self.blobs()
+            .local_path(&b.hash, b.encoding)
+            .unwrap_or_else(|| PathBuf::from(&b.hash))
     }
 
     /// Temp files and the temp folders of processes that are gone, older than the grace cutoff.
@@ -339,20 +345,4 @@ fn ignore_missing(res: io::Result<()>) -> io::Result<()> {
 /// Symbolic links are neither followed nor listed (see [`super::door::walk3`]).
 pub(crate) fn layout_entries(top: &Path) -> io::Result<Vec<(PathBuf, String)>> {
     super::door::walk3(top)
-}
-
-/// Every blob file under `objects/`, with its hash and encoding.
-pub(crate) fn blob_files(objects: &Path) -> io::Result<Vec<(PathBuf, String, Encoding)>> {
-    let mut out = Vec::new();
-    for (path, rel) in super::door::walk3(objects)? {
-        let name = rel.rsplit('/').next().unwrap_or_default();
-        let (hash, enc) = match name.strip_suffix(".gz") {
-            Some(h) => (h, Encoding::Gzip),
-            None => (name, Encoding::Identity),
-        };
-        if super::door::check_blob_name(hash).is_ok() {
-            out.push((path, hash.to_string(), enc));
-        }
-    }
-    Ok(out)
 }

@@ -46,7 +46,8 @@ pub const INDEX_FILE: &str = "index.sqlite3";
 pub struct Store {
     root: PathBuf,
     config: Arc<Config>,
-    blobs: LocalBlobs,
+    /// The blob backend, behind its seam.
+    blobs: Box<dyn BlobStore>,
     db: Db,
     /// Bumped by every change to the keys in this process (caches compare it).
     generation: std::sync::atomic::AtomicU64,
@@ -110,7 +111,10 @@ impl Store {
         let db = Db::open(&index)?;
         let meta = fs::metadata(&index)?;
         let temp = lock::ProcessTemp::create(&root.join("tmp"))?;
-        let blobs = LocalBlobs::new(root.join("objects"), temp.path().to_path_buf());
+        let blobs: Box<dyn BlobStore> = Box::new(LocalBlobs::new(
+            root.join("objects"),
+            temp.path().to_path_buf(),
+        ));
         Ok(Store {
             root,
             config,
@@ -200,8 +204,21 @@ impl Store {
         &self.root
     }
 
-    pub fn blobs(&self) -> &LocalBlobs {
-        &self.blobs
+    pub fn blobs(&self) -> &dyn BlobStore {
+        self.blobs.as_ref()
+    }
+
+    /// A blob's path on the local disk, for the layout tree (a local-disk
+    /// feature) and the checks of `verify` and `reindex`.
+    pub(crate) fn blob_path(&self, hash: &str, enc: Encoding) -> io::Result<PathBuf> {
+        door::check_blob_name(hash)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        self.blobs.local_path(hash, enc).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the layout tree needs blobs on the local disk",
+            )
+        })
     }
 
     /// This process's folder for temp files (upload bodies, spools, blobs and
@@ -256,11 +273,9 @@ impl Store {
         enc: Encoding,
         source: impl FnOnce() -> Result<Box<dyn Read + 'a>>,
     ) -> Result<u64> {
-        let path = self.blobs.path(hash, enc)?;
-        if let Ok(meta) = fs::metadata(&path) {
-            // Fresh again: GC leaves young blobs alone, and this one is about to be linked.
-            fs::File::open(&path)?.set_modified(std::time::SystemTime::now())?;
-            return Ok(meta.len());
+        // Fresh again: GC leaves young blobs alone, and this one is about to be linked.
+        if let Some(stored) = self.blobs.touch(hash, enc)? {
+            return Ok(stored);
         }
         self.blobs
             .put(hash, enc, self.config.compression_level, &mut source()?)
@@ -269,9 +284,10 @@ impl Store {
     /// The size a blob takes on disk (0 if it is not stored).
     pub fn stored_size(&self, hash: &str, enc: Encoding) -> u64 {
         self.blobs
-            .path(hash, enc)
-            .and_then(fs::metadata)
-            .map_or(0, |m| m.len())
+            .info(hash, enc)
+            .ok()
+            .flatten()
+            .map_or(0, |b| b.stored_size)
     }
 
     /// The row a lookup key points at: release first, then try if asked.
@@ -433,7 +449,7 @@ impl Store {
     /// Whether the layout entry of a key is (a link to) this blob.
     fn entry_is_blob(&self, ns: Namespace, key: &str, hash: &str, enc: Encoding) -> bool {
         use std::os::unix::fs::MetadataExt;
-        let (Ok(entry), Ok(blob)) = (self.entry_path(ns, key), self.blobs.path(hash, enc)) else {
+        let (Ok(entry), Ok(blob)) = (self.entry_path(ns, key), self.blob_path(hash, enc)) else {
             return false;
         };
         match (fs::symlink_metadata(entry), fs::metadata(blob)) {
@@ -456,7 +472,7 @@ impl Store {
         let entry = door::entry_path(&top, key)?;
         door::make_entry_dirs(&top, &entry)?;
         let dir = entry.parent().expect("entries are three folders deep");
-        let blob = self.blobs.path(hash, enc)?;
+        let blob = self.blob_path(hash, enc)?;
         let tmp = self.tmp_dir().join(format!("link-{}", random_hex(8)));
         match fs::hard_link(&blob, &tmp) {
             Ok(()) => {}

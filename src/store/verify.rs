@@ -25,8 +25,8 @@ use std::time::{Duration, SystemTime};
 
 use flate2::read::GzDecoder;
 
-use super::gc::{GcMode, GcReport, blob_files, layout_entries};
-use super::{BlobStore, Encoding, KeyRow, Namespace, NewKey, Store};
+use super::gc::{GcMode, GcReport, layout_entries};
+use super::{Encoding, KeyRow, Namespace, NewKey, Store};
 use crate::error::Result;
 use crate::identity::{self, PREFIX_LEN};
 use crate::keys::{MemberName, classify_member};
@@ -103,7 +103,7 @@ impl Store {
             HashMap::new();
         for row in &rows {
             let enc = row.encoding;
-            let Ok(blob_path) = self.blobs().path(&row.blob, enc) else {
+            let Ok(blob_path) = self.blob_path(&row.blob, enc) else {
                 report.damage.push(Damage {
                     namespace: row.namespace.as_str().to_string(),
                     key: row.key.clone(),
@@ -218,11 +218,12 @@ impl Store {
         let Some(source) = source else {
             return Ok(None);
         };
-        let blob = self.blobs().path(&row.blob, enc)?;
+        let blob = self.blob_path(&row.blob, enc)?;
         if blob.exists() {
             report.quarantined.push(self.quarantine(&blob)?);
         }
-        self.blobs().restore_from(&row.blob, enc, &source)?;
+        self.blobs()
+            .put_stored(&row.blob, enc, &mut fs::File::open(&source)?)?;
         Ok(Some(source))
     }
 
@@ -243,9 +244,11 @@ impl Store {
     /// Returns the number of keys indexed and the entries skipped (with why).
     pub fn reindex(&self) -> Result<(u64, Vec<(PathBuf, String)>)> {
         let mut by_inode: HashMap<(u64, u64), (String, Encoding)> = HashMap::new();
-        for (path, hash, enc) in blob_files(&self.root().join("objects"))? {
-            let m = fs::metadata(&path)?;
-            by_inode.insert((m.dev(), m.ino()), (hash, enc));
+        for b in self.blobs().list()? {
+            let Ok(m) = fs::metadata(self.blob_path(&b.hash, b.encoding)?) else {
+                continue;
+            };
+            by_inode.insert((m.dev(), m.ino()), (b.hash, b.encoding));
         }
         {
             let conn = self.db().writer();
@@ -296,7 +299,7 @@ impl Store {
                 (hash, enc)
             }
         };
-        let blob = self.blobs().path(&hash, enc).map_err(|e| e.to_string())?;
+        let blob = self.blob_path(&hash, enc).map_err(|e| e.to_string())?;
         let (identity, size) = match enc {
             Encoding::Identity => {
                 let f = fs::File::open(&blob).map_err(|e| e.to_string())?;

@@ -178,7 +178,7 @@ fn gc_never_removes_a_blob_an_upload_is_about_to_link() {
     );
 
     // An upload that finds its content already stored refreshes the blob too.
-    let path = store.blobs().path(&hash, enc).unwrap();
+    let path = store.blobs().local_path(&hash, enc).unwrap();
     make_old(&path);
     store
         .delete_keys(
