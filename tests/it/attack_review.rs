@@ -282,3 +282,30 @@ fn the_upload_client_sends_its_token_to_no_host_a_redirect_names() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_lost_index_is_refused_when_objects_is_a_link_to_another_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::write(files.join("m.sym"), sym("m.pdb", ID_A, "")).unwrap();
+    let out = symdepot(&data).arg("ingest").arg(&files).output().unwrap();
+    assert!(out.status.success());
+    // The operator moved the blobs to a bigger disk and left a link; later the index is lost.
+    let bigger = dir.path().join("bigger-disk-objects");
+    std::fs::rename(data.join("objects"), &bigger).unwrap();
+    symlink(&bigger, data.join("objects")).unwrap();
+    for f in ["index.sqlite3", "index.sqlite3-wal", "index.sqlite3-shm"] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+    let blobs = files_under(&bigger);
+    assert_eq!(blobs.len(), 1);
+    for args in [&["verify"][..], &["gc", "--force"]] {
+        let out = symdepot(&data).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} ran on a lost index: {err}");
+        assert!(err.contains("symdepot reindex"), "{args:?}: {err}");
+    }
+    assert_eq!(files_under(&bigger), blobs);
+}
