@@ -309,3 +309,34 @@ fn a_lost_index_is_refused_when_objects_is_a_link_to_another_disk() {
     }
     assert_eq!(files_under(&bigger), blobs);
 }
+
+#[test]
+fn ingest_of_a_folder_follows_no_link_inside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let files = dir.path().join("files");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(files.join("m.sym"), sym("m.pdb", ID_A, "")).unwrap();
+    std::fs::write(outside.join("secret.sym"), sym("secret.pdb", ID_A, "")).unwrap();
+    symlink(outside.join("secret.sym"), files.join("linked.sym")).unwrap();
+    symlink(&outside, files.join("linked-folder")).unwrap();
+    // A loop, too.
+    symlink(&files, files.join("again")).unwrap();
+    let out = symdepot(&data).arg("ingest").arg(&files).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = rusqlite::Connection::open(data.join("index.sqlite3")).unwrap();
+    let keys: Vec<String> = db
+        .prepare("SELECT key FROM keys ORDER BY key")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(keys, vec![format!("m.pdb/{ID_A}/m.sym")]);
+}
