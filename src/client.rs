@@ -55,8 +55,12 @@ pub fn upload(path: &Path, opts: &UploadOptions) -> anyhow::Result<Vec<i64>> {
     } else {
         vec![path.to_path_buf()]
     };
+    // No redirect is followed: the token header goes to the URL given and
+    // nowhere else (reqwest strips only `Authorization` on a redirect to
+    // another host, not `Auth-Token`); a redirect is reported instead.
     let client = reqwest::blocking::Client::builder()
         .timeout(None)
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("symdepot-upload/", env!("CARGO_PKG_VERSION")))
         .build()?;
     let mut ids = Vec::new();

@@ -260,10 +260,21 @@ fn collect_files(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> s
         out.push(path.to_path_buf());
         return Ok(());
     }
-    let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<Result<_, _>>()?;
+    collect_below(path, out)
+}
+
+/// The regular files below a folder given to `ingest`. Symbolic links inside
+/// it are not followed (as by `import`): a folder brings in only what is in it.
+fn collect_below(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.path());
     for e in entries {
-        collect_files(&e.path(), out)?;
+        let t = e.file_type()?;
+        if t.is_dir() {
+            collect_below(&e.path(), out)?;
+        } else if t.is_file() {
+            out.push(e.path());
+        }
     }
     Ok(())
 }

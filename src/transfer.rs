@@ -38,10 +38,48 @@ fn original(store: &Store, row: &KeyRow) -> io::Result<Box<dyn Read>> {
     })
 }
 
+/// Makes the folders of `rel` below `root` that do not exist, refusing any
+/// that exists as a symbolic link or a file: an export writes only inside
+/// its folder, whatever the folder already held.
+fn make_real_dirs(root: &Path, rel: &Path) -> io::Result<()> {
+    let mut dir = root.to_path_buf();
+    for part in rel.parent().into_iter().flat_map(Path::components) {
+        dir.push(part);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "{} is a symbolic link or a file; an export writes only into real folders \
+                     below its target",
+                    dir.display()
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&dir) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Creates (or truncates) a file of the export's own, refusing a symbolic
+/// link in its place rather than writing to wherever it points.
+fn create_no_follow(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
 /// Writes `src` to `dest` through a temp name in the same folder.
 fn write_file(dest: &Path, src: &mut dyn Read) -> io::Result<u64> {
     let dir = dest.parent().expect("export paths have a parent");
-    fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".export-")
         .tempfile_in(dir)?;
@@ -92,7 +130,7 @@ pub fn export_tree(
     let rows = store.export_rows(filter)?;
     fs::create_dir_all(dir)?;
     if let ExportLayout::SymStore { index2: true } = layout {
-        fs::write(dir.join("index2.txt"), b"")?;
+        create_no_follow(&dir.join("index2.txt"))?;
     }
     let mut written = 0;
     for row in &rows {
@@ -112,6 +150,7 @@ pub fn export_tree(
                 continue;
             }
             let dest = dir.join(&rel);
+            make_real_dirs(dir, &rel).with_context(|| format!("writing {}", dest.display()))?;
             write_file(&dest, &mut original(store, row)?)
                 .with_context(|| format!("writing {}", dest.display()))?;
             written += 1;
@@ -144,7 +183,7 @@ pub fn export_zips(
         }
         if current.is_none() {
             let path = dir.join(format!("symbols-{:04}.zip", zips.len() + 1));
-            current = Some((zip::ZipWriter::new(fs::File::create(&path)?), 0));
+            current = Some((zip::ZipWriter::new(create_no_follow(&path)?), 0));
             zips.push(path);
         }
         let (w, n) = current.as_mut().unwrap();
@@ -165,7 +204,8 @@ fn tree_kind(dir: &Path) -> &'static str {
         .any(|m| dir.join(m).exists())
     {
         "symstore"
-    } else if dir.join("buildid").is_dir() {
+    } else if fs::symlink_metadata(dir.join("buildid")).is_ok_and(|m| m.is_dir()) {
+        // A linked `buildid` is not followed (nor walked as a Breakpad tree).
         "debuginfod"
     } else {
         "breakpad"

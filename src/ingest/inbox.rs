@@ -108,6 +108,12 @@ fn candidates(dir: &Path) -> Vec<(PathBuf, Namespace)> {
         (dir.to_path_buf(), Namespace::Release),
         (dir.join("try"), Namespace::Try),
     ] {
+        // `try/` is the inbox's own folder: a link put in its place would
+        // have every file wherever it points taken, then moved out to `done/`
+        // or `failed/`.
+        if ns == Namespace::Try && real_folder(&d).is_err() {
+            continue;
+        }
         let Ok(rd) = fs::read_dir(&d) else { continue };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -204,6 +210,10 @@ fn take(store: &Store, dir: &Path, path: &Path, ns: Namespace) {
         }
     }
     let target = dir.join(if error.is_some() { "failed" } else { "done" });
+    if let Err(e) = real_folder(&target) {
+        tracing::error!(folder = %target.display(), error = %e, "could not make the inbox folder");
+        return;
+    }
     let dest = unique(&target, &name);
     if let Err(e) = fs::rename(path, &dest) {
         tracing::error!(file = %path.display(), error = %e, "could not move an ingested file out of the inbox");
@@ -212,26 +222,50 @@ fn take(store: &Store, dir: &Path, path: &Path, ns: Namespace) {
     match error {
         Some(why) => {
             tracing::warn!(file = %name, error = %why, "inbox file failed");
-            let note = dest.with_file_name(format!(
-                "{}.error.txt",
-                dest.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            ));
-            let _ = fs::write(note, format!("{why}\n"));
+            // A new file only: never written through a link or over a file planted there.
+            let written = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(note_of(&dest))
+                .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{why}\n").as_bytes()));
+            if let Err(e) = written {
+                tracing::warn!(file = %dest.display(), error = %e, "could not write the reason beside a failed inbox file");
+            }
         }
         None => tracing::info!(file = %name, "inbox file ingested"),
     }
 }
 
-/// `dir/name`, or `dir/name.1`, `dir/name.2`, … if taken.
-fn unique(dir: &Path, name: &str) -> PathBuf {
-    let first = dir.join(name);
-    if !first.exists() {
-        return first;
+/// Makes `try/`, `done/` or `failed/` a real folder again: a symbolic link
+/// (or a file) put in its place is removed, so no file is taken from, or
+/// moved to, wherever it points.
+fn real_folder(dir: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => fs::remove_file(dir)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
-    (1..)
-        .map(|i| dir.join(format!("{name}.{i}")))
-        .find(|p| !p.exists())
+    fs::create_dir(dir)
+}
+
+/// The note saying why `dest` failed: `<dest>.error.txt`.
+fn note_of(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".error.txt");
+    dest.with_file_name(name)
+}
+
+/// Whether nothing, not even a dangling symbolic link, has this name.
+fn free(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_err()
+}
+
+/// `dir/name`, or `dir/name.1`, `dir/name.2`, … whichever is free together
+/// with its note (`<name>.error.txt`).
+fn unique(dir: &Path, name: &str) -> PathBuf {
+    std::iter::once(dir.join(name))
+        .chain((1..).map(|i| dir.join(format!("{name}.{i}"))))
+        .find(|p| free(p) && free(&note_of(p)))
         .expect("some name is free")
 }

@@ -141,7 +141,7 @@ fn not_a_folder(dir: &Path) -> Error {
 /// relative path; symbolic links are neither followed nor listed.
 pub fn walk3(top: &Path) -> io::Result<Vec<(PathBuf, String)>> {
     let mut out = Vec::new();
-    for a in real_children(top, true)? {
+    for a in top_children(top)? {
         for b in real_children(&a, true)? {
             for f in real_children(&b, false)? {
                 let rel = f.strip_prefix(top).unwrap_or(&f);
@@ -155,7 +155,7 @@ pub fn walk3(top: &Path) -> io::Result<Vec<(PathBuf, String)>> {
 /// Whether any regular file sits three real folders deep under `top`
 /// (stops at the first one found).
 pub fn any_file3(top: &Path) -> io::Result<bool> {
-    for a in real_children(top, true)? {
+    for a in top_children(top)? {
         for b in real_children(&a, true)? {
             if !real_children(&b, false)?.is_empty() {
                 return Ok(true);
@@ -163,6 +163,23 @@ pub fn any_file3(top: &Path) -> io::Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// The real folders in a tree's top folder (`objects/`, `release/`, `try/`).
+/// The top folder itself may be a link the operator made (to put blobs on
+/// another disk): it is followed, so the blobs behind it are still counted
+/// and walked; nothing below it is.
+fn top_children(top: &Path) -> io::Result<Vec<PathBuf>> {
+    match fs::metadata(top) {
+        Ok(m) if m.is_dir() => real_children(&top.canonicalize()?, true).map(|v| {
+            v.into_iter()
+                .filter_map(|p| p.file_name().map(|n| top.join(n)))
+                .collect()
+        }),
+        Ok(_) => Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The real folders (`dirs`) or regular files (`!dirs`) in a folder, sorted;

@@ -4,6 +4,7 @@ mod attack_index;
 mod attack_ingest;
 mod attack_keys;
 mod attack_records;
+mod attack_review;
 mod browser;
 mod by_download;
 mod cli;
