@@ -32,31 +32,15 @@ fn elf_like_zip(n: usize, len: usize) -> Vec<u8> {
 /// Starts `symdepot serve` on `dir` under `prlimit --nofile=<soft>:<hard>`;
 /// returns it and its address.
 fn spawn_daemon_with_nofile(dir: &Path, soft: u64, hard: u64) -> (Child, String) {
-    let mut child = Command::new("prlimit")
+    let mut serve = Command::new("prlimit");
+    serve
         .arg(format!("--nofile={soft}:{hard}"))
         .arg(env!("CARGO_BIN_EXE_symdepot"))
         .arg("--data-dir")
         .arg(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_remove("SYMDEPOT_LISTEN")
-        .env("SYMDEPOT_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the daemon logs before it exits")
-            .unwrap();
-        if let Some(pos) = line.find("listening on http://") {
-            break line[pos + "listening on http://".len()..]
-                .trim()
-                .to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+        .env_remove("SYMDEPOT_LISTEN");
+    spawn_logging(serve)
 }
 
 fn stop(mut child: Child) {

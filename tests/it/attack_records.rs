@@ -5,22 +5,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// Polls until `sql` counts `n` (misses are written about every second).
-fn wait_for_count(s: &TestServer, sql: &str, n: i64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let have = s.count(sql);
-        if have == n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{sql}: expected {n}, have {have}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn anonymous_misses_with_huge_segments_and_queries_record_only_bounded_fields() {
     let s = TestServer::start();
@@ -43,7 +27,7 @@ fn anonymous_misses_with_huge_segments_and_queries_record_only_bounded_fields() 
     // A code id that is not hex is blanked; the code file is kept.
     let notes = format!("/notes.pdb/{ID_B}/notes.sym?code_file=notes.dll&code_id=zz99999999");
     assert_eq!(s.get(&notes).status(), 404);
-    wait_for_count(&s, "SELECT COUNT(*) FROM missing", n + 1);
+    s.wait_for_count("SELECT COUNT(*) FROM missing", n + 1);
     assert_eq!(
         s.count(
             "SELECT COUNT(*) FROM missing WHERE debug_file LIKE 'plausible%' \
@@ -108,7 +92,7 @@ fn misses_with_ids_that_are_not_hex_of_a_real_length_are_answered_but_not_record
             "{id}"
         );
     }
-    wait_for_count(&s, "SELECT COUNT(*) FROM missing", kept.len() as i64);
+    s.wait_for_count("SELECT COUNT(*) FROM missing", kept.len() as i64);
     assert_eq!(
         s.count("SELECT COUNT(*) FROM missing WHERE debug_file <> 'good.pdb'"),
         0
@@ -185,7 +169,7 @@ fn a_formula_in_a_missing_code_file_is_neutralised_in_the_csv() {
         404
     );
     assert_eq!(s.get(&format!("/-2+3.pdb/{ID_B}/x.sym")).status(), 404);
-    wait_for_count(&s, "SELECT COUNT(*) FROM missing", 2);
+    s.wait_for_count("SELECT COUNT(*) FROM missing", 2);
     let csv = s.get("/missingsymbols.csv").text().unwrap();
     assert!(
         csv.contains(&format!(

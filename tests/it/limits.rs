@@ -144,9 +144,7 @@ fn downloads_flow_while_uploads_are_throttled() {
     )
     .unwrap();
     // The slot is taken before the upload's record is written: wait for the record.
-    while s.count("SELECT COUNT(*) FROM uploads WHERE status = 'running'") == 0 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    s.wait_for_count("SELECT COUNT(*) FROM uploads WHERE status = 'running'", 1);
     let resp = s.upload(zip_of(&[(&key, &data)]));
     assert_eq!(resp.status(), 429, "the second upload is throttled");
     for _ in 0..20 {

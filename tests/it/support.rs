@@ -174,6 +174,23 @@ impl TestServer {
     }
 
     /// Every file under `objects/`.
+    /// Polls until `sql` counts `n`: for what the server writes in the
+    /// background (misses are flushed about every second).
+    pub fn wait_for_count(&self, sql: &str, n: i64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let have = self.count(sql);
+            if have == n {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{sql}: expected {n}, have {have}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn blobs(&self) -> Vec<PathBuf> {
         files_under(&self.data_dir().join("objects"))
     }
@@ -505,8 +522,15 @@ pub fn good_member() -> (String, Vec<u8>) {
 
 /// Starts `symdepot serve` on port 0 and returns it with the address it logged.
 pub fn spawn_daemon(dir: &std::path::Path) -> (std::process::Child, String) {
-    let mut child = symdepot(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+    let mut serve = symdepot(dir);
+    serve.args(["serve", "--listen", "127.0.0.1:0"]);
+    spawn_logging(serve)
+}
+
+/// Spawns a command that starts a daemon (`symdepot … serve`, perhaps behind a
+/// wrapper such as `prlimit`) and returns it with the address it logged.
+pub fn spawn_logging(mut serve: std::process::Command) -> (std::process::Child, String) {
+    let mut child = serve
         .env("SYMDEPOT_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .spawn()
