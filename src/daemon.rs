@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -13,6 +14,9 @@ use crate::http::{self, AppState};
 use crate::store::Store;
 use crate::store::gc::GcMode;
 use crate::store::lock::DaemonLock;
+
+/// How long shutdown waits for in-flight requests.
+pub const DRAIN: Duration = Duration::from_secs(60);
 
 /// Runs GC every `gc_interval` on a blocking thread while the daemon runs.
 fn spawn_gc(store: &Arc<Store>) {
@@ -92,7 +96,7 @@ impl Daemon {
             async {
                 let _ = stopped.await;
             },
-            crate::commands::DRAIN,
+            DRAIN,
         ));
         let inbox = match store.config().inbox.as_str() {
             "" => None,

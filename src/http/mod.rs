@@ -10,6 +10,7 @@ pub mod cache;
 pub mod error;
 pub mod fetch;
 pub mod handlers;
+pub mod hit;
 pub mod routes;
 
 use std::convert::Infallible;
@@ -41,7 +42,7 @@ pub struct AppState {
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
     /// Recent lookups of the download path.
-    pub lookups: cache::LookupCache,
+    pub lookups: cache::LookupCache<hit::Hit>,
     /// Bytes of small blobs.
     pub blob_cache: cache::BlobCache,
 }
