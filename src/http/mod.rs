@@ -11,6 +11,7 @@ pub mod error;
 pub mod fetch;
 pub mod handlers;
 pub mod hit;
+pub mod request;
 pub mod routes;
 
 use std::convert::Infallible;

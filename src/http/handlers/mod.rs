@@ -78,7 +78,7 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>, r: Route) -> Res
     if state.config.private_downloads
         && read_only
         && is_download(&r)
-        && let Err(refused) = api::require(&state, req.headers(), "download").await
+        && let Err(refused) = super::request::require(&state, req.headers(), "download").await
     {
         return refused;
     }
