@@ -102,35 +102,6 @@ pub async fn serve(
     {
         tracing::warn!("in-flight requests did not finish within {drain:?}");
     }
-    flush_missing(&state).await;
-}
-
-/// Writes pending missing-symbol counts (periodically, and once at shutdown).
-pub async fn flush_missing(state: &Arc<AppState>) {
-    if state.missing.is_empty() {
-        return;
-    }
-    let st = state.clone();
-    let flushed = tokio::task::spawn_blocking(move || {
-        st.missing.flush(&st.store, st.config.missing_max_rows)
-    })
-    .await;
-    if let Ok(Err(e)) = flushed {
-        tracing::warn!(error = %e, "could not write missing-symbol counts");
-    }
-}
-
-/// Flushes the missing-symbols log every `FLUSH_EVERY` while the state lives.
-pub fn spawn_missing_flusher(state: &Arc<AppState>) {
-    let weak = Arc::downgrade(state);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::store::missing::FLUSH_EVERY);
-        loop {
-            tick.tick().await;
-            let Some(state) = weak.upgrade() else { return };
-            flush_missing(&state).await;
-        }
-    });
 }
 
 /// The answer to a connection over `max_connections`.
