@@ -8,7 +8,7 @@
 //! tree (`<module>/<id>/<file>`), and ingests each file like an upload.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -17,6 +17,7 @@ use flate2::read::GzDecoder;
 use crate::ingest::{self, Report};
 pub use crate::store::ExportFilter;
 use crate::store::{Encoding, KeyRow, Namespace, Store};
+use crate::zips::SplitZipWriter;
 
 /// The tree an export writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,32 +131,11 @@ pub fn export_zips(
 ) -> anyhow::Result<Vec<PathBuf>> {
     let rows = store.export_rows(filter)?;
     fs::create_dir_all(dir)?;
-    let mut zips = Vec::new();
-    let mut current: Option<(zip::ZipWriter<fs::File>, u64)> = None;
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .large_file(true);
+    let mut zips = SplitZipWriter::new(dir, "symbols", max_bytes);
     for row in &rows {
-        if current
-            .as_ref()
-            .is_some_and(|(_, n)| *n > 0 && n + row.size > max_bytes)
-        {
-            current.take().unwrap().0.finish()?;
-        }
-        if current.is_none() {
-            let path = dir.join(format!("symbols-{:04}.zip", zips.len() + 1));
-            current = Some((zip::ZipWriter::new(fs::File::create(&path)?), 0));
-            zips.push(path);
-        }
-        let (w, n) = current.as_mut().unwrap();
-        w.start_file(row.key.as_str(), opts)?;
-        io::copy(&mut original(store, row)?, w)?;
-        *n += row.size;
+        zips.add(&row.key, &mut original(store, row)?, row.size)?;
     }
-    if let Some((w, _)) = current {
-        w.finish()?.flush()?;
-    }
-    Ok(zips)
+    Ok(zips.finish()?)
 }
 
 /// What kind of tree a folder holds.
