@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::store::Store;
 use crate::store::gc::GcMode;
 use crate::store::missing::FLUSH_EVERY;

@@ -16,7 +16,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::http::{self, AppState};
+use crate::http::server;
+use crate::http::state::AppState;
 use crate::store::Store;
 use crate::store::lock::DaemonLock;
 use background::Background;
@@ -69,7 +70,7 @@ impl Daemon {
             let stopped = async {
                 let _ = stopped.await;
             };
-            http::serve(listener, state, stopped, DRAIN).await;
+            server::serve(listener, state, stopped, DRAIN).await;
             background.shutdown().await;
         });
         let inbox = match store.config().inbox.as_str() {

@@ -11,7 +11,7 @@
 //!   bounded in bytes and evicts the least recently used.
 //!
 //! The lookup cache is generic over what a hit is prepared as (the download
-//! path's [`crate::http::hit::Hit`]), so this module depends on no handler.
+//! path's `Hit`), so this module depends on no handler.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};

@@ -11,10 +11,10 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use crate::error::Error;
 use crate::filters;
-use crate::http::AppState;
 use crate::http::auth;
 use crate::http::body::Body;
 use crate::http::error::{json_error, json_status};
+use crate::http::state::AppState;
 use crate::store::now_ms;
 use crate::store::records::{FileQuery, UploadQuery, UploadSort};
 use crate::store::tokens::Token;

@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::filters;
-use crate::http::AppState;
 use crate::http::body::{self, Body};
 use crate::http::error::{json_error, json_status, method_not_allowed};
 use crate::http::request::{
     blocking, file_query, presented_token, require, require_records, today_start, upload_query,
 };
 use crate::http::routes::Api;
+use crate::http::state::AppState;
 use crate::identity::lookup::display;
 use crate::store::missing::MissingRow;
 use crate::store::records::{MemberRow, Page, Stats};

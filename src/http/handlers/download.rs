@@ -9,10 +9,10 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use crate::http::AppState;
 use crate::http::body::{self, Body};
 use crate::http::cache::SMALL_BLOB;
 use crate::http::hit::{Flavor, Found, Hit, cors, set};
+use crate::http::state::AppState;
 use crate::identity::lookup::code_key;
 use crate::keys::{is_zero_id, normalize};
 use crate::store::missing::Miss;

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use super::AppState;
 use super::body::Body;
 use super::error::method_not_allowed;
 use super::routes::{Route, route};
+use crate::http::state::AppState;
 use crate::metrics::RequestLabels;
 
 /// Routes a request to its handler.
