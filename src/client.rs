@@ -9,11 +9,13 @@
 //! honours `Retry-After`.
 
 use std::fs::{self, File};
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+use crate::zips::SplitZipWriter;
 
 /// How an upload is made.
 #[derive(Debug, Clone)]
@@ -105,62 +107,22 @@ fn zip_directory(dir: &Path, scratch: &Path, max: u64) -> anyhow::Result<Vec<Pat
     if files.is_empty() {
         bail!("{} holds no files", dir.display());
     }
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .large_file(true);
-    let mut out = Vec::new();
-    let mut current: Option<(zip::ZipWriter<File>, u64)> = None;
+    let mut zips = SplitZipWriter::new(scratch, "symbols", max);
     for (path, name) in files {
         let len = fs::metadata(&path)?.len();
-        if current
-            .as_ref()
-            .is_some_and(|(_, n)| *n > 0 && n + len > max)
-        {
-            current.take().expect("checked").0.finish()?;
-        }
-        if current.is_none() {
-            let z = scratch.join(format!("symbols-{:04}.zip", out.len() + 1));
-            current = Some((zip::ZipWriter::new(File::create(&z)?), 0));
-            out.push(z);
-        }
-        let (w, n) = current.as_mut().expect("set above");
-        w.start_file(name.as_str(), opts)?;
-        io::copy(&mut File::open(&path)?, w)?;
-        *n += len;
+        zips.add(&name, &mut File::open(&path)?, len)?;
     }
-    if let Some((w, _)) = current {
-        w.finish()?.flush()?;
-    }
-    Ok(out)
+    Ok(zips.finish()?)
 }
 
 /// Splits a zip larger than `max` into several, copying members without recompressing.
 fn split_zip(path: &Path, scratch: &Path, max: u64) -> anyhow::Result<Vec<PathBuf>> {
     let mut archive = zip::ZipArchive::new(File::open(path)?).context("reading the zip")?;
-    let mut out = Vec::new();
-    let mut current: Option<(zip::ZipWriter<File>, u64)> = None;
+    let mut zips = SplitZipWriter::new(scratch, "part", max);
     for i in 0..archive.len() {
-        let member = archive.by_index_raw(i)?;
-        let len = member.compressed_size();
-        if current
-            .as_ref()
-            .is_some_and(|(_, n)| *n > 0 && n + len > max)
-        {
-            current.take().expect("checked").0.finish()?;
-        }
-        if current.is_none() {
-            let z = scratch.join(format!("part-{:04}.zip", out.len() + 1));
-            current = Some((zip::ZipWriter::new(File::create(&z)?), 0));
-            out.push(z);
-        }
-        let (w, n) = current.as_mut().expect("set above");
-        w.raw_copy_file(member)?;
-        *n += len;
+        zips.add_raw(archive.by_index_raw(i)?)?;
     }
-    if let Some((w, _)) = current {
-        w.finish()?.flush()?;
-    }
-    Ok(out)
+    Ok(zips.finish()?)
 }
 
 /// A reader that reports progress.

@@ -519,6 +519,3 @@ fn import(config: Config, dir: &std::path::Path, is_try: bool) -> anyhow::Result
     }
     Ok(())
 }
-
-/// How long shutdown waits for in-flight requests.
-pub const DRAIN: Duration = Duration::from_secs(60);

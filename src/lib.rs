@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod store;
 pub mod transfer;
 pub mod units;
+pub mod zips;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -8,7 +8,7 @@
 //! tree (`<module>/<id>/<file>`), and ingests each file like an upload.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -17,6 +17,7 @@ use flate2::read::GzDecoder;
 use crate::ingest::{self, Report};
 pub use crate::store::ExportFilter;
 use crate::store::{Encoding, KeyRow, Namespace, Store};
+use crate::zips::SplitZipWriter;
 
 /// The tree an export writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,19 +63,6 @@ fn make_real_dirs(root: &Path, rel: &Path) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Creates (or truncates) a file of the export's own, refusing a symbolic
-/// link in its place rather than writing to wherever it points.
-fn create_no_follow(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 /// Writes `src` to `dest` through a temp name in the same folder.
@@ -130,7 +118,7 @@ pub fn export_tree(
     let rows = store.export_rows(filter)?;
     fs::create_dir_all(dir)?;
     if let ExportLayout::SymStore { index2: true } = layout {
-        create_no_follow(&dir.join("index2.txt"))?;
+        crate::zips::create_no_follow(&dir.join("index2.txt"))?;
     }
     let mut written = 0;
     for row in &rows {
@@ -169,32 +157,11 @@ pub fn export_zips(
 ) -> anyhow::Result<Vec<PathBuf>> {
     let rows = store.export_rows(filter)?;
     fs::create_dir_all(dir)?;
-    let mut zips = Vec::new();
-    let mut current: Option<(zip::ZipWriter<fs::File>, u64)> = None;
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .large_file(true);
+    let mut zips = SplitZipWriter::new(dir, "symbols", max_bytes);
     for row in &rows {
-        if current
-            .as_ref()
-            .is_some_and(|(_, n)| *n > 0 && n + row.size > max_bytes)
-        {
-            current.take().unwrap().0.finish()?;
-        }
-        if current.is_none() {
-            let path = dir.join(format!("symbols-{:04}.zip", zips.len() + 1));
-            current = Some((zip::ZipWriter::new(create_no_follow(&path)?), 0));
-            zips.push(path);
-        }
-        let (w, n) = current.as_mut().unwrap();
-        w.start_file(row.key.as_str(), opts)?;
-        io::copy(&mut original(store, row)?, w)?;
-        *n += row.size;
+        zips.add(&row.key, &mut original(store, row)?, row.size)?;
     }
-    if let Some((w, _)) = current {
-        w.finish()?.flush()?;
-    }
-    Ok(zips)
+    Ok(zips.finish()?)
 }
 
 /// What kind of tree a folder holds.

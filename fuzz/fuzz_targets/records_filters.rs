@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use symdepot::http::handlers::api::{file_query, upload_query};
+use symdepot::http::request::{file_query, upload_query};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(query) = std::str::from_utf8(data) else {

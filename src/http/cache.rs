@@ -1,7 +1,7 @@
 //! In-memory caches on the download path, so that a hot hit costs no
 //! SQLite query and no file read (benchmarks.md, figure 1).
 //!
-//! - [`LookupCache`]: what a lookup found (a row, a redirect, or nothing),
+//! - [`LookupCache`]: what a lookup found (a prepared hit, a redirect, or nothing),
 //!   tagged with the store's write generation: any commit, delete, expiry or
 //!   reindex in this process makes every entry stale at once. Entries also
 //!   expire after [`LOOKUP_TTL`], which bounds how long a change made by
@@ -9,6 +9,9 @@
 //! - [`BlobCache`]: the stored bytes of small blobs. Blobs are content-
 //!   addressed and never change, so entries never go stale; the cache is
 //!   bounded in bytes and evicts the least recently used.
+//!
+//! The lookup cache is generic over what a hit is prepared as (the download
+//! path's `Hit`), so this module depends on no handler.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -17,7 +20,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lru::LruCache;
 
-use crate::http::handlers::download::Hit;
 use crate::store::{Encoding, KeyRow};
 
 /// How long a cached lookup is trusted without a write in this process.
@@ -26,26 +28,38 @@ pub const LOOKUP_TTL: Duration = Duration::from_secs(2);
 /// Blobs up to this size are kept in memory.
 pub const SMALL_BLOB: u64 = 256 * 1024;
 
-/// What a three-segment lookup found.
-#[derive(Debug, Clone)]
-pub enum Found {
-    Key(Arc<Hit>),
+/// What a three-segment lookup found: a stored key prepared as an `H`, the
+/// key of a code-id redirect, or nothing.
+#[derive(Debug)]
+pub enum Found<H> {
+    Key(Arc<H>),
     Redirect(Arc<KeyRow>),
     Miss,
 }
 
+// Not derived: cloning shares the `Arc`s and asks nothing of `H`.
+impl<H> Clone for Found<H> {
+    fn clone(&self) -> Self {
+        match self {
+            Found::Key(hit) => Found::Key(hit.clone()),
+            Found::Redirect(row) => Found::Redirect(row.clone()),
+            Found::Miss => Found::Miss,
+        }
+    }
+}
+
 /// A cached lookup: the store generation, when, and what was found.
-type Entry = (u64, Instant, Found);
+type Entry<H> = (u64, Instant, Found<H>);
 
 /// Lookup results by lookup key: one map for release-only lookups and one
 /// for lookups that include try files, so a probe borrows the key and
 /// allocates nothing.
 #[derive(Debug)]
-pub struct LookupCache {
-    maps: Mutex<[LruCache<String, Entry>; 2]>,
+pub struct LookupCache<H> {
+    maps: Mutex<[LruCache<String, Entry<H>>; 2]>,
 }
 
-impl LookupCache {
+impl<H> LookupCache<H> {
     /// A cache of at most `entries` lookups of each kind.
     pub fn new(entries: usize) -> Self {
         let cap = NonZeroUsize::new(entries.max(1)).expect("at least one");
@@ -55,7 +69,7 @@ impl LookupCache {
     }
 
     /// A fresh entry for this key at this store generation.
-    pub fn get(&self, key: &str, include_try: bool, generation: u64) -> Option<Found> {
+    pub fn get(&self, key: &str, include_try: bool, generation: u64) -> Option<Found<H>> {
         let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
         let map = &mut maps[usize::from(include_try)];
         match map.get(key) {
@@ -70,7 +84,7 @@ impl LookupCache {
         }
     }
 
-    pub fn put(&self, key: &str, include_try: bool, generation: u64, found: Found) {
+    pub fn put(&self, key: &str, include_try: bool, generation: u64, found: Found<H>) {
         let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
         maps[usize::from(include_try)].put(key.to_string(), (generation, Instant::now(), found));
     }
@@ -127,7 +141,7 @@ mod tests {
 
     #[test]
     fn lookups_go_stale_with_a_new_generation() {
-        let c = LookupCache::new(10);
+        let c = LookupCache::<()>::new(10);
         c.put("a/b/c", false, 1, Found::Miss);
         assert!(matches!(c.get("a/b/c", false, 1), Some(Found::Miss)));
         assert!(c.get("a/b/c", true, 1).is_none());

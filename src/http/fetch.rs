@@ -16,8 +16,8 @@ use futures_util::StreamExt;
 use reqwest::Url;
 use tokio::io::AsyncWriteExt;
 
-use super::AppState;
 use crate::error::Error;
+use crate::http::state::AppState;
 use crate::units::parse_duration;
 
 /// What was fetched.

@@ -1,8 +1,12 @@
 //! The HTTP server: a plain hyper 1.x accept loop with graceful shutdown.
 //!
 //! Handlers are thin: they parse the request, call the store (blocking work
-//! goes through `spawn_blocking`), and shape the response. [`routes`] is the
-//! one table of paths; [`error`] maps core errors to statuses.
+//! goes through `spawn_blocking`), and shape the response. [`server`] is the
+//! accept loop, [`state`] what every handler can reach, [`routes`] the one
+//! table of paths; [`error`] maps core errors to statuses.
+//!
+//! This file only names the modules: each of them imports the ones it needs
+//! directly, and no two of them import each other, directly or through others.
 
 pub mod auth;
 pub mod body;
@@ -10,173 +14,8 @@ pub mod cache;
 pub mod error;
 pub mod fetch;
 pub mod handlers;
+pub mod hit;
+pub mod request;
 pub mod routes;
-
-use std::convert::Infallible;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-use crate::config::Config;
-use crate::store::Store;
-pub use body::Body;
-
-/// What every handler can reach.
-#[derive(Debug)]
-pub struct AppState {
-    pub store: Arc<Store>,
-    pub config: Arc<Config>,
-    /// Uploads in progress, by token id.
-    pub uploads_in_flight: std::sync::Mutex<std::collections::HashMap<i64, usize>>,
-    /// Download misses not yet written to the index.
-    pub missing: crate::store::missing::MissingLog,
-    /// Prometheus metrics.
-    pub metrics: crate::metrics::Metrics,
-    /// Recent lookups of the download path.
-    pub lookups: cache::LookupCache,
-    /// Bytes of small blobs.
-    pub blob_cache: cache::BlobCache,
-}
-
-impl AppState {
-    pub fn new(store: Arc<Store>) -> Arc<AppState> {
-        let config = Arc::new(store.config().clone());
-        Arc::new(AppState {
-            store,
-            uploads_in_flight: Default::default(),
-            missing: crate::store::missing::MissingLog::new(config.missing_max_rows),
-            config,
-            metrics: crate::metrics::Metrics::new(),
-            lookups: cache::LookupCache::new(100_000),
-            blob_cache: cache::BlobCache::new(64 << 20),
-        })
-    }
-}
-
-/// Serves connections from `listener` until `shutdown` resolves, then stops
-/// accepting and waits (up to `drain`) for in-flight requests to finish.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    shutdown: impl Future<Output = ()>,
-    drain: Duration,
-) {
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    let max = state.config.max_connections;
-    let slots = Arc::new(Semaphore::new(if max == 0 {
-        Semaphore::MAX_PERMITS
-    } else {
-        max
-    }));
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
-                    Ok(slot) => spawn_connection(&graceful, stream, peer, state.clone(), slot),
-                    Err(_) => refuse_connection(stream),
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tracing::info!("shutting down: finishing in-flight requests");
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("in-flight requests did not finish within {drain:?}");
-    }
-    flush_missing(&state).await;
-}
-
-/// Writes pending missing-symbol counts (periodically, and once at shutdown).
-pub async fn flush_missing(state: &Arc<AppState>) {
-    if state.missing.is_empty() {
-        return;
-    }
-    let st = state.clone();
-    let flushed = tokio::task::spawn_blocking(move || {
-        st.missing.flush(&st.store, st.config.missing_max_rows)
-    })
-    .await;
-    if let Ok(Err(e)) = flushed {
-        tracing::warn!(error = %e, "could not write missing-symbol counts");
-    }
-}
-
-/// Flushes the missing-symbols log every `FLUSH_EVERY` while the state lives.
-pub fn spawn_missing_flusher(state: &Arc<AppState>) {
-    let weak = Arc::downgrade(state);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::store::missing::FLUSH_EVERY);
-        loop {
-            tick.tick().await;
-            let Some(state) = weak.upgrade() else { return };
-            flush_missing(&state).await;
-        }
-    });
-}
-
-/// The answer to a connection over `max_connections`.
-const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-Content-Type: text/plain\r\nX-Content-Type-Options: nosniff\r\nContent-Length: 21\r\nRetry-After: 1\r\n\
-Connection: close\r\n\r\n\
-Too many connections\n";
-
-/// Answers 503 and closes, reading what the client sent meanwhile (briefly)
-/// so that it sees the answer rather than a reset.
-fn refuse_connection(mut stream: tokio::net::TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    tokio::spawn(async move {
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            stream.write_all(TOO_MANY_CONNECTIONS).await?;
-            stream.shutdown().await?;
-            let mut buf = [0u8; 4096];
-            while stream.read(&mut buf).await? > 0 {}
-            Ok::<_, std::io::Error>(())
-        })
-        .await;
-    });
-}
-
-fn spawn_connection(
-    graceful: &GracefulShutdown,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    state: Arc<AppState>,
-    slot: OwnedSemaphorePermit,
-) {
-    let head_timeout = state.config.request_timeout();
-    let _ = stream.set_nodelay(true);
-    let service = service_fn(move |req| {
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(handlers::handle(state, req).await) }
-    });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(head_timeout)
-        // LLVM 14's debuginfod client matches `Content-Length: ` case-sensitively.
-        .title_case_headers(true)
-        .serve_connection(TokioIo::new(stream), service);
-    let conn = graceful.watch(conn);
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
-        }
-        drop(slot);
-    });
-}
+pub mod server;
+pub mod state;

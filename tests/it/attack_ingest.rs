@@ -2,7 +2,7 @@
 //! and damaged blobs.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use reqwest::blocking::multipart;
 

@@ -553,3 +553,37 @@ fn pages_answer_html_with_the_same_filters_as_the_api() {
         "{search}"
     );
 }
+
+#[test]
+fn misses_counted_just_before_shutdown_are_written_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = symdepot::config::Config {
+        data_dir: dir.path().join("data"),
+        listen: "127.0.0.1:0".into(),
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let daemon = runtime
+        .block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                symdepot::daemon::Daemon::start(config.clone()),
+            )
+            .await
+        })
+        .expect("daemon started in time")
+        .expect("daemon started");
+    let url = format!("http://{}/xul.pdb/{ID_A}/xul.sym", daemon.addr());
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    assert_eq!(client.get(&url).send().unwrap().status(), 404);
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), daemon.shutdown()).await })
+        .expect("daemon stopped in time");
+    let store = symdepot::Store::open(std::sync::Arc::new(config)).unwrap();
+    let missing = store.list_missing(1).unwrap();
+    assert_eq!(missing.total, 1);
+    assert_eq!(missing.items[0].debug_file, "xul.pdb");
+}

@@ -3,142 +3,26 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::filters;
-use crate::http::AppState;
-use crate::http::auth;
 use crate::http::body::{self, Body};
 use crate::http::error::{json_error, json_status, method_not_allowed};
+use crate::http::request::{
+    blocking, file_query, presented_token, require, require_records, today_start, upload_query,
+};
 use crate::http::routes::Api;
+use crate::http::state::AppState;
 use crate::identity::lookup::display;
 use crate::store::missing::MissingRow;
-use crate::store::records::{FileQuery, MemberRow, Page, Stats, UploadQuery, UploadSort};
+use crate::store::records::{MemberRow, Page, Stats};
 use crate::store::tokens::{MAX_LIFETIME_DAYS, NewToken, Token};
 use crate::store::{KeyRow, Namespace, UploadRow, now_ms};
 use crate::units::rfc3339;
-
-/// Runs blocking store work off the async threads.
-pub async fn blocking<T: Send + 'static>(
-    state: &Arc<AppState>,
-    f: impl FnOnce(&crate::Store) -> crate::Result<T> + Send + 'static,
-) -> crate::Result<T> {
-    let store = state.store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(e)))?
-}
-
-/// The token a request presents, checked, if any.
-pub async fn presented_token(
-    state: &Arc<AppState>,
-    headers: &HeaderMap,
-) -> Option<crate::Result<Token>> {
-    let secret = auth::secret(headers)?;
-    Some(blocking(state, move |s| s.authenticate(&secret)).await)
-}
-
-/// Checks a permission: 401 (with `WWW-Authenticate`) without valid
-/// credentials, 403 with a token that lacks it.
-pub async fn require(
-    state: &Arc<AppState>,
-    headers: &HeaderMap,
-    permission: &str,
-) -> Result<Token, Response<Body>> {
-    match presented_token(state, headers).await {
-        None | Some(Err(Error::Unauthenticated(_))) => {
-            let mut resp = json_status(StatusCode::UNAUTHORIZED, "a valid token is required");
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"symdepot\""),
-            );
-            Err(resp)
-        }
-        Some(Err(e)) => Err(json_error(&e)),
-        Some(Ok(t)) if t.has(permission) => Ok(t),
-        Some(Ok(_)) => Err(json_status(
-            StatusCode::FORBIDDEN,
-            &format!("this token lacks the {permission} permission"),
-        )),
-    }
-}
-
-/// Records are public unless `public_records = false` or the store is private.
-pub async fn require_records(
-    state: &Arc<AppState>,
-    headers: &HeaderMap,
-) -> Result<(), Response<Body>> {
-    if state.config.public_records && !state.config.private_downloads {
-        return Ok(());
-    }
-    require(state, headers, "view_all").await.map(|_| ())
-}
-
-/// Parses the filters of the uploads list.
-pub fn upload_query(query: Option<&str>) -> Result<UploadQuery, String> {
-    let now = time::OffsetDateTime::now_utc();
-    let mut q = UploadQuery {
-        page: 1,
-        ..UploadQuery::default()
-    };
-    for (k, v) in filters::query_pairs(query) {
-        match k.as_str() {
-            "user" if !v.is_empty() => q.user = Some(v),
-            "size" if !v.is_empty() => q.size.push(filters::size("size", &v)?),
-            "created_at" if !v.is_empty() => {
-                q.created_at.extend(filters::date("created_at", &v, now)?)
-            }
-            "try" if !v.is_empty() => q.is_try = Some(filters::boolean("try", &v)?),
-            "sort" if !v.is_empty() => q.sort = UploadSort::parse(&v).ok_or_else(|| {
-                format!(
-                    "sort: {v:?} is not one of created_at, completed_at, size, user, files_count"
-                )
-            })?,
-            "reverse" if !v.is_empty() => q.reverse = filters::boolean("reverse", &v)?,
-            "page" => q.page = filters::page(&v)?,
-            _ => {}
-        }
-    }
-    Ok(q)
-}
-
-/// Parses the filters of the files list.
-pub fn file_query(query: Option<&str>) -> Result<FileQuery, String> {
-    let now = time::OffsetDateTime::now_utc();
-    let mut q = FileQuery {
-        page: 1,
-        ..FileQuery::default()
-    };
-    for (k, v) in filters::query_pairs(query) {
-        match k.as_str() {
-            "key" => q.key.extend(
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from),
-            ),
-            "q" if !v.trim().is_empty() => q.q = Some(v),
-            "size" if !v.is_empty() => q.size.push(filters::size("size", &v)?),
-            "created_at" if !v.is_empty() => {
-                q.created_at.extend(filters::date("created_at", &v, now)?)
-            }
-            "try" if !v.is_empty() => q.is_try = Some(filters::boolean("try", &v)?),
-            "page" => q.page = filters::page(&v)?,
-            _ => {}
-        }
-    }
-    Ok(q)
-}
-
-/// The start of the current UTC day, in ms.
-pub fn today_start() -> i64 {
-    let now = now_ms();
-    now - now.rem_euclid(86_400_000)
-}
 
 fn time(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |t| json!(rfc3339(t)))

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::download::{self, Flavor, add_debuginfod_headers, not_found};
-use crate::http::AppState;
+use super::download::{self, not_found};
 use crate::http::body::{self, Body};
-use crate::http::cache::Found;
+use crate::http::hit::{Flavor, Found, add_debuginfod_headers};
 use crate::http::routes::Role;
+use crate::http::state::AppState;
 use crate::identity::lookup::debuginfod_key;
 use crate::store::missing::Miss;
 use crate::store::{Encoding, KeyRow, Store};

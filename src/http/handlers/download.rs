@@ -6,18 +6,17 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use crate::config::Config;
-use crate::http::AppState;
 use crate::http::body::{self, Body};
-use crate::http::cache::{BlobId, Found, SMALL_BLOB};
+use crate::http::cache::SMALL_BLOB;
+use crate::http::hit::{Flavor, Found, Hit, cors, set};
+use crate::http::state::AppState;
 use crate::identity::lookup::code_key;
 use crate::keys::{is_zero_id, normalize};
 use crate::store::missing::Miss;
 use crate::store::{Encoding, KeyRow};
-use crate::units::http_date;
 
 /// `404 Symbol Not Found`.
 pub fn not_found() -> Response<Body> {
@@ -166,116 +165,6 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'}')
     .add(b'/');
 
-/// Which protocol's headers a hit is answered with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    /// Breakpad / Tecken and SSQP paths: the content type by file name.
-    Breakpad,
-    /// debuginfod: `application/octet-stream` and the `X-Debuginfod-*` headers.
-    Debuginfod,
-}
-
-/// A stored key as the download path serves it: its row and the headers of
-/// its full responses, built once when its lookup is cached rather than on
-/// every request.
-#[derive(Debug)]
-pub struct Hit {
-    pub row: KeyRow,
-    pub encoding: Encoding,
-    /// Where its bytes sit in the blob cache (`None` for a malformed hash).
-    blob_id: Option<BlobId>,
-    /// A 200 with the original bytes.
-    identity: HeaderMap,
-    /// A 200 with the stored gzip bytes as they are (stored-gzip keys only).
-    gzip: Option<HeaderMap>,
-}
-
-impl Hit {
-    pub fn new(row: KeyRow, flavor: Flavor, config: &Config) -> Hit {
-        let encoding = row.encoding;
-        let blob_id = blake3::Hash::from_hex(&row.blob)
-            .ok()
-            .map(|h| (*h.as_bytes(), encoding));
-        let mut base = HeaderMap::new();
-        let file_name = row.key.rsplit('/').next().unwrap_or("");
-        let content_type = match flavor {
-            Flavor::Breakpad => config.mime_for(file_name),
-            Flavor::Debuginfod => "application/octet-stream",
-        };
-        set(&mut base, header::CONTENT_TYPE, content_type);
-        set(&mut base, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-        if flavor == Flavor::Breakpad && renders_in_a_browser(file_name, content_type) {
-            set(&mut base, header::CONTENT_DISPOSITION, "attachment");
-        }
-        set(&mut base, header::VARY, "Accept-Encoding");
-        set(
-            &mut base,
-            header::LAST_MODIFIED,
-            &http_date(row.last_uploaded_at),
-        );
-        cors(&mut base);
-        if flavor == Flavor::Debuginfod {
-            add_debuginfod_headers(&mut base, row.size, &row.key);
-        }
-        let mut identity = base.clone();
-        set(&mut identity, header::ETAG, &format!("\"{}\"", row.blob));
-        set(&mut identity, header::ACCEPT_RANGES, "bytes");
-        identity.insert(header::CONTENT_LENGTH, HeaderValue::from(row.size));
-        let gzip = (encoding == Encoding::Gzip).then(|| {
-            let mut gzip = base;
-            set(&mut gzip, header::ETAG, &format!("\"{}.gz\"", row.blob));
-            set(&mut gzip, header::CONTENT_ENCODING, "gzip");
-            gzip.insert(header::CONTENT_LENGTH, HeaderValue::from(row.stored_size));
-            gzip
-        });
-        Hit {
-            row,
-            encoding,
-            blob_id,
-            identity,
-            gzip,
-        }
-    }
-}
-
-/// Extensions of files a browser would render (and run scripts in) when
-/// opened from our origin.
-const RENDERED_EXTENSIONS: [&str; 12] = [
-    "html", "htm", "shtml", "xhtml", "xht", "svg", "svgz", "xml", "xsl", "xslt", "js", "mjs",
-];
-
-/// Content types a browser renders as a document or runs.
-const RENDERED_TYPES: [&str; 9] = [
-    "text/html",
-    "application/xhtml+xml",
-    "image/svg+xml",
-    "text/xml",
-    "application/xml",
-    "text/xsl",
-    "application/javascript",
-    "text/javascript",
-    "application/ecmascript",
-];
-
-/// Whether a stored file of this name and content type would be rendered
-/// by a browser visiting its URL: such files are sent as attachments, so an
-/// uploaded page cannot run in our origin.
-pub fn renders_in_a_browser(file_name: &str, content_type: &str) -> bool {
-    let ext = file_name.rsplit_once('.').map_or("", |(_, e)| e);
-    let mime = content_type.split(';').next().unwrap_or("").trim();
-    RENDERED_EXTENSIONS
-        .iter()
-        .any(|e| e.eq_ignore_ascii_case(ext))
-        || RENDERED_TYPES.iter().any(|t| t.eq_ignore_ascii_case(mime))
-}
-
-/// `X-Debuginfod-Size` and `X-Debuginfod-File` (the key, percent-encoded).
-pub fn add_debuginfod_headers(h: &mut HeaderMap, size: u64, key: &str) {
-    h.insert("x-debuginfod-size", HeaderValue::from(size));
-    let file = percent_encoding::utf8_percent_encode(key, percent_encoding::CONTROLS).to_string();
-    set(h, HeaderName::from_static("x-debuginfod-file"), &file);
-}
-
 /// Headers a `304 Not Modified` keeps from the full response.
 const NOT_MODIFIED_KEEPS: [header::HeaderName; 6] = [
     header::CONTENT_TYPE,
@@ -401,19 +290,6 @@ fn respond(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body>
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
-}
-
-fn set(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(name, v);
-    }
-}
-
-fn cors(headers: &mut HeaderMap) {
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
 }
 
 /// Whether `Accept-Encoding` allows gzip (`gzip`, `x-gzip` or `*` with q > 0).
@@ -555,30 +431,6 @@ mod tests {
         assert_eq!(range(&h("range", "bytes=0-1,4-5"), 10), RangeAsk::None);
         assert_eq!(range(&h("range", "bytes=5-2"), 10), RangeAsk::None);
         assert_eq!(range(&h("range", "items=0-1"), 10), RangeAsk::None);
-    }
-
-    #[test]
-    fn pages_and_scripts_are_attachments() {
-        for (name, mime) in [
-            ("evil.html", "application/octet-stream"),
-            ("EVIL.SVG", "application/octet-stream"),
-            ("a.js", "application/octet-stream"),
-            ("a.xhtml", "application/octet-stream"),
-            ("a.xml", "application/octet-stream"),
-            ("notes.txt", "text/html; charset=utf-8"),
-            ("pic", "image/svg+xml"),
-            ("app", "application/javascript"),
-        ] {
-            assert!(renders_in_a_browser(name, mime), "{name} {mime}");
-        }
-        for (name, mime) in [
-            ("xul.sym", "text/plain"),
-            ("xul.pdb", "application/octet-stream"),
-            ("html", "application/octet-stream"),
-            ("libxul.so.dbg", "application/octet-stream"),
-        ] {
-            assert!(!renders_in_a_browser(name, mime), "{name} {mime}");
-        }
     }
 
     #[test]

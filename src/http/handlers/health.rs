@@ -5,8 +5,8 @@ use std::sync::Arc;
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use crate::http::AppState;
 use crate::http::body::{Body, json};
+use crate::http::state::AppState;
 
 /// 200 as soon as the listener is up.
 pub fn lbheartbeat() -> Response<Body> {

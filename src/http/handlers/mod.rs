@@ -12,10 +12,10 @@ use std::sync::Arc;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use super::AppState;
 use super::body::Body;
 use super::error::method_not_allowed;
 use super::routes::{Route, route};
+use crate::http::state::AppState;
 use crate::metrics::RequestLabels;
 
 /// Routes a request to its handler.
@@ -78,7 +78,7 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>, r: Route) -> Res
     if state.config.private_downloads
         && read_only
         && is_download(&r)
-        && let Err(refused) = api::require(&state, req.headers(), "download").await
+        && let Err(refused) = super::request::require(&state, req.headers(), "download").await
     {
         return refused;
     }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::api::{blocking, file_query, require_records, today_start, upload_query};
-use crate::http::AppState;
 use crate::http::body::{self, Body};
 use crate::http::error::method_not_allowed;
+use crate::http::request::{blocking, file_query, require_records, today_start, upload_query};
 use crate::http::routes::Page;
+use crate::http::state::AppState;
 use crate::identity::lookup::display;
 use crate::store::Namespace;
 use crate::store::records::{FileQuery, UploadQuery};

@@ -26,10 +26,10 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::Error;
-use crate::http::AppState;
 use crate::http::auth;
 use crate::http::body::{self, Body};
 use crate::http::error::{json_error, message_of, method_not_allowed};
+use crate::http::state::AppState;
 use crate::ingest::{self, Cancel, Layout, Report};
 use crate::store::tokens::Token;
 use crate::store::{Namespace, Store, UploadEnd, UploadFinish, UploadRecord, UploadStart, now_ms};

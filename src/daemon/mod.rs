@@ -1,7 +1,14 @@
 //! The daemon's life: open the store, recover, bind, serve, shut down.
+//!
+//! The daemon owns its background work ([`background`]): it is started with
+//! the server and stopped after the server has drained, in the server's task,
+//! so a daemon dropped without `shutdown` still stops it and flushes.
+
+pub mod background;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -9,40 +16,14 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::http::{self, AppState};
+use crate::http::server;
+use crate::http::state::AppState;
 use crate::store::Store;
-use crate::store::gc::GcMode;
 use crate::store::lock::DaemonLock;
+use background::Background;
 
-/// Runs GC every `gc_interval` on a blocking thread while the daemon runs.
-fn spawn_gc(store: &Arc<Store>) {
-    let Some(every) = store.config().gc_interval() else {
-        return;
-    };
-    let weak = Arc::downgrade(store);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        loop {
-            tick.tick().await;
-            let Some(store) = weak.upgrade() else { return };
-            let run = tokio::task::spawn_blocking(move || {
-                store.gc(std::time::SystemTime::now(), GcMode::Run)
-            })
-            .await;
-            match run {
-                Ok(Ok(r)) => tracing::info!(
-                    expired = r.expired.len(),
-                    blobs = r.blobs.len(),
-                    entries = r.entries.len(),
-                    temp = r.temp.len(),
-                    "gc"
-                ),
-                Ok(Err(e)) => tracing::warn!(error = %e, "gc failed"),
-                Err(e) => tracing::warn!(error = %e, "gc task failed"),
-            }
-        }
-    });
-}
+/// How long shutdown waits for in-flight requests.
+pub const DRAIN: Duration = Duration::from_secs(60);
 
 /// A running server.
 #[derive(Debug)]
@@ -84,16 +65,14 @@ impl Daemon {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let state = AppState::new(store.clone());
-        http::spawn_missing_flusher(&state);
-        spawn_gc(&store);
-        let task = tokio::spawn(http::serve(
-            listener,
-            state,
-            async {
+        let background = Background::start(&state);
+        let task = tokio::spawn(async move {
+            let stopped = async {
                 let _ = stopped.await;
-            },
-            crate::commands::DRAIN,
-        ));
+            };
+            server::serve(listener, state, stopped, DRAIN).await;
+            background.shutdown().await;
+        });
         let inbox = match store.config().inbox.as_str() {
             "" => None,
             dir => Some(

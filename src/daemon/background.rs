@@ -1,0 +1,118 @@
+//! The daemon's background work, started and stopped in one place.
+//!
+//! Two timers run while the daemon serves: the missing-symbols flusher, which
+//! writes the misses counted in memory on the download path to the index
+//! every [`FLUSH_EVERY`], and the periodic GC (every `gc_interval`, when it is
+//! on). [`Background::start`] spawns both; [`Background::shutdown`] stops
+//! them, waits for a run in progress to end, and writes the misses still
+//! pending, once the server has finished its in-flight requests. Dropping a
+//! `Background` without shutting it down stops the timers too, but writes
+//! nothing.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::state::AppState;
+use crate::store::Store;
+use crate::store::gc::GcMode;
+use crate::store::missing::FLUSH_EVERY;
+
+/// The daemon's timers: owned here, stopped on shutdown or drop.
+#[derive(Debug)]
+pub struct Background {
+    state: Arc<AppState>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Starts the missing-symbols flusher and, when `gc_interval` is set, the GC timer.
+    pub fn start(state: &Arc<AppState>) -> Background {
+        let stop = CancellationToken::new();
+        let mut tasks = vec![tokio::spawn(flush_every(state.clone(), stop.clone()))];
+        if let Some(every) = state.store.config().gc_interval() {
+            tasks.push(tokio::spawn(gc_every(
+                state.store.clone(),
+                every,
+                stop.clone(),
+            )));
+        }
+        Background {
+            state: state.clone(),
+            stop,
+            tasks,
+        }
+    }
+
+    /// Stops the timers, waits for a run in progress, then writes the misses
+    /// not yet flushed.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        for task in std::mem::take(&mut self.tasks) {
+            let _ = task.await;
+        }
+        flush_missing(&self.state).await;
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Flushes the missing-symbols log every [`FLUSH_EVERY`] until stopped.
+async fn flush_every(state: Arc<AppState>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => flush_missing(&state).await,
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Writes pending missing-symbol counts on a blocking thread.
+async fn flush_missing(state: &Arc<AppState>) {
+    if state.missing.is_empty() {
+        return;
+    }
+    let st = state.clone();
+    let flushed = tokio::task::spawn_blocking(move || {
+        st.missing.flush(&st.store, st.config.missing_max_rows)
+    })
+    .await;
+    if let Ok(Err(e)) = flushed {
+        tracing::warn!(error = %e, "could not write missing-symbol counts");
+    }
+}
+
+/// Runs GC every `every` on a blocking thread until stopped.
+async fn gc_every(store: Arc<Store>, every: std::time::Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => gc_once(store.clone()).await,
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// One GC run, logged.
+async fn gc_once(store: Arc<Store>) {
+    let run = tokio::task::spawn_blocking(move || store.gc(SystemTime::now(), GcMode::Run)).await;
+    match run {
+        Ok(Ok(r)) => tracing::info!(
+            expired = r.expired.len(),
+            blobs = r.blobs.len(),
+            entries = r.entries.len(),
+            temp = r.temp.len(),
+            "gc"
+        ),
+        Ok(Err(e)) => tracing::warn!(error = %e, "gc failed"),
+        Err(e) => tracing::warn!(error = %e, "gc task failed"),
+    }
+}

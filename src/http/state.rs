@@ -1,0 +1,42 @@
+//! What every handler can reach: the store, the config, and the in-memory
+//! state of the request path (uploads in flight, missing symbols not yet
+//! written, metrics, the download path's caches).
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::http::cache;
+use crate::http::hit::Hit;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Debug)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub config: Arc<Config>,
+    /// Uploads in progress, by token id.
+    pub uploads_in_flight: std::sync::Mutex<std::collections::HashMap<i64, usize>>,
+    /// Download misses not yet written to the index.
+    pub missing: crate::store::missing::MissingLog,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
+    /// Recent lookups of the download path.
+    pub lookups: cache::LookupCache<Hit>,
+    /// Bytes of small blobs.
+    pub blob_cache: cache::BlobCache,
+}
+
+impl AppState {
+    pub fn new(store: Arc<Store>) -> Arc<AppState> {
+        let config = Arc::new(store.config().clone());
+        Arc::new(AppState {
+            store,
+            uploads_in_flight: Default::default(),
+            missing: crate::store::missing::MissingLog::new(config.missing_max_rows),
+            config,
+            metrics: crate::metrics::Metrics::new(),
+            lookups: cache::LookupCache::new(100_000),
+            blob_cache: cache::BlobCache::new(64 << 20),
+        })
+    }
+}
