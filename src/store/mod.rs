@@ -196,15 +196,15 @@ impl Store {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
-    pub fn db(&self) -> &Db {
+    pub(crate) fn db(&self) -> &Db {
         &self.db
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
-    pub fn blobs(&self) -> &dyn BlobStore {
+    pub(crate) fn blobs(&self) -> &dyn BlobStore {
         self.blobs.as_ref()
     }
 

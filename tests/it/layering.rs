@@ -3,7 +3,10 @@
 //! Two rules keep the core free of the things around it:
 //! - the core (`store`, `ingest`, `identity`, `keys`, and the core's `error`)
 //!   knows no HTTP: it names neither `crate::http`, `hyper`, nor `http::`;
-//! - nothing outside `src/store/` names `rusqlite`: SQL stays in the store.
+//! - nothing outside `src/store/` names `rusqlite`: SQL stays in the store;
+//! - nothing outside `src/store/` builds a path into the data dir: it names
+//!   neither the data dir's folders and files (`objects`, `index.sqlite3`,
+//!   `quarantine`, `daemon.lock`) nor joins onto `data_dir` or the store's root.
 //!
 //! The check is textual, so a comment naming a forbidden thing counts too; a
 //! rule the code keeps is easy to keep in its comments as well.
@@ -30,6 +33,20 @@ const HTTP_NAMES: &[&str] = &["crate::http", "hyper", "http::"];
 
 const NO_HTTP_RULE: &str = "the core (store, ingest, identity, keys, error) knows no HTTP";
 const NO_SQL_RULE: &str = "nothing outside src/store/ names rusqlite";
+const DOOR_RULE: &str = "nothing outside src/store/ builds a path into the data dir";
+
+/// What only the store may name: the data dir's own folders and files, and
+/// joins onto the data dir.
+const DATA_DIR_NAMES: &[&str] = &[
+    "\"objects\"",
+    "\"objects/",
+    "index.sqlite3",
+    "\"quarantine\"",
+    "\"quarantine/",
+    "daemon.lock",
+    "data_dir.join(",
+    "root().join(",
+];
 
 /// Every `.rs` file under `dir`, as paths relative to the crate root with `/`.
 fn sources(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
@@ -71,6 +88,14 @@ fn breaches(rel: &str, number: usize, line: &str) -> Vec<String> {
     {
         found.push(format!(
             "{rel}:{number}: names `{name}` (rule: {NO_HTTP_RULE})\n    {}",
+            line.trim()
+        ));
+    }
+    if !rel.starts_with("src/store/")
+        && let Some(name) = DATA_DIR_NAMES.iter().find(|n| line.contains(*n))
+    {
+        found.push(format!(
+            "{rel}:{number}: names `{name}` (rule: {DOOR_RULE})\n    {}",
             line.trim()
         ));
     }
@@ -123,6 +148,20 @@ fn the_rules_catch_what_they_name() {
         1
     );
     assert!(breaches("src/store/index.rs", 1, "rusqlite::Connection").is_empty());
+    assert_eq!(
+        breaches(
+            "src/http/handlers/download.rs",
+            1,
+            "cfg.data_dir.join(\"objects\")"
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        breaches("src/commands.rs", 1, "dir.join(\"index.sqlite3\")").len(),
+        1
+    );
+    assert!(breaches("src/store/mod.rs", 1, "root.join(\"objects\")").is_empty());
     assert!(breaches("src/http/mod.rs", 1, "use hyper::server;").is_empty());
     assert!(breaches("src/identity/elf.rs", 1, "// see https://example.org").is_empty());
 }

@@ -178,7 +178,10 @@ fn gc_never_removes_a_blob_an_upload_is_about_to_link() {
     );
 
     // An upload that finds its content already stored refreshes the blob too.
-    let path = store.blobs().local_path(&hash, enc).unwrap();
+    let path = s
+        .data_dir()
+        .join(format!("objects/{}/{}/{hash}.gz", &hash[..2], &hash[2..4]));
+    assert!(path.exists() && enc == symdepot::store::Encoding::Gzip);
     make_old(&path);
     store
         .delete_keys(
