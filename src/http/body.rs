@@ -46,8 +46,29 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     with_type(status, "application/json", value.to_string())
 }
 
+/// A range of a blob's stored bytes, streamed: a local file with the
+/// runtime's file IO, any other reader from a blocking thread.
+pub async fn blob_range(read: crate::store::BlobRead) -> io::Result<Body> {
+    match read {
+        crate::store::BlobRead::File { file, start, len } => file_range(file, start, len).await,
+        crate::store::BlobRead::Stream(mut reader) => Ok(from_blocking(move |send| {
+            loop {
+                let mut buf = vec![0u8; CHUNK];
+                let n = reader.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.truncate(n);
+                if !send(Bytes::from(buf)) {
+                    return Ok(()); // the client went away
+                }
+            }
+        })),
+    }
+}
+
 /// `len` bytes of an open file from `start`, streamed.
-pub async fn file_range(file: std::fs::File, start: u64, len: u64) -> io::Result<Body> {
+async fn file_range(file: std::fs::File, start: u64, len: u64) -> io::Result<Body> {
     let mut file = tokio::fs::File::from_std(file);
     if start > 0 {
         file.seek(io::SeekFrom::Start(start)).await?;
@@ -58,11 +79,15 @@ pub async fn file_range(file: std::fs::File, start: u64, len: u64) -> io::Result
 
 /// A gzip file decompressed on the fly on a blocking thread: `len` bytes of
 /// the decompressed content from `start`.
-pub fn gunzip_range(file: std::fs::File, start: u64, len: u64) -> Body {
+pub fn gunzip_range(stored: crate::store::BlobRead, start: u64, len: u64) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         let result = (|| {
-            let mut gz = flate2::read::GzDecoder::new(io::BufReader::with_capacity(CHUNK, file));
+            let stored: Box<dyn Read + Send> = match stored {
+                crate::store::BlobRead::File { file, .. } => Box::new(file),
+                crate::store::BlobRead::Stream(reader) => reader,
+            };
+            let mut gz = flate2::read::GzDecoder::new(io::BufReader::with_capacity(CHUNK, stored));
             io::copy(&mut (&mut gz).take(start), &mut io::sink())?;
             let mut rest = gz.take(len);
             loop {
@@ -105,4 +130,37 @@ where
     });
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     StreamBody::new(stream.map_ok(Frame::data)).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::BlobRead;
+    use http_body_util::BodyExt;
+
+    async fn collect(body: Body) -> Vec<u8> {
+        body.collect()
+            .await
+            .expect("a whole body")
+            .to_bytes()
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_blob_range_streams_from_a_file_or_any_reader() {
+        let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        io::Write::write_all(&mut file, &data).unwrap();
+        let from_file = BlobRead::File {
+            file,
+            start: 1000,
+            len: 300_000,
+        };
+        assert_eq!(
+            collect(blob_range(from_file).await.unwrap()).await,
+            &data[1000..301_000]
+        );
+        let from_reader = BlobRead::Stream(Box::new(io::Cursor::new(data.clone())));
+        assert_eq!(collect(blob_range(from_reader).await.unwrap()).await, data);
+    }
 }

@@ -43,6 +43,30 @@ impl Encoding {
     }
 }
 
+/// A range of a blob's stored bytes, opened for reading.
+pub enum BlobRead {
+    /// A local file: the reader seeks to `start` and reads `len` bytes (the
+    /// HTTP layer streams it with the runtime's file IO).
+    File { file: File, start: u64, len: u64 },
+    /// Any other backend: a reader already at the range's start, yielding
+    /// exactly the range's bytes.
+    Stream(Box<dyn Read + Send>),
+}
+
+impl std::fmt::Debug for BlobRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlobRead::File { file, start, len } => f
+                .debug_struct("File")
+                .field("file", file)
+                .field("start", start)
+                .field("len", len)
+                .finish(),
+            BlobRead::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
 /// One stored blob, as listed by [`BlobStore::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobInfo {
@@ -76,6 +100,8 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn info(&self, hash: &str, enc: Encoding) -> io::Result<Option<BlobInfo>>;
     /// Opens the stored (possibly compressed) bytes.
     fn open(&self, hash: &str, enc: Encoding) -> io::Result<File>;
+    /// Opens `len` stored bytes from `start` for streaming to a client.
+    fn open_range(&self, hash: &str, enc: Encoding, start: u64, len: u64) -> io::Result<BlobRead>;
     /// Reads a small blob whole and checks it against its name and sizes;
     /// damage is an `InvalidData` error, never bytes.
     fn read_checked(
@@ -270,6 +296,14 @@ impl BlobStore for LocalBlobs {
 
     fn open(&self, hash: &str, enc: Encoding) -> io::Result<File> {
         File::open(self.path(hash, enc)?)
+    }
+
+    fn open_range(&self, hash: &str, enc: Encoding, start: u64, len: u64) -> io::Result<BlobRead> {
+        Ok(BlobRead::File {
+            file: self.open(hash, enc)?,
+            start,
+            len,
+        })
     }
 
     fn read_checked(

@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::keys::normalize;
-pub use blobs::{BlobStore, Encoding, LocalBlobs, sync_dir};
+pub use blobs::{BlobRead, BlobStore, Encoding, LocalBlobs, sync_dir};
 pub use export::ExportFilter;
 pub use index::{Db, DbError, KeyRow, Namespace, now_ms};
 pub use uploads::{UploadEnd, UploadFinish, UploadRecord, UploadRow, UploadStart};
@@ -303,7 +303,13 @@ impl Store {
             .read_checked(&row.blob, row.encoding, row.size, row.stored_size)
     }
 
-    /// Opens a stored key's bytes as kept on disk.
+    /// Opens `len` bytes from `start` of a stored key's bytes as kept, for
+    /// streaming to a client whatever the backend.
+    pub fn open_blob_range(&self, row: &KeyRow, start: u64, len: u64) -> io::Result<BlobRead> {
+        self.blobs.open_range(&row.blob, row.encoding, start, len)
+    }
+
+    /// Opens a stored key's bytes as kept (gzip for compressed kinds), whole.
     pub fn open_blob(&self, row: &KeyRow) -> io::Result<fs::File> {
         self.blobs.open(&row.blob, row.encoding)
     }

@@ -111,8 +111,8 @@ async fn section(
     if req.method() == Method::HEAD {
         return resp;
     }
-    let body = match super::download::open_blob(&state, &row).await {
-        Ok(file) => body::file_range(file, offset, len).await,
+    let body = match super::download::open_blob_range(&state, &row, offset, len).await {
+        Ok(read) => body::blob_range(read).await,
         Err(e) => Err(e),
     };
     match body {

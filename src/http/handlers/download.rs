@@ -247,20 +247,27 @@ async fn body_of(
                 None => Err(std::io::Error::other("range outside the stored blob")),
             };
         }
-        return body::file_range(open_blob(state, row).await?, start, len).await;
+        return body::blob_range(open_blob_range(state, row, start, len).await?).await;
     }
     if small {
         // Checked whole (and then cached) before any of it is served inflated.
         small_blob(state, hit).await?;
     }
-    Ok(body::gunzip_range(open_blob(state, row).await?, start, len))
+    // The whole stored (gzip) stream, inflated and cut to the range as it goes.
+    let stored = open_blob_range(state, row, 0, row.stored_size).await?;
+    Ok(body::gunzip_range(stored, start, len))
 }
 
-/// Opens a key's stored bytes through the store, on a blocking thread.
-pub(crate) async fn open_blob(state: &AppState, row: &KeyRow) -> std::io::Result<std::fs::File> {
+/// Opens a range of a key's stored bytes through the store, on a blocking thread.
+pub(crate) async fn open_blob_range(
+    state: &AppState,
+    row: &KeyRow,
+    start: u64,
+    len: u64,
+) -> std::io::Result<crate::store::BlobRead> {
     let store = state.store.clone();
     let row = row.clone();
-    tokio::task::spawn_blocking(move || store.open_blob(&row))
+    tokio::task::spawn_blocking(move || store.open_blob_range(&row, start, len))
         .await
         .map_err(std::io::Error::other)?
 }
