@@ -499,4 +499,9 @@ fn a_stored_debuginfod_file_whose_blob_is_gone_answers_5xx_never_a_cacheable_404
         let status = s.get(&format!("/buildid/{}/{route}", f.build_id)).status();
         assert!(status.is_server_error(), "{route}: {status}");
     }
+    // The Breakpad and SSQP routes too, naming the key.
+    let key = format!("{0}/{1}/{0}.debug", f.name, f.debug_id);
+    let resp = s.get(&format!("/{key}"));
+    assert_eq!(resp.status(), 500);
+    assert!(resp.text().unwrap().contains(&key));
 }

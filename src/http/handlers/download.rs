@@ -216,10 +216,11 @@ pub async fn serve(state: &AppState, req: &Request<Incoming>, hit: &Hit) -> Resp
         Ok(b) => respond(status, headers, b),
         Err(e) => {
             tracing::error!(key = %row.key, error = %e, "stored blob cannot be served");
+            // An outage, not a miss (clients cache a 404): a 5xx naming the key.
             body::with_type(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "text/plain",
-                "Stored file unreadable",
+                format!("Stored file unreadable: {}", row.key),
             )
         }
     }
