@@ -103,6 +103,25 @@ pub struct Config {
     pub allow_http_downloads: bool,
     /// How long an upload by download may take to arrive. Default `10m`.
     pub upload_download_timeout: String,
+    /// Where blobs are kept: `local` (under the data dir, with the layout tree)
+    /// or `s3` (an S3-compatible object store; the `s3_*` settings). Default `local`.
+    pub blob_store: String,
+    /// The object store's URL, e.g. `http://127.0.0.1:3900`; empty means AWS. Default empty.
+    pub s3_endpoint: String,
+    /// The bucket blobs go to. Default empty.
+    pub s3_bucket: String,
+    /// The region the object store answers for (Garage answers only its own). Default `us-east-1`.
+    pub s3_region: String,
+    /// Prepended to every object name, so several stores can share a bucket. Default empty.
+    pub s3_prefix: String,
+    /// Access key id; empty takes `AWS_ACCESS_KEY_ID`. Default empty.
+    pub s3_access_key_id: String,
+    /// Secret access key; empty takes `AWS_SECRET_ACCESS_KEY`. Never logged. Default empty.
+    pub s3_secret_access_key: String,
+    /// Allow an `http://` endpoint (closed networks, tests). Default false.
+    pub s3_allow_http: bool,
+    /// Virtual-hosted-style requests (`bucket.host`) instead of path style. Default false.
+    pub s3_virtual_hosted: bool,
     /// A drop folder the daemon watches: zips and loose debug files written
     /// there are ingested, then moved to `done/` or `failed/`. Empty: off. Default empty.
     pub inbox: String,
@@ -139,6 +158,15 @@ impl Default for Config {
             allow_http_downloads: false,
             upload_download_timeout: "10m".to_string(),
             inbox: String::new(),
+            blob_store: "local".to_string(),
+            s3_endpoint: String::new(),
+            s3_bucket: String::new(),
+            s3_region: "us-east-1".to_string(),
+            s3_prefix: String::new(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: String::new(),
+            s3_allow_http: false,
+            s3_virtual_hosted: false,
         }
     }
 }
@@ -214,6 +242,14 @@ impl Config {
                 self.release_retention
             );
         }
+        match self.blob_store.as_str() {
+            "local" => {}
+            "s3" if self.s3_bucket.is_empty() => {
+                bail!("s3_bucket: blob_store = \"s3\" needs the bucket's name")
+            }
+            "s3" => {}
+            other => bail!("blob_store: {other:?} is not a blob store; use \"local\" or \"s3\""),
+        }
         if !(0.0..=1.0).contains(&self.gc_max_delete_fraction) {
             bail!(
                 "gc_max_delete_fraction: must be a share from 0 to 1, not {}",
@@ -253,6 +289,20 @@ impl Config {
                     .map(|(_, v)| v.as_str())
             })
             .unwrap_or("application/octet-stream")
+    }
+
+    /// The object store's settings (`blob_store = "s3"`).
+    pub fn s3_settings(&self) -> crate::store::s3::S3Settings {
+        crate::store::s3::S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            bucket: self.s3_bucket.clone(),
+            region: self.s3_region.clone(),
+            prefix: self.s3_prefix.clone(),
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: self.s3_secret_access_key.clone(),
+            allow_http: self.s3_allow_http,
+            virtual_hosted: self.s3_virtual_hosted,
+        }
     }
 
     /// `try_retention` as a duration.

@@ -121,6 +121,8 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Where the blob is on the local disk, for backends that have one (the
     /// layout tree links to it); `None` for remote backends.
     fn local_path(&self, hash: &str, enc: Encoding) -> Option<PathBuf>;
+    /// Whether no blob is stored (stops at the first one found).
+    fn is_empty(&self) -> io::Result<bool>;
 }
 
 /// Blobs on the local disk under `<data dir>/objects`.
@@ -169,20 +171,7 @@ impl LocalBlobs {
         }
         let mut bytes = Vec::with_capacity(stored_size as usize);
         file.take(stored_size).read_to_end(&mut bytes)?;
-        let mut hasher = blake3::Hasher::new();
-        let original = match enc {
-            Encoding::Identity => {
-                hasher.update(&bytes);
-                bytes.len() as u64
-            }
-            Encoding::Gzip => {
-                let mut gz = flate2::read::GzDecoder::new(&bytes[..]).take(size.saturating_add(1));
-                io::copy(&mut gz, &mut hasher).map_err(|e| damaged(&e.to_string()))?
-            }
-        };
-        if original != size || hasher.finalize().to_hex().as_str() != hash {
-            return Err(damaged("its content does not hash to its name"));
-        }
+        check_stored(hash, enc, size, &bytes)?;
         Ok(bytes)
     }
 
@@ -223,35 +212,8 @@ impl BlobStore for LocalBlobs {
 
     fn put(&self, hash: &str, enc: Encoding, level: u32, src: &mut dyn Read) -> Result<u64> {
         let dest = self.path(hash, enc)?;
-        let tmp = tempfile::Builder::new()
-            .prefix("blob-")
-            .tempfile_in(&self.tmp)?;
-        let mut hasher = blake3::Hasher::new();
-        let mut hashing = HashingReader {
-            inner: src,
-            hasher: &mut hasher,
-        };
-        let file = match enc {
-            Encoding::Identity => {
-                let mut w = BufWriter::with_capacity(256 * 1024, tmp.as_file());
-                io::copy(&mut hashing, &mut w)?;
-                w.flush()?;
-                tmp.as_file()
-            }
-            Encoding::Gzip => {
-                let w = BufWriter::with_capacity(256 * 1024, tmp.as_file());
-                let mut gz = GzEncoder::new(w, Compression::new(level));
-                io::copy(&mut hashing, &mut gz)?;
-                gz.finish()?.flush()?;
-                tmp.as_file()
-            }
-        };
-        let actual = hasher.finalize().to_hex();
-        if actual.as_str() != hash {
-            return Err(Error::Io(io::Error::other(format!(
-                "content changed while storing: expected BLAKE3 {hash}, read {actual}"
-            ))));
-        }
+        let tmp = encode_to_temp(&self.tmp, hash, enc, level, src)?;
+        let file = tmp.as_file();
         file.sync_all()?;
         let stored = file.metadata()?.len();
         let dir = dest.parent().expect("blob paths have a parent");
@@ -357,6 +319,74 @@ impl BlobStore for LocalBlobs {
     fn local_path(&self, hash: &str, enc: Encoding) -> Option<PathBuf> {
         self.path(hash, enc).ok()
     }
+
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(!super::door::any_file3(&self.objects)?)
+    }
+}
+
+/// Writes the bytes `src` yields to a new temp file in `tmp`, encoded as `enc`
+/// (gzip at `level`), hashing them on the way; fails, leaving nothing, unless
+/// they hash to `hash`. The file is not yet synced.
+pub(crate) fn encode_to_temp(
+    tmp: &Path,
+    hash: &str,
+    enc: Encoding,
+    level: u32,
+    src: &mut dyn Read,
+) -> Result<tempfile::NamedTempFile> {
+    let file = tempfile::Builder::new().prefix("blob-").tempfile_in(tmp)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut hashing = HashingReader {
+        inner: src,
+        hasher: &mut hasher,
+    };
+    let w = BufWriter::with_capacity(256 * 1024, file.as_file());
+    match enc {
+        Encoding::Identity => {
+            let mut w = w;
+            io::copy(&mut hashing, &mut w)?;
+            w.into_inner().map_err(|e| e.into_error())?;
+        }
+        Encoding::Gzip => {
+            let mut gz = GzEncoder::new(w, Compression::new(level));
+            io::copy(&mut hashing, &mut gz)?;
+            gz.finish()?.flush()?;
+        }
+    }
+    let actual = hasher.finalize().to_hex();
+    if actual.as_str() != hash {
+        return Err(Error::Io(io::Error::other(format!(
+            "content changed while storing: expected BLAKE3 {hash}, read {actual}"
+        ))));
+    }
+    Ok(file)
+}
+
+/// Checks a small blob's stored bytes: their original bytes (inflated, for a
+/// gzip blob) are `size` long and hash to `hash`. Damage is `InvalidData`.
+pub(crate) fn check_stored(hash: &str, enc: Encoding, size: u64, bytes: &[u8]) -> io::Result<()> {
+    let damaged = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("blob {hash} is damaged: {what}"),
+        )
+    };
+    let mut hasher = blake3::Hasher::new();
+    let original = match enc {
+        Encoding::Identity => {
+            hasher.update(bytes);
+            bytes.len() as u64
+        }
+        Encoding::Gzip => {
+            let mut gz = flate2::read::GzDecoder::new(bytes).take(size.saturating_add(1));
+            io::copy(&mut gz, &mut hasher).map_err(|e| damaged(&e.to_string()))?
+        }
+    };
+    if original != size || hasher.finalize().to_hex().as_str() != hash {
+        return Err(damaged("its content does not hash to its name"));
+    }
+    Ok(())
 }
 
 struct HashingReader<'a> {

@@ -18,6 +18,7 @@ pub mod lock;
 pub mod migrations;
 pub mod missing;
 pub mod records;
+pub mod s3;
 pub mod tokens;
 pub mod uploads;
 pub mod verify;
@@ -48,6 +49,8 @@ pub struct Store {
     config: Arc<Config>,
     /// The blob backend, behind its seam.
     blobs: Box<dyn BlobStore>,
+    /// Whether keys have a layout tree of hard links (blobs on the local disk).
+    layout: bool,
     db: Db,
     /// Bumped by every change to the keys in this process (caches compare it).
     generation: std::sync::atomic::AtomicU64,
@@ -111,14 +114,22 @@ impl Store {
         let db = Db::open(&index)?;
         let meta = fs::metadata(&index)?;
         let temp = lock::ProcessTemp::create(&root.join("tmp"))?;
-        let blobs: Box<dyn BlobStore> = Box::new(LocalBlobs::new(
-            root.join("objects"),
-            temp.path().to_path_buf(),
-        ));
+        let blobs: Box<dyn BlobStore> = match config.blob_store.as_str() {
+            "s3" => Box::new(s3::S3Blobs::connect(
+                &config.s3_settings(),
+                temp.path().to_path_buf(),
+            )?),
+            _ => Box::new(LocalBlobs::new(
+                root.join("objects"),
+                temp.path().to_path_buf(),
+            )),
+        };
+        let layout = config.blob_store != "s3";
         Ok(Store {
             root,
             config,
             blobs,
+            layout,
             db,
             generation: Default::default(),
             index_file: (meta.dev(), meta.ino()),
@@ -141,9 +152,9 @@ impl Store {
 
     /// Refuses an index that knows nothing while blobs are stored.
     fn check_index_holds_the_store(&self) -> Result<()> {
-        if self.index_is_new()? && door::any_file3(&self.root.join("objects"))? {
+        if self.index_is_new()? && !self.blobs.is_empty()? {
             return Err(Error::Refused(format!(
-                "the index {} is missing or empty but objects/ holds blobs; \
+                "the index {} is missing or empty but the blob store holds blobs; \
                  run `symdepot reindex` to rebuild it from the blobs and the layout tree",
                 self.root.join(INDEX_FILE).display()
             )));
@@ -206,6 +217,11 @@ impl Store {
 
     pub(crate) fn blobs(&self) -> &dyn BlobStore {
         self.blobs.as_ref()
+    }
+
+    /// Whether keys have a layout tree (blobs on the local disk).
+    pub(crate) fn has_layout(&self) -> bool {
+        self.layout
     }
 
     /// A blob's path on the local disk, for the layout tree (a local-disk
@@ -455,6 +471,9 @@ impl Store {
     /// Whether the layout entry of a key is (a link to) this blob.
     fn entry_is_blob(&self, ns: Namespace, key: &str, hash: &str, enc: Encoding) -> bool {
         use std::os::unix::fs::MetadataExt;
+        if !self.layout {
+            return true;
+        }
         let (Ok(entry), Ok(blob)) = (self.entry_path(ns, key), self.blob_path(hash, enc)) else {
             return false;
         };
@@ -476,6 +495,9 @@ impl Store {
     ) -> Result<()> {
         let top = self.ns_dir(ns);
         let entry = door::entry_path(&top, key)?;
+        if !self.layout {
+            return Ok(());
+        }
         door::make_entry_dirs(&top, &entry)?;
         let dir = entry.parent().expect("entries are three folders deep");
         let blob = self.blob_path(hash, enc)?;
@@ -509,6 +531,9 @@ impl Store {
 
     /// Removes a key's layout entry and its folders while empty, checked at the door.
     pub(crate) fn remove_entry(&self, ns: Namespace, key: &str) -> Result<()> {
+        if !self.layout {
+            return Ok(());
+        }
         let top = self.ns_dir(ns);
         door::remove_entry(&top, &door::entry_path(&top, key)?)
     }

@@ -27,7 +27,7 @@ use flate2::read::GzDecoder;
 
 use super::gc::{GcMode, GcReport, layout_entries};
 use super::{Encoding, KeyRow, Namespace, NewKey, Store};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::identity::{self, PREFIX_LEN};
 use crate::keys::{MemberName, classify_member};
 
@@ -97,6 +97,9 @@ impl Store {
             keys: rows.len() as u64,
             ..VerifyReport::default()
         };
+        if !self.has_layout() {
+            return self.verify_blobs_only(&rows, report);
+        }
         let mut blobs: HashMap<(String, Encoding), BlobState> = HashMap::new();
         // Damaged blobs `--repair` tried to restore: how each was found, and the copy used.
         let mut restored: HashMap<(String, Encoding), Option<(BlobState, PathBuf)>> =
@@ -189,6 +192,54 @@ impl Store {
         Ok(report)
     }
 
+    /// `verify` for a backend without a layout tree (S3): every blob a row
+    /// names is there and hashes to its name. Damage is reported; a re-upload
+    /// of the file heals it.
+    fn verify_blobs_only(&self, rows: &[KeyRow], mut report: VerifyReport) -> Result<VerifyReport> {
+        let mut states: HashMap<(String, Encoding), BlobState> = HashMap::new();
+        for row in rows {
+            let id = (row.blob.clone(), row.encoding);
+            let state = *states
+                .entry(id)
+                .or_insert_with(|| self.streamed_blob_state(&row.blob, row.encoding));
+            let problem = match state {
+                BlobState::Good => continue,
+                BlobState::Missing => format!("blob {} is missing", row.blob),
+                BlobState::Corrupt => format!("blob {} does not hash to its name", row.blob),
+            };
+            report.damage.push(Damage {
+                namespace: row.namespace.as_str().to_string(),
+                key: row.key.clone(),
+                problem,
+                repaired: false,
+            });
+        }
+        report.blobs = states.len() as u64;
+        report.reclaimable = self.gc_far_future_dry()?;
+        Ok(report)
+    }
+
+    /// A blob's state, read through the backend as a stream.
+    fn streamed_blob_state(&self, hash: &str, enc: Encoding) -> BlobState {
+        let Ok(Some(info)) = self.blobs().info(hash, enc) else {
+            return BlobState::Missing;
+        };
+        let reader: Box<dyn Read> = match self.blobs().open_range(hash, enc, 0, info.stored_size) {
+            Ok(super::BlobRead::Stream(reader)) => reader,
+            Ok(super::BlobRead::File { file, .. }) => Box::new(file),
+            Err(_) => return BlobState::Corrupt,
+        };
+        let mut hasher = blake3::Hasher::new();
+        let mut reader: Box<dyn Read> = match enc {
+            Encoding::Gzip => Box::new(GzDecoder::new(io::BufReader::new(reader))),
+            Encoding::Identity => reader,
+        };
+        match io::copy(&mut reader, &mut hasher) {
+            Ok(_) if hasher.finalize().to_hex().as_str() == hash => BlobState::Good,
+            _ => BlobState::Corrupt,
+        }
+    }
+
     /// Everything GC would reclaim, whatever its age (nothing is changed).
     fn gc_far_future_dry(&self) -> Result<GcReport> {
         let far = SystemTime::now() + Duration::from_secs(100 * 365 * 86_400);
@@ -243,6 +294,13 @@ impl Store {
     /// Rebuilds `keys` and `lookup` from the layout tree and `objects/`.
     /// Returns the number of keys indexed and the entries skipped (with why).
     pub fn reindex(&self) -> Result<(u64, Vec<(PathBuf, String)>)> {
+        if !self.has_layout() {
+            return Err(Error::Refused(
+                "reindex rebuilds the index from the layout tree, which only blob_store = local \
+                 keeps; with blob_store = s3 the index cannot be rebuilt from the bucket yet"
+                    .into(),
+            ));
+        }
         let mut by_inode: HashMap<(u64, u64), (String, Encoding)> = HashMap::new();
         for b in self.blobs().list()? {
             let Ok(m) = fs::metadata(self.blob_path(&b.hash, b.encoding)?) else {

@@ -1,0 +1,413 @@
+//! Blobs on an S3-compatible object store (`blob_store = "s3"`): Garage,
+//! MinIO, Ceph RGW, AWS S3…, through the `object_store` crate.
+//!
+//! Objects are `<s3_prefix>objects/ab/cd/<blake3>[.gz]`, immutable and written
+//! once, exactly the names of the local backend. A blob is encoded (gzip for
+//! compressed kinds) into a temp file on the way in, hashed and checked, then
+//! uploaded with a multipart put read from that file in parts, so memory stays
+//! flat in blob size; a HEAD that finds the object skips the upload. Reads
+//! stream ranged GETs. There is no layout tree: [`BlobStore::local_path`] is
+//! `None`.
+//!
+//! The store's methods are blocking (they run on blocking threads); this
+//! backend drives its requests on a small runtime of its own.
+
+use std::fs::File;
+use std::io::{self, Read, Seek};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
+
+use super::blobs::{BlobInfo, BlobRead, BlobStore, Encoding, check_stored, encode_to_temp};
+use crate::error::{Error, Result};
+
+/// Where the bucket is and how to reach it (the `s3_*` settings).
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub prefix: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub allow_http: bool,
+    pub virtual_hosted: bool,
+}
+
+/// Parts of a multipart upload.
+const PART: usize = 8 << 20;
+
+/// Blobs in a bucket.
+pub struct S3Blobs {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    tmp: PathBuf,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for S3Blobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Blobs")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for S3Blobs {
+    fn drop(&mut self) {
+        // Dropped anywhere, an async context included.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// An `object_store` failure as an IO error that says what failed.
+fn io_err(what: &str, e: object_store::Error) -> io::Error {
+    match e {
+        object_store::Error::NotFound { .. } => {
+            io::Error::new(io::ErrorKind::NotFound, format!("{what}: {e}"))
+        }
+        other => io::Error::other(format!("{what}: {other}")),
+    }
+}
+
+impl S3Blobs {
+    /// Connects to the bucket and checks that it answers (a missing bucket,
+    /// wrong credentials or an unreachable endpoint fail here, naming the setting).
+    pub fn connect(s: &S3Settings, tmp: PathBuf) -> Result<S3Blobs> {
+        let mut b = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(&s.bucket)
+            .with_region(&s.region)
+            .with_allow_http(s.allow_http)
+            .with_virtual_hosted_style_request(s.virtual_hosted);
+        if !s.endpoint.is_empty() {
+            b = b.with_endpoint(&s.endpoint);
+        }
+        let key = if s.access_key_id.is_empty() {
+            std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default()
+        } else {
+            s.access_key_id.clone()
+        };
+        let secret = if s.secret_access_key.is_empty() {
+            std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default()
+        } else {
+            s.secret_access_key.clone()
+        };
+        b = b.with_access_key_id(key).with_secret_access_key(secret);
+        let store = b.build().map_err(|e| {
+            Error::Refused(format!(
+                "s3_*: the object store settings are not usable: {e}"
+            ))
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("symdepot-s3")
+            .enable_all()
+            .build()?;
+        let blobs = S3Blobs {
+            store: Arc::new(store),
+            prefix: s.prefix.clone(),
+            tmp,
+            runtime: Some(runtime),
+        };
+        blobs.check_reachable(s)?;
+        Ok(blobs)
+    }
+
+    /// One LIST of the blob folder: answers unless the bucket, credentials,
+    /// region or endpoint are wrong.
+    fn check_reachable(&self, s: &S3Settings) -> Result<()> {
+        let prefix = ObjectPath::from(format!("{}objects", self.prefix));
+        let first = self.block_on(async { self.store.list(Some(&prefix)).next().await });
+        match first {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(Error::Refused(format!(
+                "s3_endpoint {:?}, s3_bucket {:?}, s3_region {:?}: the object store does not \
+                 answer a listing of the bucket ({e}); check the endpoint, bucket, region and \
+                 credentials",
+                s.endpoint, s.bucket, s.region
+            ))),
+        }
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the backend")
+            .block_on(f)
+    }
+
+    /// The object name of a blob; refused unless `hash` is a blob name.
+    fn object(&self, hash: &str, enc: Encoding) -> io::Result<ObjectPath> {
+        super::door::check_blob_name(hash)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let ext = if enc == Encoding::Gzip { ".gz" } else { "" };
+        Ok(ObjectPath::from(format!(
+            "{}objects/{}/{}/{hash}{ext}",
+            self.prefix,
+            &hash[0..2],
+            &hash[2..4]
+        )))
+    }
+
+    /// Uploads a file's bytes as the object, in parts read one at a time.
+    fn upload(&self, object: &ObjectPath, file: &mut File) -> io::Result<()> {
+        file.rewind()?;
+        self.block_on(async {
+            let upload = self
+                .store
+                .put_multipart(object)
+                .await
+                .map_err(|e| io_err("starting an upload", e))?;
+            let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
+            let mut buf = vec![0u8; PART];
+            loop {
+                let n = read_full(file, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                w.wait_for_capacity(2)
+                    .await
+                    .map_err(|e| io_err("uploading", e))?;
+                w.write(&buf[..n]);
+            }
+            w.finish()
+                .await
+                .map_err(|e| io_err("finishing an upload", e))?;
+            Ok(())
+        })
+    }
+
+    fn get_all(&self, object: &ObjectPath) -> io::Result<Bytes> {
+        self.block_on(async {
+            let got = self
+                .store
+                .get(object)
+                .await
+                .map_err(|e| io_err("reading a blob", e))?;
+            got.bytes().await.map_err(|e| io_err("reading a blob", e))
+        })
+    }
+}
+
+/// Reads until `buf` is full or the reader ends.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// A ranged GET read as a blocking reader, one chunk at a time.
+struct RangeReader {
+    stream: futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    handle: tokio::runtime::Handle,
+    chunk: Bytes,
+}
+
+impl Read for RangeReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.handle.block_on(self.stream.next()) {
+                None => return Ok(0),
+                Some(Ok(b)) => self.chunk = b,
+                Some(Err(e)) => return Err(io_err("reading a blob", e)),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+impl BlobStore for S3Blobs {
+    fn has(&self, hash: &str, enc: Encoding) -> bool {
+        self.info(hash, enc).is_ok_and(|i| i.is_some())
+    }
+
+    fn put(&self, hash: &str, enc: Encoding, level: u32, src: &mut dyn Read) -> Result<u64> {
+        let object = self.object(hash, enc)?;
+        let tmp = encode_to_temp(&self.tmp, hash, enc, level, src)?;
+        let stored = tmp.as_file().metadata()?.len();
+        if let Some(found) = self.info(hash, enc)? {
+            return Ok(found.stored_size);
+        }
+        let mut file = tmp.reopen()?;
+        if stored < PART as u64 {
+            // One request for the common small blob.
+            let mut bytes = Vec::with_capacity(stored as usize);
+            file.read_to_end(&mut bytes)?;
+            self.block_on(self.store.put(&object, bytes.into()))
+                .map_err(|e| io_err("storing a blob", e))?;
+        } else {
+            self.upload(&object, &mut file)?;
+        }
+        Ok(stored)
+    }
+
+    fn touch(&self, hash: &str, enc: Encoding) -> io::Result<Option<u64>> {
+        // Objects are immutable; an upload about to link a blob is protected
+        // by `commit_key` checking the blob again under the writer lock.
+        Ok(self.info(hash, enc)?.map(|i| i.stored_size))
+    }
+
+    fn info(&self, hash: &str, enc: Encoding) -> io::Result<Option<BlobInfo>> {
+        let object = self.object(hash, enc)?;
+        match self.block_on(self.store.head(&object)) {
+            Ok(meta) => Ok(Some(BlobInfo {
+                hash: hash.to_string(),
+                encoding: enc,
+                stored_size: meta.size,
+                modified: SystemTime::from(meta.last_modified),
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io_err("looking a blob up", e)),
+        }
+    }
+
+    fn open(&self, hash: &str, enc: Encoding) -> io::Result<File> {
+        // Whole, into a temp file: for readers that seek (sections, export).
+        let object = self.object(hash, enc)?;
+        let mut tmp = tempfile::tempfile_in(&self.tmp)?;
+        let mut reader = self.range_reader(&object, None)?;
+        io::copy(&mut reader, &mut tmp)?;
+        tmp.rewind()?;
+        Ok(tmp)
+    }
+
+    fn open_range(&self, hash: &str, enc: Encoding, start: u64, len: u64) -> io::Result<BlobRead> {
+        let object = self.object(hash, enc)?;
+        Ok(BlobRead::Stream(Box::new(
+            self.range_reader(&object, Some(start..start + len))?,
+        )))
+    }
+
+    fn read_checked(
+        &self,
+        hash: &str,
+        enc: Encoding,
+        size: u64,
+        stored_size: u64,
+    ) -> io::Result<Vec<u8>> {
+        let bytes = self.get_all(&self.object(hash, enc)?)?;
+        if bytes.len() as u64 != stored_size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("blob {hash} is damaged: its size does not match the index"),
+            ));
+        }
+        check_stored(hash, enc, size, &bytes)?;
+        Ok(bytes.to_vec())
+    }
+
+    fn put_stored(&self, hash: &str, enc: Encoding, stored: &mut dyn Read) -> Result<()> {
+        let object = self.object(hash, enc)?;
+        let mut tmp = tempfile::tempfile_in(&self.tmp)?;
+        io::copy(stored, &mut tmp)?;
+        tmp.rewind()?;
+        let mut bytes = Vec::new();
+        (&tmp).read_to_end(&mut bytes)?;
+        let mut original = blake3::Hasher::new();
+        match enc {
+            Encoding::Identity => {
+                original.update(&bytes);
+            }
+            Encoding::Gzip => {
+                io::copy(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut original)?;
+            }
+        }
+        if original.finalize().to_hex().as_str() != hash {
+            return Err(Error::Io(io::Error::other(format!(
+                "the copy of blob {hash} does not hash to its name"
+            ))));
+        }
+        self.upload(&object, &mut tmp)?;
+        Ok(())
+    }
+
+    fn delete(&self, hash: &str, enc: Encoding) -> io::Result<()> {
+        let object = self.object(hash, enc)?;
+        match self.block_on(self.store.delete(&object)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(io_err("deleting a blob", e)),
+        }
+    }
+
+    fn list(&self) -> io::Result<Vec<BlobInfo>> {
+        let prefix = ObjectPath::from(format!("{}objects", self.prefix));
+        let metas: Vec<object_store::ObjectMeta> = self.block_on(async {
+            let mut out = Vec::new();
+            let mut stream = self.store.list(Some(&prefix));
+            while let Some(m) = stream.next().await {
+                out.push(m.map_err(|e| io_err("listing blobs", e))?);
+            }
+            Ok::<_, io::Error>(out)
+        })?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let name = m.location.filename()?.to_string();
+                let (hash, encoding) = match name.strip_suffix(".gz") {
+                    Some(h) => (h.to_string(), Encoding::Gzip),
+                    None => (name, Encoding::Identity),
+                };
+                super::door::check_blob_name(&hash).ok()?;
+                Some(BlobInfo {
+                    hash,
+                    encoding,
+                    stored_size: m.size,
+                    modified: SystemTime::from(m.last_modified),
+                })
+            })
+            .collect())
+    }
+
+    fn local_path(&self, _hash: &str, _enc: Encoding) -> Option<PathBuf> {
+        None
+    }
+
+    fn is_empty(&self) -> io::Result<bool> {
+        let prefix = ObjectPath::from(format!("{}objects", self.prefix));
+        match self.block_on(async { self.store.list(Some(&prefix)).next().await }) {
+            None => Ok(true),
+            Some(Ok(_)) => Ok(false),
+            Some(Err(e)) => Err(io_err("listing blobs", e)),
+        }
+    }
+}
+
+impl S3Blobs {
+    fn range_reader(
+        &self,
+        object: &ObjectPath,
+        range: Option<std::ops::Range<u64>>,
+    ) -> io::Result<RangeReader> {
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..GetOptions::default()
+        };
+        let got = self
+            .block_on(self.store.get_opts(object, options))
+            .map_err(|e| io_err("reading a blob", e))?;
+        Ok(RangeReader {
+            stream: got.into_stream(),
+            handle: self
+                .runtime
+                .as_ref()
+                .expect("the runtime lives as long as the backend")
+                .handle()
+                .clone(),
+            chunk: Bytes::new(),
+        })
+    }
+}
