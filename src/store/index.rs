@@ -88,7 +88,7 @@ pub struct KeyRow {
     pub encoding: Encoding,
     pub size: u64,
     pub stored_size: u64,
-    pub kind: String,
+    pub kind: Kind,
     pub debug_file: Option<String>,
     pub debug_id: Option<String>,
     pub code_file: Option<String>,
