@@ -280,7 +280,7 @@ fn collect_below(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> st
 }
 
 fn id(file: &std::path::Path, inject: bool) -> anyhow::Result<()> {
-    use crate::identity::{self, js, lookup};
+    use crate::identity::{self, Kind, js, lookup};
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -337,7 +337,7 @@ fn id(file: &std::path::Path, inject: bool) -> anyhow::Result<()> {
         }
         Err(why) => println!("key: none ({why})"),
     }
-    if id.kind == "sourcemap" && id.code_id.is_none() {
+    if id.kind == Kind::SourceMap && id.code_id.is_none() {
         let content = std::fs::read(file)?;
         println!("deterministic_id: {}", js::deterministic_id(&content));
     }

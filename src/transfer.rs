@@ -14,6 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, bail};
 use flate2::read::GzDecoder;
 
+use crate::identity::Kind;
 use crate::ingest::{self, Report};
 pub use crate::store::ExportFilter;
 use crate::store::{Encoding, KeyRow, Namespace, Store};
@@ -85,8 +86,8 @@ fn export_paths(row: &KeyRow, layout: ExportLayout, lookups: &[String]) -> Vec<P
         ExportLayout::SymStore { index2 } => {
             // A PE goes under its code id (SymStore's key); everything else under its key.
             let file = row.key.rsplit('/').next().unwrap_or(&row.key);
-            let rel = match (row.kind.as_str(), &row.code_id) {
-                ("pe", Some(code)) => PathBuf::from(file).join(code).join(file),
+            let rel = match (row.kind, &row.code_id) {
+                (Kind::Pe, Some(code)) => PathBuf::from(file).join(code).join(file),
                 _ => PathBuf::from(&row.key),
             };
             if index2 {

@@ -34,7 +34,7 @@ use super::Cancel;
 use super::parallel::par_map;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::identity::{self, Identity, PREFIX_LEN, TAIL_LEN};
+use crate::identity::{self, Identity, Kind, PREFIX_LEN, TAIL_LEN};
 use crate::keys::{
     MemberKey, MemberName, breakpad_sym_name, classify_auto, classify_member, identity_key,
     normalize,
@@ -546,16 +546,15 @@ pub fn auto_key(id: &Identity, file: &str) -> Result<MemberKey, String> {
         format!(
             "this {} file carries no id of its own, so it cannot be placed by identity; \
              upload it in the <module>/<debug_id>/<file> layout",
-            if id.kind == "unknown" {
-                "unrecognised"
-            } else {
-                id.kind
+            match id.kind {
+                Kind::Unknown => "unrecognised",
+                kind => kind.as_str(),
             }
         )
     };
     match id.kind {
-        "pe" => identity_key(file, id.code_id.as_deref().ok_or_else(no_id)?, file),
-        "sym" => {
+        Kind::Pe => identity_key(file, id.code_id.as_deref().ok_or_else(no_id)?, file),
+        Kind::Sym => {
             // Named as Breakpad clients ask for it, whatever the upload called it.
             let debug_file = id.debug_file.as_deref().ok_or_else(no_id)?;
             identity_key(
@@ -564,7 +563,7 @@ pub fn auto_key(id: &Identity, file: &str) -> Result<MemberKey, String> {
                 &breakpad_sym_name(debug_file),
             )
         }
-        "pdb" | "portable-pdb" => {
+        Kind::Pdb | Kind::PortablePdb => {
             let ssqp = id
                 .ids
                 .first()
@@ -572,16 +571,16 @@ pub fn auto_key(id: &Identity, file: &str) -> Result<MemberKey, String> {
                 .ok_or_else(no_id)?;
             identity_key(file, ssqp, file)
         }
-        "elf" | "macho" | "sourcemap" | "js" => {
+        Kind::Elf | Kind::MachO | Kind::SourceMap | Kind::Js => {
             identity_key(file, id.debug_id.as_deref().ok_or_else(no_id)?, file)
         }
-        _ => Err(no_id()),
+        Kind::Unknown => Err(no_id()),
     }
 }
 
 /// A file that names its own identity must agree with the path it was uploaded under.
 pub(crate) fn check_identity(name: &str, key: &MemberKey, id: &Identity) -> Result<()> {
-    if id.kind == "sym" {
+    if id.kind == Kind::Sym {
         let (file, did) = (
             id.debug_file.as_deref().unwrap_or(""),
             id.debug_id.as_deref().unwrap_or(""),
