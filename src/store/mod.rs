@@ -126,13 +126,14 @@ impl Store {
         })
     }
 
-    /// Whether the index knows nothing (no key, upload or token): a new
+    /// Whether the index knows nothing (no key, upload, token or blob it let
+    /// go of): a new
     /// index, or one recreated after the old one was lost.
     fn index_is_new(&self) -> Result<bool> {
         self.db.read(|c| {
             c.query_row(
                 "SELECT NOT EXISTS (SELECT 1 FROM keys) AND NOT EXISTS (SELECT 1 FROM uploads) \
-                 AND NOT EXISTS (SELECT 1 FROM tokens)",
+                 AND NOT EXISTS (SELECT 1 FROM tokens) AND NOT EXISTS (SELECT 1 FROM released)",
                 [],
                 |r| r.get(0),
             )
@@ -489,10 +490,11 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
-        if let Err(e) = fs::rename(&tmp, &entry) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e.into());
-        }
+        let renamed = fs::rename(&tmp, &entry);
+        // Renaming a link onto another link to the same file changes nothing and
+        // leaves both names: the temp name goes either way.
+        let _ = fs::remove_file(&tmp);
+        renamed?;
         sync_dir(dir)?;
         Ok(())
     }

@@ -243,6 +243,8 @@ impl Store {
     /// Rebuilds `keys` and `lookup` from the layout tree and `objects/`.
     /// Returns the number of keys indexed and the entries skipped (with why).
     pub fn reindex(&self) -> Result<(u64, Vec<(PathBuf, String)>)> {
+        // No GC while the index is being refilled (it would take what is not yet back).
+        let _maintenance = super::lock::MaintenanceLock::for_reindex(self.root())?;
         let mut by_inode: HashMap<(u64, u64), (String, Encoding)> = HashMap::new();
         for b in self.blobs().list()? {
             let Ok(m) = fs::metadata(self.blob_path(&b.hash, b.encoding)?) else {

@@ -395,14 +395,17 @@ async fn drain(body: Incoming) {
     .await;
 }
 
+/// The declared body size, capped at what the index can record (`i64::MAX`):
+/// a larger one is refused all the same, and its record can still be ended.
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
         .ok()?
         .trim()
-        .parse()
+        .parse::<u64>()
         .ok()
+        .map(|n| n.min(i64::MAX as u64))
 }
 
 async fn receive_and_ingest(
