@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 
 use crate::cli::{Cli, Command, TokenCommand};
 use crate::config::{Config, Overrides};
+use crate::settings::IngestLimits;
 use crate::store::Store;
 use crate::store::gc::GcMode;
 use crate::store::tokens::{MAX_LIFETIME_DAYS, MAX_LIFETIME_MS, NewToken};
@@ -192,8 +193,9 @@ fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
 }
 
 fn ingest(config: Config, paths: &[std::path::PathBuf], is_try: bool) -> anyhow::Result<()> {
-    use crate::ingest::{Layout, Report, ingest_upload};
+    use crate::ingest::{Ingest, Layout, Report, ingest_upload};
     use crate::store::{Namespace, UploadFinish, UploadStart};
+    let limits = IngestLimits::new(&config);
     let store = open_store(config)?;
     let mut files = Vec::new();
     for p in paths {
@@ -214,7 +216,10 @@ fn ingest(config: Config, paths: &[std::path::PathBuf], is_try: bool) -> anyhow:
         let record = store.begin_upload(&start)?;
         let size = std::fs::metadata(&file).map_or(0, |m| m.len());
         let result = ingest_upload(
-            &store,
+            Ingest {
+                store: &store,
+                limits: &limits,
+            },
             &file,
             &name,
             Namespace::from_try(is_try),
@@ -502,9 +507,14 @@ fn export(
 }
 
 fn import(config: Config, dir: &std::path::Path, is_try: bool) -> anyhow::Result<()> {
+    let limits = IngestLimits::new(&config);
     let store = open_store(config)?;
+    let to = crate::ingest::Ingest {
+        store: &store,
+        limits: &limits,
+    };
     let (report, failed) =
-        crate::transfer::import_tree(&store, dir, crate::store::Namespace::from_try(is_try))?;
+        crate::transfer::import_tree(to, dir, crate::store::Namespace::from_try(is_try))?;
     for (p, why) in &failed {
         eprintln!("failed   {}: {why}", p.display());
     }
