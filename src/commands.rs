@@ -1,13 +1,12 @@
 //! What each subcommand does. `main` parses the command line and calls [`run`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use crate::cli::{Cli, Command, TokenCommand};
 use crate::config::{Config, Overrides};
-use crate::settings::IngestLimits;
+use crate::settings::{IngestLimits, StoreSettings};
 use crate::store::Store;
 use crate::store::gc::GcMode;
 use crate::store::tokens::{MAX_LIFETIME_DAYS, MAX_LIFETIME_MS, NewToken};
@@ -96,7 +95,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn open_store(config: Config) -> anyhow::Result<Store> {
     let dir = config.data_dir.display().to_string();
-    Store::open(Arc::new(config)).with_context(|| format!("opening the data directory {dir}"))
+    Store::open_with(StoreSettings::new(&config))
+        .with_context(|| format!("opening the data directory {dir}"))
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
@@ -412,7 +412,7 @@ fn verify(config: Config, repair: bool) -> anyhow::Result<()> {
 fn reindex(config: Config) -> anyhow::Result<()> {
     // The one command that runs on a lost or empty index: it rebuilds it.
     let dir = config.data_dir.display().to_string();
-    let store = Store::open_to_rebuild(Arc::new(config))
+    let store = Store::open_to_rebuild(StoreSettings::new(&config))
         .with_context(|| format!("opening the data directory {dir}"))?;
     let (n, skipped) = store.reindex()?;
     for (p, why) in &skipped {

@@ -83,7 +83,7 @@ async fn flush_missing(state: &Arc<AppState>) {
     let st = state.clone();
     let flushed = tokio::task::spawn_blocking(move || {
         st.missing
-            .flush(&st.store, st.store.config().missing_max_rows)
+            .flush(&st.store, st.store.settings().missing_max_rows)
     })
     .await;
     if let Ok(Err(e)) = flushed {

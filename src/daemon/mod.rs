@@ -44,16 +44,16 @@ impl Daemon {
     pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         let listen = config.listen.clone();
         let Settings {
+            store: store_settings,
             ingest,
             http,
             daemon,
-            ..
         } = Settings::new(&config);
-        let dir = config.data_dir.clone();
+        let dir = store_settings.data_dir.clone();
         let (store, lock) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             // First of all: a second daemon on this data dir stops here, touching nothing.
             let lock = DaemonLock::acquire(&dir)?;
-            let store = Store::open(Arc::new(config))
+            let store = Store::open_with(store_settings)
                 .with_context(|| format!("opening the data directory {}", dir.display()))?;
             let cleared = store.clear_temp().context("clearing stale temp files")?;
             if cleared > 0 {

@@ -34,7 +34,7 @@ impl AppState {
     pub fn new(store: Arc<Store>, http: HttpSettings, ingest: IngestLimits) -> Arc<AppState> {
         Arc::new(AppState {
             uploads_in_flight: Default::default(),
-            missing: crate::store::missing::MissingLog::new(store.config().missing_max_rows),
+            missing: crate::store::missing::MissingLog::new(store.settings().missing_max_rows),
             store,
             http,
             ingest,

@@ -106,12 +106,12 @@ impl Store {
     /// more likely than that much garbage, and the run stops there.
     pub fn gc(&self, now: SystemTime, mode: GcMode) -> Result<GcReport> {
         let dry_run = mode == GcMode::DryRun;
-        let cfg = self.config();
-        let grace_cutoff = now.checked_sub(cfg.gc_grace()).unwrap_or(UNIX_EPOCH);
+        let settings = self.settings();
+        let grace_cutoff = now.checked_sub(settings.gc_grace).unwrap_or(UNIX_EPOCH);
         let mut report = GcReport::default();
-        let try_cutoff = ms(now) - cfg.try_retention().as_millis() as i64;
+        let try_cutoff = ms(now) - settings.try_retention.as_millis() as i64;
         report.expired = self.expire(Namespace::Try, try_cutoff, dry_run)?;
-        if let Some(keep) = cfg.release_retention() {
+        if let Some(keep) = settings.release_retention {
             let cutoff = ms(now) - keep.as_millis() as i64;
             report
                 .expired
@@ -119,7 +119,7 @@ impl Store {
         }
         let (candidates, total) = self.orphan_blob_candidates(grace_cutoff)?;
         if mode == GcMode::Run {
-            check_delete_share(candidates.len(), total, cfg.gc_max_delete_fraction)?;
+            check_delete_share(candidates.len(), total, settings.gc_max_delete_fraction)?;
         }
         report.entries = self.orphan_entries(grace_cutoff, dry_run)?;
         (report.blobs, report.blob_bytes) =
