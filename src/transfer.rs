@@ -207,7 +207,7 @@ fn files_at_depth(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> io::Resul
 
 /// Imports an existing tree. Returns the combined report and the files that failed.
 pub fn import_tree(
-    store: &Store,
+    to: ingest::Ingest<'_>,
     dir: &Path,
     ns: Namespace,
 ) -> anyhow::Result<(Report, Vec<(PathBuf, String)>)> {
@@ -242,7 +242,7 @@ pub fn import_tree(
                 } else {
                     id
                 };
-                ingest::ingest_file(store, &path, &file_name, ns, None)
+                ingest::ingest_file(to, &path, &file_name, ns, None)
             }
             _ => {
                 let rel = path.strip_prefix(dir).unwrap_or(&path);
@@ -251,7 +251,7 @@ pub fn import_tree(
                     .map(|s| s.to_string_lossy().into_owned())
                     .collect();
                 let key = segs[segs.len() - 3..].join("/");
-                ingest::ingest_file_as(store, &path, &key, ns, None)
+                ingest::ingest_file_as(to, &path, &key, ns, None)
             }
         };
         match result {

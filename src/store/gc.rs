@@ -108,12 +108,12 @@ impl Store {
     pub fn gc(&self, now: SystemTime, mode: GcMode) -> Result<GcReport> {
         let _maintenance = super::lock::MaintenanceLock::for_gc(self.root())?;
         let dry_run = mode == GcMode::DryRun;
-        let cfg = self.config();
-        let grace_cutoff = now.checked_sub(cfg.gc_grace()).unwrap_or(UNIX_EPOCH);
+        let settings = self.settings();
+        let grace_cutoff = now.checked_sub(settings.gc_grace).unwrap_or(UNIX_EPOCH);
         let mut report = GcReport::default();
-        let try_cutoff = ms(now) - cfg.try_retention().as_millis() as i64;
+        let try_cutoff = ms(now) - settings.try_retention.as_millis() as i64;
         report.expired = self.expire(Namespace::Try, try_cutoff, dry_run)?;
-        if let Some(keep) = cfg.release_retention() {
+        if let Some(keep) = settings.release_retention {
             let cutoff = ms(now) - keep.as_millis() as i64;
             report
                 .expired
@@ -123,7 +123,7 @@ impl Store {
         if mode == GcMode::Run {
             // Blobs the index let go of itself are garbage by its own account.
             let unknown = self.count_unreleased(&candidates)?;
-            check_delete_share(unknown, total, cfg.gc_max_delete_fraction)?;
+            check_delete_share(unknown, total, settings.gc_max_delete_fraction)?;
         }
         report.entries = self.orphan_entries(grace_cutoff, dry_run)?;
         (report.blobs, report.blob_bytes) =

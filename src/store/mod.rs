@@ -33,6 +33,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::keys::normalize;
+use crate::settings::StoreSettings;
 pub use blobs::{BlobRead, BlobStore, Encoding, LocalBlobs, sync_dir};
 pub use export::ExportFilter;
 pub use index::{Db, DbError, KeyRow, Namespace, now_ms};
@@ -45,7 +46,7 @@ pub const INDEX_FILE: &str = "index.sqlite3";
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
-    config: Arc<Config>,
+    settings: StoreSettings,
     /// The blob backend, behind its seam.
     blobs: Box<dyn BlobStore>,
     db: Db,
@@ -94,16 +95,23 @@ impl Store {
     /// Refuses ([`Error::Refused`]) when the index is missing or empty while
     /// `objects/` holds blobs: every key would look unknown, and GC would take
     /// every blob. `symdepot reindex` rebuilds the index ([`Store::open_to_rebuild`]).
+    ///
+    /// The store keeps only its [`StoreSettings`], built here from `config`.
     pub fn open(config: Arc<Config>) -> Result<Store> {
-        let store = Self::open_to_rebuild(config)?;
+        Self::open_with(StoreSettings::new(&config))
+    }
+
+    /// [`Store::open`] with its settings already built.
+    pub fn open_with(settings: StoreSettings) -> Result<Store> {
+        let store = Self::open_to_rebuild(settings)?;
         store.check_index_holds_the_store()?;
         Ok(store)
     }
 
     /// Opens the data dir whatever state its index is in, for `reindex`.
-    pub fn open_to_rebuild(config: Arc<Config>) -> Result<Store> {
+    pub fn open_to_rebuild(settings: StoreSettings) -> Result<Store> {
         use std::os::unix::fs::MetadataExt;
-        let root = config.data_dir.clone();
+        let root = settings.data_dir.clone();
         for dir in ["objects", "release", "try", "tmp"] {
             fs::create_dir_all(root.join(dir))?;
         }
@@ -117,7 +125,7 @@ impl Store {
         ));
         Ok(Store {
             root,
-            config,
+            settings,
             blobs,
             db,
             generation: Default::default(),
@@ -182,8 +190,9 @@ impl Store {
         self.check_index_holds_the_store()
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// What the store was opened with.
+    pub fn settings(&self) -> &StoreSettings {
+        &self.settings
     }
 
     /// The write generation: changes whenever keys change in this process.
@@ -253,7 +262,7 @@ impl Store {
 
     /// The encoding new content under this key is stored with.
     pub fn encoding_for(&self, key: &str) -> Encoding {
-        if self.config.compresses(key) {
+        if self.settings.compresses(key) {
             Encoding::Gzip
         } else {
             Encoding::Identity
@@ -279,7 +288,7 @@ impl Store {
             return Ok(stored);
         }
         self.blobs
-            .put(hash, enc, self.config.compression_level, &mut source()?)
+            .put(hash, enc, self.settings.compression_level, &mut source()?)
     }
 
     /// The size a blob takes on disk (0 if it is not stored).

@@ -325,7 +325,7 @@ async fn file(state: &Arc<AppState>, id: i64) -> Rendered {
     let Some((lookups, k)) = found else {
         return Ok(None);
     };
-    let base = state.config.public_url.trim_end_matches('/').to_string();
+    let base = state.http.public_url.trim_end_matches('/').to_string();
     let mut content = format!("<h1 class=\"mono\">{}</h1><table>", esc(&k.key));
     let rows: [(&str, String); 13] = [
         ("Namespace", esc(k.namespace.as_str())),
