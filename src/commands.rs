@@ -1,12 +1,12 @@
 //! What each subcommand does. `main` parses the command line and calls [`run`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use crate::cli::{Cli, Command, TokenCommand};
 use crate::config::{Config, Overrides};
+use crate::settings::{IngestLimits, StoreSettings};
 use crate::store::Store;
 use crate::store::gc::GcMode;
 use crate::store::tokens::{MAX_LIFETIME_DAYS, MAX_LIFETIME_MS, NewToken};
@@ -95,7 +95,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn open_store(config: Config) -> anyhow::Result<Store> {
     let dir = config.data_dir.display().to_string();
-    Store::open(Arc::new(config)).with_context(|| format!("opening the data directory {dir}"))
+    Store::open_with(StoreSettings::new(&config))
+        .with_context(|| format!("opening the data directory {dir}"))
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
@@ -192,8 +193,9 @@ fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
 }
 
 fn ingest(config: Config, paths: &[std::path::PathBuf], is_try: bool) -> anyhow::Result<()> {
-    use crate::ingest::{Layout, Report, ingest_upload};
+    use crate::ingest::{Ingest, Layout, Report, ingest_upload};
     use crate::store::{Namespace, UploadFinish, UploadStart};
+    let limits = IngestLimits::new(&config);
     let store = open_store(config)?;
     let mut files = Vec::new();
     for p in paths {
@@ -214,7 +216,10 @@ fn ingest(config: Config, paths: &[std::path::PathBuf], is_try: bool) -> anyhow:
         let record = store.begin_upload(&start)?;
         let size = std::fs::metadata(&file).map_or(0, |m| m.len());
         let result = ingest_upload(
-            &store,
+            Ingest {
+                store: &store,
+                limits: &limits,
+            },
             &file,
             &name,
             Namespace::from_try(is_try),
@@ -280,7 +285,7 @@ fn collect_below(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> st
 }
 
 fn id(file: &std::path::Path, inject: bool) -> anyhow::Result<()> {
-    use crate::identity::{self, js, lookup};
+    use crate::identity::{self, Kind, js, lookup};
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -337,7 +342,7 @@ fn id(file: &std::path::Path, inject: bool) -> anyhow::Result<()> {
         }
         Err(why) => println!("key: none ({why})"),
     }
-    if id.kind == "sourcemap" && id.code_id.is_none() {
+    if id.kind == Kind::SourceMap && id.code_id.is_none() {
         let content = std::fs::read(file)?;
         println!("deterministic_id: {}", js::deterministic_id(&content));
     }
@@ -407,7 +412,7 @@ fn verify(config: Config, repair: bool) -> anyhow::Result<()> {
 fn reindex(config: Config) -> anyhow::Result<()> {
     // The one command that runs on a lost or empty index: it rebuilds it.
     let dir = config.data_dir.display().to_string();
-    let store = Store::open_to_rebuild(Arc::new(config))
+    let store = Store::open_to_rebuild(StoreSettings::new(&config))
         .with_context(|| format!("opening the data directory {dir}"))?;
     let (n, skipped) = store.reindex()?;
     for (p, why) in &skipped {
@@ -502,9 +507,14 @@ fn export(
 }
 
 fn import(config: Config, dir: &std::path::Path, is_try: bool) -> anyhow::Result<()> {
+    let limits = IngestLimits::new(&config);
     let store = open_store(config)?;
+    let to = crate::ingest::Ingest {
+        store: &store,
+        limits: &limits,
+    };
     let (report, failed) =
-        crate::transfer::import_tree(&store, dir, crate::store::Namespace::from_try(is_try))?;
+        crate::transfer::import_tree(to, dir, crate::store::Namespace::from_try(is_try))?;
     for (p, why) in &failed {
         eprintln!("failed   {}: {why}", p.display());
     }

@@ -6,6 +6,9 @@
 //! they parse as one (`true`, `42`, `["a", "b"]`) and as plain strings otherwise;
 //! list-valued keys also take a comma-separated string, and `mime_overrides`
 //! takes `ext=type,ext=type`.
+//!
+//! `Config` is only the format: the layers get their settings typed and
+//! already parsed from [`crate::settings::Settings`], built once from it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,8 +16,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-
-use std::time::Duration;
 
 use crate::units::{parse_duration, serde_size};
 
@@ -269,80 +270,6 @@ impl Config {
             _ => Vec::new(),
         }
     }
-
-    /// Whether files with this name are stored gzip-compressed.
-    pub fn compresses(&self, file_name: &str) -> bool {
-        extension(file_name).is_some_and(|ext| {
-            self.compress_extensions
-                .iter()
-                .any(|c| c.trim_start_matches('.').eq_ignore_ascii_case(ext))
-        })
-    }
-
-    /// The `Content-Type` served for a file name.
-    pub fn mime_for(&self, file_name: &str) -> &str {
-        extension(file_name)
-            .and_then(|ext| {
-                self.mime_overrides
-                    .iter()
-                    .find(|(k, _)| k.trim_start_matches('.').eq_ignore_ascii_case(ext))
-                    .map(|(_, v)| v.as_str())
-            })
-            .unwrap_or("application/octet-stream")
-    }
-
-    /// The object store's settings (`blob_store = "s3"`).
-    pub fn s3_settings(&self) -> crate::store::s3::S3Settings {
-        crate::store::s3::S3Settings {
-            endpoint: self.s3_endpoint.clone(),
-            bucket: self.s3_bucket.clone(),
-            region: self.s3_region.clone(),
-            prefix: self.s3_prefix.clone(),
-            access_key_id: self.s3_access_key_id.clone(),
-            secret_access_key: self.s3_secret_access_key.clone(),
-            allow_http: self.s3_allow_http,
-            virtual_hosted: self.s3_virtual_hosted,
-        }
-    }
-
-    /// `try_retention` as a duration.
-    pub fn try_retention(&self) -> Duration {
-        parse_duration(&self.try_retention).unwrap_or(Duration::from_secs(28 * 86_400))
-    }
-
-    /// `release_retention` as a duration, if set.
-    pub fn release_retention(&self) -> Option<Duration> {
-        parse_duration(&self.release_retention)
-    }
-
-    /// `gc_interval`, or `None` when the periodic run is off.
-    pub fn gc_interval(&self) -> Option<Duration> {
-        parse_duration(&self.gc_interval).filter(|d| !d.is_zero())
-    }
-
-    /// `gc_grace` as a duration.
-    pub fn gc_grace(&self) -> Duration {
-        parse_duration(&self.gc_grace).unwrap_or(Duration::from_secs(3600))
-    }
-
-    /// `request_timeout` as a duration (never zero).
-    pub fn request_timeout(&self) -> Duration {
-        parse_duration(&self.request_timeout)
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_secs(30))
-    }
-
-    /// Worker threads for ingest.
-    pub fn workers(&self) -> usize {
-        match self.ingest_workers {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        }
-    }
-}
-
-fn extension(file_name: &str) -> Option<&str> {
-    file_name.rsplit_once('.').map(|(_, ext)| ext)
 }
 
 /// Overlays `SYMDEPOT_<KEY>` variables onto the file's table.
@@ -477,7 +404,10 @@ mod tests {
         assert_eq!(cfg.max_upload_bytes, 1024);
         assert_eq!(cfg.max_members, 7);
         assert_eq!(cfg.compress_extensions, vec!["sym", "txt"]);
-        assert_eq!(cfg.mime_for("a.txt"), "text/x-log");
+        assert_eq!(
+            crate::settings::HttpSettings::new(&cfg).mime_for("a.txt"),
+            "text/x-log"
+        );
         assert_eq!(cfg.disallowed_snippets, vec!["a/b", "c"]);
         assert_eq!(cfg.public_url, "https://symbols.example");
     }
@@ -489,15 +419,5 @@ mod tests {
         assert!(load_toml("listen = \"nowhere\"\n", &[], &Overrides::default()).is_err());
         let e = [("SYMDEPOT_MAX_UPLOAD_BYTES", "huge")];
         assert!(Config::load(None, env(&e), &Overrides::default()).is_err());
-    }
-
-    #[test]
-    fn compression_and_mime_follow_the_extension_case_insensitively() {
-        let cfg = Config::default();
-        assert!(cfg.compresses("xul.sym"));
-        assert!(cfg.compresses("XUL.SYM"));
-        assert!(!cfg.compresses("libxul.so"));
-        assert_eq!(cfg.mime_for("xul.sym"), "text/plain");
-        assert_eq!(cfg.mime_for("xul.pdb"), "application/octet-stream");
     }
 }

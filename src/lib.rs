@@ -19,6 +19,7 @@ pub mod identity;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
+pub mod settings;
 pub mod store;
 pub mod transfer;
 pub mod units;
@@ -26,6 +27,7 @@ pub mod zips;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use settings::Settings;
 pub use store::Store;
 
 /// The version string reported by `/__version__` and `--version`.

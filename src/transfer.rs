@@ -14,6 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, bail};
 use flate2::read::GzDecoder;
 
+use crate::identity::Kind;
 use crate::ingest::{self, Report};
 pub use crate::store::ExportFilter;
 use crate::store::{Encoding, KeyRow, Namespace, Store};
@@ -85,8 +86,8 @@ fn export_paths(row: &KeyRow, layout: ExportLayout, lookups: &[String]) -> Vec<P
         ExportLayout::SymStore { index2 } => {
             // A PE goes under its code id (SymStore's key); everything else under its key.
             let file = row.key.rsplit('/').next().unwrap_or(&row.key);
-            let rel = match (row.kind.as_str(), &row.code_id) {
-                ("pe", Some(code)) => PathBuf::from(file).join(code).join(file),
+            let rel = match (row.kind, &row.code_id) {
+                (Kind::Pe, Some(code)) => PathBuf::from(file).join(code).join(file),
                 _ => PathBuf::from(&row.key),
             };
             if index2 {
@@ -206,7 +207,7 @@ fn files_at_depth(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> io::Resul
 
 /// Imports an existing tree. Returns the combined report and the files that failed.
 pub fn import_tree(
-    store: &Store,
+    to: ingest::Ingest<'_>,
     dir: &Path,
     ns: Namespace,
 ) -> anyhow::Result<(Report, Vec<(PathBuf, String)>)> {
@@ -241,7 +242,7 @@ pub fn import_tree(
                 } else {
                     id
                 };
-                ingest::ingest_file(store, &path, &file_name, ns, None)
+                ingest::ingest_file(to, &path, &file_name, ns, None)
             }
             _ => {
                 let rel = path.strip_prefix(dir).unwrap_or(&path);
@@ -250,7 +251,7 @@ pub fn import_tree(
                     .map(|s| s.to_string_lossy().into_owned())
                     .collect();
                 let key = segs[segs.len() - 3..].join("/");
-                ingest::ingest_file_as(store, &path, &key, ns, None)
+                ingest::ingest_file_as(to, &path, &key, ns, None)
             }
         };
         match result {

@@ -10,24 +10,24 @@ use libfuzzer_sys::fuzz_target;
 use symdepot::config::Config;
 use symdepot::ingest::zipfile::{check_all, list};
 use symdepot::keys::{MemberName, classify_member};
+use symdepot::settings::IngestLimits;
 
 struct Scratch {
     dir: tempfile::TempDir,
-    config: Config,
+    limits: IngestLimits,
 }
 
 fn scratch() -> &'static Scratch {
     static SCRATCH: OnceLock<Scratch> = OnceLock::new();
     SCRATCH.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = Config {
-            data_dir: dir.path().to_path_buf(),
+        let limits = IngestLimits::new(&Config {
             max_uncompressed_bytes: 4 << 20,
             max_members: 1_000,
             ingest_workers: 1,
             ..Config::default()
-        };
-        Scratch { dir, config }
+        });
+        Scratch { dir, limits }
     })
 }
 
@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let mut zip = tempfile::NamedTempFile::new_in(s.dir.path()).expect("temp file");
     zip.write_all(data).expect("write");
     for auto in [false, true] {
-        let Ok(listing) = list(zip.path(), &s.config, auto) else {
+        let Ok(listing) = list(zip.path(), &s.limits, auto) else {
             continue;
         };
         let temp_file = |prefix: &str| {
@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
         };
         if let Ok(checked) = check_all(
             &listing,
-            &s.config,
+            &s.limits,
             &temp_file,
             &symdepot::ingest::Cancel::default(),
         ) {

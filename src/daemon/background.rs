@@ -10,7 +10,7 @@
 //! nothing.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -30,10 +30,10 @@ pub struct Background {
 
 impl Background {
     /// Starts the missing-symbols flusher and, when `gc_interval` is set, the GC timer.
-    pub fn start(state: &Arc<AppState>) -> Background {
+    pub fn start(state: &Arc<AppState>, gc_interval: Option<Duration>) -> Background {
         let stop = CancellationToken::new();
         let mut tasks = vec![tokio::spawn(flush_every(state.clone(), stop.clone()))];
-        if let Some(every) = state.store.config().gc_interval() {
+        if let Some(every) = gc_interval {
             tasks.push(tokio::spawn(gc_every(
                 state.store.clone(),
                 every,
@@ -82,7 +82,8 @@ async fn flush_missing(state: &Arc<AppState>) {
     }
     let st = state.clone();
     let flushed = tokio::task::spawn_blocking(move || {
-        st.missing.flush(&st.store, st.config.missing_max_rows)
+        st.missing
+            .flush(&st.store, st.store.settings().missing_max_rows)
     })
     .await;
     if let Ok(Err(e)) = flushed {
@@ -91,7 +92,7 @@ async fn flush_missing(state: &Arc<AppState>) {
 }
 
 /// Runs GC every `every` on a blocking thread until stopped.
-async fn gc_every(store: Arc<Store>, every: std::time::Duration, stop: CancellationToken) {
+async fn gc_every(store: Arc<Store>, every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tokio::select! {

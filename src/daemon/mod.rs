@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::http::server;
 use crate::http::state::AppState;
+use crate::settings::Settings;
 use crate::store::Store;
 use crate::store::lock::DaemonLock;
 use background::Background;
@@ -42,11 +43,17 @@ impl Daemon {
     /// starts serving on the current runtime.
     pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         let listen = config.listen.clone();
-        let dir = config.data_dir.clone();
+        let Settings {
+            store: store_settings,
+            ingest,
+            http,
+            daemon,
+        } = Settings::new(&config);
+        let dir = store_settings.data_dir.clone();
         let (store, lock) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             // First of all: a second daemon on this data dir stops here, touching nothing.
             let lock = DaemonLock::acquire(&dir)?;
-            let store = Store::open(Arc::new(config))
+            let store = Store::open_with(store_settings)
                 .with_context(|| format!("opening the data directory {}", dir.display()))?;
             let cleared = store.clear_temp().context("clearing stale temp files")?;
             if cleared > 0 {
@@ -64,8 +71,8 @@ impl Daemon {
             .with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let state = AppState::new(store.clone());
-        let background = Background::start(&state);
+        let state = AppState::new(store.clone(), http, ingest.clone());
+        let background = Background::start(&state, daemon.gc_interval);
         let task = tokio::spawn(async move {
             let stopped = async {
                 let _ = stopped.await;
@@ -73,11 +80,11 @@ impl Daemon {
             server::serve(listener, state, stopped, DRAIN).await;
             background.shutdown().await;
         });
-        let inbox = match store.config().inbox.as_str() {
-            "" => None,
-            dir => Some(
-                crate::ingest::inbox::start(store.clone(), dir.into())
-                    .with_context(|| format!("watching the inbox {dir}"))?,
+        let inbox = match daemon.inbox {
+            None => None,
+            Some(dir) => Some(
+                crate::ingest::inbox::start(store.clone(), ingest, dir.clone())
+                    .with_context(|| format!("watching the inbox {}", dir.display()))?,
             ),
         };
         Ok(Daemon {

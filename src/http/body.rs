@@ -84,7 +84,14 @@ pub fn gunzip_range(stored: crate::store::BlobRead, start: u64, len: u64) -> Bod
     tokio::task::spawn_blocking(move || {
         let result = (|| {
             let stored: Box<dyn Read + Send> = match stored {
-                crate::store::BlobRead::File { file, .. } => Box::new(file),
+                crate::store::BlobRead::File {
+                    mut file,
+                    start,
+                    len,
+                } => {
+                    io::Seek::seek(&mut file, io::SeekFrom::Start(start))?;
+                    Box::new(file.take(len))
+                }
                 crate::store::BlobRead::Stream(reader) => reader,
             };
             let mut gz = flate2::read::GzDecoder::new(io::BufReader::with_capacity(CHUNK, stored));

@@ -10,15 +10,12 @@
 //! out — for the record, in an error, in a log — goes through [`redact_url`]
 //! first; the raw URL is only ever given to the HTTP client.
 
-use std::time::Duration;
-
 use futures_util::StreamExt;
 use reqwest::Url;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::Error;
 use crate::http::state::AppState;
-use crate::units::parse_duration;
 
 /// What was fetched.
 #[derive(Debug)]
@@ -113,8 +110,8 @@ pub fn refusal(url: &Url, domains: &[String], allow_http: bool) -> Option<String
 
 /// Downloads `raw` into a temp file in `tmp/`.
 pub async fn fetch(state: &AppState, raw: &str) -> Result<Fetched, Error> {
-    let cfg = &state.config;
-    if cfg.upload_download_domains.is_empty() {
+    let settings = &state.http;
+    if settings.upload_download_domains.is_empty() {
         return Err(Error::BadRequest(
             "upload by download is not enabled on this server".into(),
         ));
@@ -123,11 +120,15 @@ pub async fn fetch(state: &AppState, raw: &str) -> Result<Fetched, Error> {
         let shown = redact_url(raw);
         Error::BadRequest(format!("url: {shown:?} is not a URL: {e}"))
     })?;
-    if let Some(why) = refusal(&url, &cfg.upload_download_domains, cfg.allow_http_downloads) {
+    if let Some(why) = refusal(
+        &url,
+        &settings.upload_download_domains,
+        settings.allow_http_downloads,
+    ) {
         return Err(Error::BadRequest(why));
     }
-    let domains = cfg.upload_download_domains.clone();
-    let allow_http = cfg.allow_http_downloads;
+    let domains = settings.upload_download_domains.clone();
+    let allow_http = settings.allow_http_downloads;
     let hops = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = hops.clone();
     let policy = reqwest::redirect::Policy::custom(move |attempt| {
@@ -141,7 +142,7 @@ pub async fn fetch(state: &AppState, raw: &str) -> Result<Fetched, Error> {
         seen.lock().unwrap_or_else(|e| e.into_inner()).push(next);
         attempt.follow()
     });
-    let timeout = parse_duration(&cfg.upload_download_timeout).unwrap_or(Duration::from_secs(600));
+    let timeout = settings.upload_download_timeout;
     let client = reqwest::Client::builder()
         .redirect(policy)
         .timeout(timeout)
@@ -158,7 +159,7 @@ pub async fn fetch(state: &AppState, raw: &str) -> Result<Fetched, Error> {
             resp.status()
         )));
     }
-    let max = cfg.max_upload_bytes;
+    let max = settings.max_upload_bytes;
     if resp.content_length().is_some_and(|n| n > max) {
         return Err(Error::TooLarge(format!(
             "the download is larger than the limit of {max} bytes"

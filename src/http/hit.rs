@@ -9,8 +9,8 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
-use crate::config::Config;
 use crate::http::cache::{self, BlobId};
+use crate::settings::HttpSettings;
 use crate::store::{Encoding, KeyRow};
 use crate::units::http_date;
 
@@ -42,7 +42,7 @@ pub struct Hit {
 }
 
 impl Hit {
-    pub fn new(row: KeyRow, flavor: Flavor, config: &Config) -> Hit {
+    pub fn new(row: KeyRow, flavor: Flavor, settings: &HttpSettings) -> Hit {
         let encoding = row.encoding;
         let blob_id = blake3::Hash::from_hex(&row.blob)
             .ok()
@@ -50,7 +50,7 @@ impl Hit {
         let mut base = HeaderMap::new();
         let file_name = row.key.rsplit('/').next().unwrap_or("");
         let content_type = match flavor {
-            Flavor::Breakpad => config.mime_for(file_name),
+            Flavor::Breakpad => settings.mime_for(file_name),
             Flavor::Debuginfod => "application/octet-stream",
         };
         set(&mut base, header::CONTENT_TYPE, content_type);

@@ -69,7 +69,7 @@ pub async fn require_records(
     state: &Arc<AppState>,
     headers: &HeaderMap,
 ) -> Result<(), Response<Body>> {
-    if state.config.public_records && !state.config.private_downloads {
+    if state.http.public_records && !state.http.private_downloads {
         return Ok(());
     }
     require(state, headers, "view_all").await.map(|_| ())

@@ -27,7 +27,7 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    let max = state.config.max_connections;
+    let max = state.http.max_connections;
     let slots = Arc::new(Semaphore::new(if max == 0 {
         Semaphore::MAX_PERMITS
     } else {
@@ -87,7 +87,7 @@ fn spawn_connection(
     state: Arc<AppState>,
     slot: OwnedSemaphorePermit,
 ) {
-    let head_timeout = state.config.request_timeout();
+    let head_timeout = state.http.request_timeout;
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |req| {
         let state = state.clone();

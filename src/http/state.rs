@@ -1,19 +1,23 @@
-//! What every handler can reach: the store, the config, and the in-memory
+//! What every handler can reach: the store, the request path's settings, the
+//! limits uploads are checked against, and the in-memory
 //! state of the request path (uploads in flight, missing symbols not yet
 //! written, metrics, the download path's caches).
 
 use std::sync::Arc;
 
-use crate::config::Config;
 use crate::http::cache;
 use crate::http::hit::Hit;
+use crate::settings::{HttpSettings, IngestLimits};
 use crate::store::Store;
 
 /// What every handler can reach.
 #[derive(Debug)]
 pub struct AppState {
     pub store: Arc<Store>,
-    pub config: Arc<Config>,
+    /// What the request path reads, parsed once.
+    pub http: HttpSettings,
+    /// What uploads are checked against.
+    pub ingest: IngestLimits,
     /// Uploads in progress, by token id.
     pub uploads_in_flight: std::sync::Mutex<std::collections::HashMap<i64, usize>>,
     /// Download misses not yet written to the index.
@@ -27,13 +31,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Arc<Store>) -> Arc<AppState> {
-        let config = Arc::new(store.config().clone());
+    pub fn new(store: Arc<Store>, http: HttpSettings, ingest: IngestLimits) -> Arc<AppState> {
         Arc::new(AppState {
-            store,
             uploads_in_flight: Default::default(),
-            missing: crate::store::missing::MissingLog::new(config.missing_max_rows),
-            config,
+            missing: crate::store::missing::MissingLog::new(store.settings().missing_max_rows),
+            store,
+            http,
+            ingest,
             metrics: crate::metrics::Metrics::new(),
             lookups: cache::LookupCache::new(100_000),
             blob_cache: cache::BlobCache::new(64 << 20),

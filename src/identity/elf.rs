@@ -6,7 +6,7 @@ use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
 use object::{Endianness, ReadRef};
 
-use super::{Identity, breakpad_id_from_guid_bytes};
+use super::{Identity, Kind, breakpad_id_from_guid_bytes};
 
 /// Reads an ELF file's identity, or `None` if it does not parse.
 pub fn identify<'data, R: ReadRef<'data>>(data: R) -> Option<Identity> {
@@ -27,7 +27,7 @@ fn read<'data, H: FileHeader<Endian = Endianness>, R: ReadRef<'data>>(data: R) -
             .and_then(|s| build_id_from_sections(s, endian, data))
     });
     let mut out = Identity {
-        kind: "elf",
+        kind: Kind::Elf,
         os: Some("Linux".into()),
         ..Identity::default()
     };

@@ -8,7 +8,7 @@ use std::io::Read;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use sha1::{Digest, Sha1};
 
-use super::Identity;
+use super::{Identity, Kind};
 
 /// What identity needs of a source map's top-level object.
 #[derive(Debug, Default)]
@@ -45,7 +45,7 @@ pub fn sourcemap<R: Read>(reader: R) -> Option<Identity> {
         .debug_id
         .or(head.legacy_debug_id)
         .and_then(|s| parse_uuid(&s));
-    Some(with_id("sourcemap", id))
+    Some(with_id(Kind::SourceMap, id))
 }
 
 /// The top-level keys identity looks at.
@@ -175,15 +175,15 @@ pub fn bundle(tail: &[u8]) -> Option<Identity> {
                 .strip_prefix("//# debugId=")
                 .and_then(|id| parse_uuid(id.trim()))
         })?;
-    Some(with_id("js", Some(id)))
+    Some(with_id(Kind::Js, Some(id)))
 }
 
-fn with_id(kind: &'static str, id: Option<String>) -> Identity {
+fn with_id(kind: Kind, id: Option<String>) -> Identity {
     Identity {
         kind,
         debug_id: id.as_ref().map(|u| format!("{}0", u.to_uppercase())),
         code_id: id,
-        has_debug_info: kind == "sourcemap",
+        has_debug_info: kind == Kind::SourceMap,
         ..Identity::default()
     }
 }

@@ -5,7 +5,7 @@
 //! three-segment route looks them all up at once; debuginfod keys and the
 //! code-id redirect have prefixes of their own.
 
-use super::Identity;
+use super::{Identity, Kind};
 use crate::keys::normalize;
 
 /// The debuginfod key of a build id and role (`debuginfo`, `executable`).
@@ -49,13 +49,13 @@ pub fn lookup_keys(key: &str, id: &Identity) -> Vec<String> {
             out.push(k);
         }
     };
-    if id.kind == "sym"
+    if id.kind == Kind::Sym
         && let (Some(code_file), Some(code_id)) = (&id.code_file, &id.code_id)
     {
         add(code_key(code_file, code_id));
     }
     match id.kind {
-        "elf" => {
+        Kind::Elf => {
             if let Some(build_id) = &id.build_id {
                 let executable = id.has_code || !id.has_debug_info;
                 if id.has_debug_info {
@@ -74,7 +74,7 @@ pub fn lookup_keys(key: &str, id: &Identity) -> Vec<String> {
                 }
             }
         }
-        "macho" => {
+        Kind::MachO => {
             for r in &id.ids {
                 let uuid = r.code_id.clone().unwrap_or_default();
                 if id.has_debug_info {
@@ -86,7 +86,7 @@ pub fn lookup_keys(key: &str, id: &Identity) -> Vec<String> {
                 add(normalize(&format!("{file}/{}/{file}", r.debug_id)));
             }
         }
-        "pe" => {
+        Kind::Pe => {
             if let Some(code_id) = &id.code_id {
                 add(normalize(&format!("{file}/{code_id}/{file}")));
             }
@@ -94,16 +94,16 @@ pub fn lookup_keys(key: &str, id: &Identity) -> Vec<String> {
                 add(normalize(&format!("{file}/{}/{file}", r.debug_id)));
             }
         }
-        "pdb" | "portable-pdb" => {
+        Kind::Pdb | Kind::PortablePdb => {
             for r in &id.ids {
                 if let Some(ssqp) = &r.ssqp_id {
                     add(normalize(&format!("{file}/{ssqp}/{file}")));
                 }
             }
         }
-        "sourcemap" | "js" => {
+        Kind::SourceMap | Kind::Js => {
             if let Some(uuid) = &id.code_id {
-                let role = if id.kind == "sourcemap" {
+                let role = if id.kind == Kind::SourceMap {
                     "sourcemap"
                 } else {
                     "source"
@@ -112,7 +112,7 @@ pub fn lookup_keys(key: &str, id: &Identity) -> Vec<String> {
                 add(normalize(&format!("{file}/{}0/{file}", uuid)));
             }
         }
-        _ => {}
+        Kind::Sym | Kind::Unknown => {}
     }
     out
 }
@@ -124,7 +124,7 @@ mod tests {
 
     fn elf(debug: bool, code: bool) -> Identity {
         Identity {
-            kind: "elf",
+            kind: Kind::Elf,
             build_id: Some("8713b9c3fb8a720137a4a08b325905c7aaf8429d".into()),
             has_debug_info: debug,
             has_code: code,
@@ -176,7 +176,7 @@ mod tests {
             ..DebugRef::default()
         };
         let dylib = Identity {
-            kind: "macho",
+            kind: Kind::MachO,
             has_code: true,
             ids: vec![r.clone()],
             ..Identity::default()
@@ -189,7 +189,7 @@ mod tests {
             &"foo.dylib/mach-uuid-497b72f6390a44fc878e5a2d63b6cc4b/foo.dylib".to_string()
         ));
         let dsym = Identity {
-            kind: "macho",
+            kind: Kind::MachO,
             has_debug_info: true,
             ids: vec![r],
             ..Identity::default()
@@ -206,7 +206,7 @@ mod tests {
     #[test]
     fn pe_is_found_by_code_id_and_every_debug_id() {
         let id = Identity {
-            kind: "pe",
+            kind: Kind::Pe,
             code_id: Some("542D574Ec2000".into()),
             ids: vec![
                 DebugRef {
@@ -229,7 +229,7 @@ mod tests {
     #[test]
     fn sym_code_redirect_and_source_map_keys() {
         let sym = Identity {
-            kind: "sym",
+            kind: Kind::Sym,
             code_file: Some("xul.dll".into()),
             code_id: Some("5CF0A9B1c5f2000".into()),
             ..Identity::default()
@@ -239,7 +239,7 @@ mod tests {
                 .contains(&"code:xul.dll/5cf0a9b1c5f2000".to_string())
         );
         let map = Identity {
-            kind: "sourcemap",
+            kind: Kind::SourceMap,
             code_id: Some("85314830023f4cf1a267535f4e37bb17".into()),
             ..Identity::default()
         };

@@ -4,7 +4,7 @@ use object::macho;
 use object::read::macho::{FatArch, MachOFatFile32, MachOFatFile64};
 use object::{Object, ObjectSection, ReadRef};
 
-use super::{DebugRef, Identity};
+use super::{DebugRef, Identity, Kind};
 use crate::identity::elf::hex;
 
 /// Reads a thin or fat Mach-O file's identity, or `None` if it does not parse.
@@ -51,7 +51,7 @@ fn thin<'data, R: ReadRef<'data>>(data: R) -> Option<Identity> {
     let uuid = file.mach_uuid().ok().flatten()?;
     let arch = arch_name(file.architecture());
     let mut out = Identity {
-        kind: "macho",
+        kind: Kind::MachO,
         os: Some("mac".into()),
         arch: Some(arch.into()),
         ..Identity::default()

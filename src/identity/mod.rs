@@ -9,6 +9,7 @@
 
 pub mod elf;
 pub mod js;
+pub mod kind;
 pub mod lookup;
 pub mod macho;
 pub mod pdb;
@@ -17,6 +18,8 @@ pub mod portable_pdb;
 pub mod sym;
 
 use std::io::{Read, Seek, SeekFrom};
+
+pub use kind::Kind;
 
 /// How many leading bytes sniffing and the text formats look at.
 pub const PREFIX_LEN: usize = 64 * 1024;
@@ -39,8 +42,7 @@ pub struct DebugRef {
 /// The identity read from a file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
-    /// `sym`, `elf`, `macho`, `pe`, `pdb`, `portable-pdb`, `sourcemap`, `js`, or `unknown`.
-    pub kind: &'static str,
+    pub kind: Kind,
     pub os: Option<String>,
     pub arch: Option<String>,
     pub debug_id: Option<String>,
@@ -61,7 +63,7 @@ pub struct Identity {
 impl Identity {
     fn unknown() -> Identity {
         Identity {
-            kind: "unknown",
+            kind: Kind::Unknown,
             ..Identity::default()
         }
     }
@@ -188,17 +190,17 @@ pub fn identify_bytes(data: &[u8], file_name: &str) -> Identity {
 
 fn fill_names(id: &mut Identity, file_name: &str) {
     match id.kind {
-        "elf" | "macho" => {
+        Kind::Elf | Kind::MachO => {
             id.debug_file.get_or_insert_with(|| file_name.to_string());
             id.code_file.get_or_insert_with(|| file_name.to_string());
         }
-        "pe" => {
+        Kind::Pe => {
             id.code_file = Some(file_name.to_string());
         }
-        "pdb" | "portable-pdb" | "sourcemap" | "js" => {
+        Kind::Pdb | Kind::PortablePdb | Kind::SourceMap | Kind::Js => {
             id.debug_file.get_or_insert_with(|| file_name.to_string());
         }
-        _ => {}
+        Kind::Sym | Kind::Unknown => {}
     }
     for r in &mut id.ids {
         if r.debug_file.is_none() {

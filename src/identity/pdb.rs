@@ -3,7 +3,7 @@
 
 use std::io::{Read, Seek};
 
-use super::{DebugRef, Identity};
+use super::{DebugRef, Identity, Kind};
 
 /// Reads a PDB's identity through any seekable reader, or `None`.
 pub fn identify<R: Read + Seek + std::fmt::Debug>(source: R) -> Option<Identity> {
@@ -17,7 +17,7 @@ pub fn identify<R: Read + Seek + std::fmt::Debug>(source: R) -> Option<Identity>
     let guid = info.guid.as_simple().to_string().to_uppercase();
     let debug_id = format!("{guid}{age:X}");
     Some(Identity {
-        kind: "pdb",
+        kind: Kind::Pdb,
         os: Some("windows".into()),
         debug_id: Some(debug_id.clone()),
         has_debug_info: true,

@@ -6,7 +6,7 @@ use object::pod;
 use object::read::pe::{ImageNtHeaders, ImageOptionalHeader, PeFile32, PeFile64};
 use object::{LittleEndian as LE, ReadRef};
 
-use super::{DebugRef, Identity, breakpad_id_from_guid_bytes};
+use super::{DebugRef, Identity, Kind, breakpad_id_from_guid_bytes};
 
 /// Reads a PE file's identity, or `None` if it does not parse.
 pub fn identify<'data, R: ReadRef<'data>>(data: R) -> Option<Identity> {
@@ -26,7 +26,7 @@ fn read<'data, H: ImageNtHeaders, R: ReadRef<'data>>(
     let size = nt.optional_header().size_of_image();
     let machine = nt.file_header().machine.get(LE);
     let mut out = Identity {
-        kind: "pe",
+        kind: Kind::Pe,
         os: Some("windows".into()),
         arch: Some(arch_name(machine).into()),
         code_id: Some(code_id(stamp, size)),

@@ -1,7 +1,7 @@
 //! Portable PDB: ECMA-335 metadata (`BSJB`) with a `#Pdb` stream whose first
 //! 20 bytes are the PDB id (GUID, then a 4-byte stamp).
 
-use super::{DebugRef, Identity, breakpad_id_from_guid_bytes};
+use super::{DebugRef, Identity, Kind, breakpad_id_from_guid_bytes};
 
 /// Reads a portable PDB's identity from its leading bytes (the metadata root
 /// and the `#Pdb` stream sit at the start of the file).
@@ -25,7 +25,7 @@ pub fn identify(data: &[u8]) -> Option<Identity> {
             let guid_text = &text[..32];
             let ssqp = format!("{guid_text}FFFFFFFF");
             return Some(Identity {
-                kind: "portable-pdb",
+                kind: Kind::PortablePdb,
                 debug_id: Some(ssqp.clone()),
                 has_debug_info: true,
                 ids: vec![DebugRef {

@@ -4,7 +4,7 @@
 //! `MODULE <os> <arch> <debug_id> <debug_file>`, and `INFO` lines follow it
 //! directly. Parsing stops at the first other record.
 
-use super::Identity;
+use super::{Identity, Kind};
 
 /// Parses the header of a Breakpad symbol file, or `None` if it is not one.
 pub fn parse_header(prefix: &[u8]) -> Option<Identity> {
@@ -17,7 +17,7 @@ pub fn parse_header(prefix: &[u8]) -> Option<Identity> {
         return None;
     }
     let mut out = Identity {
-        kind: "sym",
+        kind: Kind::Sym,
         os: Some(os.to_string()),
         arch: Some(arch.to_string()),
         debug_id: Some(id.to_ascii_uppercase()),

@@ -22,8 +22,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use notify::{RecursiveMode, Watcher};
 
-use super::{Layout, Report, ingest_upload};
+use super::{Ingest, Layout, Report, ingest_upload};
 use crate::error::Error;
+use crate::settings::IngestLimits;
 use crate::store::{Namespace, Store, UploadFinish, UploadStart};
 
 /// How long a file must stay unchanged before it is taken.
@@ -49,8 +50,9 @@ impl Drop for Inbox {
     }
 }
 
-/// Starts watching `dir` (creating it and its `try/`, `done/`, `failed/`).
-pub fn start(store: Arc<Store>, dir: PathBuf) -> crate::Result<Inbox> {
+/// Starts watching `dir` (creating it and its `try/`, `done/`, `failed/`);
+/// what arrives is checked against `limits`.
+pub fn start(store: Arc<Store>, limits: IngestLimits, dir: PathBuf) -> crate::Result<Inbox> {
     for sub in ["try", "done", "failed"] {
         fs::create_dir_all(dir.join(sub))?;
     }
@@ -90,7 +92,11 @@ pub fn start(store: Arc<Store>, dir: PathBuf) -> crate::Result<Inbox> {
                     if settled(&path, &mut seen, wait) {
                         seen.remove(&path);
                         open.remove(&path);
-                        take(&store, &dir, &path, ns);
+                        let to = Ingest {
+                            store: &store,
+                            limits: &limits,
+                        };
+                        take(to, &dir, &path, ns);
                     }
                 }
             }
@@ -168,7 +174,8 @@ fn settled(
 }
 
 /// Ingests one settled file and moves it out of the inbox.
-fn take(store: &Store, dir: &Path, path: &Path, ns: Namespace) {
+fn take(to: Ingest<'_>, dir: &Path, path: &Path, ns: Namespace) {
+    let store = to.store;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -188,7 +195,7 @@ fn take(store: &Store, dir: &Path, path: &Path, ns: Namespace) {
         Layout::Auto
     };
     let result = ingest_upload(
-        store,
+        to,
         path,
         &name,
         ns,

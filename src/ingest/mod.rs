@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::keys::{MemberName, classify_auto, classify_member};
+use crate::settings::IngestLimits;
 use crate::store::{Namespace, NewKey, Outcome, Store, UploadEnd};
 use zipfile::{Checked, Listing, Placement, SharedFile, Spool};
 
@@ -89,6 +90,14 @@ impl Cancel {
     }
 }
 
+/// What every ingest needs: the store it commits to and the limits its
+/// uploads are checked against (and how many threads do the work).
+#[derive(Debug, Clone, Copy)]
+pub struct Ingest<'a> {
+    pub store: &'a Store,
+    pub limits: &'a IngestLimits,
+}
+
 /// How members of an upload are placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -101,7 +110,7 @@ pub enum Layout {
 /// Ingests an uploaded file: a zip, or with [`Layout::Auto`] also a single
 /// loose debug file named `file_name`. Setting `cancel` stops it between members.
 pub fn ingest_upload(
-    store: &Store,
+    to: Ingest<'_>,
     path: &Path,
     file_name: &str,
     ns: Namespace,
@@ -110,9 +119,9 @@ pub fn ingest_upload(
     cancel: &Cancel,
 ) -> Result<Report> {
     if layout == Layout::Auto && !is_zip(path)? {
-        return ingest_file(store, path, file_name, ns, upload_id);
+        return ingest_file(to, path, file_name, ns, upload_id);
     }
-    ingest_zip(store, path, ns, upload_id, layout, cancel)
+    ingest_zip(to, path, ns, upload_id, layout, cancel)
 }
 
 fn is_zip(path: &Path) -> Result<bool> {
@@ -123,17 +132,17 @@ fn is_zip(path: &Path) -> Result<bool> {
 
 /// Ingests a zip. Setting `cancel` stops it between members.
 pub fn ingest_zip(
-    store: &Store,
+    to: Ingest<'_>,
     path: &Path,
     ns: Namespace,
     upload_id: Option<i64>,
     layout: Layout,
     cancel: &Cancel,
 ) -> Result<Report> {
-    let cfg = store.config();
-    let listing = zipfile::list(path, cfg, layout == Layout::Auto)?;
-    let checked = zipfile::check_all(&listing, cfg, &|p| store.temp_file(p), cancel)?;
-    let report = commit_all(store, Some(&listing), &checked, ns, upload_id, cancel)?;
+    let store = to.store;
+    let listing = zipfile::list(path, to.limits, layout == Layout::Auto)?;
+    let checked = zipfile::check_all(&listing, to.limits, &|p| store.temp_file(p), cancel)?;
+    let report = commit_all(to, Some(&listing), &checked, ns, upload_id, cancel)?;
     if let Some(id) = upload_id {
         for name in &listing.ignored {
             store.record_member_outcome(id, name, "ignored", None)?;
@@ -150,7 +159,7 @@ pub fn ingest_zip(
 /// folder, a path given to `ingest`): it passes the same rules as a member
 /// name of a layout-free zip, and only its last segment is kept.
 pub fn ingest_file(
-    store: &Store,
+    to: Ingest<'_>,
     path: &Path,
     file_name: &str,
     ns: Namespace,
@@ -159,7 +168,7 @@ pub fn ingest_file(
     match classify_auto(file_name.as_bytes(), false)
         .map_err(|rule| Error::invalid(file_name, rule))?
     {
-        Some(file) => ingest_single(store, path, &Placement::Auto(file), ns, upload_id),
+        Some(file) => ingest_single(to, path, &Placement::Auto(file), ns, upload_id),
         None => Ok(Report {
             ignored_keys: vec![file_name.to_string()],
             ..Report::default()
@@ -170,14 +179,14 @@ pub fn ingest_file(
 /// Ingests one file under a `<module>/<debug_id>/<file>` key, checked against
 /// its identity like a zip member.
 pub fn ingest_file_as(
-    store: &Store,
+    to: Ingest<'_>,
     path: &Path,
     key: &str,
     ns: Namespace,
     upload_id: Option<i64>,
 ) -> Result<Report> {
     match classify_member(key.as_bytes(), false).map_err(|rule| Error::invalid(key, rule))? {
-        MemberName::Key(k) => ingest_single(store, path, &Placement::Key(k), ns, upload_id),
+        MemberName::Key(k) => ingest_single(to, path, &Placement::Key(k), ns, upload_id),
         MemberName::Ignored => Ok(Report {
             ignored_keys: vec![key.to_string()],
             ..Report::default()
@@ -186,7 +195,7 @@ pub fn ingest_file_as(
 }
 
 fn ingest_single(
-    store: &Store,
+    to: Ingest<'_>,
     path: &Path,
     placement: &Placement,
     ns: Namespace,
@@ -222,7 +231,7 @@ fn ingest_single(
     };
     let never = Cancel::default();
     commit_all(
-        store,
+        to,
         None,
         std::slice::from_ref(&checked),
         ns,
@@ -233,13 +242,14 @@ fn ingest_single(
 
 /// Phase 2 over every checked member, in parallel.
 fn commit_all(
-    store: &Store,
+    to: Ingest<'_>,
     listing: Option<&Listing>,
     checked: &[Checked],
     ns: Namespace,
     upload_id: Option<i64>,
     cancel: &Cancel,
 ) -> Result<Report> {
+    let store = to.store;
     // Unchanged content first, all in one transaction; then the rest in parallel.
     let keys: Vec<String> = checked.iter().map(|m| m.key.key()).collect();
     let unchanged: Vec<NewKey<'_>> = checked
@@ -264,7 +274,7 @@ fn commit_all(
         .collect();
     let mut done = parallel::par_map(
         &rest,
-        store.config().workers(),
+        to.limits.workers,
         || listing.map(|l| l.reader.clone()),
         |reader, member| {
             cancel.check()?;

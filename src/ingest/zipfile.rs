@@ -32,13 +32,13 @@ use zip::unstable::read::ZipIterable;
 
 use super::Cancel;
 use super::parallel::par_map;
-use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::identity::{self, Identity, PREFIX_LEN, TAIL_LEN};
+use crate::identity::{self, Identity, Kind, PREFIX_LEN, TAIL_LEN};
 use crate::keys::{
     MemberKey, MemberName, breakpad_sym_name, classify_auto, classify_member, identity_key,
     normalize,
 };
+use crate::settings::IngestLimits;
 
 /// A reader over a shared file handle with its own position (positional
 /// reads), so every worker reads the same open zip independently.
@@ -119,15 +119,15 @@ impl Listing {
 
 /// Reads the central directory and applies the name rules, in order, so the
 /// first offending member is the one named.
-pub fn list(path: &Path, cfg: &Config, auto: bool) -> Result<Listing> {
+pub fn list(path: &Path, limits: &IngestLimits, auto: bool) -> Result<Listing> {
     let reader = SharedFile::open(path)?;
     let mut iterable = ZipIterable::try_new(reader.clone(), zip::read::Config::default())
         .map_err(|e| Error::BadRequest(format!("the upload is not a valid zip file: {e}")))?;
-    if iterable.len() as u64 > cfg.max_members {
+    if iterable.len() as u64 > limits.max_members {
         return Err(Error::TooLarge(format!(
             "the zip holds {} members; the limit is {}",
             iterable.len(),
-            cfg.max_members
+            limits.max_members
         )));
     }
     let mut listing = Listing {
@@ -149,7 +149,7 @@ pub fn list(path: &Path, cfg: &Config, auto: bool) -> Result<Listing> {
         listing.entries.push(entry);
         let entry = &listing.entries[i];
         let name = listing.name(i);
-        check_entry(entry, &name, cfg)?;
+        check_entry(entry, &name, limits)?;
         match placement(entry, auto).map_err(|rule| Error::invalid(&name, rule))? {
             None => listing.ignored.push(name),
             Some(p) => {
@@ -159,10 +159,10 @@ pub fn list(path: &Path, cfg: &Config, auto: bool) -> Result<Listing> {
         }
     }
     check_overlaps(&listing)?;
-    if declared_total > cfg.max_uncompressed_bytes {
+    if declared_total > limits.max_uncompressed_bytes {
         return Err(Error::TooLarge(format!(
             "the zip declares {declared_total} uncompressed bytes; the limit is {}",
-            cfg.max_uncompressed_bytes
+            limits.max_uncompressed_bytes
         )));
     }
     if listing.members.is_empty() {
@@ -245,14 +245,14 @@ fn placement(entry: &OwnedZipFileEntry, auto: bool) -> Result<Option<Placement>,
     })
 }
 
-fn check_entry(entry: &OwnedZipFileEntry, name: &str, cfg: &Config) -> Result<()> {
+fn check_entry(entry: &OwnedZipFileEntry, name: &str, limits: &IngestLimits) -> Result<()> {
     if entry.is_symlink() {
         return Err(Error::invalid(name, "symbolic links are not accepted"));
     }
     if entry.encrypted() {
         return Err(Error::invalid(name, "encrypted members are not accepted"));
     }
-    if let Some(snippet) = cfg
+    if let Some(snippet) = limits
         .disallowed_snippets
         .iter()
         .find(|s| !s.is_empty() && name.contains(s.as_str()))
@@ -317,19 +317,19 @@ pub type TempFiles<'a> = &'a (dyn Fn(&str) -> io::Result<tempfile::NamedTempFile
 /// Setting `cancel` stops it between members and between chunks of one.
 pub fn check_all(
     listing: &Listing,
-    cfg: &Config,
+    limits: &IngestLimits,
     tmp: TempFiles<'_>,
     cancel: &Cancel,
 ) -> Result<Vec<Checked>> {
     let ctx = Context {
-        cfg,
+        limits,
         tmp,
         cancel,
         totals: Totals::default(),
     };
     let checked = par_map(
         &listing.members,
-        cfg.workers(),
+        limits.workers,
         || listing.reader.clone(),
         |reader, (i, placement)| check_member(listing, reader, *i, placement, &ctx),
     )?;
@@ -338,7 +338,7 @@ pub fn check_all(
 
 /// What every member's check shares.
 struct Context<'a> {
-    cfg: &'a Config,
+    limits: &'a IngestLimits,
     tmp: TempFiles<'a>,
     cancel: &'a Cancel,
     totals: Totals,
@@ -432,7 +432,7 @@ fn inflate(
     name: &str,
     ctx: &Context<'_>,
 ) -> Result<Inflated> {
-    let (cfg, totals) = (ctx.cfg, &ctx.totals);
+    let (limits, totals) = (ctx.limits, &ctx.totals);
     let compressed = listing.entries[i].compressed_size().max(1);
     let mut src = listing.open(i, reader)?;
     let mut hasher = blake3::Hasher::new();
@@ -452,11 +452,11 @@ fn inflate(
         ctx.cancel.check()?;
         let chunk = &buf[..n];
         size += n as u64;
-        check_limits(name, size, compressed, n as u64, cfg, &totals.inflated)?;
+        check_limits(name, size, compressed, n as u64, limits, &totals.inflated)?;
         hasher.update(chunk);
         keep_tail(&mut tail, chunk);
         if let Some(w) = spool.as_mut() {
-            count_spool(name, n as u64, cfg, &totals.spooled)?;
+            count_spool(name, n as u64, limits, &totals.spooled)?;
             w.write_all(chunk)?;
             continue;
         }
@@ -468,7 +468,7 @@ fn inflate(
         if prefix.len() > PREFIX_LEN && identity::sniff(&prefix[..PREFIX_LEN]).needs_random_access()
         {
             // A binary keeps its ids anywhere in the file: keep it all.
-            count_spool(name, prefix.len() as u64, cfg, &totals.spooled)?;
+            count_spool(name, prefix.len() as u64, limits, &totals.spooled)?;
             let (file, path) = (ctx.tmp)("spool-")?.into_parts();
             spool_path = Some(path);
             let mut w = BufWriter::with_capacity(256 * 1024, file);
@@ -504,13 +504,13 @@ fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
 }
 
 /// Counts `n` more spooled bytes against `max_spool_bytes`.
-fn count_spool(name: &str, n: u64, cfg: &Config, spooled: &AtomicU64) -> Result<()> {
+fn count_spool(name: &str, n: u64, limits: &IngestLimits, spooled: &AtomicU64) -> Result<()> {
     let sum = spooled.fetch_add(n, Ordering::Relaxed) + n;
-    if sum > cfg.max_spool_bytes {
+    if sum > limits.max_spool_bytes {
         return Err(Error::TooLarge(format!(
             "the zip's binary members need more than {} bytes of temporary space to be checked \
              (max_spool_bytes; limit reached at member {name:?})",
-            cfg.max_spool_bytes
+            limits.max_spool_bytes
         )));
     }
     Ok(())
@@ -521,20 +521,20 @@ fn check_limits(
     size: u64,
     compressed: u64,
     n: u64,
-    cfg: &Config,
+    limits: &IngestLimits,
     total: &AtomicU64,
 ) -> Result<()> {
-    if size > (1 << 20) && size / compressed >= cfg.max_compression_ratio {
+    if size > (1 << 20) && size / compressed >= limits.max_compression_ratio {
         return Err(Error::TooLarge(format!(
             "member {name:?} inflates more than {}:1, over the compression ratio limit",
-            cfg.max_compression_ratio
+            limits.max_compression_ratio
         )));
     }
     let sum = total.fetch_add(n, Ordering::Relaxed) + n;
-    if sum > cfg.max_uncompressed_bytes {
+    if sum > limits.max_uncompressed_bytes {
         return Err(Error::TooLarge(format!(
             "the zip inflates to more than {} bytes (limit reached at member {name:?})",
-            cfg.max_uncompressed_bytes
+            limits.max_uncompressed_bytes
         )));
     }
     Ok(())
@@ -546,16 +546,15 @@ pub fn auto_key(id: &Identity, file: &str) -> Result<MemberKey, String> {
         format!(
             "this {} file carries no id of its own, so it cannot be placed by identity; \
              upload it in the <module>/<debug_id>/<file> layout",
-            if id.kind == "unknown" {
-                "unrecognised"
-            } else {
-                id.kind
+            match id.kind {
+                Kind::Unknown => "unrecognised",
+                kind => kind.as_str(),
             }
         )
     };
     match id.kind {
-        "pe" => identity_key(file, id.code_id.as_deref().ok_or_else(no_id)?, file),
-        "sym" => {
+        Kind::Pe => identity_key(file, id.code_id.as_deref().ok_or_else(no_id)?, file),
+        Kind::Sym => {
             // Named as Breakpad clients ask for it, whatever the upload called it.
             let debug_file = id.debug_file.as_deref().ok_or_else(no_id)?;
             identity_key(
@@ -564,7 +563,7 @@ pub fn auto_key(id: &Identity, file: &str) -> Result<MemberKey, String> {
                 &breakpad_sym_name(debug_file),
             )
         }
-        "pdb" | "portable-pdb" => {
+        Kind::Pdb | Kind::PortablePdb => {
             let ssqp = id
                 .ids
                 .first()
@@ -572,16 +571,16 @@ pub fn auto_key(id: &Identity, file: &str) -> Result<MemberKey, String> {
                 .ok_or_else(no_id)?;
             identity_key(file, ssqp, file)
         }
-        "elf" | "macho" | "sourcemap" | "js" => {
+        Kind::Elf | Kind::MachO | Kind::SourceMap | Kind::Js => {
             identity_key(file, id.debug_id.as_deref().ok_or_else(no_id)?, file)
         }
-        _ => Err(no_id()),
+        Kind::Unknown => Err(no_id()),
     }
 }
 
 /// A file that names its own identity must agree with the path it was uploaded under.
 pub(crate) fn check_identity(name: &str, key: &MemberKey, id: &Identity) -> Result<()> {
-    if id.kind == "sym" {
+    if id.kind == Kind::Sym {
         let (file, did) = (
             id.debug_file.as_deref().unwrap_or(""),
             id.debug_id.as_deref().unwrap_or(""),

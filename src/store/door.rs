@@ -129,12 +129,24 @@ fn entry_dirs(top: &Path, entry: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// A folder of the layout tree that is not a real folder: the store's own
+/// state is wrong (500, not the client's fault); the log has the path, the
+/// message names only the folder below the tree.
 fn not_a_folder(dir: &Path) -> Error {
-    refused(
-        &dir.display().to_string(),
-        "this folder of the layout tree is a symbolic link or a file; \
-         the store writes and deletes only inside its own folders",
-    )
+    let below: PathBuf = dir
+        .iter()
+        .rev()
+        .take(2)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    tracing::error!(path = %dir.display(), "a folder of the layout tree is a symbolic link or a file");
+    Error::Io(io::Error::other(format!(
+        "the layout tree's folder {} is a symbolic link or a file; the store writes and \
+         deletes only inside its own folders",
+        below.display()
+    )))
 }
 
 /// Every file three real folders deep under `top` (`<a>/<b>/<file>`), with its

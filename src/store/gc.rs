@@ -60,7 +60,8 @@ fn blob_referenced(c: &rusqlite::Connection, hash: &str, enc: Encoding) -> rusql
     .is_some())
 }
 
-/// Refuses a run that would delete more than `max` (a share) of `total` blobs.
+/// Refuses a run that would delete more than `max` (a share) of `total` blobs
+/// the index never knew to be garbage.
 fn check_delete_share(n: usize, total: usize, max: f64) -> Result<()> {
     if n == 0 || (n as f64) <= max * total as f64 {
         return Ok(());
@@ -105,13 +106,14 @@ impl Store {
     /// index that does not know the store (restored from an old backup, say) is
     /// more likely than that much garbage, and the run stops there.
     pub fn gc(&self, now: SystemTime, mode: GcMode) -> Result<GcReport> {
+        let _maintenance = super::lock::MaintenanceLock::for_gc(self.root())?;
         let dry_run = mode == GcMode::DryRun;
-        let cfg = self.config();
-        let grace_cutoff = now.checked_sub(cfg.gc_grace()).unwrap_or(UNIX_EPOCH);
+        let settings = self.settings();
+        let grace_cutoff = now.checked_sub(settings.gc_grace).unwrap_or(UNIX_EPOCH);
         let mut report = GcReport::default();
-        let try_cutoff = ms(now) - cfg.try_retention().as_millis() as i64;
+        let try_cutoff = ms(now) - settings.try_retention.as_millis() as i64;
         report.expired = self.expire(Namespace::Try, try_cutoff, dry_run)?;
-        if let Some(keep) = cfg.release_retention() {
+        if let Some(keep) = settings.release_retention {
             let cutoff = ms(now) - keep.as_millis() as i64;
             report
                 .expired
@@ -119,7 +121,9 @@ impl Store {
         }
         let (candidates, total) = self.orphan_blob_candidates(grace_cutoff)?;
         if mode == GcMode::Run {
-            check_delete_share(candidates.len(), total, cfg.gc_max_delete_fraction)?;
+            // Blobs the index let go of itself are garbage by its own account.
+            let unknown = self.count_unreleased(&candidates)?;
+            check_delete_share(unknown, total, settings.gc_max_delete_fraction)?;
         }
         report.entries = self.orphan_entries(grace_cutoff, dry_run)?;
         (report.blobs, report.blob_bytes) =
@@ -270,6 +274,21 @@ impl Store {
         Ok((out, total))
     }
 
+    /// How many of these blobs the index never let go of (no `released` row).
+    fn count_unreleased(&self, blobs: &[BlobInfo]) -> Result<usize> {
+        self.db().read(|c| {
+            let mut st =
+                c.prepare_cached("SELECT 1 FROM released WHERE blob = ?1 AND encoding = ?2")?;
+            let mut n = 0;
+            for b in blobs {
+                if !st.exists(params![b.hash, b.encoding])? {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+
     /// Removes the candidate blobs that are still unreferenced. Each is checked
     /// and removed inside a write transaction, so no upload commits a row
     /// naming it meanwhile (an upload touches a blob before linking it, so a
@@ -295,6 +314,10 @@ impl Store {
                     continue;
                 }
                 self.blobs().delete(&b.hash, b.encoding)?;
+                tx.execute(
+                    "DELETE FROM released WHERE blob = ?1 AND encoding = ?2",
+                    params![b.hash, b.encoding],
+                )?;
                 tx.commit()?;
             }
             bytes += b.stored_size;

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use super::blobs::Encoding;
 use super::migrations;
 use crate::error::{Error, Result};
+use crate::identity::Kind;
 
 /// A SQLite failure, as [`Error::Db`] carries it: the store's own type, so
 /// that nothing outside the store names the SQLite library. It shows (and
@@ -87,7 +88,7 @@ pub struct KeyRow {
     pub encoding: Encoding,
     pub size: u64,
     pub stored_size: u64,
-    pub kind: String,
+    pub kind: Kind,
     pub debug_file: Option<String>,
     pub debug_id: Option<String>,
     pub code_file: Option<String>,
@@ -163,6 +164,21 @@ impl rusqlite::types::FromSql for Encoding {
 }
 
 impl rusqlite::types::ToSql for Encoding {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+/// Kinds are stored as [`Kind::as_str`] gives them. Text that names no kind
+/// (none this version knows) reads as [`Kind::Unknown`], so such a row can
+/// still be listed, served and deleted.
+impl rusqlite::types::FromSql for Kind {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        Ok(Kind::parse(v.as_str()?).unwrap_or(Kind::Unknown))
+    }
+}
+
+impl rusqlite::types::ToSql for Kind {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         Ok(self.as_str().into())
     }
@@ -282,4 +298,24 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_stored_as_their_text_and_other_text_reads_as_unknown() {
+        let c = Connection::open_in_memory().unwrap();
+        for k in Kind::ALL {
+            let text: String = c.query_row("SELECT ?1", [k], |r| r.get(0)).unwrap();
+            assert_eq!(text, k.as_str());
+            let back: Kind = c.query_row("SELECT ?1", [k], |r| r.get(0)).unwrap();
+            assert_eq!(back, k);
+        }
+        for text in ["", "mystery", "SYM"] {
+            let k: Kind = c.query_row("SELECT ?1", [text], |r| r.get(0)).unwrap();
+            assert_eq!(k, Kind::Unknown, "{text:?}");
+        }
+    }
 }

@@ -66,6 +66,53 @@ impl DaemonLock {
     }
 }
 
+/// Keeps GC and `reindex` apart: `reindex` empties the index and fills it
+/// again key by key, and a GC run in between would take every blob and entry
+/// not yet re-added. GC runs (any number at once) hold `maintenance.lock`
+/// shared; `reindex` holds it exclusively. Neither waits: the one that finds
+/// the other running stops and says so.
+#[derive(Debug)]
+pub struct MaintenanceLock {
+    _file: File,
+}
+
+impl MaintenanceLock {
+    /// The lock file's name in the data dir.
+    pub const FILE: &'static str = "maintenance.lock";
+
+    fn open(data_dir: &Path) -> Result<File> {
+        Ok(OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(data_dir.join(Self::FILE))?)
+    }
+
+    /// For a GC run: refused while a `reindex` runs.
+    pub fn for_gc(data_dir: &Path) -> Result<MaintenanceLock> {
+        let file = Self::open(data_dir)?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(MaintenanceLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(Error::Refused(
+                "a reindex is rebuilding the index: GC waits for it to finish".into(),
+            )),
+            Err(fs::TryLockError::Error(e)) => Err(e.into()),
+        }
+    }
+
+    /// For `reindex`: refused while a GC runs.
+    pub fn for_reindex(data_dir: &Path) -> Result<MaintenanceLock> {
+        let file = Self::open(data_dir)?;
+        if !try_lock(&file)? {
+            return Err(Error::Refused(
+                "a GC run is in progress on this data dir; run reindex when it has finished".into(),
+            ));
+        }
+        Ok(MaintenanceLock { _file: file })
+    }
+}
+
 /// This process's temp folder under `tmp/`, locked while the process lives
 /// and removed when dropped.
 #[derive(Debug)]
@@ -118,8 +165,9 @@ impl ProcessTemp {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            // `new-*`: a folder whose process died before it was renamed into place.
-            let is_proc = name.starts_with(Self::PREFIX) || name.starts_with("new-");
+            // Only `proc-*`: a `new-*` folder may be one a process is locking right
+            // now; one left by a process that died goes to GC after `gc_grace`.
+            let is_proc = name.starts_with(Self::PREFIX);
             if !is_proc || !entry.file_type()?.is_dir() || !Self::is_abandoned(&entry.path())? {
                 continue;
             }
@@ -162,6 +210,20 @@ mod tests {
         );
         drop(first);
         DaemonLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn gc_and_reindex_exclude_each_other_and_gc_runs_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let gc1 = MaintenanceLock::for_gc(dir.path()).unwrap();
+        let _gc2 = MaintenanceLock::for_gc(dir.path()).unwrap();
+        assert!(MaintenanceLock::for_reindex(dir.path()).is_err());
+        drop(gc1);
+        drop(_gc2);
+        let reindex = MaintenanceLock::for_reindex(dir.path()).unwrap();
+        assert!(MaintenanceLock::for_gc(dir.path()).is_err());
+        drop(reindex);
+        MaintenanceLock::for_gc(dir.path()).unwrap();
     }
 
     #[test]

@@ -111,6 +111,23 @@ DELETE FROM missing
 WHERE length(CAST(debug_file AS BLOB)) > 255 OR length(CAST(debug_id AS BLOB)) > 96
    OR length(CAST(code_file AS BLOB)) > 255 OR length(CAST(code_id AS BLOB)) > 96;
 "#,
+    // 4: blobs the index itself let go of (a key expired, deleted or replaced). GC
+    // deletes those freely; a blob no row names that is not here is one the index
+    // never knew (a lost or older index), and GC's share limit counts it.
+    r#"
+CREATE TABLE released (
+    blob     TEXT NOT NULL,
+    encoding TEXT NOT NULL,
+    PRIMARY KEY (blob, encoding)
+) WITHOUT ROWID;
+CREATE TRIGGER keys_release_deleted AFTER DELETE ON keys BEGIN
+    INSERT OR IGNORE INTO released (blob, encoding) VALUES (old.blob, old.encoding);
+END;
+CREATE TRIGGER keys_release_replaced AFTER UPDATE OF blob, encoding ON keys
+WHEN old.blob <> new.blob OR old.encoding <> new.encoding BEGIN
+    INSERT OR IGNORE INTO released (blob, encoding) VALUES (old.blob, old.encoding);
+END;
+"#,
 ];
 
 /// Brings the schema up to date, one transaction per migration.

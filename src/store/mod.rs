@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::keys::normalize;
+use crate::settings::StoreSettings;
 pub use blobs::{BlobRead, BlobStore, Encoding, LocalBlobs, sync_dir};
 pub use export::ExportFilter;
 pub use index::{Db, DbError, KeyRow, Namespace, now_ms};
@@ -46,7 +47,7 @@ pub const INDEX_FILE: &str = "index.sqlite3";
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
-    config: Arc<Config>,
+    settings: StoreSettings,
     /// The blob backend, behind its seam.
     blobs: Box<dyn BlobStore>,
     /// Whether keys have a layout tree of hard links (blobs on the local disk).
@@ -97,16 +98,23 @@ impl Store {
     /// Refuses ([`Error::Refused`]) when the index is missing or empty while
     /// `objects/` holds blobs: every key would look unknown, and GC would take
     /// every blob. `symdepot reindex` rebuilds the index ([`Store::open_to_rebuild`]).
+    ///
+    /// The store keeps only its [`StoreSettings`], built here from `config`.
     pub fn open(config: Arc<Config>) -> Result<Store> {
-        let store = Self::open_to_rebuild(config)?;
+        Self::open_with(StoreSettings::new(&config))
+    }
+
+    /// [`Store::open`] with its settings already built.
+    pub fn open_with(settings: StoreSettings) -> Result<Store> {
+        let store = Self::open_to_rebuild(settings)?;
         store.check_index_holds_the_store()?;
         Ok(store)
     }
 
     /// Opens the data dir whatever state its index is in, for `reindex`.
-    pub fn open_to_rebuild(config: Arc<Config>) -> Result<Store> {
+    pub fn open_to_rebuild(settings: StoreSettings) -> Result<Store> {
         use std::os::unix::fs::MetadataExt;
-        let root = config.data_dir.clone();
+        let root = settings.data_dir.clone();
         for dir in ["objects", "release", "try", "tmp"] {
             fs::create_dir_all(root.join(dir))?;
         }
@@ -114,20 +122,17 @@ impl Store {
         let db = Db::open(&index)?;
         let meta = fs::metadata(&index)?;
         let temp = lock::ProcessTemp::create(&root.join("tmp"))?;
-        let blobs: Box<dyn BlobStore> = match config.blob_store.as_str() {
-            "s3" => Box::new(s3::S3Blobs::connect(
-                &config.s3_settings(),
-                temp.path().to_path_buf(),
-            )?),
-            _ => Box::new(LocalBlobs::new(
+        let blobs: Box<dyn BlobStore> = match &settings.s3 {
+            Some(s3) => Box::new(s3::S3Blobs::connect(s3, temp.path().to_path_buf())?),
+            None => Box::new(LocalBlobs::new(
                 root.join("objects"),
                 temp.path().to_path_buf(),
             )),
         };
-        let layout = config.blob_store != "s3";
+        let layout = settings.s3.is_none();
         Ok(Store {
             root,
-            config,
+            settings,
             blobs,
             layout,
             db,
@@ -137,13 +142,13 @@ impl Store {
         })
     }
 
-    /// Whether the index knows nothing (no key, upload or token): a new
-    /// index, or one recreated after the old one was lost.
+    /// Whether the index knows nothing (no key, upload, token or blob it let
+    /// go of): a new index, or one recreated after the old one was lost.
     fn index_is_new(&self) -> Result<bool> {
         self.db.read(|c| {
             c.query_row(
                 "SELECT NOT EXISTS (SELECT 1 FROM keys) AND NOT EXISTS (SELECT 1 FROM uploads) \
-                 AND NOT EXISTS (SELECT 1 FROM tokens)",
+                 AND NOT EXISTS (SELECT 1 FROM tokens) AND NOT EXISTS (SELECT 1 FROM released)",
                 [],
                 |r| r.get(0),
             )
@@ -192,8 +197,9 @@ impl Store {
         self.check_index_holds_the_store()
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// What the store was opened with.
+    pub fn settings(&self) -> &StoreSettings {
+        &self.settings
     }
 
     /// The write generation: changes whenever keys change in this process.
@@ -268,7 +274,7 @@ impl Store {
 
     /// The encoding new content under this key is stored with.
     pub fn encoding_for(&self, key: &str) -> Encoding {
-        if self.config.compresses(key) {
+        if self.settings.compresses(key) {
             Encoding::Gzip
         } else {
             Encoding::Identity
@@ -294,7 +300,7 @@ impl Store {
             return Ok(stored);
         }
         self.blobs
-            .put(hash, enc, self.config.compression_level, &mut source()?)
+            .put(hash, enc, self.settings.compression_level, &mut source()?)
     }
 
     /// The size a blob takes on disk (0 if it is not stored).
@@ -511,10 +517,11 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
-        if let Err(e) = fs::rename(&tmp, &entry) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e.into());
-        }
+        let renamed = fs::rename(&tmp, &entry);
+        // Renaming a link onto another link to the same file changes nothing and
+        // leaves both names: the temp name goes either way.
+        let _ = fs::remove_file(&tmp);
+        renamed?;
         sync_dir(dir)?;
         Ok(())
     }

@@ -2,12 +2,13 @@
 //! statistics. Filters arrive typed (see `filters`); SQL stays here.
 
 use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, params_from_iter};
+use rusqlite::{OptionalExtension, params, params_from_iter};
 
 use super::index::{KEY_COLUMNS, KeyRow};
 use super::{Store, UploadRow};
 use crate::error::Result;
 use crate::filters::Op;
+use crate::identity::Kind;
 
 /// Rows per page of every list.
 pub const PAGE_SIZE: u64 = 100;
@@ -314,9 +315,9 @@ impl Store {
                     "SELECT {KEY_COLUMNS} FROM keys k WHERE \
                      (k.debug_file = ?1 COLLATE NOCASE AND k.debug_id = ?2 COLLATE NOCASE) \
                      OR (k.code_file = ?1 COLLATE NOCASE AND k.code_id = ?2 COLLATE NOCASE) \
-                     ORDER BY k.kind = 'sym' DESC, k.namespace = 'try', k.last_uploaded_at DESC LIMIT 1"
+                     ORDER BY k.kind = ?3 DESC, k.namespace = 'try', k.last_uploaded_at DESC LIMIT 1"
                 ),
-                [file, id],
+                params![file, id, Kind::Sym],
                 KeyRow::from_row,
             )
             .optional()

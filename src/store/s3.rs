@@ -27,7 +27,7 @@ use super::blobs::{BlobInfo, BlobRead, BlobStore, Encoding, check_stored, encode
 use crate::error::{Error, Result};
 
 /// Where the bucket is and how to reach it (the `s3_*` settings).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct S3Settings {
     pub endpoint: String,
     pub bucket: String,
@@ -37,6 +37,22 @@ pub struct S3Settings {
     pub secret_access_key: String,
     pub allow_http: bool,
     pub virtual_hosted: bool,
+}
+
+/// The secret never reaches a log or an error.
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"REDACTED")
+            .field("allow_http", &self.allow_http)
+            .field("virtual_hosted", &self.virtual_hosted)
+            .finish()
+    }
 }
 
 /// Parts of a multipart upload.

@@ -294,6 +294,8 @@ impl Store {
     /// Rebuilds `keys` and `lookup` from the layout tree and `objects/`.
     /// Returns the number of keys indexed and the entries skipped (with why).
     pub fn reindex(&self) -> Result<(u64, Vec<(PathBuf, String)>)> {
+        // No GC while the index is being refilled (it would take what is not yet back).
+        let _maintenance = super::lock::MaintenanceLock::for_reindex(self.root())?;
         if !self.has_layout() {
             return Err(Error::Refused(
                 "reindex rebuilds the index from the layout tree, which only blob_store = local \

@@ -126,6 +126,8 @@ fn gc_refuses_to_delete_more_than_its_share_of_the_store_without_force() {
     let db = rusqlite::Connection::open(data.join("index.sqlite3")).unwrap();
     db.execute("DELETE FROM keys WHERE key NOT LIKE 'm0.pdb/%'", [])
         .unwrap();
+    // An older index never let go of the other three blobs: it never knew them.
+    db.execute("DELETE FROM released", []).unwrap();
     drop(db);
     let blobs = files_under(&data.join("objects"));
     let out = run(&data, &["gc"]);
@@ -154,11 +156,35 @@ fn gc_refuses_to_delete_more_than_its_share_of_the_store_without_force() {
 }
 
 #[test]
+fn blobs_the_index_let_go_of_are_collected_whatever_their_share() {
+    let (_dir, data) = store_with(3);
+    // Every key expires (a zero try retention would do; here they are deleted).
+    for i in 0..3 {
+        let out = run(&data, &["delete", &format!("m{i}.pdb/{ID_A}/m{i}.sym")]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    age_everything(&data);
+    let out = run(&data, &["gc"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(files_under(&data.join("objects")).is_empty());
+    // And the emptied store still opens: the index has lived.
+    let out = run(&data, &["verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
 fn gc_force_deletes_past_the_share() {
     let (_dir, data) = store_with(2);
     age_everything(&data);
     let db = rusqlite::Connection::open(data.join("index.sqlite3")).unwrap();
     db.execute("DELETE FROM keys", []).unwrap();
+    db.execute("DELETE FROM released", []).unwrap();
+    // A token keeps the index from looking new, so GC runs and meets its limit.
+    db.execute(
+        "INSERT INTO tokens (secret_hash, permissions, user, created_at) VALUES ('x', 'upload', 'u', 0)",
+        [],
+    )
+    .unwrap();
     drop(db);
     assert!(!run(&data, &["gc"]).status.success());
     let out = run(&data, &["gc", "--force"]);
@@ -241,17 +267,18 @@ fn a_second_daemon_on_a_busy_data_dir_refuses_and_leaves_the_first_ones_work_alo
     let out = run(&data, &["gc"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(in_flight.exists(), "gc removed a live process's temp file");
-    sigterm(&first);
-    wait_exit(&mut first);
-    // Once the daemon is gone its folder is abandoned, and the next start clears it.
+    // Killed, the daemon cannot clean up: its folder is abandoned, and the next
+    // start clears it.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(in_flight.exists(), "a killed daemon removed nothing");
+    let (mut next, _) = spawn_daemon(&data);
     assert!(
-        !in_flight.exists() || {
-            let (mut next, _) = spawn_daemon(&data);
-            sigterm(&next);
-            wait_exit(&mut next);
-            !in_flight.exists()
-        }
+        !in_flight.exists(),
+        "the next start cleared the abandoned folder"
     );
+    sigterm(&next);
+    wait_exit(&mut next);
 }
 
 #[test]

@@ -153,3 +153,27 @@ fn downloads_flow_while_uploads_are_throttled() {
         assert_eq!(resp.bytes().unwrap().as_ref(), data.as_slice());
     }
 }
+
+#[test]
+fn a_content_length_past_what_the_index_records_is_refused_and_its_record_ended() {
+    let s = TestServer::start();
+    let mut c = connect(&s);
+    write!(
+        c,
+        "POST /upload/ HTTP/1.1\r\nHost: x\r\nAuth-Token: {}\r\nExpect: 100-continue\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\n\
+         Content-Length: 18446744073709551000\r\n\r\n",
+        s.token
+    )
+    .unwrap();
+    let answer = read_all(&mut c);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM uploads WHERE status = 'running'"),
+        0
+    );
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM uploads WHERE http_status = 413"),
+        1
+    );
+}

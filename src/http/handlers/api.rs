@@ -56,7 +56,7 @@ fn member_json(m: &MemberRow) -> Value {
 pub fn file_json(k: &KeyRow) -> Value {
     json!({
         "id": k.id, "key": k.key, "try": k.namespace == Namespace::Try, "size": k.size,
-        "stored_size": k.stored_size, "encoding": k.encoding.as_str(), "blake3": k.blob, "kind": k.kind,
+        "stored_size": k.stored_size, "encoding": k.encoding.as_str(), "blake3": k.blob, "kind": k.kind.as_str(),
         "debug_file": k.debug_file, "debug_id": k.debug_id, "code_file": k.code_file,
         "code_id": k.code_id, "generator": k.generator, "os": k.os, "arch": k.arch,
         "upload_id": k.upload_id, "created_at": time(Some(k.created_at)),

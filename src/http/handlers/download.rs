@@ -84,7 +84,7 @@ pub async fn cached_lookup(
     let found = tokio::task::spawn_blocking(move || -> crate::Result<Found> {
         let store = &st.store;
         if let Some(row) = store.lookup(&key, include_try)? {
-            return Ok(Found::Key(Arc::new(Hit::new(row, flavor, &st.config))));
+            return Ok(Found::Key(Arc::new(Hit::new(row, flavor, &st.http))));
         }
         Ok(match code {
             Some(code) => store

@@ -75,7 +75,7 @@ fn is_download(r: &Route) -> bool {
 
 async fn dispatch(state: Arc<AppState>, req: Request<Incoming>, r: Route) -> Response<Body> {
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
-    if state.config.private_downloads
+    if state.http.private_downloads
         && read_only
         && is_download(&r)
         && let Err(refused) = super::request::require(&state, req.headers(), "download").await

@@ -300,7 +300,7 @@ async fn files(state: &Arc<AppState>, fq: FileQuery, query: Option<&str>) -> Ren
              <td class=\"mono\">{} {}</td><td>{}</td></tr>",
             k.id,
             esc(&k.key),
-            esc(&k.kind),
+            esc(k.kind.as_str()),
             size(k.size),
             if k.namespace == Namespace::Try {
                 "yes"
@@ -325,11 +325,11 @@ async fn file(state: &Arc<AppState>, id: i64) -> Rendered {
     let Some((lookups, k)) = found else {
         return Ok(None);
     };
-    let base = state.config.public_url.trim_end_matches('/').to_string();
+    let base = state.http.public_url.trim_end_matches('/').to_string();
     let mut content = format!("<h1 class=\"mono\">{}</h1><table>", esc(&k.key));
     let rows: [(&str, String); 13] = [
         ("Namespace", esc(k.namespace.as_str())),
-        ("Kind", esc(&k.kind)),
+        ("Kind", esc(k.kind.as_str())),
         (
             "Size",
             format!(

@@ -52,7 +52,7 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     let Some(_slot) = UploadSlot::take(&state, token.id) else {
         let e = Error::TooMany(format!(
             "this token already has {} uploads in progress; retry when one has finished",
-            state.config.max_concurrent_uploads_per_token
+            state.http.max_concurrent_uploads_per_token
         ));
         let mut resp = refuse(req, &e).await;
         resp.headers_mut()
@@ -281,7 +281,7 @@ struct UploadSlot<'a> {
 
 impl<'a> UploadSlot<'a> {
     fn take(state: &'a AppState, token_id: i64) -> Option<UploadSlot<'a>> {
-        let limit = state.config.max_concurrent_uploads_per_token;
+        let limit = state.http.max_concurrent_uploads_per_token;
         let mut map = state
             .uploads_in_flight
             .lock()
@@ -395,14 +395,17 @@ async fn drain(body: Incoming) {
     .await;
 }
 
+/// The declared body size, capped at what the index can record (`i64::MAX`):
+/// a larger one is refused all the same, and its record can still be ended.
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
         .ok()?
         .trim()
-        .parse()
+        .parse::<u64>()
         .ok()
+        .map(|n| n.min(i64::MAX as u64))
 }
 
 async fn receive_and_ingest(
@@ -412,7 +415,7 @@ async fn receive_and_ingest(
     upload_id: i64,
     abandon: &Arc<Abandon>,
 ) -> Result<Done, (Error, Partial)> {
-    let max = state.config.max_upload_bytes;
+    let max = state.http.max_upload_bytes;
     let partial = Partial {
         size: declared_length(req.headers()).unwrap_or(0),
         is_try: !token.has("upload"),
@@ -483,14 +486,19 @@ async fn ingest_received(
     };
     partial.is_try = is_try;
     let store = state.store.clone();
+    let limits = state.ingest.clone();
     let ns = Namespace::from_try(is_try);
     let tmp = received.file;
     let filename = received.filename.clone();
     let abandon = abandon.clone();
     abandon.blocking_started();
     let report = tokio::task::spawn_blocking(move || {
+        let to = ingest::Ingest {
+            store: &store,
+            limits: &limits,
+        };
         let r = ingest::ingest_upload(
-            &store,
+            to,
             tmp.path(),
             &filename,
             ns,
@@ -610,7 +618,7 @@ async fn receive(
     max: u64,
     layout: Layout,
 ) -> Result<Received, Error> {
-    let counted = counted_stream(body, max, state.config.request_timeout());
+    let counted = counted_stream(body, max, state.http.request_timeout);
     let mut multipart = multer::Multipart::new(counted, boundary);
     let mut zip: Option<(tempfile::NamedTempFile, String)> = None;
     let mut try_value = None;
