@@ -135,8 +135,7 @@ impl Store {
     }
 
     /// Whether the index knows nothing (no key, upload, token or blob it let
-    /// go of): a new
-    /// index, or one recreated after the old one was lost.
+    /// go of): a new index, or one recreated after the old one was lost.
     fn index_is_new(&self) -> Result<bool> {
         self.db.read(|c| {
             c.query_row(
