@@ -144,6 +144,7 @@ fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
                 permissions: &permissions,
                 note: &note,
                 expires_in_ms,
+                expires_by: None,
             };
             let (token, secret) = store.create_token(&new)?;
             println!(

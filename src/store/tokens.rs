@@ -53,6 +53,9 @@ pub struct NewToken<'a> {
     /// Milliseconds from now until it expires, at most [`MAX_LIFETIME_MS`];
     /// `None` never expires.
     pub expires_in_ms: Option<i64>,
+    /// Expires no later than this (Unix ms), whatever `expires_in_ms` says: a
+    /// token made with another token never outlives it.
+    pub expires_by: Option<i64>,
 }
 
 fn hash_secret(secret: &str) -> String {
@@ -95,7 +98,10 @@ impl Store {
         }
         let secret = random_hex(16);
         let now = now_ms();
-        let expires_at = new.expires_in_ms.map(|ms| now + ms);
+        let expires_at = match (new.expires_in_ms.map(|ms| now + ms), new.expires_by) {
+            (Some(at), Some(by)) => Some(at.min(by)),
+            (at, by) => at.or(by),
+        };
         let perms = new.permissions.join(",");
         let conn = self.db().writer();
         conn.execute(

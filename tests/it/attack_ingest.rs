@@ -426,7 +426,7 @@ fn a_flipped_byte_in_a_small_blob_is_answered_500_never_served_or_cached() {
             let resp = s.get_with(&format!("/{key}"), &[("Accept-Encoding", accept)]);
             assert_eq!(resp.status(), 500, "{key} ({accept})");
             assert!(resp.headers().get("etag").is_none());
-            assert_eq!(resp.text().unwrap(), "Stored file unreadable");
+            assert!(resp.text().unwrap().starts_with("Stored file unreadable"));
         }
     }
     // Mended on disk, the files are served again: nothing damaged was cached.

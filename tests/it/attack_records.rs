@@ -317,6 +317,7 @@ fn token_expiry_out_of_range_or_malformed_is_refused_naming_the_rule() {
         permissions: &["upload".to_string()],
         note: "",
         expires_in_ms: Some(i64::MAX),
+        expires_by: None,
     });
     assert!(refused.unwrap_err().to_string().contains("36500 days"));
     assert_eq!(s.count("SELECT COUNT(*) FROM tokens"), before);

@@ -109,10 +109,11 @@ fn oversized_request_heads_and_urls_are_refused() {
     let s = TestServer::start();
     let mut c = connect(&s);
     let huge = "a".repeat(512 << 10);
-    write!(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n").unwrap();
+    // The server may answer and close before a slow client has written it all.
+    let written = write!(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n");
     let answer = read_all(&mut c);
     assert!(
-        answer.starts_with("HTTP/1.1 431"),
+        answer.starts_with("HTTP/1.1 431") || (written.is_err() && answer.is_empty()),
         "{}",
         &answer[..answer.len().min(200)]
     );

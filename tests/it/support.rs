@@ -99,6 +99,7 @@ impl TestServer {
                 permissions: &perms,
                 note: "",
                 expires_in_ms,
+                expires_by: None,
             })
             .unwrap();
         secret

@@ -431,18 +431,20 @@ async fn create_token(state: Arc<AppState>, req: Request<Incoming>, me: Token) -
     if !(1..=MAX_LIFETIME_DAYS).contains(&days) {
         return bad(EXPIRES_RULE.into());
     }
-    let mut expires_in_ms = days as i64 * 86_400_000;
+    let expires_in_ms = days as i64 * 86_400_000;
     // A token cannot outlive the token that creates it: an expiring
-    // credential would otherwise renew itself for a century.
-    if let Some(left) = me.expires_at.map(|at| at - crate::store::now_ms()) {
-        if expires_in_ms > left && asked {
-            return json_status(
-                StatusCode::FORBIDDEN,
-                "expires: a token may not outlive the token that creates it; this one expires sooner",
-            );
-        }
-        expires_in_ms = expires_in_ms.min(left.max(1));
+    // credential would otherwise renew itself for a century. The store caps
+    // the new expiry at the creator's, at the very moment it writes it.
+    if let Some(left) = me.expires_at.map(|at| at - crate::store::now_ms())
+        && expires_in_ms > left
+        && asked
+    {
+        return json_status(
+            StatusCode::FORBIDDEN,
+            "expires: a token may not outlive the token that creates it; this one expires sooner",
+        );
     }
+    let expires_by = me.expires_at;
     let expires_in_ms = Some(expires_in_ms);
     let created = blocking(&state, move |s| {
         s.create_token(&NewToken {
@@ -450,6 +452,7 @@ async fn create_token(state: Arc<AppState>, req: Request<Incoming>, me: Token) -
             permissions: &permissions,
             note: &notes,
             expires_in_ms,
+            expires_by,
         })
     })
     .await;
