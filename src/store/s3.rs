@@ -97,7 +97,14 @@ impl S3Blobs {
     /// Connects to the bucket and checks that it answers (a missing bucket,
     /// wrong credentials or an unreachable endpoint fail here, naming the setting).
     pub fn connect(s: &S3Settings, tmp: PathBuf) -> Result<S3Blobs> {
+        // A few quick retries: an unreachable store is an outage to report, not to wait out.
+        let retry = object_store::RetryConfig {
+            max_retries: 3,
+            retry_timeout: std::time::Duration::from_secs(20),
+            ..object_store::RetryConfig::default()
+        };
         let mut b = object_store::aws::AmazonS3Builder::new()
+            .with_retry(retry)
             .with_bucket_name(&s.bucket)
             .with_region(&s.region)
             .with_allow_http(s.allow_http)

@@ -1,0 +1,143 @@
+//! `blob_store = "s3"` on a real Garage: uploads land in the bucket (no layout
+//! tree, nothing under `objects/`), every route serves them, GC deletes an
+//! object only once no row names it, and a bad bucket setting stops the daemon.
+
+use std::time::{Duration, SystemTime};
+
+use symdepot::store::gc::GcMode;
+
+use crate::garage::Garage;
+use crate::support::*;
+
+fn server(g: &Garage) -> TestServer {
+    TestServer::with_config(|c| g.configure(c))
+}
+
+#[test]
+fn uploads_go_to_the_bucket_and_every_route_serves_them() {
+    let g = Garage::start();
+    let s = server(&g);
+    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let sym_key = format!("xul.pdb/{ID_A}/xul.sym");
+    let sym_text = sym("xul.pdb", ID_A, "INFO CODE_ID 5CF0A9B1c5f2000 xul.dll\n");
+    let big_key = format!("big.pdb/{ID_B}/big.bin");
+    s.upload_ok(zip_of(&[(&sym_key, &sym_text), (&big_key, &big)]));
+    s.upload_elf(&f);
+    // Nothing on the local disk but the index: no blob, no layout tree.
+    assert!(s.blobs().is_empty(), "{:?}", s.blobs());
+    assert!(s.entries().is_empty(), "{:?}", s.entries());
+
+    // Small (checked whole), gzip as stored and inflated, large streamed, a range.
+    let gz = s.get_with(&format!("/{sym_key}"), &[("Accept-Encoding", "gzip")]);
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    assert_eq!(gunzip(&gz.bytes().unwrap()), sym_text);
+    let plain = s.get_with(&format!("/{sym_key}"), &[("Accept-Encoding", "identity")]);
+    assert_eq!(plain.bytes().unwrap().as_ref(), sym_text.as_slice());
+    assert_eq!(
+        s.get(&format!("/{big_key}")).bytes().unwrap().as_ref(),
+        big.as_slice()
+    );
+    let part = s.get_with(
+        &format!("/{big_key}"),
+        &[("Range", "bytes=1000000-1000099")],
+    );
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().unwrap().as_ref(), &big[1_000_000..1_000_100]);
+    // debuginfod, a section read out of the stored ELF, and the code-id redirect.
+    let debug = s.get(&format!("/buildid/{}/debuginfo", f.build_id));
+    assert_eq!(
+        debug.bytes().unwrap().as_ref(),
+        std::fs::read(&f.debug).unwrap()
+    );
+    assert_eq!(
+        s.get(&format!("/buildid/{}/section/.text", f.build_id))
+            .status(),
+        200
+    );
+    assert_eq!(s.get("/xul.dll/5CF0A9B1c5f2000/xul.sym").status(), 302);
+
+    // A re-upload skips every member: the objects are found by HEAD.
+    let again = s.upload_ok(zip_of(&[(&sym_key, &sym_text), (&big_key, &big)]));
+    assert_eq!(
+        again["skipped_keys"].as_array().unwrap().len(),
+        2,
+        "{again}"
+    );
+    let report = s.store().verify(false).unwrap();
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
+}
+
+#[test]
+fn gc_deletes_an_object_only_once_no_row_names_it() {
+    let g = Garage::start();
+    let s = server(&g);
+    let (a, b) = (format!("a.pdb/{ID_A}/a.sym"), format!("b.pdb/{ID_B}/b.sym"));
+    s.upload_ok(zip_of(&[
+        (&a, &sym("a.pdb", ID_A, "")),
+        (&b, &sym("b.pdb", ID_B, "")),
+    ]));
+    let later = SystemTime::now() + Duration::from_secs(2 * 3600);
+    assert!(s.store().gc(later, GcMode::Run).unwrap().blobs.is_empty());
+    let out = symdepot(&s.data_dir())
+        .args(["delete", &a])
+        .envs(s3_env(&g))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = s.store().gc(later, GcMode::Run).unwrap();
+    assert_eq!(r.blobs.len(), 1, "{r:?}");
+    assert_eq!(s.get(&format!("/{b}")).status(), 200);
+    // The row that remains names an object that is still there.
+    let report = s.store().verify(false).unwrap();
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
+}
+
+/// The `s3_*` settings of `g` as `SYMDEPOT_*` variables, for the command line.
+fn s3_env(g: &Garage) -> Vec<(String, String)> {
+    let mut c = symdepot::Config::default();
+    g.configure(&mut c);
+    vec![
+        ("SYMDEPOT_BLOB_STORE".into(), c.blob_store),
+        ("SYMDEPOT_S3_ENDPOINT".into(), c.s3_endpoint),
+        ("SYMDEPOT_S3_BUCKET".into(), c.s3_bucket),
+        ("SYMDEPOT_S3_REGION".into(), c.s3_region),
+        ("SYMDEPOT_S3_ACCESS_KEY_ID".into(), c.s3_access_key_id),
+        (
+            "SYMDEPOT_S3_SECRET_ACCESS_KEY".into(),
+            c.s3_secret_access_key,
+        ),
+        ("SYMDEPOT_S3_ALLOW_HTTP".into(), "true".into()),
+    ]
+}
+
+#[test]
+fn a_wrong_bucket_or_credentials_stop_the_daemon_naming_the_setting() {
+    let g = Garage::start();
+    for broken in ["bucket", "secret", "endpoint"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = symdepot::Config {
+            data_dir: dir.path().join("data"),
+            listen: "127.0.0.1:0".into(),
+            ..symdepot::Config::default()
+        };
+        g.configure(&mut c);
+        match broken {
+            "bucket" => c.s3_bucket = "no-such-bucket".into(),
+            "secret" => c.s3_secret_access_key = "0".repeat(64),
+            _ => c.s3_endpoint = "http://127.0.0.1:9".into(),
+        }
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let err = rt
+            .block_on(symdepot::daemon::Daemon::start(c.clone()))
+            .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("s3_"), "{broken}: {text}");
+        // The secret never appears in what is said.
+        assert!(!text.contains(&g.secret), "{broken}: {text}");
+    }
+}
