@@ -51,6 +51,10 @@ pub enum Error {
     /// the command line prints what to run instead).
     #[error("{0}")]
     Refused(String),
+    /// A service the store depends on (the object store) is failing or out of
+    /// reach (503 with `Retry-After`); nothing half-committed is left.
+    #[error("the blob store is unavailable: {0}")]
+    Unavailable(String),
     /// The data dir's filesystem is full (507).
     #[error("the data directory's filesystem is full: {0}")]
     StorageFull(String),
@@ -119,6 +123,8 @@ impl Error {
             Error::StorageFull(_) => 507,
             // Service Unavailable: the store refuses work that would lose data.
             Error::Refused(_) => 503,
+            // Service Unavailable: the object store fails; retry later.
+            Error::Unavailable(_) => 503,
             // nginx's "client closed request": recorded, never sent.
             Error::Cancelled(_) => 499,
             // Internal Server Error.
@@ -190,6 +196,7 @@ mod tests {
             (Error::GatewayTimeout(s()), 504),
             (Error::NotFound, 404),
             (Error::Refused(s()), 503),
+            (Error::Unavailable(s()), 503),
             (Error::StorageFull(s()), 507),
             (Error::Cancelled(s()), 499),
             (Error::Io(io::Error::other("x")), 500),

@@ -32,7 +32,14 @@ pub fn json_error(e: &Error) -> Response<Body> {
         value["member"] = json!(member);
         value["rule"] = json!(rule);
     }
-    body::json(status_of(e), &value)
+    let mut resp = body::json(status_of(e), &value);
+    if let Error::Unavailable(_) = e {
+        resp.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("30"),
+        );
+    }
+    resp
 }
 
 /// A JSON error with an explicit status.

@@ -225,6 +225,16 @@ impl Store {
         self.blobs.as_ref()
     }
 
+    /// An IO error of the blob backend: a remote store that fails is
+    /// unavailable (503, retry later), a local disk's error is what it is.
+    fn blob_error(&self, e: io::Error) -> Error {
+        if self.layout {
+            e.into()
+        } else {
+            Error::Unavailable(e.to_string())
+        }
+    }
+
     /// Whether keys have a layout tree (blobs on the local disk).
     pub(crate) fn has_layout(&self) -> bool {
         self.layout
@@ -296,7 +306,11 @@ impl Store {
         source: impl FnOnce() -> Result<Box<dyn Read + 'a>>,
     ) -> Result<u64> {
         // Fresh again: GC leaves young blobs alone, and this one is about to be linked.
-        if let Some(stored) = self.blobs.touch(hash, enc)? {
+        if let Some(stored) = self
+            .blobs
+            .touch(hash, enc)
+            .map_err(|e| self.blob_error(e))?
+        {
             return Ok(stored);
         }
         self.blobs

@@ -253,14 +253,16 @@ impl Read for RangeReader {
     }
 }
 
-impl BlobStore for S3Blobs {
-    fn has(&self, hash: &str, enc: Encoding) -> bool {
-        self.info(hash, enc).is_ok_and(|i| i.is_some())
-    }
-
-    fn put(&self, hash: &str, enc: Encoding, level: u32, src: &mut dyn Read) -> Result<u64> {
-        let object = self.object(hash, enc)?;
-        let tmp = encode_to_temp(&self.tmp, hash, enc, level, src)?;
+impl S3Blobs {
+    /// Puts an encoded, checked temp file as the blob's object unless the
+    /// object is already there; returns the stored size.
+    fn put_encoded(
+        &self,
+        hash: &str,
+        enc: Encoding,
+        object: &ObjectPath,
+        tmp: tempfile::NamedTempFile,
+    ) -> io::Result<u64> {
         let stored = tmp.as_file().metadata()?.len();
         if let Some(found) = self.info(hash, enc)? {
             return Ok(found.stored_size);
@@ -270,12 +272,25 @@ impl BlobStore for S3Blobs {
             // One request for the common small blob.
             let mut bytes = Vec::with_capacity(stored as usize);
             file.read_to_end(&mut bytes)?;
-            self.block_on(self.store.put(&object, bytes.into()))
+            self.block_on(self.store.put(object, bytes.into()))
                 .map_err(|e| io_err("storing a blob", e))?;
         } else {
-            self.upload(&object, &mut file)?;
+            self.upload(object, &mut file)?;
         }
         Ok(stored)
+    }
+}
+
+impl BlobStore for S3Blobs {
+    fn has(&self, hash: &str, enc: Encoding) -> bool {
+        self.info(hash, enc).is_ok_and(|i| i.is_some())
+    }
+
+    fn put(&self, hash: &str, enc: Encoding, level: u32, src: &mut dyn Read) -> Result<u64> {
+        let object = self.object(hash, enc)?;
+        let tmp = encode_to_temp(&self.tmp, hash, enc, level, src)?;
+        self.put_encoded(hash, enc, &object, tmp)
+            .map_err(|e| Error::Unavailable(format!("storing blob {hash}: {e}")))
     }
 
     fn touch(&self, hash: &str, enc: Encoding) -> io::Result<Option<u64>> {

@@ -158,6 +158,12 @@ impl Garage {
         }
     }
 
+    /// Stops the node (an outage of the object store).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("garage.log")).unwrap_or_default()
     }

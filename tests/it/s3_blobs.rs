@@ -141,3 +141,28 @@ fn a_wrong_bucket_or_credentials_stop_the_daemon_naming_the_setting() {
         assert!(!text.contains(&g.secret), "{broken}: {text}");
     }
 }
+
+#[test]
+fn an_object_store_outage_answers_503_with_retry_after_and_commits_nothing() {
+    let mut g = Garage::start();
+    let s = server(&g);
+    let kept = format!("k.pdb/{ID_A}/k.sym");
+    s.upload_ok(zip_of(&[(&kept, &sym("k.pdb", ID_A, ""))]));
+    g.stop();
+    let resp = s.upload(zip_of(&[(
+        &format!("n.pdb/{ID_B}/n.sym"),
+        &sym("n.pdb", ID_B, ""),
+    )]));
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().get("retry-after").is_some());
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM keys"),
+        1,
+        "nothing half-committed"
+    );
+    // A stored key whose bytes cannot be fetched is an outage, never a 404.
+    let status = s
+        .get_with(&format!("/{kept}"), &[("Accept-Encoding", "identity")])
+        .status();
+    assert!(status.is_server_error(), "{status}");
+}
