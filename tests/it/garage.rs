@@ -1,16 +1,26 @@
 //! A real Garage (an S3-compatible distributed object store) for the tests of
-//! `blob_store = "s3"`: one node on loopback ports in a temp dir, with a
-//! bucket and a key, started and stopped by the test that needs it.
+//! `blob_store = "s3"`: one node, or a cluster of several with every object
+//! on each of them, on loopback ports in a temp dir, with a bucket and a key,
+//! started and stopped by the test that needs it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 
+/// One Garage node: its config and its process.
+struct Node {
+    config: PathBuf,
+    child: Option<Child>,
+    id: String,
+    rpc: u16,
+}
+
 pub struct Garage {
-    dir: tempfile::TempDir,
-    child: Child,
+    /// Holds every node's folder while the cluster lives.
+    _dir: tempfile::TempDir,
+    nodes: Vec<Node>,
     pub endpoint: String,
     pub bucket: String,
     pub key_id: String,
@@ -51,82 +61,141 @@ fn field(text: &str, label: &str) -> String {
 }
 
 impl Garage {
-    /// Starts one node and makes the bucket `symbols` with a key that may use it.
+    /// One node with the bucket `symbols` and a key that may use it.
     pub fn start() -> Garage {
+        Self::cluster(1)
+    }
+
+    /// `n` nodes, each in its own zone, keeping every object on `n` of them
+    /// (`replication_factor = n`); clients talk to the first node.
+    pub fn cluster(n: usize) -> Garage {
         let dir = tempfile::tempdir().unwrap();
-        let (rpc, s3, admin) = (free_port(), free_port(), free_port());
-        let config = dir.path().join("garage.toml");
         let secret: String = (0..32)
             .map(|i| format!("{:02x}", (i * 37 + 11) % 256))
             .collect();
-        std::fs::write(
-            &config,
-            format!(
-                "metadata_dir = \"{meta}\"\ndata_dir = \"{data}\"\ndb_engine = \"sqlite\"\n\
-                 replication_factor = 1\n\
-                 rpc_bind_addr = \"127.0.0.1:{rpc}\"\nrpc_public_addr = \"127.0.0.1:{rpc}\"\n\
-                 rpc_secret = \"{secret}\"\n\n\
-                 [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3}\"\n\
-                 root_domain = \".s3.garage.localhost\"\n\n\
-                 [admin]\napi_bind_addr = \"127.0.0.1:{admin}\"\n",
-                meta = dir.path().join("meta").display(),
-                data = dir.path().join("data").display(),
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("garage.log")).unwrap();
-        let child = garage(&config)
-            .arg("server")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
+        let mut s3_ports = Vec::new();
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let (rpc, s3, admin) = (free_port(), free_port(), free_port());
+            s3_ports.push(s3);
+            let home = dir.path().join(format!("node{i}"));
+            std::fs::create_dir_all(&home).unwrap();
+            let config = home.join("garage.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "metadata_dir = \"{meta}\"\ndata_dir = \"{data}\"\ndb_engine = \"sqlite\"\n\
+                     replication_factor = {n}\n\
+                     rpc_bind_addr = \"127.0.0.1:{rpc}\"\nrpc_public_addr = \"127.0.0.1:{rpc}\"\n\
+                     rpc_secret = \"{secret}\"\n\n\
+                     [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3}\"\n\
+                     root_domain = \".s3.garage.localhost\"\n\n\
+                     [admin]\napi_bind_addr = \"127.0.0.1:{admin}\"\n",
+                    meta = home.join("meta").display(),
+                    data = home.join("data").display(),
+                ),
+            )
             .unwrap();
+            let log = std::fs::File::create(home.join("garage.log")).unwrap();
+            let child = garage(&config)
+                .arg("server")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            nodes.push(Node {
+                config,
+                child: Some(child),
+                id: String::new(),
+                rpc,
+            });
+        }
         let mut g = Garage {
-            dir,
-            child,
-            endpoint: format!("http://127.0.0.1:{s3}"),
+            _dir: dir,
+            nodes,
+            endpoint: format!("http://127.0.0.1:{}", s3_ports[0]),
             bucket: "symbols".into(),
             key_id: String::new(),
             secret: String::new(),
         };
-        g.wait_until_up(&config);
-        let id = ok(
-            garage(&config).args(["node", "id", "-q"]).output().unwrap(),
-            "node id",
-        );
-        let id = id.trim().split('@').next().unwrap().to_string();
+        for i in 0..n {
+            g.wait_until_up(i);
+            let id = ok(
+                garage(&g.nodes[i].config)
+                    .args(["node", "id", "-q"])
+                    .output()
+                    .unwrap(),
+                "node id",
+            );
+            g.nodes[i].id = id.trim().split('@').next().unwrap().to_string();
+        }
+        g.form_cluster();
+        g.make_bucket();
+        g
+    }
+
+    /// Connects every node to the first, gives each a role and applies the layout.
+    fn form_cluster(&self) {
+        let first = &self.nodes[0].config;
+        for node in &self.nodes[1..] {
+            ok(
+                garage(first)
+                    .args([
+                        "node",
+                        "connect",
+                        &format!("{}@127.0.0.1:{}", node.id, node.rpc),
+                    ])
+                    .output()
+                    .unwrap(),
+                "node connect",
+            );
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            ok(
+                garage(first)
+                    .args([
+                        "layout",
+                        "assign",
+                        "-z",
+                        &format!("dc{i}"),
+                        "-c",
+                        "1G",
+                        &node.id,
+                    ])
+                    .output()
+                    .unwrap(),
+                "layout assign",
+            );
+        }
         ok(
-            garage(&config)
-                .args(["layout", "assign", "-z", "dc1", "-c", "1G", &id])
-                .output()
-                .unwrap(),
-            "layout assign",
-        );
-        ok(
-            garage(&config)
+            garage(first)
                 .args(["layout", "apply", "--version", "1"])
                 .output()
                 .unwrap(),
             "layout apply",
         );
+    }
+
+    fn make_bucket(&mut self) {
+        let first = self.nodes[0].config.clone();
         ok(
-            garage(&config)
+            garage(&first)
                 .args(["bucket", "create", "symbols"])
                 .output()
                 .unwrap(),
             "bucket create",
         );
         let key = ok(
-            garage(&config)
+            garage(&first)
                 .args(["key", "create", "symdepot"])
                 .output()
                 .unwrap(),
             "key create",
         );
-        g.key_id = field(&key, "Key ID:");
-        g.secret = field(&key, "Secret key:");
+        self.key_id = field(&key, "Key ID:");
+        self.secret = field(&key, "Secret key:");
         ok(
-            garage(&config)
+            garage(&first)
                 .args([
                     "bucket", "allow", "--read", "--write", "--owner", "symbols", "--key",
                     "symdepot",
@@ -135,40 +204,53 @@ impl Garage {
                 .unwrap(),
             "bucket allow",
         );
-        g
     }
 
-    /// Waits until the node answers `status` (it starts in well under a second).
-    fn wait_until_up(&mut self, config: &Path) {
+    /// Waits until node `i` answers `status` (it starts in well under a second).
+    fn wait_until_up(&mut self, i: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                panic!("garage exited with {st}: {}", self.log());
+            let child = self.nodes[i].child.as_mut().expect("the node runs");
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!("garage exited with {st}: {}", self.log(i));
             }
-            let out = garage(config).arg("status").output().unwrap();
+            let out = garage(&self.nodes[i].config)
+                .arg("status")
+                .output()
+                .unwrap();
             if out.status.success() {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
                 "garage never came up: {}",
-                self.log()
+                self.log(i)
             );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
-    /// Stops the node (an outage of the object store).
+    fn log(&self, i: usize) -> String {
+        let home = self.nodes[i].config.parent().unwrap().to_path_buf();
+        std::fs::read_to_string(home.join("garage.log")).unwrap_or_default()
+    }
+
+    /// Kills node `i` (an outage of the whole store when it is the only one).
+    pub fn kill_node(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops every node (an outage of the object store).
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for i in 0..self.nodes.len() {
+            self.kill_node(i);
+        }
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("garage.log")).unwrap_or_default()
-    }
-
-    /// Points a configuration at this node's bucket.
+    /// Points a configuration at this cluster's bucket.
     pub fn configure(&self, c: &mut symdepot::Config) {
         c.blob_store = "s3".into();
         c.s3_endpoint = self.endpoint.clone();
@@ -182,7 +264,6 @@ impl Garage {
 
 impl Drop for Garage {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }

@@ -166,3 +166,44 @@ fn an_object_store_outage_answers_503_with_retry_after_and_commits_nothing() {
         .status();
     assert!(status.is_server_error(), "{status}");
 }
+
+/// `n` distinct `.sym` members starting at `from`, each its own module.
+fn members(from: usize, n: usize) -> Vec<(String, Vec<u8>)> {
+    (from..from + n)
+        .map(|i| {
+            let module = format!("m{i}.pdb");
+            (
+                format!("{module}/{ID_A}/m{i}.sym"),
+                sym(&module, ID_A, &format!("INFO GENERATOR n{i}\n")),
+            )
+        })
+        .collect()
+}
+
+fn upload_members(s: &TestServer, members: &[(String, Vec<u8>)]) {
+    let refs: Vec<(&str, &[u8])> = members
+        .iter()
+        .map(|(k, d)| (k.as_str(), d.as_slice()))
+        .collect();
+    s.upload_ok(zip_of(&refs));
+}
+
+#[test]
+fn a_three_node_garage_loses_a_node_and_uploads_and_downloads_go_on() {
+    let mut g = Garage::cluster(3);
+    let s = server(&g);
+    let before = members(0, 10);
+    upload_members(&s, &before);
+    // One node of three goes down: every object still has two live copies.
+    g.kill_node(2);
+    let after = members(10, 10);
+    upload_members(&s, &after);
+    for (key, data) in before.iter().chain(&after) {
+        let resp = s.get_with(&format!("/{key}"), &[("Accept-Encoding", "identity")]);
+        assert_eq!(resp.status(), 200, "{key}");
+        assert_eq!(resp.bytes().unwrap().as_ref(), data.as_slice(), "{key}");
+    }
+    let report = s.store().verify(false).unwrap();
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
+    assert_eq!(report.keys, 20);
+}
