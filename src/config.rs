@@ -123,6 +123,12 @@ pub struct Config {
     pub s3_allow_http: bool,
     /// Virtual-hosted-style requests (`bucket.host`) instead of path style. Default false.
     pub s3_virtual_hosted: bool,
+    /// With `blob_store = "s3"`: downloads of stored-as-is blobs at least this large
+    /// answer `302` to a presigned GET of the object, so the bytes flow from the object
+    /// store; empty streams every blob through the daemon. Default empty.
+    pub s3_redirect_min_bytes: String,
+    /// How long a presigned URL of `s3_redirect_min_bytes` stays valid. Default `5m`.
+    pub s3_presign_ttl: String,
     /// A drop folder the daemon watches: zips and loose debug files written
     /// there are ingested, then moved to `done/` or `failed/`. Empty: off. Default empty.
     pub inbox: String,
@@ -168,6 +174,8 @@ impl Default for Config {
             s3_secret_access_key: String::new(),
             s3_allow_http: false,
             s3_virtual_hosted: false,
+            s3_redirect_min_bytes: String::new(),
+            s3_presign_ttl: "5m".to_string(),
         }
     }
 }
@@ -250,6 +258,20 @@ impl Config {
             }
             "s3" => {}
             other => bail!("blob_store: {other:?} is not a blob store; use \"local\" or \"s3\""),
+        }
+        if !self.s3_redirect_min_bytes.is_empty()
+            && crate::units::parse_size(&self.s3_redirect_min_bytes).is_none()
+        {
+            bail!(
+                "s3_redirect_min_bytes: {:?} is not a size such as 64MiB",
+                self.s3_redirect_min_bytes
+            );
+        }
+        if parse_duration(&self.s3_presign_ttl).is_none_or(|d| d.is_zero()) {
+            bail!(
+                "s3_presign_ttl: {:?} is not a duration such as 5m",
+                self.s3_presign_ttl
+            );
         }
         if !(0.0..=1.0).contains(&self.gc_max_delete_fraction) {
             bail!(

@@ -86,6 +86,8 @@ impl StoreSettings {
                 secret_access_key: config.s3_secret_access_key.clone(),
                 allow_http: config.s3_allow_http,
                 virtual_hosted: config.s3_virtual_hosted,
+                presign_ttl: parse_duration(&config.s3_presign_ttl)
+                    .unwrap_or(Duration::from_secs(300)),
             }),
         }
     }
@@ -156,6 +158,9 @@ pub struct HttpSettings {
     pub upload_download_timeout: Duration,
     /// `Content-Type` by extension (lower case, without the dot).
     mime_overrides: HashMap<String, String>,
+    /// Blobs stored as they are and at least this large are served by a `302`
+    /// to a presigned URL of the object store (`blob_store = "s3"` only).
+    pub redirect_min_bytes: Option<u64>,
 }
 
 impl HttpSettings {
@@ -182,6 +187,9 @@ impl HttpSettings {
             upload_download_timeout: parse_duration(&config.upload_download_timeout)
                 .unwrap_or(Duration::from_secs(600)),
             mime_overrides,
+            redirect_min_bytes: (config.blob_store == "s3")
+                .then(|| crate::units::parse_size(&config.s3_redirect_min_bytes))
+                .flatten(),
         }
     }
 

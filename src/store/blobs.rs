@@ -123,6 +123,11 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn local_path(&self, hash: &str, enc: Encoding) -> Option<PathBuf>;
     /// Whether no blob is stored (stops at the first one found).
     fn is_empty(&self) -> io::Result<bool>;
+    /// A URL a client may GET the stored bytes from directly, valid for a
+    /// while, for backends that can make one; `None` otherwise.
+    fn presigned_get(&self, _hash: &str, _enc: Encoding) -> io::Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Blobs on the local disk under `<data dir>/objects`.

@@ -326,6 +326,12 @@ impl Store {
             .map_or(0, |b| b.stored_size)
     }
 
+    /// A URL the client may fetch a stored key's bytes (as kept) from directly,
+    /// where the backend makes them (presigned object-store URLs).
+    pub fn presigned_get(&self, row: &KeyRow) -> io::Result<Option<String>> {
+        self.blobs.presigned_get(&row.blob, row.encoding)
+    }
+
     /// The row a lookup key points at: release first, then try if asked.
     pub fn lookup(&self, lkey: &str, include_try: bool) -> Result<Option<KeyRow>> {
         self.db.lookup(lkey, include_try)

@@ -37,6 +37,8 @@ pub struct S3Settings {
     pub secret_access_key: String,
     pub allow_http: bool,
     pub virtual_hosted: bool,
+    /// How long a presigned URL stays valid.
+    pub presign_ttl: std::time::Duration,
 }
 
 /// The secret never reaches a log or an error.
@@ -51,6 +53,7 @@ impl std::fmt::Debug for S3Settings {
             .field("secret_access_key", &"REDACTED")
             .field("allow_http", &self.allow_http)
             .field("virtual_hosted", &self.virtual_hosted)
+            .field("presign_ttl", &self.presign_ttl)
             .finish()
     }
 }
@@ -60,7 +63,8 @@ const PART: usize = 8 << 20;
 
 /// Blobs in a bucket.
 pub struct S3Blobs {
-    store: Arc<dyn ObjectStore>,
+    store: Arc<object_store::aws::AmazonS3>,
+    presign_ttl: std::time::Duration,
     prefix: String,
     tmp: PathBuf,
     runtime: Option<tokio::runtime::Runtime>,
@@ -135,6 +139,7 @@ impl S3Blobs {
             .build()?;
         let blobs = S3Blobs {
             store: Arc::new(store),
+            presign_ttl: s.presign_ttl,
             prefix: s.prefix.clone(),
             tmp,
             runtime: Some(runtime),
@@ -412,6 +417,18 @@ impl BlobStore for S3Blobs {
 
     fn local_path(&self, _hash: &str, _enc: Encoding) -> Option<PathBuf> {
         None
+    }
+
+    fn presigned_get(&self, hash: &str, enc: Encoding) -> io::Result<Option<String>> {
+        use object_store::signer::Signer;
+        let object = self.object(hash, enc)?;
+        let url = self
+            .block_on(
+                self.store
+                    .signed_url(http::Method::GET, &object, self.presign_ttl),
+            )
+            .map_err(|e| io_err("signing a URL", e))?;
+        Ok(Some(url.to_string()))
     }
 
     fn is_empty(&self) -> io::Result<bool> {

@@ -207,3 +207,29 @@ fn a_three_node_garage_loses_a_node_and_uploads_and_downloads_go_on() {
     assert!(report.damage.is_empty(), "{:?}", report.damage);
     assert_eq!(report.keys, 20);
 }
+
+#[test]
+fn large_blobs_kept_as_they_are_redirect_to_a_presigned_url_of_the_object() {
+    let g = Garage::start();
+    let s = TestServer::with_config(|c| {
+        g.configure(c);
+        c.s3_redirect_min_bytes = "1MiB".into();
+    });
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 249) as u8).collect();
+    let big_key = format!("big.pdb/{ID_B}/big.bin");
+    let sym_key = format!("xul.pdb/{ID_A}/xul.sym");
+    let sym_text = sym("xul.pdb", ID_A, "");
+    s.upload_ok(zip_of(&[(&big_key, &big), (&sym_key, &sym_text)]));
+    let resp = s.get(&format!("/{big_key}"));
+    assert_eq!(resp.status(), 302);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with(&g.endpoint), "{location}");
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    let fetched = reqwest::blocking::get(&location).unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(fetched.bytes().unwrap().as_ref(), big.as_slice());
+    // Small files, and gzip blobs whatever their size, are served by the daemon.
+    let small = s.get_with(&format!("/{sym_key}"), &[("Accept-Encoding", "identity")]);
+    assert_eq!(small.status(), 200);
+    assert_eq!(small.bytes().unwrap().as_ref(), sym_text.as_slice());
+}

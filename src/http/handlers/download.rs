@@ -190,6 +190,9 @@ pub async fn serve(state: &AppState, req: &Request<Incoming>, hit: &Hit) -> Resp
         }
         return respond(StatusCode::NOT_MODIFIED, kept, body::empty());
     }
+    if let Some(resp) = redirect_to_object(state, row).await {
+        return resp;
+    }
     let (status, start, len) = if gzip.is_some() {
         (StatusCode::OK, 0, row.stored_size)
     } else {
@@ -257,6 +260,27 @@ async fn body_of(
     // The whole stored (gzip) stream, inflated and cut to the range as it goes.
     let stored = open_blob_range(state, row, 0, row.stored_size).await?;
     Ok(body::gunzip_range(stored, start, len))
+}
+
+/// A `302` to a presigned URL of the object for a large blob kept as it is
+/// (`s3_redirect_min_bytes`): the bytes then flow from the object store. Never
+/// for gzip blobs, whose stored bytes a client could not read as the file.
+async fn redirect_to_object(state: &AppState, row: &KeyRow) -> Option<Response<Body>> {
+    let min = state.http.redirect_min_bytes?;
+    if row.encoding != Encoding::Identity || row.stored_size < min {
+        return None;
+    }
+    let store = state.store.clone();
+    let row = row.clone();
+    let url = tokio::task::spawn_blocking(move || store.presigned_get(&row))
+        .await
+        .ok()?
+        .inspect_err(|e| tracing::warn!(error = %e, "no presigned URL; streaming instead"))
+        .ok()??;
+    let mut headers = HeaderMap::new();
+    set(&mut headers, header::LOCATION, &url);
+    cors(&mut headers);
+    Some(respond(StatusCode::FOUND, headers, body::empty()))
 }
 
 /// Opens a range of a key's stored bytes through the store, on a blocking thread.
