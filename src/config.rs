@@ -267,9 +267,11 @@ impl Config {
                 self.s3_redirect_min_bytes
             );
         }
-        if parse_duration(&self.s3_presign_ttl).is_none_or(|d| d.is_zero()) {
+        if parse_duration(&self.s3_presign_ttl)
+            .is_none_or(|d| d.is_zero() || d > std::time::Duration::from_secs(7 * 86_400))
+        {
             bail!(
-                "s3_presign_ttl: {:?} is not a duration such as 5m",
+                "s3_presign_ttl: {:?} is not a duration from 1s to 7d (S3 signs URLs for at most a week)",
                 self.s3_presign_ttl
             );
         }

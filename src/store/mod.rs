@@ -231,7 +231,8 @@ impl Store {
         if self.layout {
             e.into()
         } else {
-            Error::Unavailable(e.to_string())
+            tracing::error!(error = %e, "the object store failed");
+            Error::Unavailable("the object store does not answer".into())
         }
     }
 

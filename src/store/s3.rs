@@ -107,7 +107,14 @@ impl S3Blobs {
             retry_timeout: std::time::Duration::from_secs(20),
             ..object_store::RetryConfig::default()
         };
-        let mut b = object_store::aws::AmazonS3Builder::new()
+        // No time limit on a whole request (a large blob to a slow client takes
+        // what it takes); connecting is bounded.
+        let client = object_store::ClientOptions::new()
+            .with_timeout_disabled()
+            .with_connect_timeout(std::time::Duration::from_secs(5));
+        // From the environment first: session tokens and other credential sources.
+        let mut b = object_store::aws::AmazonS3Builder::from_env()
+            .with_client_options(client)
             .with_retry(retry)
             .with_bucket_name(&s.bucket)
             .with_region(&s.region)
@@ -116,17 +123,12 @@ impl S3Blobs {
         if !s.endpoint.is_empty() {
             b = b.with_endpoint(&s.endpoint);
         }
-        let key = if s.access_key_id.is_empty() {
-            std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default()
-        } else {
-            s.access_key_id.clone()
-        };
-        let secret = if s.secret_access_key.is_empty() {
-            std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default()
-        } else {
-            s.secret_access_key.clone()
-        };
-        b = b.with_access_key_id(key).with_secret_access_key(secret);
+        if !s.access_key_id.is_empty() {
+            b = b.with_access_key_id(&s.access_key_id);
+        }
+        if !s.secret_access_key.is_empty() {
+            b = b.with_secret_access_key(&s.secret_access_key);
+        }
         let store = b.build().map_err(|e| {
             Error::Refused(format!(
                 "s3_*: the object store settings are not usable: {e}"
@@ -140,7 +142,11 @@ impl S3Blobs {
         let blobs = S3Blobs {
             store: Arc::new(store),
             presign_ttl: s.presign_ttl,
-            prefix: s.prefix.clone(),
+            prefix: match s.prefix.trim_start_matches('/') {
+                "" => String::new(),
+                p if p.ends_with('/') => p.to_string(),
+                p => format!("{p}/"),
+            },
             tmp,
             runtime: Some(runtime),
         };
@@ -155,12 +161,18 @@ impl S3Blobs {
         let first = self.block_on(async { self.store.list(Some(&prefix)).next().await });
         match first {
             None | Some(Ok(_)) => Ok(()),
-            Some(Err(e)) => Err(Error::Refused(format!(
-                "s3_endpoint {:?}, s3_bucket {:?}, s3_region {:?}: the object store does not \
-                 answer a listing of the bucket ({e}); check the endpoint, bucket, region and \
-                 credentials",
-                s.endpoint, s.bucket, s.region
-            ))),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "the object store refused a listing of the bucket");
+                Err(Error::Refused(format!(
+                    "s3_endpoint {:?}, s3_bucket {:?}, s3_region {:?}: the object store does not \
+                     answer a listing of the bucket ({}); check the endpoint, bucket, region and \
+                     credentials",
+                    s.endpoint,
+                    s.bucket,
+                    s.region,
+                    short_reason(&e)
+                )))
+            }
         }
     }
 
@@ -195,15 +207,23 @@ impl S3Blobs {
                 .map_err(|e| io_err("starting an upload", e))?;
             let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
             let mut buf = vec![0u8; PART];
-            loop {
-                let n = read_full(file, &mut buf)?;
-                if n == 0 {
-                    break;
+            let written: io::Result<()> = async {
+                loop {
+                    let n = read_full(file, &mut buf)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    w.wait_for_capacity(2)
+                        .await
+                        .map_err(|e| io_err("uploading", e))?;
+                    w.write(&buf[..n]);
                 }
-                w.wait_for_capacity(2)
-                    .await
-                    .map_err(|e| io_err("uploading", e))?;
-                w.write(&buf[..n]);
+            }
+            .await;
+            if let Err(e) = written {
+                // No parts left behind in the bucket.
+                let _ = w.abort().await;
+                return Err(e);
             }
             w.finish()
                 .await
@@ -221,6 +241,17 @@ impl S3Blobs {
                 .map_err(|e| io_err("reading a blob", e))?;
             got.bytes().await.map_err(|e| io_err("reading a blob", e))
         })
+    }
+}
+
+/// What kind of failure an object-store error is, without its text (which
+/// can name hosts and carry the store's answer).
+fn short_reason(e: &object_store::Error) -> &'static str {
+    match e {
+        object_store::Error::NotFound { .. } => "not found",
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => "credentials refused",
+        _ => "no usable answer",
     }
 }
 
@@ -294,8 +325,11 @@ impl BlobStore for S3Blobs {
     fn put(&self, hash: &str, enc: Encoding, level: u32, src: &mut dyn Read) -> Result<u64> {
         let object = self.object(hash, enc)?;
         let tmp = encode_to_temp(&self.tmp, hash, enc, level, src)?;
-        self.put_encoded(hash, enc, &object, tmp)
-            .map_err(|e| Error::Unavailable(format!("storing blob {hash}: {e}")))
+        self.put_encoded(hash, enc, &object, tmp).map_err(|e| {
+            // The detail (endpoint, bucket, the store's answer) goes to the log only.
+            tracing::error!(blob = hash, error = %e, "the object store did not take a blob");
+            Error::Unavailable("the object store did not take a blob".into())
+        })
     }
 
     fn touch(&self, hash: &str, enc: Encoding) -> io::Result<Option<u64>> {

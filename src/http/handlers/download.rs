@@ -190,7 +190,10 @@ pub async fn serve(state: &AppState, req: &Request<Incoming>, hit: &Hit) -> Resp
         }
         return respond(StatusCode::NOT_MODIFIED, kept, body::empty());
     }
-    if let Some(resp) = redirect_to_object(state, row).await {
+    // A presigned URL is signed for GET only: HEAD is answered here.
+    if req.method() == Method::GET
+        && let Some(resp) = redirect_to_object(state, row).await
+    {
         return resp;
     }
     let (status, start, len) = if gzip.is_some() {
