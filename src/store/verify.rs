@@ -199,9 +199,14 @@ impl Store {
         let mut states: HashMap<(String, Encoding), BlobState> = HashMap::new();
         for row in rows {
             let id = (row.blob.clone(), row.encoding);
-            let state = *states
-                .entry(id)
-                .or_insert_with(|| self.streamed_blob_state(&row.blob, row.encoding));
+            let state = match states.get(&id) {
+                Some(state) => *state,
+                None => {
+                    let state = self.streamed_blob_state(&row.blob, row.encoding)?;
+                    states.insert(id, state);
+                    state
+                }
+            };
             let problem = match state {
                 BlobState::Good => continue,
                 BlobState::Missing => format!("blob {} is missing", row.blob),
@@ -219,25 +224,42 @@ impl Store {
         Ok(report)
     }
 
-    /// A blob's state, read through the backend as a stream.
-    fn streamed_blob_state(&self, hash: &str, enc: Encoding) -> BlobState {
-        let Ok(Some(info)) = self.blobs().info(hash, enc) else {
-            return BlobState::Missing;
+    /// A blob's state, read through the backend as a stream. A backend that
+    /// cannot answer fails the run (an outage is not damage).
+    fn streamed_blob_state(&self, hash: &str, enc: Encoding) -> Result<BlobState> {
+        let Some(info) = self
+            .blobs()
+            .info(hash, enc)
+            .map_err(|e| self.blob_error(e))?
+        else {
+            return Ok(BlobState::Missing);
         };
-        let reader: Box<dyn Read> = match self.blobs().open_range(hash, enc, 0, info.stored_size) {
-            Ok(super::BlobRead::Stream(reader)) => reader,
-            Ok(super::BlobRead::File { file, .. }) => Box::new(file),
-            Err(_) => return BlobState::Corrupt,
+        if info.stored_size == 0 {
+            // An empty stored file is an empty original only when kept as it is.
+            let empty = enc == Encoding::Identity && blake3::hash(b"").to_hex().as_str() == hash;
+            return Ok(if empty {
+                BlobState::Good
+            } else {
+                BlobState::Corrupt
+            });
+        }
+        let reader: Box<dyn Read> = match self
+            .blobs()
+            .open_range(hash, enc, 0, info.stored_size)
+            .map_err(|e| self.blob_error(e))?
+        {
+            super::BlobRead::Stream(reader) => reader,
+            super::BlobRead::File { file, .. } => Box::new(file),
         };
         let mut hasher = blake3::Hasher::new();
         let mut reader: Box<dyn Read> = match enc {
             Encoding::Gzip => Box::new(GzDecoder::new(io::BufReader::new(reader))),
             Encoding::Identity => reader,
         };
-        match io::copy(&mut reader, &mut hasher) {
+        Ok(match io::copy(&mut reader, &mut hasher) {
             Ok(_) if hasher.finalize().to_hex().as_str() == hash => BlobState::Good,
             _ => BlobState::Corrupt,
-        }
+        })
     }
 
     /// Everything GC would reclaim, whatever its age (nothing is changed).

@@ -22,7 +22,12 @@ fn uploads_go_to_the_bucket_and_every_route_serves_them() {
     let sym_key = format!("xul.pdb/{ID_A}/xul.sym");
     let sym_text = sym("xul.pdb", ID_A, "INFO CODE_ID 5CF0A9B1c5f2000 xul.dll\n");
     let big_key = format!("big.pdb/{ID_B}/big.bin");
-    s.upload_ok(zip_of(&[(&sym_key, &sym_text), (&big_key, &big)]));
+    let empty_key = format!("empty.pdb/{ID_B}/empty.bin");
+    s.upload_ok(zip_of(&[
+        (&sym_key, &sym_text),
+        (&big_key, &big),
+        (&empty_key, b""),
+    ]));
     s.upload_elf(&f);
     // Nothing on the local disk but the index: no blob, no layout tree.
     assert!(s.blobs().is_empty(), "{:?}", s.blobs());
@@ -56,6 +61,9 @@ fn uploads_go_to_the_bucket_and_every_route_serves_them() {
         200
     );
     assert_eq!(s.get("/xul.dll/5CF0A9B1c5f2000/xul.sym").status(), 302);
+    let empty = s.get(&format!("/{empty_key}"));
+    assert_eq!(empty.status(), 200);
+    assert!(empty.bytes().unwrap().is_empty());
 
     // A re-upload skips every member: the objects are found by HEAD.
     let again = s.upload_ok(zip_of(&[(&sym_key, &sym_text), (&big_key, &big)]));
@@ -176,6 +184,8 @@ fn an_object_store_outage_answers_503_with_retry_after_and_commits_nothing() {
         1,
         "nothing half-committed"
     );
+    // `verify` cannot tell damage from an outage: it fails rather than report damage.
+    assert!(s.store().verify(false).is_err());
     // A stored key whose bytes cannot be fetched is an outage, never a 404.
     let status = s
         .get_with(&format!("/{kept}"), &[("Accept-Encoding", "identity")])
