@@ -182,25 +182,7 @@ impl LocalBlobs {
 
     /// See [`BlobStore::put_stored`].
     fn put_stored_file(&self, hash: &str, enc: Encoding, stored: &mut dyn Read) -> Result<()> {
-        let tmp = tempfile::Builder::new()
-            .prefix("blob-")
-            .tempfile_in(&self.tmp)?;
-        io::copy(stored, &mut tmp.as_file())?;
-        tmp.as_file().sync_all()?;
-        let mut check = blake3::Hasher::new();
-        let file = File::open(tmp.path())?;
-        match enc {
-            Encoding::Identity => io::copy(&mut io::BufReader::new(file), &mut check)?,
-            Encoding::Gzip => io::copy(
-                &mut flate2::read::GzDecoder::new(io::BufReader::new(file)),
-                &mut check,
-            )?,
-        };
-        if check.finalize().to_hex().as_str() != hash {
-            return Err(Error::Io(io::Error::other(format!(
-                "the copy of blob {hash} does not hash to its name"
-            ))));
-        }
+        let tmp = stored_copy_to_temp(&self.tmp, hash, enc, stored)?;
         let dest = self.path(hash, enc)?;
         let dir = dest.parent().expect("blob paths have a parent");
         fs::create_dir_all(dir)?;
@@ -366,6 +348,32 @@ pub(crate) fn encode_to_temp(
         ))));
     }
     Ok(file)
+}
+
+/// Copies a blob's *stored* bytes (gzip for a gzip blob) to a new temp file
+/// in `tmp`, synced, and checks as it reads them back that their original
+/// bytes hash to `hash`; fails, leaving nothing, otherwise.
+pub(crate) fn stored_copy_to_temp(
+    tmp: &Path,
+    hash: &str,
+    enc: Encoding,
+    stored: &mut dyn Read,
+) -> Result<tempfile::NamedTempFile> {
+    let copy = tempfile::Builder::new().prefix("blob-").tempfile_in(tmp)?;
+    io::copy(stored, &mut copy.as_file())?;
+    copy.as_file().sync_all()?;
+    let mut check = blake3::Hasher::new();
+    let file = io::BufReader::new(File::open(copy.path())?);
+    match enc {
+        Encoding::Identity => io::copy(&mut { file }, &mut check)?,
+        Encoding::Gzip => io::copy(&mut flate2::read::GzDecoder::new(file), &mut check)?,
+    };
+    if check.finalize().to_hex().as_str() != hash {
+        return Err(Error::Io(io::Error::other(format!(
+            "the copy of blob {hash} does not hash to its name"
+        ))));
+    }
+    Ok(copy)
 }
 
 /// Checks a small blob's stored bytes: their original bytes (inflated, for a

@@ -23,7 +23,9 @@ use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 
-use super::blobs::{BlobInfo, BlobRead, BlobStore, Encoding, check_stored, encode_to_temp};
+use super::blobs::{
+    BlobInfo, BlobRead, BlobStore, Encoding, check_stored, encode_to_temp, stored_copy_to_temp,
+};
 use crate::error::{Error, Result};
 
 /// Where the bucket is and how to reach it (the `s3_*` settings).
@@ -389,26 +391,8 @@ impl BlobStore for S3Blobs {
 
     fn put_stored(&self, hash: &str, enc: Encoding, stored: &mut dyn Read) -> Result<()> {
         let object = self.object(hash, enc)?;
-        let mut tmp = tempfile::tempfile_in(&self.tmp)?;
-        io::copy(stored, &mut tmp)?;
-        tmp.rewind()?;
-        let mut bytes = Vec::new();
-        (&tmp).read_to_end(&mut bytes)?;
-        let mut original = blake3::Hasher::new();
-        match enc {
-            Encoding::Identity => {
-                original.update(&bytes);
-            }
-            Encoding::Gzip => {
-                io::copy(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut original)?;
-            }
-        }
-        if original.finalize().to_hex().as_str() != hash {
-            return Err(Error::Io(io::Error::other(format!(
-                "the copy of blob {hash} does not hash to its name"
-            ))));
-        }
-        self.upload(&object, &mut tmp)?;
+        let copy = stored_copy_to_temp(&self.tmp, hash, enc, stored)?;
+        self.upload(&object, &mut copy.reopen()?)?;
         Ok(())
     }
 
