@@ -62,8 +62,13 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
-    /// Rebuild the index from the blobs and the layout tree (upload history and tokens stay)
-    Reindex,
+    /// Rebuild the index from the blobs and the layout tree, or from the upload manifests in the bucket (--from-bucket)
+    Reindex {
+        /// With blob_store = s3: rebuild from the upload manifests in the bucket
+        /// (keys, lookups and upload records) instead of the layout tree
+        #[arg(long)]
+        from_bucket: bool,
+    },
     /// Remove a key (or every key of an upload) from the index and the layout; blobs go at the next GC
     Delete {
         /// `<module>/<debug_id>/<file>`

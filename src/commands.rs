@@ -59,7 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Id { file, inject } => id(&file, inject),
         Command::Gc { dry_run, force } => gc(config, dry_run, force),
         Command::Verify { repair } => verify(config, repair),
-        Command::Reindex => reindex(config),
+        Command::Reindex { from_bucket } => reindex(config, from_bucket),
         Command::Export {
             layout,
             plain,
@@ -410,14 +410,25 @@ fn verify(config: Config, repair: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn reindex(config: Config) -> anyhow::Result<()> {
+fn reindex(config: Config, from_bucket: bool) -> anyhow::Result<()> {
     // The one command that runs on a lost or empty index: it rebuilds it.
     let dir = config.data_dir.display().to_string();
     let store = Store::open_to_rebuild(StoreSettings::new(&config))
         .with_context(|| format!("opening the data directory {dir}"))?;
-    let (n, skipped) = store.reindex()?;
-    for (p, why) in &skipped {
-        eprintln!("skipped {}: {why}", p.display());
+    let (n, skipped): (u64, Vec<(String, String)>) = if from_bucket {
+        let r = store.reindex_from_bucket()?;
+        println!("{} upload records restored", r.uploads);
+        (r.keys, r.skipped)
+    } else {
+        let (n, skipped) = store.reindex()?;
+        let skipped = skipped
+            .into_iter()
+            .map(|(p, why)| (p.display().to_string(), why))
+            .collect();
+        (n, skipped)
+    };
+    for (what, why) in &skipped {
+        eprintln!("skipped {what}: {why}");
     }
     println!("reindexed {n} keys, skipped {}", skipped.len());
     Ok(())

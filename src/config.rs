@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::units::{parse_duration, serde_size};
 
 /// All settings of the daemon and the commands.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Directory holding the index, the blobs and the layout tree. Default `./symdepot-data`.
@@ -362,8 +362,44 @@ fn parse_bool(raw: &str) -> anyhow::Result<bool> {
     }
 }
 
+/// Settings whose values are secrets: never printed.
+const SECRET_KEYS: &[&str] = &["s3_secret_access_key"];
+
+impl std::fmt::Debug for Config {
+    /// Every setting, secrets redacted (a configuration ends up in logs and panics).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut v = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        if let Some(o) = v.as_object_mut() {
+            for k in SECRET_KEYS {
+                if o.get(*k)
+                    .and_then(|s| s.as_str())
+                    .is_some_and(|s| !s.is_empty())
+                {
+                    o.insert((*k).to_string(), "<redacted>".into());
+                }
+            }
+        }
+        write!(f, "Config {v}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let c = super::Config {
+            s3_secret_access_key: "wJalrXUtnFEMI-secret".into(),
+            s3_access_key_id: "GKpublic".into(),
+            ..super::Config::default()
+        };
+        let text = format!("{c:?}");
+        assert!(!text.contains("wJalrXUtnFEMI-secret"), "{text}");
+        assert!(
+            text.contains("<redacted>") && text.contains("GKpublic"),
+            "{text}"
+        );
+    }
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

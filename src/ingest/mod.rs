@@ -118,10 +118,24 @@ pub fn ingest_upload(
     layout: Layout,
     cancel: &Cancel,
 ) -> Result<Report> {
-    if layout == Layout::Auto && !is_zip(path)? {
-        return ingest_file(to, path, file_name, ns, upload_id);
+    let result = if layout == Layout::Auto && !is_zip(path)? {
+        ingest_file(to, path, file_name, ns, upload_id)
+    } else {
+        ingest_zip(to, path, ns, upload_id, layout, cancel)
+    };
+    // The manifest of what was committed (blobs on S3): an upload is done
+    // once it is kept; a failed one keeps whatever it committed too.
+    if let Some(id) = upload_id {
+        match &result {
+            Ok(_) => to.store.write_manifest(id)?,
+            Err(_) => {
+                if let Err(e) = to.store.write_manifest(id) {
+                    tracing::error!(upload_id = id, error = %e, "no manifest for a failed upload's members");
+                }
+            }
+        }
     }
-    ingest_zip(to, path, ns, upload_id, layout, cancel)
+    result
 }
 
 fn is_zip(path: &Path) -> Result<bool> {

@@ -128,6 +128,37 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn presigned_get(&self, _hash: &str, _enc: Encoding) -> io::Result<Option<String>> {
         Ok(None)
     }
+    /// Moves a damaged blob aside (`verify --repair` on a backend without a
+    /// layout tree to restore it from): it is no longer stored, so a re-upload
+    /// of the file puts it back. Returns where it went.
+    fn quarantine(&self, hash: &str, enc: Encoding) -> io::Result<String> {
+        let _ = (hash, enc);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this blob store quarantines through its layout tree",
+        ))
+    }
+    /// Whether the backend keeps upload manifests beside the blobs (S3: the
+    /// bucket outlives the index, and `reindex --from-bucket` reads them back;
+    /// local disk has the layout tree instead).
+    fn keeps_manifests(&self) -> bool {
+        false
+    }
+    /// Keeps the manifest of upload `upload_id`, never replacing another one.
+    fn put_manifest(&self, _upload_id: i64, _json: Vec<u8>) -> io::Result<()> {
+        Ok(())
+    }
+    /// The names of every manifest kept.
+    fn manifest_names(&self) -> io::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    /// A manifest's bytes, by a name [`BlobStore::manifest_names`] gave.
+    fn get_manifest(&self, name: &str) -> io::Result<Vec<u8>> {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no manifest {name}: this blob store keeps none"),
+        ))
+    }
 }
 
 /// Blobs on the local disk under `<data dir>/objects`.

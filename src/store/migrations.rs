@@ -128,6 +128,15 @@ WHEN old.blob <> new.blob OR old.encoding <> new.encoding BEGIN
     INSERT OR IGNORE INTO released (blob, encoding) VALUES (old.blob, old.encoding);
 END;
 "#,
+    // 5: what an upload member was stored as, whole: an upload's manifest (blobs on S3)
+    // is written from these rows, and `reindex --from-bucket` reads it back.
+    r#"
+ALTER TABLE upload_members ADD COLUMN namespace TEXT;
+ALTER TABLE upload_members ADD COLUMN encoding TEXT;
+ALTER TABLE upload_members ADD COLUMN kind TEXT;
+ALTER TABLE upload_members ADD COLUMN os TEXT;
+ALTER TABLE upload_members ADD COLUMN arch TEXT;
+"#,
 ];
 
 /// Brings the schema up to date, one transaction per migration.

@@ -15,6 +15,7 @@ pub mod export;
 pub mod gc;
 pub mod index;
 pub mod lock;
+pub mod manifest;
 pub mod migrations;
 pub mod missing;
 pub mod records;
@@ -158,9 +159,13 @@ impl Store {
     /// Refuses an index that knows nothing while blobs are stored.
     fn check_index_holds_the_store(&self) -> Result<()> {
         if self.index_is_new()? && !self.blobs.is_empty()? {
+            let how = if self.layout {
+                "run `symdepot reindex` to rebuild it from the blobs and the layout tree"
+            } else {
+                "run `symdepot reindex --from-bucket` to rebuild it from the upload manifests"
+            };
             return Err(Error::Refused(format!(
-                "the index {} is missing or empty but the blob store holds blobs; \
-                 run `symdepot reindex` to rebuild it from the blobs and the layout tree",
+                "the index {} is missing or empty but the blob store holds blobs; {how}",
                 self.root.join(INDEX_FILE).display()
             )));
         }
@@ -678,8 +683,8 @@ fn record_member(
     let id = new.map(|n| n.identity);
     conn.prepare_cached(
         "INSERT INTO upload_members (upload_id, key, outcome, size, stored_size, blake3, debug_file, \
-         debug_id, code_file, code_id, generator, error) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         debug_id, code_file, code_id, generator, error, namespace, encoding, kind, os, arch) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         upload_id,
@@ -693,7 +698,12 @@ fn record_member(
         id.and_then(|i| i.code_file.as_deref()),
         id.and_then(|i| i.code_id.as_deref()),
         id.and_then(|i| i.generator.as_deref()),
-        error
+        error,
+        new.map(|n| n.namespace.as_str()),
+        new.map(|n| n.encoding.as_str()),
+        id.map(|i| i.kind),
+        id.and_then(|i| i.os.as_deref()),
+        id.and_then(|i| i.arch.as_deref()),
     ])?;
     Ok(())
 }

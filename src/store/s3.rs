@@ -69,7 +69,29 @@ pub struct S3Blobs {
     presign_ttl: std::time::Duration,
     prefix: String,
     tmp: PathBuf,
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: Arc<Runtime>,
+}
+
+/// The backend's runtime, shared with the readers it hands out (a download
+/// may outlive the store it came from at shutdown). Whoever drops it last
+/// shuts it down without waiting, an async context included.
+struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Runtime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("the runtime lives until it is dropped")
+            .handle()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for S3Blobs {
@@ -77,15 +99,6 @@ impl std::fmt::Debug for S3Blobs {
         f.debug_struct("S3Blobs")
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for S3Blobs {
-    fn drop(&mut self) {
-        // Dropped anywhere, an async context included.
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
     }
 }
 
@@ -150,7 +163,7 @@ impl S3Blobs {
                 p => format!("{p}/"),
             },
             tmp,
-            runtime: Some(runtime),
+            runtime: Arc::new(Runtime(Some(runtime))),
         };
         blobs.check_reachable(s)?;
         Ok(blobs)
@@ -179,10 +192,7 @@ impl S3Blobs {
     }
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.runtime
-            .as_ref()
-            .expect("the runtime lives as long as the backend")
-            .block_on(f)
+        self.runtime.handle().block_on(f)
     }
 
     /// The object name of a blob; refused unless `hash` is a blob name.
@@ -246,6 +256,29 @@ impl S3Blobs {
     }
 }
 
+/// A manifest's name: `<upload id>.json` or `<upload id>.<16 hex>.json`.
+fn check_manifest_name(name: &str) -> io::Result<()> {
+    let ok = name.strip_suffix(".json").is_some_and(|stem| {
+        let mut parts = stem.splitn(2, '.');
+        let id = parts.next().unwrap_or("");
+        let tail = parts.next().unwrap_or("0");
+        !id.is_empty()
+            && id.len() <= 19
+            && id.bytes().all(|b| b.is_ascii_digit())
+            && !tail.is_empty()
+            && tail.len() <= 16
+            && tail.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not an upload manifest's name"),
+        ))
+    }
+}
+
 /// What kind of failure an object-store error is, without its text (which
 /// can name hosts and carry the store's answer).
 fn short_reason(e: &object_store::Error) -> &'static str {
@@ -272,14 +305,14 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 /// A ranged GET read as a blocking reader, one chunk at a time.
 struct RangeReader {
     stream: futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>,
-    handle: tokio::runtime::Handle,
+    runtime: Arc<Runtime>,
     chunk: Bytes,
 }
 
 impl Read for RangeReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.handle.block_on(self.stream.next()) {
+            match self.runtime.handle().block_on(self.stream.next()) {
                 None => return Ok(0),
                 Some(Ok(b)) => self.chunk = b,
                 Some(Err(e)) => return Err(io_err("reading a blob", e)),
@@ -448,6 +481,69 @@ impl BlobStore for S3Blobs {
         Ok(Some(url.to_string()))
     }
 
+    fn quarantine(&self, hash: &str, enc: Encoding) -> io::Result<String> {
+        let object = self.object(hash, enc)?;
+        let name = object.filename().unwrap_or_default().to_string();
+        let aside = ObjectPath::from(format!("{}quarantine/{name}", self.prefix));
+        self.block_on(async {
+            self.store
+                .copy(&object, &aside)
+                .await
+                .map_err(|e| io_err("copying a damaged blob aside", e))?;
+            self.store
+                .delete(&object)
+                .await
+                .map_err(|e| io_err("removing a damaged blob", e))
+        })?;
+        Ok(aside.to_string())
+    }
+
+    fn keeps_manifests(&self) -> bool {
+        true
+    }
+
+    fn put_manifest(&self, upload_id: i64, json: Vec<u8>) -> io::Result<()> {
+        let mut object = ObjectPath::from(format!("{}uploads/{upload_id}.json", self.prefix));
+        self.block_on(async {
+            // An upload id the index gave out before (a lost index rebuilt
+            // without its history): the older manifest stays.
+            if self.store.head(&object).await.is_ok() {
+                let suffix = super::random_hex(8);
+                object =
+                    ObjectPath::from(format!("{}uploads/{upload_id}.{suffix}.json", self.prefix));
+            }
+            self.store
+                .put(&object, json.into())
+                .await
+                .map_err(|e| io_err("writing an upload manifest", e))
+        })?;
+        Ok(())
+    }
+
+    fn manifest_names(&self) -> io::Result<Vec<String>> {
+        let prefix = ObjectPath::from(format!("{}uploads", self.prefix));
+        let skip = format!("{}uploads/", self.prefix);
+        self.block_on(async {
+            let mut out = Vec::new();
+            let mut stream = self.store.list(Some(&prefix));
+            while let Some(meta) = stream.next().await {
+                let meta = meta.map_err(|e| io_err("listing upload manifests", e))?;
+                if let Some(name) = meta.location.as_ref().strip_prefix(&skip)
+                    && check_manifest_name(name).is_ok()
+                {
+                    out.push(name.to_string());
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn get_manifest(&self, name: &str) -> io::Result<Vec<u8>> {
+        check_manifest_name(name)?;
+        let object = ObjectPath::from(format!("{}uploads/{name}", self.prefix));
+        Ok(self.get_all(&object)?.to_vec())
+    }
+
     fn is_empty(&self) -> io::Result<bool> {
         let prefix = ObjectPath::from(format!("{}objects", self.prefix));
         match self.block_on(async { self.store.list(Some(&prefix)).next().await }) {
@@ -473,12 +569,7 @@ impl S3Blobs {
             .map_err(|e| io_err("reading a blob", e))?;
         Ok(RangeReader {
             stream: got.into_stream(),
-            handle: self
-                .runtime
-                .as_ref()
-                .expect("the runtime lives as long as the backend")
-                .handle()
-                .clone(),
+            runtime: Arc::clone(&self.runtime),
             chunk: Bytes::new(),
         })
     }

@@ -150,6 +150,10 @@ impl UploadRecord {
              WHERE id = ?1 AND status = 'running'",
             params![self.id, error, size, now_ms()],
         )?;
+        // What it committed before its client left stays, so its manifest too.
+        if let Err(e) = store.write_manifest(self.id) {
+            tracing::error!(upload_id = self.id, error = %e, "no manifest for an aborted upload's members");
+        }
         Ok(())
     }
 }

@@ -28,7 +28,6 @@ use flate2::read::GzDecoder;
 use super::gc::{GcMode, GcReport, layout_entries};
 use super::{Encoding, KeyRow, Namespace, NewKey, Store};
 use crate::error::{Error, Result};
-use crate::identity::{self, PREFIX_LEN};
 use crate::keys::{MemberName, classify_member};
 
 /// One damaged key.
@@ -98,7 +97,7 @@ impl Store {
             ..VerifyReport::default()
         };
         if !self.has_layout() {
-            return self.verify_blobs_only(&rows, report);
+            return self.verify_blobs_only(&rows, report, repair);
         }
         let mut blobs: HashMap<(String, Encoding), BlobState> = HashMap::new();
         // Damaged blobs `--repair` tried to restore: how each was found, and the copy used.
@@ -193,9 +192,15 @@ impl Store {
     }
 
     /// `verify` for a backend without a layout tree (S3): every blob a row
-    /// names is there and hashes to its name. Damage is reported; a re-upload
-    /// of the file heals it.
-    fn verify_blobs_only(&self, rows: &[KeyRow], mut report: VerifyReport) -> Result<VerifyReport> {
+    /// names is there and hashes to its name. Damage is reported; `repair`
+    /// moves a corrupt blob to `quarantine/` in the bucket, so that a re-upload
+    /// of the file puts it back (a missing one is put back by a re-upload as it is).
+    fn verify_blobs_only(
+        &self,
+        rows: &[KeyRow],
+        mut report: VerifyReport,
+        repair: bool,
+    ) -> Result<VerifyReport> {
         let mut states: HashMap<(String, Encoding), BlobState> = HashMap::new();
         for row in rows {
             let id = (row.blob.clone(), row.encoding);
@@ -203,6 +208,14 @@ impl Store {
                 Some(state) => *state,
                 None => {
                     let state = self.streamed_blob_state(&row.blob, row.encoding)?;
+                    if repair && state == BlobState::Corrupt {
+                        // Out of the way of the re-upload that restores it.
+                        let aside = self
+                            .blobs()
+                            .quarantine(&row.blob, row.encoding)
+                            .map_err(|e| self.blob_error(e))?;
+                        report.quarantined.push(PathBuf::from(aside));
+                    }
                     states.insert(id, state);
                     state
                 }
@@ -321,7 +334,7 @@ impl Store {
         if !self.has_layout() {
             return Err(Error::Refused(
                 "reindex rebuilds the index from the layout tree, which only blob_store = local \
-                 keeps; with blob_store = s3 the index cannot be rebuilt from the bucket yet"
+                 keeps; with blob_store = s3 run symdepot reindex --from-bucket"
                     .into(),
             ));
         }
@@ -382,28 +395,9 @@ impl Store {
             }
         };
         let blob = self.blob_path(&hash, enc).map_err(|e| e.to_string())?;
-        let (identity, size) = match enc {
-            Encoding::Identity => {
-                let f = fs::File::open(&blob).map_err(|e| e.to_string())?;
-                (
-                    identity::identify(f, &file),
-                    fs::metadata(&blob).map_err(|e| e.to_string())?.len(),
-                )
-            }
-            Encoding::Gzip => {
-                let mut gz = GzDecoder::new(fs::File::open(&blob).map_err(|e| e.to_string())?);
-                let mut prefix = Vec::new();
-                (&mut gz)
-                    .take(PREFIX_LEN as u64)
-                    .read_to_end(&mut prefix)
-                    .map_err(|e| e.to_string())?;
-                let rest = io::copy(&mut gz, &mut io::sink()).map_err(|e| e.to_string())?;
-                (
-                    identity::identify_bytes(&prefix, &file),
-                    prefix.len() as u64 + rest,
-                )
-            }
-        };
+        let (identity, size) = self
+            .identify_blob(&hash, enc, &file)
+            .map_err(|e| e.to_string())?;
         let stored_size = fs::metadata(&blob).map_err(|e| e.to_string())?.len();
         let key = parsed.key();
         let new = NewKey {

@@ -418,8 +418,8 @@ fn a_flipped_byte_in_a_small_blob_is_answered_500_never_served_or_cached() {
     let s = TestServer::start();
     let members = two_small_files();
     upload_members(&s, &members);
-    for gzip in [false, true] {
-        flip_byte(&blob_of(&s, gzip), -20);
+    for (i, gzip) in [false, true].into_iter().enumerate() {
+        s.flip_blob_byte(&members[i].1, gzip, -20);
     }
     for (key, _) in &members {
         for accept in ["gzip", "identity"] {
@@ -430,8 +430,8 @@ fn a_flipped_byte_in_a_small_blob_is_answered_500_never_served_or_cached() {
         }
     }
     // Mended on disk, the files are served again: nothing damaged was cached.
-    for gzip in [false, true] {
-        flip_byte(&blob_of(&s, gzip), -20);
+    for (i, gzip) in [false, true].into_iter().enumerate() {
+        s.flip_blob_byte(&members[i].1, gzip, -20);
     }
     for (key, data) in &members {
         let resp = s.get_with(&format!("/{key}"), &[("Accept-Encoding", "identity")]);
@@ -442,6 +442,7 @@ fn a_flipped_byte_in_a_small_blob_is_answered_500_never_served_or_cached() {
 
 #[test]
 fn verify_repair_restores_a_damaged_or_missing_blob_from_an_intact_copy_in_the_layout() {
+    crate::local_only!("the intact copy is in the layout tree");
     let s = TestServer::start();
     let members = two_small_files();
     upload_members(&s, &members);
@@ -493,7 +494,7 @@ fn a_stored_debuginfod_file_whose_blob_is_gone_answers_5xx_never_a_cacheable_404
     assert_eq!(s.get(&section).status(), 200);
     // Every blob (and so every layout entry's inode) goes; the index still names them.
     for b in s.blobs() {
-        std::fs::remove_file(b).unwrap();
+        s.remove_listed_blob(&b);
     }
     for route in ["debuginfo", "executable", "section/.text"] {
         let status = s.get(&format!("/buildid/{}/{route}", f.build_id)).status();

@@ -209,6 +209,7 @@ fn a_hostile_row_from_an_older_index_is_deleted_without_touching_the_disk() {
 
 #[test]
 fn a_symlink_planted_in_the_layout_tree_is_never_written_or_deleted_through() {
+    crate::local_only!("the layout tree");
     let s = TestServer::start();
     let outside = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(
@@ -248,6 +249,7 @@ fn a_symlink_planted_in_the_layout_tree_is_never_written_or_deleted_through() {
 
 #[test]
 fn reindex_of_a_tampered_tree_skips_entries_the_rules_refuse_and_follows_no_link() {
+    crate::local_only!("reindex from the layout tree");
     let s = TestServer::start();
     let (name, data) = good_member();
     s.upload_ok(zip_of(&[(&name, &data)]));

@@ -69,7 +69,11 @@ impl Garage {
     /// `n` nodes, each in its own zone, keeping every object on `n` of them
     /// (`replication_factor = n`); clients talk to the first node.
     pub fn cluster(n: usize) -> Garage {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("symdepot-garage-")
+            .tempdir()
+            .unwrap();
+        std::fs::write(dir.path().join("owner.pid"), std::process::id().to_string()).unwrap();
         let secret: String = (0..32)
             .map(|i| format!("{:02x}", (i * 37 + 11) % 256))
             .collect();
@@ -97,7 +101,19 @@ impl Garage {
             )
             .unwrap();
             let log = std::fs::File::create(home.join("garage.log")).unwrap();
-            let child = garage(&config)
+            let mut server = garage(&config);
+            // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                server.pre_exec(|| {
+                    // The node dies with the thread that started it (the test,
+                    // or the thread that keeps the shared Garage), never outlives
+                    // the test process.
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = server
                 .arg("server")
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
@@ -250,6 +266,16 @@ impl Garage {
         }
     }
 
+    /// Where this cluster's bucket is, for reading it straight.
+    pub fn bucket(&self) -> crate::backend::SharedBucket {
+        crate::backend::SharedBucket {
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            key_id: self.key_id.clone(),
+            secret: self.secret.clone(),
+        }
+    }
+
     /// Points a configuration at this cluster's bucket.
     pub fn configure(&self, c: &mut symdepot::Config) {
         c.blob_store = "s3".into();
@@ -259,6 +285,25 @@ impl Garage {
         c.s3_access_key_id = self.key_id.clone();
         c.s3_secret_access_key = self.secret.clone();
         c.s3_allow_http = true;
+    }
+}
+
+/// Removes the folders of Garages whose test process is gone (the shared one
+/// of an S3 run is never dropped: it lives until the process exits).
+pub fn remove_abandoned() {
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with("symdepot-garage-") {
+            continue;
+        }
+        // A folder whose owner is not written yet is being made right now.
+        let owner = std::fs::read_to_string(e.path().join("owner.pid")).unwrap_or_default();
+        if !owner.is_empty() && !Path::new("/proc").join(owner.trim()).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 

@@ -32,7 +32,7 @@ fn a_single_loose_debug_file_is_placed_by_its_build_id() {
         body["upload"]["uploaded_keys"],
         serde_json::json!([key.clone()])
     );
-    assert!(s.data_dir().join("release").join(&key).exists());
+    s.assert_entry("release", &key);
     assert_eq!(
         s.get(&format!("/buildid/{}/debuginfo", f.build_id))
             .status(),

@@ -5,6 +5,7 @@ mod attack_ingest;
 mod attack_keys;
 mod attack_records;
 mod attack_review;
+mod backend;
 mod browser;
 mod by_download;
 mod cli;

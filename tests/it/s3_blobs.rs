@@ -109,21 +109,8 @@ fn gc_deletes_an_object_only_once_no_row_names_it() {
 }
 
 /// The `s3_*` settings of `g` as `SYMDEPOT_*` variables, for the command line.
-fn s3_env(g: &Garage) -> Vec<(String, String)> {
-    let mut c = symdepot::Config::default();
-    g.configure(&mut c);
-    vec![
-        ("SYMDEPOT_BLOB_STORE".into(), c.blob_store),
-        ("SYMDEPOT_S3_ENDPOINT".into(), c.s3_endpoint),
-        ("SYMDEPOT_S3_BUCKET".into(), c.s3_bucket),
-        ("SYMDEPOT_S3_REGION".into(), c.s3_region),
-        ("SYMDEPOT_S3_ACCESS_KEY_ID".into(), c.s3_access_key_id),
-        (
-            "SYMDEPOT_S3_SECRET_ACCESS_KEY".into(),
-            c.s3_secret_access_key,
-        ),
-        ("SYMDEPOT_S3_ALLOW_HTTP".into(), "true".into()),
-    ]
+fn s3_env(g: &Garage) -> Vec<(&'static str, String)> {
+    crate::backend::env_of(&g.bucket(), "")
 }
 
 #[test]
@@ -265,4 +252,201 @@ fn large_blobs_kept_as_they_are_redirect_to_a_presigned_url_of_the_object() {
     let small = s.get_with(&format!("/{sym_key}"), &[("Accept-Encoding", "identity")]);
     assert_eq!(small.status(), 200);
     assert_eq!(small.bytes().unwrap().as_ref(), sym_text.as_slice());
+}
+
+#[test]
+fn each_upload_leaves_a_manifest_and_a_lost_index_is_rebuilt_from_them() {
+    let g = Garage::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = |c: &mut symdepot::Config| {
+        g.configure(c);
+        c.s3_prefix = "store-a/".into();
+        c.data_dir = data.clone();
+    };
+    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
+    let key = format!("a.pdb/{ID_A}/a.sym");
+    let gone = format!("gone.pdb/{ID_B}/gone.sym");
+    let tried = format!("t.pdb/{ID_B}/t.sym");
+    let v2 = sym("a.pdb", ID_A, "INFO GENERATOR two\n");
+    let routes = [
+        format!("/{key}"),
+        format!("/try/{tried}"),
+        format!("/buildid/{}/debuginfo", f.build_id),
+        format!("/buildid/{}/executable", f.build_id),
+        format!("/{0}/{1}/{0}.debug", f.name, f.debug_id),
+        format!("/{gone}"),
+    ];
+    let answers = |s: &TestServer| -> Vec<(u16, Vec<u8>)> {
+        routes
+            .iter()
+            .map(|r| {
+                let resp = s.get(r);
+                (resp.status().as_u16(), resp.bytes().unwrap().to_vec())
+            })
+            .collect()
+    };
+    let (before, last_upload) = {
+        let s = TestServer::with_config(config);
+        s.upload_ok(zip_of(&[
+            (&key, &sym("a.pdb", ID_A, "INFO GENERATOR one\n")),
+            (&gone, &sym("gone.pdb", ID_B, "")),
+        ]));
+        s.upload_elf(&f);
+        // The later upload wins, as in the live index; a try upload stays try.
+        s.upload_ok(zip_of(&[(&key, &v2)]));
+        let resp = s.upload_with(
+            &s.token,
+            zip_of(&[(&tried, &sym("t.pdb", ID_B, ""))]),
+            Some("1"),
+        );
+        assert_eq!(resp.status(), 201);
+        // A key deleted and collected does not come back.
+        let out = symdepot(&data)
+            .args(["delete", &gone])
+            .envs(crate::backend::env_of(&g.bucket(), "store-a/"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let later = SystemTime::now() + Duration::from_secs(2 * 3600);
+        // Its blob and the replaced version's go.
+        assert_eq!(s.store().gc(later, GcMode::Force).unwrap().blobs.len(), 2);
+        let last: i64 = s.count("SELECT MAX(id) FROM uploads WHERE status = 'complete'");
+        (answers(&s), last)
+    };
+    assert_eq!(before[0].1, v2);
+    assert_eq!(before[5].0, 404);
+
+    // One manifest per finished upload, beside the blobs, naming each member.
+    let objects = crate::backend::objects_in(&g.bucket(), "store-a/");
+    let manifests: Vec<String> = objects
+        .iter()
+        .map(|(p, _)| p.to_string_lossy().into_owned())
+        .filter(|p| p.starts_with("uploads/"))
+        .collect();
+    assert_eq!(
+        manifests,
+        [
+            "uploads/1.json",
+            "uploads/2.json",
+            "uploads/3.json",
+            "uploads/4.json"
+        ]
+    );
+    let first: serde_json::Value = serde_json::from_slice(
+        &crate::backend::get_object_in(&g.bucket(), "store-a/uploads/1.json").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["upload"]["user"], "uploader");
+    let m = &first["members"][0];
+    assert_eq!(m["key"], key);
+    assert_eq!(m["namespace"], "release");
+    assert_eq!(m["encoding"], "gzip");
+    assert_eq!(m["outcome"], "new");
+    assert_eq!(m["debug_id"], ID_A);
+
+    // The index is lost: every command refuses it until the rebuild.
+    for name in ["index.sqlite3", "index.sqlite3-wal", "index.sqlite3-shm"] {
+        let _ = std::fs::remove_file(data.join(name));
+    }
+    let run = |args: &[&str]| {
+        symdepot(&data)
+            .args(args)
+            .envs(crate::backend::env_of(&g.bucket(), "store-a/"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&["verify"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reindex --from-bucket"));
+    let out = run(&["reindex"]);
+    assert!(!out.status.success(), "the layout-tree reindex refuses S3");
+    let out = run(&["reindex", "--from-bucket"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("reindexed 4 keys, skipped 1") && stdout.contains("4 upload records"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&gone) && stderr.contains("no longer in the bucket"),
+        "{stderr}"
+    );
+    let out = run(&["verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Every route answers as before, and the history is back.
+    let s = TestServer::with_config(config);
+    assert_eq!(answers(&s), before);
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM uploads WHERE status = 'complete'"),
+        4
+    );
+    // New uploads get new ids: no manifest is ever replaced.
+    let up = s.upload_ok(zip_of(&[(
+        &format!("new.pdb/{ID_A}/new.sym"),
+        &sym("new.pdb", ID_A, ""),
+    )]));
+    assert_eq!(up["id"].as_i64().unwrap(), last_upload + 1);
+    assert!(
+        crate::backend::get_object_in(
+            &g.bucket(),
+            &format!("store-a/uploads/{}.json", last_upload + 1)
+        )
+        .is_some()
+    );
+}
+
+#[test]
+fn verify_repair_moves_a_damaged_object_aside_and_a_reupload_restores_it() {
+    let g = Garage::start();
+    let s = server(&g);
+    let key = format!("bin.so/{ID_B}/bin.so");
+    let content: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let zip = zip_of(&[(&key, &content)]);
+    s.upload_ok(zip.clone());
+    let name = blob_name(&content, false);
+    let mut bytes = crate::backend::get_object_in(&g.bucket(), &name).unwrap();
+    bytes[100] ^= 0x01;
+    crate::backend::put_object_in(&g.bucket(), &name, bytes.clone());
+    let verify = |args: &[&str]| {
+        let out = symdepot(&s.data_dir())
+            .args(args)
+            .envs(s3_env(&g))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, text) = verify(&["verify"]);
+    assert!(!ok && text.contains("does not hash to its name"), "{text}");
+    // A re-upload alone cannot heal it: the object is there, only wrong.
+    let (ok, text) = verify(&["verify", "--repair"]);
+    assert!(!ok, "{text}");
+    let hash = blake3::hash(&content).to_hex().to_string();
+    assert!(
+        text.contains(&format!("quarantined quarantine/{hash}")),
+        "{text}"
+    );
+    assert_eq!(
+        crate::backend::get_object_in(&g.bucket(), &format!("quarantine/{hash}")),
+        Some(bytes)
+    );
+    assert_eq!(crate::backend::get_object_in(&g.bucket(), &name), None);
+    assert_eq!(s.get(&format!("/{key}")).status(), 500);
+    // The re-upload puts it back.
+    s.upload_ok(zip);
+    let (ok, text) = verify(&["verify"]);
+    assert!(ok, "{text}");
+    assert_eq!(
+        s.get(&format!("/{key}")).bytes().unwrap().as_ref(),
+        content.as_slice()
+    );
 }

@@ -42,6 +42,7 @@ impl TestServer {
             ..Config::default()
         };
         f(&mut config);
+        crate::backend::apply(&mut config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -192,8 +193,114 @@ impl TestServer {
         }
     }
 
+    /// Whether blobs are in the shared test bucket (the S3 run) rather than
+    /// under `objects/`.
+    fn in_bucket(&self) -> bool {
+        self.config.blob_store == "s3"
+            && self.config.s3_prefix == crate::backend::prefix_for(&self.config.data_dir)
+    }
+
+    /// Whether the store keeps the layout tree (local blobs only).
+    pub fn has_layout(&self) -> bool {
+        self.config.blob_store == "local"
+    }
+
+    /// A time at which every blob stored so far is older than the GC grace,
+    /// for `store.gc(at, …)`: on local disk the blobs' and entries' times are
+    /// set back and the answer is now; an object store sets an object's time
+    /// itself, so on S3 the answer is now plus the grace.
+    pub fn after_grace(&self) -> std::time::SystemTime {
+        if self.has_layout() {
+            age_store(&self.data_dir());
+            return std::time::SystemTime::now();
+        }
+        std::time::SystemTime::now() + Duration::from_secs(2 * 3600)
+    }
+
+    /// The layout entry of a key, where the store keeps a layout tree
+    /// (`None` with blobs on S3, which has none).
+    pub fn entry(&self, ns: &str, key: &str) -> Option<PathBuf> {
+        self.has_layout()
+            .then(|| self.data_dir().join(ns).join(key))
+    }
+
+    /// The key has a layout entry, where the store keeps a layout tree.
+    pub fn assert_entry(&self, ns: &str, key: &str) {
+        if let Some(e) = self.entry(ns, key) {
+            assert!(e.exists(), "no layout entry {}", e.display());
+        }
+    }
+
+    /// Every blob: the files under `objects/`, or on the S3 run the objects
+    /// under this store's prefix in the bucket (named `objects/ab/cd/<hash>`).
     pub fn blobs(&self) -> Vec<PathBuf> {
-        files_under(&self.data_dir().join("objects"))
+        stored_blobs(&self.data_dir())
+    }
+
+    /// Every blob with its modification time.
+    pub fn blobs_with_times(&self) -> Vec<(PathBuf, std::time::SystemTime)> {
+        if self.in_bucket() {
+            return crate::backend::objects_with_times(&self.config.s3_prefix)
+                .into_iter()
+                .filter(|(p, _)| p.starts_with("objects"))
+                .collect();
+        }
+        self.blobs()
+            .into_iter()
+            .map(|p| {
+                let t = std::fs::metadata(&p).unwrap().modified().unwrap();
+                (p, t)
+            })
+            .collect()
+    }
+
+    /// The stored bytes of the blob of `content` (`.gz` when `gz`), if stored.
+    pub fn read_blob(&self, content: &[u8], gz: bool) -> Option<Vec<u8>> {
+        let name = blob_name(content, gz);
+        if self.in_bucket() {
+            return crate::backend::get_object(&format!("{}{name}", self.config.s3_prefix));
+        }
+        std::fs::read(self.data_dir().join(name)).ok()
+    }
+
+    /// Overwrites the stored bytes of a blob, as a disk fault would.
+    pub fn write_blob(&self, content: &[u8], gz: bool, bytes: Vec<u8>) {
+        let name = blob_name(content, gz);
+        if self.in_bucket() {
+            return crate::backend::put_object(&format!("{}{name}", self.config.s3_prefix), bytes);
+        }
+        std::fs::write(self.data_dir().join(name), bytes).unwrap();
+    }
+
+    /// Removes a blob behind the store's back.
+    pub fn remove_blob(&self, content: &[u8], gz: bool) {
+        if self.in_bucket() {
+            self.remove_listed_blob(Path::new(&blob_name(content, gz)));
+        } else {
+            self.remove_listed_blob(&self.data_dir().join(blob_name(content, gz)));
+        }
+    }
+
+    /// Removes a blob as [`TestServer::blobs`] names it.
+    pub fn remove_listed_blob(&self, blob: &Path) {
+        if self.in_bucket() {
+            let name = format!("{}{}", self.config.s3_prefix, blob.display());
+            return crate::backend::delete_object(&name);
+        }
+        std::fs::remove_file(blob).unwrap();
+    }
+
+    /// Flips one bit of the byte at `at` (from the end when negative) of a
+    /// stored blob.
+    pub fn flip_blob_byte(&self, content: &[u8], gz: bool, at: i64) {
+        let mut bytes = self.read_blob(content, gz).expect("the blob is stored");
+        let i = if at < 0 {
+            bytes.len() - at.unsigned_abs() as usize
+        } else {
+            at as usize
+        };
+        bytes[i] ^= 0x01;
+        self.write_blob(content, gz, bytes);
     }
 
     /// Every file in the layout trees (`release/`, `try/`).
@@ -218,6 +325,22 @@ impl Drop for TestServer {
                 .ok();
         }
     }
+}
+
+/// The name of the blob of `content` under the data dir (or the bucket prefix).
+pub fn blob_name(content: &[u8], gz: bool) -> String {
+    let hash = blake3::hash(content).to_hex().to_string();
+    let ext = if gz { ".gz" } else { "" };
+    format!("objects/{}/{}/{hash}{ext}", &hash[..2], &hash[2..4])
+}
+
+/// The blobs of the store in `data` wherever they are kept on this run: the
+/// files under `objects/`, or the objects under its prefix in the test bucket.
+pub fn stored_blobs(data: &Path) -> Vec<PathBuf> {
+    if crate::backend::on_s3() {
+        return crate::backend::objects_under(&crate::backend::prefix_for(data));
+    }
+    files_under(&data.join("objects"))
 }
 
 /// The temp files under a `tmp/` folder: every file but the lock files that
@@ -491,8 +614,49 @@ pub fn symdepot(data_dir: &Path) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_symdepot"));
     c.arg("--data-dir")
         .arg(data_dir)
-        .env_remove("SYMDEPOT_LISTEN");
+        .env_remove("SYMDEPOT_LISTEN")
+        .envs(crate::backend::env_for(data_dir));
+    if crate::backend::on_s3() && aged_marker(data_dir).exists() {
+        c.env("SYMDEPOT_GC_GRACE", "0s");
+    }
     c
+}
+
+fn aged_marker(data: &Path) -> PathBuf {
+    data.with_extension("aged")
+}
+
+/// Makes every blob and layout entry of the store in `data` look older than
+/// the GC grace. Object stores set an object's time themselves, so on the S3
+/// run the commands given by [`symdepot`] for this data dir run with no GC
+/// grace instead (a stand-in for time passing, nothing else changes).
+pub fn age_store(data: &Path) {
+    if crate::backend::on_s3() {
+        std::fs::write(aged_marker(data), b"").unwrap();
+        return;
+    }
+    let old = std::time::SystemTime::now() - Duration::from_secs(30 * 86_400);
+    for f in files_under(&data.join("objects"))
+        .into_iter()
+        .chain(files_under(&data.join("release")))
+        .chain(files_under(&data.join("try")))
+    {
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+}
+
+/// The arguments of `symdepot reindex` for this run's blob store.
+pub fn reindex_args() -> &'static [&'static str] {
+    if crate::backend::on_s3() {
+        &["reindex", "--from-bucket"]
+    } else {
+        &["reindex"]
+    }
 }
 
 /// Uploads, expects `status`, and returns the JSON error.
