@@ -100,6 +100,12 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn info(&self, hash: &str, enc: Encoding) -> io::Result<Option<BlobInfo>>;
     /// Opens the stored (possibly compressed) bytes.
     fn open(&self, hash: &str, enc: Encoding) -> io::Result<File>;
+    /// Opens the stored bytes for reading here and there (an ELF file's
+    /// section table), without fetching the whole blob first where the
+    /// backend can read ranges.
+    fn open_seekable(&self, hash: &str, enc: Encoding) -> io::Result<Box<dyn ReadSeek>> {
+        Ok(Box::new(self.open(hash, enc)?))
+    }
     /// Opens `len` stored bytes from `start` for streaming to a client.
     fn open_range(&self, hash: &str, enc: Encoding, start: u64, len: u64) -> io::Result<BlobRead>;
     /// Reads a small blob whole and checks it against its name and sizes;
@@ -160,6 +166,11 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         ))
     }
 }
+
+/// A reader that can seek: what [`BlobStore::open_seekable`] gives.
+pub trait ReadSeek: Read + io::Seek + Send {}
+
+impl<T: Read + io::Seek + Send> ReadSeek for T {}
 
 /// Blobs on the local disk under `<data dir>/objects`.
 #[derive(Debug)]

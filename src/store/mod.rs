@@ -357,6 +357,12 @@ impl Store {
         self.blobs.open_range(&row.blob, row.encoding, start, len)
     }
 
+    /// Opens a stored key's bytes as kept, to read here and there (ranged
+    /// reads where the backend has them, never the whole blob first).
+    pub fn open_blob_seekable(&self, row: &KeyRow) -> io::Result<Box<dyn blobs::ReadSeek>> {
+        self.blobs.open_seekable(&row.blob, row.encoding)
+    }
+
     /// Opens a stored key's bytes as kept (gzip for compressed kinds), whole.
     pub fn open_blob(&self, row: &KeyRow) -> io::Result<fs::File> {
         self.blobs.open(&row.blob, row.encoding)

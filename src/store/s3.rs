@@ -24,7 +24,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 
 use super::blobs::{
-    BlobInfo, BlobRead, BlobStore, Encoding, check_stored, encode_to_temp, stored_copy_to_temp,
+    BlobInfo, BlobRead, BlobStore, Encoding, ReadSeek, check_stored, encode_to_temp,
+    stored_copy_to_temp,
 };
 use crate::error::{Error, Result};
 
@@ -324,6 +325,65 @@ impl Read for RangeReader {
     }
 }
 
+/// An object read here and there by ranged GETs of at least [`WINDOW`]
+/// bytes, the last one kept: reading an ELF file's headers and section table
+/// costs a few requests, not the whole object.
+struct SeekableObject {
+    store: Arc<object_store::aws::AmazonS3>,
+    runtime: Arc<Runtime>,
+    object: ObjectPath,
+    size: u64,
+    pos: u64,
+    /// The bytes last fetched and where they start.
+    window: (u64, Bytes),
+}
+
+/// The least a [`SeekableObject`] fetches at once.
+const WINDOW: u64 = 64 << 10;
+
+impl Read for SeekableObject {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.size || buf.is_empty() {
+            return Ok(0);
+        }
+        let (start, bytes) = &self.window;
+        let inside = self.pos >= *start && self.pos < start + bytes.len() as u64;
+        if !inside {
+            let len = (buf.len() as u64).max(WINDOW).min(self.size - self.pos);
+            let range = self.pos..self.pos + len;
+            let got = self
+                .runtime
+                .handle()
+                .block_on(self.store.get_range(&self.object, range))
+                .map_err(|e| io_err("reading a blob", e))?;
+            if got.is_empty() {
+                return Ok(0);
+            }
+            self.window = (self.pos, got);
+        }
+        let (start, bytes) = &self.window;
+        let from = (self.pos - start) as usize;
+        let n = buf.len().min(bytes.len() - from);
+        buf[..n].copy_from_slice(&bytes[from..from + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for SeekableObject {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let pos = match to {
+            io::SeekFrom::Start(p) => Some(p),
+            io::SeekFrom::End(d) => self.size.checked_add_signed(d),
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = pos.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "a seek before the start")
+        })?;
+        Ok(self.pos)
+    }
+}
+
 impl S3Blobs {
     /// Puts an encoded, checked temp file as the blob's object unless the
     /// object is already there; returns the stored size.
@@ -395,6 +455,22 @@ impl BlobStore for S3Blobs {
         io::copy(&mut reader, &mut tmp)?;
         tmp.rewind()?;
         Ok(tmp)
+    }
+
+    fn open_seekable(&self, hash: &str, enc: Encoding) -> io::Result<Box<dyn ReadSeek>> {
+        let object = self.object(hash, enc)?;
+        let size = self
+            .block_on(self.store.head(&object))
+            .map_err(|e| io_err("reading a blob", e))?
+            .size;
+        Ok(Box::new(SeekableObject {
+            store: Arc::clone(&self.store),
+            runtime: Arc::clone(&self.runtime),
+            object,
+            size,
+            pos: 0,
+            window: (0, Bytes::new()),
+        }))
     }
 
     fn open_range(&self, hash: &str, enc: Encoding, start: u64, len: u64) -> io::Result<BlobRead> {

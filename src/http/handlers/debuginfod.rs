@@ -135,7 +135,7 @@ fn section_range(store: &Store, row: &KeyRow, name: &str) -> std::io::Result<Opt
     if row.encoding != Encoding::Identity {
         return Ok(None);
     }
-    let file = store.open_blob(row)?;
+    let file = store.open_blob_seekable(row)?;
     Ok(crate::identity::elf::section_file_range(
         &object::ReadCache::new(file),
         name,
