@@ -144,6 +144,15 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
             "this blob store quarantines through its layout tree",
         ))
     }
+    /// The id of the store these blobs belong to, as the backend records it
+    /// (S3: `<prefix>store.json`); `None` when none is recorded.
+    fn owner(&self) -> io::Result<Option<String>> {
+        Ok(None)
+    }
+    /// Records the id of the store these blobs belong to.
+    fn set_owner(&self, _store_id: &str) -> io::Result<()> {
+        Ok(())
+    }
     /// Whether the backend keeps upload manifests beside the blobs (S3: the
     /// bucket outlives the index, and `reindex --from-bucket` reads them back;
     /// local disk has the layout tree instead).

@@ -169,6 +169,8 @@ impl Store {
                     .into(),
             ));
         }
+        // The index becomes that of the store whose blobs these are.
+        self.check_bucket_owner(true)?;
         let mut out = Rebuilt::default();
         let mut manifests = Vec::new();
         for name in self

@@ -137,6 +137,13 @@ ALTER TABLE upload_members ADD COLUMN kind TEXT;
 ALTER TABLE upload_members ADD COLUMN os TEXT;
 ALTER TABLE upload_members ADD COLUMN arch TEXT;
 "#,
+    // 6: facts about the store itself (`store_id`: which bucket prefix is this store's).
+    r#"
+CREATE TABLE store_meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the schema up to date, one transaction per migration.

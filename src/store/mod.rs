@@ -18,6 +18,7 @@ pub mod lock;
 pub mod manifest;
 pub mod migrations;
 pub mod missing;
+pub mod owner;
 pub mod records;
 pub mod s3;
 pub mod tokens;
@@ -108,6 +109,8 @@ impl Store {
     /// [`Store::open`] with its settings already built.
     pub fn open_with(settings: StoreSettings) -> Result<Store> {
         let store = Self::open_to_rebuild(settings)?;
+        // Another store's prefix first: a new index there is no lost index.
+        store.check_bucket_owner(false)?;
         store.check_index_holds_the_store()?;
         Ok(store)
     }

@@ -574,6 +574,33 @@ impl BlobStore for S3Blobs {
         Ok(aside.to_string())
     }
 
+    fn owner(&self) -> io::Result<Option<String>> {
+        let object = ObjectPath::from(format!("{}store.json", self.prefix));
+        let bytes = match self.get_all(&object) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["store_id"].as_str().map(str::to_string))
+            .map(Some)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{object} is not a symdepot store marker"),
+                )
+            })
+    }
+
+    fn set_owner(&self, store_id: &str) -> io::Result<()> {
+        let object = ObjectPath::from(format!("{}store.json", self.prefix));
+        let json = serde_json::json!({ "format": 1, "store_id": store_id }).to_string();
+        self.block_on(self.store.put(&object, json.into_bytes().into()))
+            .map_err(|e| io_err("writing the store marker", e))?;
+        Ok(())
+    }
+
     fn keeps_manifests(&self) -> bool {
         true
     }

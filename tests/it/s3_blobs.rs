@@ -338,8 +338,12 @@ fn each_upload_leaves_a_manifest_and_a_lost_index_is_rebuilt_from_them() {
     )
     .unwrap();
     assert_eq!(first["upload"]["user"], "uploader");
-    let m = &first["members"][0];
-    assert_eq!(m["key"], key);
+    let m = first["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == key.as_str())
+        .expect("the member is in its upload's manifest");
     assert_eq!(m["namespace"], "release");
     assert_eq!(m["encoding"], "gzip");
     assert_eq!(m["outcome"], "new");
@@ -449,4 +453,50 @@ fn verify_repair_moves_a_damaged_object_aside_and_a_reupload_restores_it() {
         s.get(&format!("/{key}")).bytes().unwrap().as_ref(),
         content.as_slice()
     );
+}
+
+#[test]
+fn two_stores_never_share_a_bucket_prefix() {
+    let g = Garage::start();
+    let first = server(&g);
+    first.upload_ok(zip_of(&[(
+        &format!("a.pdb/{ID_A}/a.sym"),
+        &sym("a.pdb", ID_A, ""),
+    )]));
+    let marker = crate::backend::get_object_in(&g.bucket(), "store.json").unwrap();
+    let marker: serde_json::Value = serde_json::from_slice(&marker).unwrap();
+    let id = marker["store_id"].as_str().unwrap().to_string();
+    // A second data dir on the same bucket and prefix: refused by the daemon
+    // and by every command, naming the setting; it deletes nothing.
+    let other = tempfile::tempdir().unwrap();
+    let mut config = symdepot::Config {
+        data_dir: other.path().join("data"),
+        listen: "127.0.0.1:0".into(),
+        ..symdepot::Config::default()
+    };
+    g.configure(&mut config);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(symdepot::daemon::Daemon::start(config.clone()))
+        .err()
+        .map(|e| format!("{e:#}"))
+        .expect("refused");
+    assert!(err.contains("s3_prefix") && err.contains(&id), "{err}");
+    for args in [&["gc", "--force"][..], &["token", "list"]] {
+        let out = symdepot(&config.data_dir)
+            .args(args)
+            .envs(s3_env(&g))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} ran: {text}");
+        assert!(text.contains("another store"), "{args:?}: {text}");
+    }
+    assert_eq!(first.get(&format!("/a.pdb/{ID_A}/a.sym")).status(), 200);
+    // Its own prefix in the same bucket is fine.
+    config.s3_prefix = "second/".into();
+    let second = rt
+        .block_on(symdepot::daemon::Daemon::start(config))
+        .expect("a store on its own prefix starts");
+    rt.block_on(second.shutdown());
 }

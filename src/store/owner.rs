@@ -1,0 +1,63 @@
+//! One bucket prefix, one store. GC deletes every blob its index does not
+//! name, so two stores given the same bucket and `s3_prefix` would collect
+//! each other's blobs. The first store to open a prefix records its id in
+//! `<prefix>store.json` and in its index (`store_meta`); a store whose index
+//! holds another id, or none while the prefix is taken, refuses to open.
+
+use rusqlite::OptionalExtension;
+
+use super::{Store, random_hex};
+use crate::error::{Error, Result};
+
+impl Store {
+    /// Checks (and on first use records) that the bucket prefix is this
+    /// store's; `adopt` (for `reindex --from-bucket`) makes this index that
+    /// of the store whose blobs are there. Nothing to check on local disk.
+    pub(crate) fn check_bucket_owner(&self, adopt: bool) -> Result<()> {
+        let Some(s3) = self.settings.s3.as_ref() else {
+            return Ok(());
+        };
+        let ours = self.store_id()?;
+        let theirs = self.blobs.owner().map_err(|e| self.blob_error(e))?;
+        match (ours, theirs) {
+            (Some(a), Some(b)) if a == b => Ok(()),
+            // A prefix emptied or moved: this store's again.
+            (Some(a), None) => self.blobs.set_owner(&a).map_err(|e| self.blob_error(e)),
+            (None, None) => {
+                let id = random_hex(16);
+                self.blobs.set_owner(&id).map_err(|e| self.blob_error(e))?;
+                self.set_store_id(&id)
+            }
+            (None, Some(b)) if adopt => self.set_store_id(&b),
+            (ours, Some(b)) => Err(Error::Refused(format!(
+                "bucket {:?} under s3_prefix {:?} holds the blobs of another store (id {b}; this \
+                 index is {}): two stores sharing a bucket and prefix would collect each other's \
+                 blobs. Give this store its own s3_prefix, or, if this index should be that \
+                 store's (lost or restored), run `symdepot reindex --from-bucket`",
+                s3.bucket,
+                s3.prefix,
+                ours.map_or_else(|| "new".to_string(), |a| format!("store {a}")),
+            ))),
+        }
+    }
+
+    fn store_id(&self) -> Result<Option<String>> {
+        self.db().read(|c| {
+            c.query_row(
+                "SELECT value FROM store_meta WHERE name = 'store_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    fn set_store_id(&self, id: &str) -> Result<()> {
+        self.db().writer().execute(
+            "INSERT INTO store_meta (name, value) VALUES ('store_id', ?1) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            [id],
+        )?;
+        Ok(())
+    }
+}
