@@ -53,8 +53,16 @@ pub async fn blob_range(read: crate::store::BlobRead) -> io::Result<Body> {
         crate::store::BlobRead::File { file, start, len } => file_range(file, start, len).await,
         crate::store::BlobRead::Stream(mut reader) => Ok(from_blocking(move |send| {
             loop {
+                // Filled before it is sent: a reader that yields small pieces
+                // (an object store's stream) does not cost a chunk each.
                 let mut buf = vec![0u8; CHUNK];
-                let n = reader.read(&mut buf)?;
+                let mut n = 0;
+                while n < CHUNK {
+                    match reader.read(&mut buf[n..])? {
+                        0 => break,
+                        k => n += k,
+                    }
+                }
                 if n == 0 {
                     return Ok(());
                 }

@@ -13,6 +13,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -163,8 +164,8 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn put_manifest(&self, _upload_id: i64, _json: Vec<u8>) -> io::Result<()> {
         Ok(())
     }
-    /// The names of every manifest kept.
-    fn manifest_names(&self) -> io::Result<Vec<String>> {
+    /// The names and sizes of every manifest kept.
+    fn manifest_names(&self) -> io::Result<Vec<(String, u64)>> {
         Ok(Vec::new())
     }
     /// A manifest's bytes, by a name [`BlobStore::manifest_names`] gave.
@@ -180,6 +181,64 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
 pub trait ReadSeek: Read + io::Seek + Send {}
 
 impl<T: Read + io::Seek + Send> ReadSeek for T {}
+
+/// A reader that keeps its first IO error, for whoever reads through a
+/// parser that swallows them (`object::ReadCache` answers `None` instead):
+/// a stored file that cannot be read is then an outage, not "no such part".
+pub struct Recorded<R> {
+    inner: R,
+    failed: Arc<Mutex<Option<io::Error>>>,
+}
+
+impl<R> std::fmt::Debug for Recorded<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorded").finish_non_exhaustive()
+    }
+}
+
+/// The first IO error a [`Recorded`] reader met, if any.
+#[derive(Debug, Clone, Default)]
+pub struct Failure(Arc<Mutex<Option<io::Error>>>);
+
+impl Failure {
+    pub fn take(&self) -> Option<io::Error> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// `inner`, keeping its first IO error for the [`Failure`] handed back.
+pub fn recorded<R>(inner: R) -> (Recorded<R>, Failure) {
+    let failure = Failure::default();
+    let reader = Recorded {
+        inner,
+        failed: Arc::clone(&failure.0),
+    };
+    (reader, failure)
+}
+
+impl<R> Recorded<R> {
+    fn keep<T>(&self, r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r {
+            let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            failed.get_or_insert_with(|| io::Error::new(e.kind(), e.to_string()));
+        }
+        r
+    }
+}
+
+impl<R: Read> Read for Recorded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        self.keep(r)
+    }
+}
+
+impl<R: io::Seek> io::Seek for Recorded<R> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let r = self.inner.seek(to);
+        self.keep(r)
+    }
+}
 
 /// Blobs on the local disk under `<data dir>/objects`.
 #[derive(Debug)]

@@ -47,6 +47,8 @@ pub struct GcReport {
     pub entries: Vec<PathBuf>,
     /// Stale temp files.
     pub temp: Vec<PathBuf>,
+    /// Upload manifests that were owed and are now written (blobs on S3).
+    pub manifests: usize,
 }
 
 /// Whether any row names the blob.
@@ -111,6 +113,9 @@ impl Store {
         let settings = self.settings();
         let grace_cutoff = now.checked_sub(settings.gc_grace).unwrap_or(UNIX_EPOCH);
         let mut report = GcReport::default();
+        if !dry_run {
+            report.manifests = self.write_owed_manifests(ms(grace_cutoff))?;
+        }
         let try_cutoff = ms(now) - settings.try_retention.as_millis() as i64;
         report.expired = self.expire(Namespace::Try, try_cutoff, dry_run)?;
         if let Some(keep) = settings.release_retention {

@@ -12,14 +12,15 @@
 use std::io::Read;
 
 use flate2::read::GzDecoder;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use super::index::Namespace;
 use super::{Encoding, NewKey, Store, normalize, upsert_key};
 use crate::error::{Error, Result};
 use crate::identity::{self, Identity, PREFIX_LEN};
-use crate::keys::{MemberName, classify_member};
+use crate::keys::MemberKey;
+use std::collections::BTreeMap;
 
 /// The manifest format written; a reader refuses any other.
 pub const FORMAT: u32 = 1;
@@ -65,7 +66,19 @@ pub struct ManifestMember {
     pub generator: Option<String>,
     pub os: Option<String>,
     pub arch: Option<String>,
+    /// The member's place in the index's commit order, and when it was
+    /// committed (unix milliseconds): the later commit of a key wins a rebuild.
+    #[serde(default)]
+    pub seq: i64,
+    #[serde(default)]
+    pub committed_at: Option<i64>,
 }
+
+/// The most a manifest may weigh (an upload holds at most `max_members`).
+const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
+/// Upload ids a manifest may carry.
+const MAX_UPLOAD_ID: i64 = 1 << 53;
 
 /// What `reindex --from-bucket` did.
 #[derive(Debug, Default)]
@@ -94,7 +107,37 @@ impl Store {
             .map_err(|e| Error::Io(std::io::Error::other(e)))?;
         self.blobs
             .put_manifest(upload_id, json)
-            .map_err(|e| self.blob_error(e))
+            .map_err(|e| self.blob_error(e))?;
+        self.db().writer().execute(
+            "UPDATE uploads SET manifest_at = ?2 WHERE id = ?1",
+            params![upload_id, super::now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Writes the manifests still owed: uploads that ended with members
+    /// committed and no manifest kept (an object store that failed then), and
+    /// uploads still `running` since before `stale_ms` (their process died
+    /// between a commit and the manifest). GC runs it. Returns how many it wrote.
+    pub fn write_owed_manifests(&self, stale_ms: i64) -> Result<usize> {
+        if !self.blobs.keeps_manifests() {
+            return Ok(0);
+        }
+        let owed: Vec<i64> = self.db().read(|c| {
+            let mut st = c.prepare(
+                "SELECT u.id FROM uploads u WHERE u.manifest_at IS NULL \
+                 AND (u.status <> 'running' OR u.created_at < ?1) \
+                 AND EXISTS (SELECT 1 FROM upload_members m WHERE m.upload_id = u.id \
+                 AND m.outcome IN ('new', 'replaced', 'skipped') AND m.namespace IS NOT NULL) \
+                 ORDER BY u.id",
+            )?;
+            let ids = st.query_map([stale_ms], |r| r.get(0))?;
+            ids.collect()
+        })?;
+        for id in &owed {
+            self.write_manifest(*id)?;
+        }
+        Ok(owed.len())
     }
 
     /// The manifest of an upload, from its record; `None` when it committed nothing.
@@ -121,7 +164,7 @@ impl Store {
             };
             let mut stmt = c.prepare(
                 "SELECT key, namespace, outcome, blake3, encoding, size, stored_size, kind, \
-                 debug_file, debug_id, code_file, code_id, generator, os, arch \
+                 debug_file, debug_id, code_file, code_id, generator, os, arch, id, committed_at \
                  FROM upload_members WHERE upload_id = ?1 \
                  AND outcome IN ('new', 'replaced', 'skipped') \
                  AND namespace IS NOT NULL AND blake3 IS NOT NULL ORDER BY id",
@@ -144,6 +187,8 @@ impl Store {
                         generator: r.get(12)?,
                         os: r.get(13)?,
                         arch: r.get(14)?,
+                        seq: r.get(15)?,
+                        committed_at: r.get(16)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -155,13 +200,17 @@ impl Store {
         })
     }
 
-    /// Rebuilds `keys` and `lookup` from the upload manifests in the bucket,
-    /// oldest upload first, and brings back each upload's record. A member
-    /// whose blob is no longer in the bucket (deleted and collected) is left
-    /// out; every file is identified again from its stored bytes.
+    /// Rebuilds `keys` and `lookup` from the upload manifests in the bucket
+    /// and brings back each upload's record, all in one transaction: every
+    /// manifest is read and checked and every file identified again from its
+    /// stored bytes before anything changes. The latest commit of each key
+    /// wins. A member whose blob is no longer in the bucket (deleted and
+    /// collected) is left out; an object store that fails stops the rebuild
+    /// with nothing changed. Refused while a daemon holds the data dir.
     pub fn reindex_from_bucket(&self) -> Result<Rebuilt> {
         // No GC while the index is being refilled (it would take what is not yet back).
         let _maintenance = super::lock::MaintenanceLock::for_reindex(self.root())?;
+        let _daemon = super::lock::DaemonLock::acquire(self.root())?;
         if !self.blobs.keeps_manifests() {
             return Err(Error::Refused(
                 "reindex --from-bucket reads the upload manifests that only blob_store = s3 \
@@ -173,46 +222,77 @@ impl Store {
         self.check_bucket_owner(true)?;
         let mut out = Rebuilt::default();
         let mut manifests = Vec::new();
-        for name in self
+        for (name, size) in self
             .blobs
             .manifest_names()
             .map_err(|e| self.blob_error(e))?
         {
+            if size > MAX_MANIFEST_BYTES {
+                let why = format!("larger than {MAX_MANIFEST_BYTES} bytes");
+                out.skipped.push((name, why));
+                continue;
+            }
             let bytes = self
                 .blobs
                 .get_manifest(&name)
                 .map_err(|e| self.blob_error(e))?;
-            match serde_json::from_slice::<Manifest>(&bytes) {
-                Ok(m) if m.format == FORMAT => manifests.push(m),
-                Ok(m) => out
-                    .skipped
-                    .push((name, format!("manifest format {} is unknown", m.format))),
-                Err(e) => out.skipped.push((name, format!("not a manifest: {e}"))),
+            match parse_manifest(&name, &bytes) {
+                Ok(m) => manifests.push(m),
+                Err(why) => out.skipped.push((name, why)),
             }
         }
-        manifests.sort_by_key(|m| (m.upload.id, m.upload.written_at));
-        self.db()
-            .writer()
-            .execute_batch("DELETE FROM lookup; DELETE FROM keys;")?;
-        self.bump();
-        // The latest upload of each key wins, as in the live index.
-        let mut latest = std::collections::BTreeMap::new();
+        if manifests.is_empty() && !self.blobs.is_empty().map_err(|e| self.blob_error(e))? {
+            return Err(Error::Refused(
+                "the bucket holds blobs but no readable upload manifest (uploads/<id>.json) \
+                 under s3_prefix: nothing to rebuild from, and nothing was changed"
+                    .into(),
+            ));
+        }
+        // The latest commit of each key, as in the live index.
+        let mut latest: BTreeMap<(String, String), (&Manifest, &ManifestMember)> = BTreeMap::new();
         for m in &manifests {
-            if self.restore_upload(m)? {
-                out.uploads += 1;
-            }
-            for member in &m.members {
-                latest.insert(
-                    (member.namespace.as_str(), normalize(&member.key)),
-                    (m, member),
-                );
+            for x in &m.members {
+                let slot = (x.namespace.clone(), normalize(&x.key));
+                let newer = latest
+                    .get(&slot)
+                    .is_none_or(|(pm, px)| commit_order(pm, px) <= commit_order(m, x));
+                if newer {
+                    latest.insert(slot, (m, x));
+                }
             }
         }
-        for (m, member) in latest.into_values() {
-            if let Err(why) = self.restore_member(m, member) {
-                let what = format!("{} (upload {})", member.key, m.upload.id);
-                out.skipped.push((what, why));
+        let mut rows = Vec::new();
+        for (m, x) in latest.into_values() {
+            match self.prepare_member(m, x)? {
+                Ok(row) => rows.push(row),
+                Err(why) => {
+                    let what = format!("{} (upload {})", x.key, m.upload.id);
+                    out.skipped.push((what, why));
+                }
             }
+        }
+        {
+            let mut conn = self.db().writer();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            super::wipe_keys(&tx)?;
+            for m in &manifests {
+                if restore_upload(&tx, m)? {
+                    out.uploads += 1;
+                }
+            }
+            for r in &rows {
+                let new = NewKey {
+                    namespace: r.namespace,
+                    key: &r.key,
+                    hash: &r.hash,
+                    encoding: r.encoding,
+                    size: r.size,
+                    stored_size: r.stored_size,
+                    identity: &r.identity,
+                };
+                upsert_key(&tx, Some(r.upload_id), &new, &normalize(&r.key), r.at)?;
+            }
+            tx.commit()?;
         }
         self.bump();
         out.keys = self
@@ -221,106 +301,69 @@ impl Store {
         Ok(out)
     }
 
-    /// Brings back an upload's record and members, unless the index has one
-    /// of that id. Returns whether it did.
-    fn restore_upload(&self, m: &Manifest) -> Result<bool> {
-        let mut conn = self.db().writer();
-        let tx = conn.transaction()?;
-        let u = &m.upload;
-        let added = tx.execute(
-            "INSERT OR IGNORE INTO uploads (id, user, filename, try_symbols, status, http_status, \
-             files_count, created_at, completed_at) VALUES (?1, ?2, ?3, ?4, 'complete', 201, ?5, ?6, ?7)",
-            params![
-                u.id,
-                u.user,
-                u.filename,
-                u.try_symbols,
-                m.members.len(),
-                u.created_at,
-                u.written_at
-            ],
-        )?;
-        if added == 1 {
-            let mut stmt = tx.prepare(
-                "INSERT INTO upload_members (upload_id, key, outcome, size, stored_size, blake3, \
-                 debug_file, debug_id, code_file, code_id, generator, namespace, encoding, kind, \
-                 os, arch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-                 ?15, ?16)",
-            )?;
-            for x in &m.members {
-                stmt.execute(params![
-                    u.id,
-                    x.key,
-                    x.outcome,
-                    x.size,
-                    x.stored_size,
-                    x.blob,
-                    x.debug_file,
-                    x.debug_id,
-                    x.code_file,
-                    x.code_id,
-                    x.generator,
-                    x.namespace,
-                    x.encoding,
-                    x.kind,
-                    x.os,
-                    x.arch
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(added == 1)
-    }
-
-    /// Indexes one manifest member again, checked as an upload's member is.
-    fn restore_member(&self, m: &Manifest, x: &ManifestMember) -> std::result::Result<(), String> {
-        let ns = Namespace::parse(&x.namespace)
-            .ok_or_else(|| format!("unknown namespace {:?}", x.namespace))?;
+    /// Checks a member and identifies its stored file. The outer error is
+    /// an outage (stop, change nothing); the inner one says why the member
+    /// is left out.
+    fn prepare_member(
+        &self,
+        m: &Manifest,
+        x: &ManifestMember,
+    ) -> Result<std::result::Result<Restored, String>> {
+        let Some(ns) = Namespace::parse(&x.namespace) else {
+            return Ok(Err(format!("unknown namespace {:?}", x.namespace)));
+        };
         let enc = match x.encoding.as_str() {
             "identity" | "gzip" => Encoding::parse(&x.encoding),
-            other => return Err(format!("unknown encoding {other:?}")),
+            other => return Ok(Err(format!("unknown encoding {other:?}"))),
         };
-        let parsed = match classify_member(x.key.as_bytes(), false) {
-            Ok(MemberName::Key(parsed)) => parsed,
-            Ok(MemberName::Ignored) => return Err("ignored by the member rules".into()),
-            Err(rule) => return Err(rule),
+        // The rule every stored key passed, however it was placed.
+        let segs: Vec<&str> = x.key.split('/').collect();
+        let parsed = match segs[..] {
+            [module, id, file] => match MemberKey::new(module, id, file) {
+                Ok(k) => k,
+                Err(rule) => return Ok(Err(rule)),
+            },
+            _ => return Ok(Err("not a <module>/<debug_id>/<file> key".into())),
         };
-        super::door::check_blob_name(&x.blob).map_err(|e| e.to_string())?;
-        let stored = self
+        if let Err(e) = super::door::check_blob_name(&x.blob) {
+            return Ok(Err(e.to_string()));
+        }
+        let Some(stored) = self
             .blobs
             .info(&x.blob, enc)
-            .map_err(|e| format!("the object store failed: {e}"))?;
-        let Some(stored) = stored else {
-            return Err("its blob is no longer in the bucket".into());
+            .map_err(|e| self.blob_error(e))?
+        else {
+            return Ok(Err("its blob is no longer in the bucket".into()));
         };
         let key = parsed.key();
         let file = key.rsplit('/').next().unwrap_or(&key).to_string();
-        let (identity, size) = self
-            .identify_blob(&x.blob, enc, &file)
-            .map_err(|e| format!("unreadable: {e}"))?;
-        let new = NewKey {
+        let (identity, size) = match self.identify_blob(&x.blob, enc, &file) {
+            Ok(found) => found,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Err("its blob is no longer in the bucket".into()));
+            }
+            // A gzip blob that does not inflate is damage, not an outage.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+                ) =>
+            {
+                return Ok(Err(format!("its blob is damaged: {e}")));
+            }
+            Err(e) => return Err(self.blob_error(e)),
+        };
+        Ok(Ok(Restored {
             namespace: ns,
-            key: &key,
-            hash: &x.blob,
+            key,
+            hash: x.blob.clone(),
             encoding: enc,
             size,
             stored_size: stored.stored_size,
-            identity: &identity,
-        };
-        let mut conn = self.db().writer();
-        let tx = conn
-            .transaction()
-            .map_err(|e| format!("the index failed: {e}"))?;
-        upsert_key(
-            &tx,
-            Some(m.upload.id),
-            &new,
-            &normalize(&key),
-            m.upload.written_at,
-        )
-        .map_err(|e| e.to_string())?;
-        tx.commit().map_err(|e| format!("the index failed: {e}"))?;
-        Ok(())
+            identity,
+            upload_id: m.upload.id,
+            at: x.committed_at.unwrap_or(m.upload.written_at),
+        }))
     }
 
     /// A stored blob's identity (read from its bytes, as at upload) and its
@@ -349,4 +392,101 @@ impl Store {
             }
         }
     }
+}
+
+/// A member checked and identified, ready to be indexed again.
+struct Restored {
+    namespace: Namespace,
+    key: String,
+    hash: String,
+    encoding: Encoding,
+    size: u64,
+    stored_size: u64,
+    identity: Identity,
+    upload_id: i64,
+    at: i64,
+}
+
+/// Where a member's commit falls in the index's history: by time, then by
+/// upload and commit sequence.
+fn commit_order(m: &Manifest, x: &ManifestMember) -> (i64, i64, i64) {
+    (
+        x.committed_at.unwrap_or(m.upload.written_at),
+        m.upload.id,
+        x.seq,
+    )
+}
+
+/// A manifest read back and checked: its format, its upload id (the one its
+/// name carries, within bounds) and numbers the index can hold.
+fn parse_manifest(name: &str, bytes: &[u8]) -> std::result::Result<Manifest, String> {
+    let m: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("not a manifest: {e}"))?;
+    if m.format != FORMAT {
+        return Err(format!("manifest format {} is unknown", m.format));
+    }
+    let named: Option<i64> = name.split('.').next().and_then(|id| id.parse().ok());
+    if named != Some(m.upload.id) || !(1..=MAX_UPLOAD_ID).contains(&m.upload.id) {
+        return Err(format!(
+            "upload id {} does not match the manifest's name or is out of range",
+            m.upload.id
+        ));
+    }
+    let too_big = |n: u64| i64::try_from(n).is_err();
+    if m.members
+        .iter()
+        .any(|x| too_big(x.size) || too_big(x.stored_size))
+    {
+        return Err("a member's size is out of range".into());
+    }
+    Ok(m)
+}
+
+/// Brings back an upload's record and members, unless the index has one of
+/// that id. Returns whether it did.
+fn restore_upload(tx: &Transaction<'_>, m: &Manifest) -> Result<bool> {
+    let u = &m.upload;
+    let added = tx.execute(
+        "INSERT OR IGNORE INTO uploads (id, user, filename, try_symbols, status, http_status, \
+         files_count, created_at, completed_at, manifest_at) \
+         VALUES (?1, ?2, ?3, ?4, 'complete', 201, ?5, ?6, ?7, ?7)",
+        params![
+            u.id,
+            u.user,
+            u.filename,
+            u.try_symbols,
+            m.members.len(),
+            u.created_at,
+            u.written_at
+        ],
+    )?;
+    if added == 1 {
+        let mut stmt = tx.prepare(
+            "INSERT INTO upload_members (upload_id, key, outcome, size, stored_size, blake3, \
+             debug_file, debug_id, code_file, code_id, generator, namespace, encoding, kind, \
+             os, arch, committed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+             ?13, ?14, ?15, ?16, ?17)",
+        )?;
+        for x in &m.members {
+            stmt.execute(params![
+                u.id,
+                x.key,
+                x.outcome,
+                x.size,
+                x.stored_size,
+                x.blob,
+                x.debug_file,
+                x.debug_id,
+                x.code_file,
+                x.code_id,
+                x.generator,
+                x.namespace,
+                x.encoding,
+                x.kind,
+                x.os,
+                x.arch,
+                x.committed_at
+            ])?;
+        }
+    }
+    Ok(added == 1)
 }

@@ -144,6 +144,12 @@ CREATE TABLE store_meta (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 7: when each member was committed (the order a rebuild from manifests keeps),
+    // and when an upload's manifest was written (those still owed are written by GC).
+    r#"
+ALTER TABLE upload_members ADD COLUMN committed_at INTEGER;
+ALTER TABLE uploads ADD COLUMN manifest_at INTEGER;
+"#,
 ];
 
 /// Brings the schema up to date, one transaction per migration.

@@ -235,7 +235,9 @@ impl Store {
 
     /// An IO error of the blob backend: a remote store that fails is
     /// unavailable (503, retry later), a local disk's error is what it is.
-    fn blob_error(&self, e: io::Error) -> Error {
+    /// A blob store failure as the error a caller answers with: on a remote
+    /// backend an outage ([`Error::Unavailable`], details only in the log).
+    pub(crate) fn blob_error(&self, e: io::Error) -> Error {
         if self.layout {
             e.into()
         } else {
@@ -410,7 +412,7 @@ impl Store {
             ..new.clone()
         };
         if self.holds(new.namespace, new.key, new.hash)?
-            && let Some(outcome) = self.commit_key(upload_id, &new)?
+            && let Some(outcome) = self.commit_key_held(upload_id, &new, true)?
         {
             return Ok(outcome);
         }
@@ -427,22 +429,37 @@ impl Store {
     /// one commit, not one per member. Returns, per key, whether it was skipped;
     /// the others go through [`Store::commit_key`].
     pub fn skip_unchanged(&self, upload_id: Option<i64>, keys: &[NewKey<'_>]) -> Result<Vec<bool>> {
+        // Which blobs are there, asked before the writer lock is taken (a HEAD
+        // each on S3). Safe: a blob a row names is never collected, and a row
+        // that changes meanwhile is read again below and not skipped.
+        let present: Vec<bool> = keys
+            .iter()
+            .map(|new| {
+                Ok(self
+                    .db
+                    .key_row(new.namespace, &normalize(new.key))?
+                    .is_some_and(|row| {
+                        row.blob == new.hash && self.blobs.has(&row.blob, row.encoding)
+                    }))
+            })
+            .collect::<Result<_>>()?;
         let mut conn = self.db.writer();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = now_ms();
         let mut out = Vec::with_capacity(keys.len());
-        for new in keys {
+        for (new, present) in keys.iter().zip(present) {
             let row = index::key_row(&tx, new.namespace, &normalize(new.key))?;
             let skip = row.as_ref().is_some_and(|row| {
-                row.blob == new.hash
-                    && self.blobs.has(new.hash, new.encoding)
-                    && self.entry_is_blob(new.namespace, &row.key, new.hash, new.encoding)
+                present
+                    && row.blob == new.hash
+                    && self.entry_is_blob(new.namespace, &row.key, &row.blob, row.encoding)
             });
             if let (true, Some(row)) = (skip, row) {
                 tx.prepare_cached("UPDATE keys SET last_uploaded_at = ?1 WHERE id = ?2")?
                     .execute(params![now, row.id])?;
                 if let Some(upload_id) = upload_id {
                     let recorded = NewKey {
+                        encoding: row.encoding,
                         stored_size: row.stored_size,
                         ..new.clone()
                     };
@@ -468,39 +485,67 @@ impl Store {
     /// Answers `None`, changing nothing, when the key needs the blob and the
     /// blob is not stored (the caller stores it and commits again).
     pub fn commit_key(&self, upload_id: Option<i64>, new: &NewKey<'_>) -> Result<Option<Outcome>> {
+        self.commit_key_held(upload_id, new, false)
+    }
+
+    /// [`Store::commit_key`]; `held`: the key was seen holding this very blob,
+    /// and the blob there, just before (a skip then asks the blob store
+    /// nothing under the writer lock: a blob a row names is never collected).
+    fn commit_key_held(
+        &self,
+        upload_id: Option<i64>,
+        new: &NewKey<'_>,
+        held: bool,
+    ) -> Result<Option<Outcome>> {
         let key_norm = normalize(new.key);
         let mut conn = self.db.writer();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let existing = index::key_row(&tx, new.namespace, &key_norm)?;
         let now = now_ms();
-        // Even a skip needs the blob: a re-upload restores a blob lost or quarantined.
-        if !self.blobs.has(new.hash, new.encoding) {
+        // Even a skip needs the blob: a re-upload restores a blob lost or
+        // quarantined. A skip keeps the row's encoding, whatever the upload's.
+        let kept = existing.as_ref().filter(|row| {
+            row.blob == new.hash && (held || self.blobs.has(&row.blob, row.encoding))
+        });
+        if kept.is_none() && !self.blobs.has(new.hash, new.encoding) {
             return Ok(None);
         }
-        let outcome = match &existing {
-            Some(row) if row.blob == new.hash => {
-                if !self.entry_is_blob(new.namespace, &row.key, new.hash, new.encoding) {
-                    self.link_entry(new.namespace, &row.key, new.hash, new.encoding)?;
+        let (outcome, recorded) = match (kept, &existing) {
+            (Some(row), _) => {
+                if !self.entry_is_blob(new.namespace, &row.key, &row.blob, row.encoding) {
+                    self.link_entry(new.namespace, &row.key, &row.blob, row.encoding)?;
                 }
                 tx.execute(
                     "UPDATE keys SET last_uploaded_at = ?1 WHERE id = ?2",
                     params![now, row.id],
                 )?;
-                Outcome::Skipped
+                let recorded = NewKey {
+                    encoding: row.encoding,
+                    stored_size: row.stored_size,
+                    ..new.clone()
+                };
+                (Outcome::Skipped, recorded)
             }
-            Some(row) => {
+            (None, Some(row)) => {
                 self.link_entry(new.namespace, &row.key, new.hash, new.encoding)?;
                 upsert_key(&tx, upload_id, new, &key_norm, now)?;
-                Outcome::Replaced
+                (Outcome::Replaced, new.clone())
             }
-            None => {
+            (None, None) => {
                 self.link_entry(new.namespace, new.key, new.hash, new.encoding)?;
                 upsert_key(&tx, upload_id, new, &key_norm, now)?;
-                Outcome::New
+                (Outcome::New, new.clone())
             }
         };
         if let Some(upload_id) = upload_id {
-            record_member(&tx, upload_id, new.key, outcome.as_str(), Some(new), None)?;
+            record_member(
+                &tx,
+                upload_id,
+                new.key,
+                outcome.as_str(),
+                Some(&recorded),
+                None,
+            )?;
         }
         tx.commit()?;
         if outcome != Outcome::Skipped {
@@ -643,6 +688,21 @@ fn upsert_key(
 }
 
 /// A stored key is no longer missing: by its path, its debug and code identity, its build id.
+/// Empties `keys` and `lookup` for a rebuild, leaving `released` as it was:
+/// the rows' own trigger would record every blob as let go of, and GC
+/// deletes those without its share limit while the rebuild may yet leave
+/// some keys out.
+pub(crate) fn wipe_keys(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute_batch(
+        "CREATE TEMP TABLE released_before AS SELECT blob, encoding FROM released; \
+         DELETE FROM lookup; DELETE FROM keys; \
+         DELETE FROM released WHERE NOT EXISTS (SELECT 1 FROM released_before b \
+         WHERE b.blob = released.blob AND b.encoding = released.encoding); \
+         DROP TABLE released_before;",
+    )?;
+    Ok(())
+}
+
 fn clear_missing(tx: &Transaction<'_>, new: &NewKey<'_>) -> Result<()> {
     let mut segs = new.key.split('/');
     let (module, debug_id) = (segs.next().unwrap_or(""), segs.next().unwrap_or(""));
@@ -692,8 +752,9 @@ fn record_member(
     let id = new.map(|n| n.identity);
     conn.prepare_cached(
         "INSERT INTO upload_members (upload_id, key, outcome, size, stored_size, blake3, debug_file, \
-         debug_id, code_file, code_id, generator, error, namespace, encoding, kind, os, arch) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+         debug_id, code_file, code_id, generator, error, namespace, encoding, kind, os, arch, \
+         committed_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?
     .execute(params![
         upload_id,
@@ -713,6 +774,7 @@ fn record_member(
         id.map(|i| i.kind),
         id.and_then(|i| i.os.as_deref()),
         id.and_then(|i| i.arch.as_deref()),
+        new.map(|_| now_ms()),
     ])?;
     Ok(())
 }

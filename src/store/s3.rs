@@ -350,14 +350,16 @@ impl Read for SeekableObject {
         let inside = self.pos >= *start && self.pos < start + bytes.len() as u64;
         if !inside {
             let len = (buf.len() as u64).max(WINDOW).min(self.size - self.pos);
-            let range = self.pos..self.pos + len;
-            let got = self
-                .runtime
-                .handle()
-                .block_on(self.store.get_range(&self.object, range))
-                .map_err(|e| io_err("reading a blob", e))?;
+            let got = self.fetch(self.pos..self.pos + len)?;
             if got.is_empty() {
                 return Ok(0);
+            }
+            if len > WINDOW {
+                // A large read goes straight to its reader, not kept twice.
+                let n = got.len().min(buf.len());
+                buf[..n].copy_from_slice(&got[..n]);
+                self.pos += n as u64;
+                return Ok(n);
             }
             self.window = (self.pos, got);
         }
@@ -367,6 +369,15 @@ impl Read for SeekableObject {
         buf[..n].copy_from_slice(&bytes[from..from + n]);
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+impl SeekableObject {
+    fn fetch(&self, range: std::ops::Range<u64>) -> io::Result<Bytes> {
+        self.runtime
+            .handle()
+            .block_on(self.store.get_range(&self.object, range))
+            .map_err(|e| io_err("reading a blob", e))
     }
 }
 
@@ -560,7 +571,12 @@ impl BlobStore for S3Blobs {
     fn quarantine(&self, hash: &str, enc: Encoding) -> io::Result<String> {
         let object = self.object(hash, enc)?;
         let name = object.filename().unwrap_or_default().to_string();
-        let aside = ObjectPath::from(format!("{}quarantine/{name}", self.prefix));
+        // Never over an earlier quarantined copy.
+        let aside = ObjectPath::from(format!(
+            "{}quarantine/{name}.{}",
+            self.prefix,
+            super::now_ms()
+        ));
         self.block_on(async {
             self.store
                 .copy(&object, &aside)
@@ -610,7 +626,12 @@ impl BlobStore for S3Blobs {
         self.block_on(async {
             // An upload id the index gave out before (a lost index rebuilt
             // without its history): the older manifest stays.
-            if self.store.head(&object).await.is_ok() {
+            let taken = match self.store.head(&object).await {
+                Ok(_) => true,
+                Err(object_store::Error::NotFound { .. }) => false,
+                Err(e) => return Err(io_err("looking for an upload manifest", e)),
+            };
+            if taken {
                 let suffix = super::random_hex(8);
                 object =
                     ObjectPath::from(format!("{}uploads/{upload_id}.{suffix}.json", self.prefix));
@@ -623,18 +644,22 @@ impl BlobStore for S3Blobs {
         Ok(())
     }
 
-    fn manifest_names(&self) -> io::Result<Vec<String>> {
+    fn manifest_names(&self) -> io::Result<Vec<(String, u64)>> {
         let prefix = ObjectPath::from(format!("{}uploads", self.prefix));
-        let skip = format!("{}uploads/", self.prefix);
         self.block_on(async {
             let mut out = Vec::new();
             let mut stream = self.store.list(Some(&prefix));
             while let Some(meta) = stream.next().await {
                 let meta = meta.map_err(|e| io_err("listing upload manifests", e))?;
-                if let Some(name) = meta.location.as_ref().strip_prefix(&skip)
-                    && check_manifest_name(name).is_ok()
+                // Compared part by part, as the object store names them.
+                let Some(rest) = meta.location.prefix_match(&prefix) else {
+                    continue;
+                };
+                let rest: Vec<_> = rest.collect();
+                if let [name] = rest.as_slice()
+                    && check_manifest_name(name.as_ref()).is_ok()
                 {
-                    out.push(name.to_string());
+                    out.push((name.as_ref().to_string(), meta.size));
                 }
             }
             Ok(out)

@@ -143,7 +143,7 @@ impl UploadRecord {
     /// `files_count` the members committed before the work stopped. A record
     /// that already ended is left as it is.
     pub fn abort(&self, store: &Store, size: u64, error: &str) -> Result<()> {
-        store.db().writer().execute(
+        let ended = store.db().writer().execute(
             "UPDATE uploads SET status = 'aborted', http_status = 499, error = ?2, \
              size = MAX(size, ?3), completed_at = ?4, files_count = (SELECT COUNT(*) \
              FROM upload_members WHERE upload_id = ?1 AND outcome IN ('new', 'replaced', 'skipped')) \
@@ -151,7 +151,9 @@ impl UploadRecord {
             params![self.id, error, size, now_ms()],
         )?;
         // What it committed before its client left stays, so its manifest too.
-        if let Err(e) = store.write_manifest(self.id) {
+        if ended == 1
+            && let Err(e) = store.write_manifest(self.id)
+        {
             tracing::error!(upload_id = self.id, error = %e, "no manifest for an aborted upload's members");
         }
         Ok(())

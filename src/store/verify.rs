@@ -207,7 +207,11 @@ impl Store {
             let state = match states.get(&id) {
                 Some(state) => *state,
                 None => {
-                    let state = self.streamed_blob_state(&row.blob, row.encoding)?;
+                    let mut state = self.streamed_blob_state(&row.blob, row.encoding)?;
+                    if repair && state == BlobState::Corrupt {
+                        // Read once more before anything is moved.
+                        state = self.streamed_blob_state(&row.blob, row.encoding)?;
+                    }
                     if repair && state == BlobState::Corrupt {
                         // Out of the way of the re-upload that restores it.
                         let aside = self
@@ -265,11 +269,18 @@ impl Store {
             super::BlobRead::File { file, .. } => Box::new(file),
         };
         let mut hasher = blake3::Hasher::new();
+        // A store that stops answering midway is an outage, not damage: only
+        // bytes that arrived and do not inflate or hash right are.
+        let (reader, failure) = super::blobs::recorded(reader);
         let mut reader: Box<dyn Read> = match enc {
             Encoding::Gzip => Box::new(GzDecoder::new(io::BufReader::new(reader))),
-            Encoding::Identity => reader,
+            Encoding::Identity => Box::new(reader),
         };
-        Ok(match io::copy(&mut reader, &mut hasher) {
+        let copied = io::copy(&mut reader, &mut hasher);
+        if let Some(e) = failure.take() {
+            return Err(self.blob_error(e));
+        }
+        Ok(match copied {
             Ok(_) if hasher.finalize().to_hex().as_str() == hash => BlobState::Good,
             _ => BlobState::Corrupt,
         })
@@ -346,8 +357,10 @@ impl Store {
             by_inode.insert((m.dev(), m.ino()), (b.hash, b.encoding));
         }
         {
-            let conn = self.db().writer();
-            conn.execute_batch("DELETE FROM lookup; DELETE FROM keys;")?;
+            let mut conn = self.db().writer();
+            let tx = conn.transaction()?;
+            super::wipe_keys(&tx)?;
+            tx.commit()?;
         }
         self.bump();
         let (mut indexed, mut skipped) = (0u64, Vec::new());

@@ -113,10 +113,6 @@ struct Bucket {
     rt: tokio::runtime::Runtime,
 }
 
-fn bucket() -> Bucket {
-    bucket_of(shared())
-}
-
 fn bucket_of(b: &SharedBucket) -> Bucket {
     Bucket {
         store: object_store::aws::AmazonS3Builder::new()
@@ -212,8 +208,13 @@ pub fn put_object_in(at: &SharedBucket, name: &str, bytes: Vec<u8>) {
 
 /// Deletes an object.
 pub fn delete_object(name: &str) {
+    delete_object_in(shared(), name)
+}
+
+/// Deletes an object in bucket `at`.
+pub fn delete_object_in(at: &SharedBucket, name: &str) {
     use object_store::ObjectStoreExt;
-    let b = bucket();
+    let b = bucket_of(at);
     b.rt.block_on(b.store.delete(&object_store::path::Path::from(name)))
         .unwrap();
 }

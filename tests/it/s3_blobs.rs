@@ -311,9 +311,53 @@ fn each_upload_leaves_a_manifest_and_a_lost_index_is_rebuilt_from_them() {
         let later = SystemTime::now() + Duration::from_secs(2 * 3600);
         // Its blob and the replaced version's go.
         assert_eq!(s.store().gc(later, GcMode::Force).unwrap().blobs.len(), 2);
+        // A manifest still owed (the store failed, or the process died, after
+        // the commit) is written by the next GC.
+        crate::backend::delete_object_in(&g.bucket(), "store-a/uploads/2.json");
+        s.db()
+            .execute("UPDATE uploads SET manifest_at = NULL WHERE id = 2", [])
+            .unwrap();
+        assert_eq!(
+            s.store()
+                .gc(SystemTime::now(), GcMode::Run)
+                .unwrap()
+                .manifests,
+            1
+        );
+        // No rebuild beside a running daemon.
+        let out = symdepot(&data)
+            .args(["reindex", "--from-bucket"])
+            .envs(crate::backend::env_of(&g.bucket(), "store-a/"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
         let last: i64 = s.count("SELECT MAX(id) FROM uploads WHERE status = 'complete'");
         (answers(&s), last)
     };
+    let run = |args: &[&str]| {
+        symdepot(&data)
+            .args(args)
+            .envs(crate::backend::env_of(&g.bucket(), "store-a/"))
+            .output()
+            .unwrap()
+    };
+    // A rebuild over an intact index lets go of no blob (GC would take
+    // those without its share limit).
+    let released = || {
+        rusqlite::Connection::open(data.join("index.sqlite3"))
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM released", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    };
+    let before_released = released();
+    let out = run(&["reindex", "--from-bucket"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(released(), before_released);
     assert_eq!(before[0].1, v2);
     assert_eq!(before[5].0, 404);
 
@@ -353,13 +397,6 @@ fn each_upload_leaves_a_manifest_and_a_lost_index_is_rebuilt_from_them() {
     for name in ["index.sqlite3", "index.sqlite3-wal", "index.sqlite3-shm"] {
         let _ = std::fs::remove_file(data.join(name));
     }
-    let run = |args: &[&str]| {
-        symdepot(&data)
-            .args(args)
-            .envs(crate::backend::env_of(&g.bucket(), "store-a/"))
-            .output()
-            .unwrap()
-    };
     let out = run(&["verify"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("reindex --from-bucket"));
@@ -436,11 +473,15 @@ fn verify_repair_moves_a_damaged_object_aside_and_a_reupload_restores_it() {
     assert!(!ok, "{text}");
     let hash = blake3::hash(&content).to_hex().to_string();
     assert!(
-        text.contains(&format!("quarantined quarantine/{hash}")),
+        text.contains(&format!("quarantined quarantine/{hash}.")),
         "{text}"
     );
+    let aside: Vec<_> = crate::backend::objects_in(&g.bucket(), "quarantine/");
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let aside = format!("quarantine/{}", aside[0].0.display());
+    assert!(aside.starts_with(&format!("quarantine/{hash}.")), "{aside}");
     assert_eq!(
-        crate::backend::get_object_in(&g.bucket(), &format!("quarantine/{hash}")),
+        crate::backend::get_object_in(&g.bucket(), &aside),
         Some(bytes)
     );
     assert_eq!(crate::backend::get_object_in(&g.bucket(), &name), None);

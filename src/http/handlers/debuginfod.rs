@@ -131,13 +131,18 @@ async fn section(
 
 /// Where a section's bytes sit in a stored ELF file (identity-encoded only);
 /// an error when the stored file cannot be opened.
-fn section_range(store: &Store, row: &KeyRow, name: &str) -> std::io::Result<Option<(u64, u64)>> {
+fn section_range(store: &Store, row: &KeyRow, name: &str) -> crate::Result<Option<(u64, u64)>> {
     if row.encoding != Encoding::Identity {
         return Ok(None);
     }
-    let file = store.open_blob_seekable(row)?;
-    Ok(crate::identity::elf::section_file_range(
-        &object::ReadCache::new(file),
-        name,
-    ))
+    let file = store
+        .open_blob_seekable(row)
+        .map_err(|e| store.blob_error(e))?;
+    let (file, failure) = crate::store::blobs::recorded(file);
+    let range = crate::identity::elf::section_file_range(&object::ReadCache::new(file), name);
+    // The parser answers "no such section" for a read that failed too.
+    match failure.take() {
+        Some(e) => Err(store.blob_error(e)),
+        None => Ok(range),
+    }
 }

@@ -256,12 +256,14 @@ async fn body_of(
         }
         return body::blob_range(open_blob_range(state, row, start, len).await?).await;
     }
-    if small {
-        // Checked whole (and then cached) before any of it is served inflated.
-        small_blob(state, hit).await?;
-    }
-    // The whole stored (gzip) stream, inflated and cut to the range as it goes.
-    let stored = open_blob_range(state, row, 0, row.stored_size).await?;
+    // The whole stored (gzip) stream, inflated and cut to the range as it goes;
+    // a small one checked whole (and then cached) first, and inflated from memory.
+    let stored = if small {
+        let bytes = small_blob(state, hit).await?;
+        crate::store::BlobRead::Stream(Box::new(std::io::Cursor::new(bytes)))
+    } else {
+        open_blob_range(state, row, 0, row.stored_size).await?
+    };
     Ok(body::gunzip_range(stored, start, len))
 }
 
