@@ -38,6 +38,19 @@ pub struct SharedBucket {
     pub secret: String,
 }
 
+impl SharedBucket {
+    /// Points a configuration at this bucket.
+    pub fn configure(&self, c: &mut symdepot::Config) {
+        c.blob_store = "s3".into();
+        c.s3_endpoint = self.endpoint.clone();
+        c.s3_bucket = self.bucket.clone();
+        c.s3_region = "garage".into();
+        c.s3_access_key_id = self.key_id.clone();
+        c.s3_secret_access_key = self.secret.clone();
+        c.s3_allow_http = true;
+    }
+}
+
 /// The Garage of this test process, started on first use. It lives on a
 /// thread that never ends, and dies with the process (`PR_SET_PDEATHSIG`).
 pub fn shared() -> &'static SharedBucket {
@@ -72,14 +85,7 @@ pub fn prefix_for(data_dir: &Path) -> String {
 /// bucket (on the S3 run only).
 pub fn apply(c: &mut symdepot::Config) {
     if on_s3() && c.blob_store == "local" {
-        let b = shared();
-        c.blob_store = "s3".into();
-        c.s3_endpoint = b.endpoint.clone();
-        c.s3_bucket = b.bucket.clone();
-        c.s3_region = "garage".into();
-        c.s3_access_key_id = b.key_id.clone();
-        c.s3_secret_access_key = b.secret.clone();
-        c.s3_allow_http = true;
+        shared().configure(c);
         c.s3_prefix = prefix_for(&c.data_dir);
     }
 }

@@ -278,13 +278,7 @@ impl Garage {
 
     /// Points a configuration at this cluster's bucket.
     pub fn configure(&self, c: &mut symdepot::Config) {
-        c.blob_store = "s3".into();
-        c.s3_endpoint = self.endpoint.clone();
-        c.s3_bucket = self.bucket.clone();
-        c.s3_region = "garage".into();
-        c.s3_access_key_id = self.key_id.clone();
-        c.s3_secret_access_key = self.secret.clone();
-        c.s3_allow_http = true;
+        self.bucket().configure(c);
     }
 }
 

@@ -287,15 +287,6 @@ fn reindex_after_deleting_the_database_brings_every_route_back() {
         format!("/_.debug/elf-buildid-sym-{}/_.debug", f.build_id),
         format!("/try/t.pdb/{ID_B}/t.sym"),
     ];
-    let answers = |s: &TestServer| -> Vec<(u16, Vec<u8>)> {
-        routes
-            .iter()
-            .map(|r| {
-                let resp = s.get(r);
-                (resp.status().as_u16(), resp.bytes().unwrap().to_vec())
-            })
-            .collect()
-    };
     let before = {
         let s = TestServer::with_config(|c| c.data_dir = data.path().to_path_buf());
         s.upload_ok(zip_of(&[
@@ -318,7 +309,7 @@ fn reindex_after_deleting_the_database_brings_every_route_back() {
             .status(),
             201
         );
-        answers(&s)
+        s.answers(&routes)
     };
     assert!(
         before.iter().all(|(st, _)| *st == 200 || *st == 302),
@@ -336,7 +327,7 @@ fn reindex_after_deleting_the_database_brings_every_route_back() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("reindexed 4 keys, skipped 0"));
     let s = TestServer::with_config(|c| c.data_dir = data.path().to_path_buf());
-    assert_eq!(answers(&s), before);
+    assert_eq!(s.answers(&routes), before);
 }
 
 #[test]

@@ -277,15 +277,6 @@ fn each_upload_leaves_a_manifest_and_a_lost_index_is_rebuilt_from_them() {
         format!("/{0}/{1}/{0}.debug", f.name, f.debug_id),
         format!("/{gone}"),
     ];
-    let answers = |s: &TestServer| -> Vec<(u16, Vec<u8>)> {
-        routes
-            .iter()
-            .map(|r| {
-                let resp = s.get(r);
-                (resp.status().as_u16(), resp.bytes().unwrap().to_vec())
-            })
-            .collect()
-    };
     let (before, last_upload) = {
         let s = TestServer::with_config(config);
         s.upload_ok(zip_of(&[
@@ -333,7 +324,7 @@ fn each_upload_leaves_a_manifest_and_a_lost_index_is_rebuilt_from_them() {
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
         let last: i64 = s.count("SELECT MAX(id) FROM uploads WHERE status = 'complete'");
-        (answers(&s), last)
+        (s.answers(&routes), last)
     };
     let run = |args: &[&str]| {
         symdepot(&data)
@@ -423,7 +414,7 @@ fn each_upload_leaves_a_manifest_and_a_lost_index_is_rebuilt_from_them() {
 
     // Every route answers as before, and the history is back.
     let s = TestServer::with_config(config);
-    assert_eq!(answers(&s), before);
+    assert_eq!(s.answers(&routes), before);
     assert_eq!(
         s.count("SELECT COUNT(*) FROM uploads WHERE status = 'complete'"),
         4

@@ -193,6 +193,17 @@ impl TestServer {
         }
     }
 
+    /// The status and body of a GET of each route.
+    pub fn answers(&self, routes: &[String]) -> Vec<(u16, Vec<u8>)> {
+        routes
+            .iter()
+            .map(|r| {
+                let resp = self.get(r);
+                (resp.status().as_u16(), resp.bytes().unwrap().to_vec())
+            })
+            .collect()
+    }
+
     /// Whether blobs are in the shared test bucket (the S3 run) rather than
     /// under `objects/`.
     fn in_bucket(&self) -> bool {
