@@ -15,24 +15,53 @@ use super::migrations;
 use crate::error::{Error, Result};
 use crate::identity::Kind;
 
-/// A SQLite failure, as [`Error::Db`] carries it: the store's own type, so
-/// that nothing outside the store names the SQLite library. It shows (and
+/// An index failure, as [`Error::Db`] carries it: the store's own type, so
+/// that nothing outside the store names an engine's library. It shows (and
 /// debug-prints) as the failure it wraps.
-pub struct DbError(rusqlite::Error);
+pub struct DbError(DbFailure);
+
+enum DbFailure {
+    Sqlite(rusqlite::Error),
+    Postgres(postgres::Error),
+    /// A value of an unexpected type, a row that is not there.
+    Other(String),
+}
+
+impl DbError {
+    pub(crate) fn other(what: impl Into<String>) -> DbError {
+        DbError(DbFailure::Other(what.into()))
+    }
+}
 
 impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        match &self.0 {
+            DbFailure::Sqlite(e) => e.fmt(f),
+            DbFailure::Postgres(e) => e.fmt(f),
+            DbFailure::Other(e) => e.fmt(f),
+        }
     }
 }
 
 impl std::fmt::Debug for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        std::fmt::Display::fmt(self, f)
     }
 }
 
 impl std::error::Error for DbError {}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError(DbFailure::Sqlite(e))
+    }
+}
+
+impl From<postgres::Error> for DbError {
+    fn from(e: postgres::Error) -> Self {
+        DbError(DbFailure::Postgres(e))
+    }
+}
 
 /// SQLite's "database or disk is full" is [`Error::StorageFull`]; any other
 /// failure is [`Error::Db`].
@@ -40,7 +69,17 @@ impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DiskFull) => Error::StorageFull(e.to_string()),
-            _ => Error::Db(DbError(e)),
+            _ => Error::Db(DbError(DbFailure::Sqlite(e))),
+        }
+    }
+}
+
+/// A failure through the engine seam ([`super::sql::Conn`]): as its engine's.
+impl From<DbError> for Error {
+    fn from(e: DbError) -> Self {
+        match e.0 {
+            DbFailure::Sqlite(e) => e.into(),
+            other => Error::Db(DbError(other)),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod missing;
 pub mod owner;
 pub mod records;
 pub mod s3;
+pub mod sql;
 pub mod tokens;
 pub mod uploads;
 pub mod verify;
