@@ -12,6 +12,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use super::blobs::Encoding;
 use super::migrations;
+use super::sql::Conn;
 use crate::error::{Error, Result};
 use crate::identity::Kind;
 
@@ -256,8 +257,27 @@ impl Db {
 
     /// Runs `f` on a pooled read-only connection.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        Ok(self.with_reader(|c| f(c))??)
+    }
+
+    /// Runs `f` on a pooled read connection, through the engine seam.
+    pub fn reading<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
+        self.with_reader(|c| f(c))?
+    }
+
+    /// Runs `f` in one write transaction, through the engine seam: committed
+    /// when `f` answers `Ok`, rolled back otherwise.
+    pub fn writing<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
+        let mut conn = self.writer();
+        let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&mut tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> Result<T> {
         let conn = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match conn {
+        let mut conn = match conn {
             Some(c) => c,
             None => {
                 let c = Connection::open_with_flags(
@@ -268,12 +288,12 @@ impl Db {
                 c
             }
         };
-        let out = f(&conn);
+        let out = f(&mut conn);
         let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
         if pool.len() < MAX_IDLE_READERS {
             pool.push(conn);
         }
-        Ok(out?)
+        Ok(out)
     }
 
     /// Runs `f` on a fresh read-only connection (never pooled): it reads the

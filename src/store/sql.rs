@@ -231,21 +231,25 @@ pub trait Conn {
     fn rows(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError>;
     /// Runs statements without parameters, one after the other.
     fn batch(&mut self, sql: &str) -> Result<(), DbError>;
+}
+
+/// What every [`Conn`] can answer, a trait object's too.
+pub trait ConnExt: Conn {
     /// The first row, if any.
     fn row(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>, DbError> {
         Ok(self.rows(sql, params)?.into_iter().next())
     }
+
     /// The first column of the one row a query answers (`COUNT(*)`, …).
-    fn one<T: FromValue>(&mut self, sql: &str, params: &[Value]) -> Result<T, DbError>
-    where
-        Self: Sized,
-    {
+    fn one<T: FromValue>(&mut self, sql: &str, params: &[Value]) -> Result<T, DbError> {
         match self.row(sql, params)? {
             Some(row) => row.get(0),
             None => Err(DbError::other(format!("no row: {sql}"))),
         }
     }
 }
+
+impl<C: Conn + ?Sized> ConnExt for C {}
 
 mod sqlite {
     use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -274,35 +278,51 @@ mod sqlite {
         }
     }
 
-    impl Conn for rusqlite::Connection {
-        fn engine(&self) -> Engine {
-            Engine::Sqlite
-        }
-
-        fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-            let mut st = self.prepare_cached(sql)?;
-            Ok(st.execute(rusqlite::params_from_iter(params))? as u64)
-        }
-
-        fn rows(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-            let mut st = self.prepare_cached(sql)?;
-            let n = st.column_count();
-            let mut rows = st.query(rusqlite::params_from_iter(params))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                let mut row = Vec::with_capacity(n);
-                for i in 0..n {
-                    row.push(value(r.get_ref(i)?));
-                }
-                out.push(Row(row));
-            }
-            Ok(out)
-        }
-
-        fn batch(&mut self, sql: &str) -> Result<(), DbError> {
-            Ok(self.execute_batch(sql)?)
-        }
+    fn exec(c: &rusqlite::Connection, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let mut st = c.prepare_cached(sql)?;
+        Ok(st.execute(rusqlite::params_from_iter(params))? as u64)
     }
+
+    fn rows(c: &rusqlite::Connection, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+        let mut st = c.prepare_cached(sql)?;
+        let n = st.column_count();
+        let mut rows = st.query(rusqlite::params_from_iter(params))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let mut row = Vec::with_capacity(n);
+            for i in 0..n {
+                row.push(value(r.get_ref(i)?));
+            }
+            out.push(Row(row));
+        }
+        Ok(out)
+    }
+
+    /// A connection and its transactions alike.
+    macro_rules! conn_for {
+        ($t:ty) => {
+            impl Conn for $t {
+                fn engine(&self) -> Engine {
+                    Engine::Sqlite
+                }
+
+                fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+                    exec(self, sql, params)
+                }
+
+                fn rows(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
+                    rows(self, sql, params)
+                }
+
+                fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+                    Ok(self.execute_batch(sql)?)
+                }
+            }
+        };
+    }
+
+    conn_for!(rusqlite::Connection);
+    conn_for!(rusqlite::Transaction<'_>);
 }
 
 mod postgres_engine {

@@ -4,11 +4,13 @@
 //! Tokens are read from the index on every request, so changes made by the
 //! command line while the daemon runs apply from the daemon's next request.
 
-use rusqlite::{OptionalExtension, params};
 use subtle::ConstantTimeEq;
 
+use super::index::DbError;
+use super::sql::{ConnExt, Row};
 use super::{Store, now_ms, random_hex};
 use crate::error::{Error, Result};
+use crate::sql_params;
 
 /// The permissions a token may hold.
 pub const PERMISSIONS: &[&str] = &[
@@ -103,21 +105,22 @@ impl Store {
             (at, by) => at.or(by),
         };
         let perms = new.permissions.join(",");
-        let conn = self.db().writer();
-        conn.execute(
-            "INSERT INTO tokens (secret_hash, permissions, user, note, created_at, expires_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                hash_secret(&secret),
-                perms,
-                new.user,
-                new.note,
-                now,
-                expires_at
-            ],
-        )?;
+        let id: i64 = self.db().writing(|c| {
+            Ok(c.one(
+                "INSERT INTO tokens (secret_hash, permissions, \"user\", note, created_at, \
+                 expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                &sql_params![
+                    hash_secret(&secret),
+                    perms,
+                    new.user,
+                    new.note,
+                    now,
+                    expires_at
+                ],
+            )?)
+        })?;
         let token = Token {
-            id: conn.last_insert_rowid(),
+            id,
             user: new.user.to_string(),
             permissions: new.permissions.to_vec(),
             note: new.note.to_string(),
@@ -130,30 +133,34 @@ impl Store {
 
     /// Every token, newest first.
     pub fn list_tokens(&self) -> Result<Vec<Token>> {
-        self.db().read(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY id DESC"
-            ))?;
-            let rows = stmt.query_map([], token_from_row)?;
-            rows.collect()
+        self.db().reading(|c| {
+            let rows = c.rows(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY id DESC"),
+                &[],
+            )?;
+            Ok(rows
+                .iter()
+                .map(token_from_row)
+                .collect::<std::result::Result<_, _>>()?)
         })
     }
 
     /// Revokes a token; `false` if there is no such token.
     pub fn revoke_token(&self, id: i64) -> Result<bool> {
-        let n = self.db().writer().execute(
-            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-            params![id, now_ms()],
-        )?;
+        let n = self.db().writing(|c| {
+            Ok(c.exec(
+                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                &sql_params![id, now_ms()],
+            )?)
+        })?;
         if n == 0 {
-            let exists: bool = self.db().read(|c| {
-                c.query_row(
-                    "SELECT EXISTS(SELECT 1 FROM tokens WHERE id = ?1)",
-                    [id],
-                    |r| r.get(0),
-                )
+            let exists: i64 = self.db().reading(|c| {
+                Ok(c.one(
+                    "SELECT COUNT(*) FROM tokens WHERE id = ?1",
+                    &sql_params![id],
+                )?)
             })?;
-            return Ok(exists);
+            return Ok(exists > 0);
         }
         Ok(true)
     }
@@ -161,13 +168,15 @@ impl Store {
     /// The live token with this secret, or why there is none.
     pub fn authenticate(&self, secret: &str) -> Result<Token> {
         let hash = hash_secret(secret);
-        let found = self.db().read(|c| {
-            c.query_row(
+        let found = self.db().reading(|c| {
+            let row = c.row(
                 &format!("SELECT {TOKEN_COLUMNS}, secret_hash FROM tokens WHERE secret_hash = ?1"),
-                [&hash],
-                |r| Ok((token_from_row(r)?, r.get::<_, String>(7)?)),
-            )
-            .optional()
+                &sql_params![&hash],
+            )?;
+            Ok(match row {
+                Some(r) => Some((token_from_row(&r)?, r.get::<String>(7)?)),
+                None => None,
+            })
         })?;
         let Some((token, stored)) = found else {
             return Err(Error::Unauthenticated("unknown token".into()));
@@ -185,9 +194,9 @@ impl Store {
     }
 }
 
-const TOKEN_COLUMNS: &str = "id, user, permissions, note, created_at, expires_at, revoked_at";
+const TOKEN_COLUMNS: &str = "id, \"user\", permissions, note, created_at, expires_at, revoked_at";
 
-fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Token> {
+fn token_from_row(r: &Row) -> std::result::Result<Token, DbError> {
     let perms: String = r.get(2)?;
     Ok(Token {
         id: r.get(0)?,

@@ -2,7 +2,7 @@
 //! same answers on SQLite and on a real PostgreSQL.
 
 use symdepot::sql_params;
-use symdepot::store::sql::{Conn, Engine};
+use symdepot::store::sql::{Conn, ConnExt, Engine};
 
 use crate::postgres::Postgres;
 
