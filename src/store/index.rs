@@ -169,6 +169,38 @@ impl KeyRow {
         })
     }
 
+    /// A row of [`KEY_COLUMNS`] read through the engine seam.
+    pub(crate) fn from_seam(r: &super::sql::Row) -> std::result::Result<KeyRow, DbError> {
+        let ns: String = r.get(1)?;
+        let enc: String = r.get(4)?;
+        let kind: String = r.get(7)?;
+        Ok(KeyRow {
+            id: r.get(0)?,
+            namespace: Namespace::parse(&ns)
+                .ok_or_else(|| DbError::other(format!("unknown namespace {ns:?}")))?,
+            key: r.get(2)?,
+            blob: r.get(3)?,
+            encoding: match enc.as_str() {
+                "identity" | "gzip" => Encoding::parse(&enc),
+                other => return Err(DbError::other(format!("unknown encoding {other:?}"))),
+            },
+            size: r.get(5)?,
+            stored_size: r.get(6)?,
+            // A kind this version does not know can still be listed, served and deleted.
+            kind: Kind::parse(&kind).unwrap_or(Kind::Unknown),
+            debug_file: r.get(8)?,
+            debug_id: r.get(9)?,
+            code_file: r.get(10)?,
+            code_id: r.get(11)?,
+            generator: r.get(12)?,
+            os: r.get(13)?,
+            arch: r.get(14)?,
+            upload_id: r.get(15)?,
+            created_at: r.get(16)?,
+            last_uploaded_at: r.get(17)?,
+        })
+    }
+
     pub fn is_gzip(&self) -> bool {
         self.encoding == Encoding::Gzip
     }

@@ -1,14 +1,13 @@
 //! Queries behind the records API and pages: uploads, their members, files,
 //! statistics. Filters arrive typed (see `filters`); SQL stays here.
 
-use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, params, params_from_iter};
-
-use super::index::{KEY_COLUMNS, KeyRow};
+use super::index::{DbError, KEY_COLUMNS, KeyRow};
+use super::sql::{ConnExt, Row, Value};
 use super::{Store, UploadRow};
 use crate::error::Result;
 use crate::filters::Op;
 use crate::identity::Kind;
+use crate::sql_params;
 
 /// Rows per page of every list.
 pub const PAGE_SIZE: u64 = 100;
@@ -137,7 +136,7 @@ impl Where {
 
     fn compare(&mut self, column: &str, conds: &[(Op, i64)]) {
         for (op, v) in conds {
-            self.add(&format!("{column} {} ?", op.sql()), Value::Integer(*v));
+            self.add(&format!("{column} {} ?", op.sql()), Value::Int(*v));
         }
     }
 
@@ -158,10 +157,24 @@ fn offset(page: u64) -> u64 {
     page.max(1).saturating_sub(1) * PAGE_SIZE
 }
 
-const UPLOAD_COLUMNS: &str = "id, user, filename, size, download_url, try_symbols, status, http_status, \
-     error, files_count, created_at, completed_at";
+/// `text` as a `LIKE` pattern matching itself anywhere (`\\` escapes).
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
 
-pub(crate) fn upload_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRow> {
+pub(crate) const UPLOAD_COLUMNS: &str = "id, \"user\", filename, size, download_url, try_symbols, \
+     status, http_status, error, files_count, created_at, completed_at";
+
+pub(crate) fn upload_from_row(r: &Row) -> std::result::Result<UploadRow, DbError> {
     Ok(UploadRow {
         id: r.get(0)?,
         user: r.get(1)?,
@@ -170,7 +183,7 @@ pub(crate) fn upload_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UploadR
         download_url: r.get(4)?,
         try_symbols: r.get(5)?,
         status: r.get(6)?,
-        http_status: r.get(7)?,
+        http_status: r.get::<Option<i64>>(7)?.and_then(|s| u16::try_from(s).ok()),
         error: r.get(8)?,
         files_count: r.get(9)?,
         created_at: r.get(10)?,
@@ -184,14 +197,14 @@ impl Store {
         let mut w = Where::default();
         if let Some(user) = &q.user {
             w.add(
-                "instr(lower(user), lower(?)) > 0",
-                Value::Text(user.clone()),
+                "lower(\"user\") LIKE lower(?) ESCAPE '\\'",
+                Value::Text(contains_pattern(user)),
             );
         }
         w.compare("size", &sizes(&q.size));
         w.compare("created_at", &q.created_at);
         if let Some(t) = q.is_try {
-            w.add("try_symbols = ?", Value::Integer(t as i64));
+            w.add("try_symbols = ?", Value::Int(t as i64));
         }
         let order = if q.reverse { "ASC" } else { "DESC" };
         let sql = format!(
@@ -206,27 +219,31 @@ impl Store {
 
     /// The members of one upload, in the order they were recorded.
     pub fn upload_members(&self, upload_id: i64) -> Result<Vec<MemberRow>> {
-        self.db().read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT key, outcome, size, stored_size, blake3, debug_file, debug_id, code_file, code_id, \
-                 generator, error FROM upload_members WHERE upload_id = ?1 ORDER BY id",
+        self.db().reading(|c| {
+            let rows = c.rows(
+                "SELECT key, outcome, size, stored_size, blake3, debug_file, debug_id, code_file, \
+                 code_id, generator, error FROM upload_members WHERE upload_id = ?1 ORDER BY id",
+                &sql_params![upload_id],
             )?;
-            let rows = st.query_map([upload_id], |r| {
-                Ok(MemberRow {
-                    key: r.get(0)?,
-                    outcome: r.get(1)?,
-                    size: r.get(2)?,
-                    stored_size: r.get(3)?,
-                    blake3: r.get(4)?,
-                    debug_file: r.get(5)?,
-                    debug_id: r.get(6)?,
-                    code_file: r.get(7)?,
-                    code_id: r.get(8)?,
-                    generator: r.get(9)?,
-                    error: r.get(10)?,
+            let members = rows
+                .iter()
+                .map(|r| {
+                    Ok(MemberRow {
+                        key: r.get(0)?,
+                        outcome: r.get(1)?,
+                        size: r.get(2)?,
+                        stored_size: r.get(3)?,
+                        blake3: r.get(4)?,
+                        debug_file: r.get(5)?,
+                        debug_id: r.get(6)?,
+                        code_file: r.get(7)?,
+                        code_id: r.get(8)?,
+                        generator: r.get(9)?,
+                        error: r.get(10)?,
+                    })
                 })
-            })?;
-            rows.collect()
+                .collect::<std::result::Result<_, DbError>>()?;
+            Ok(members)
         })
     }
 
@@ -234,14 +251,21 @@ impl Store {
     pub fn list_files(&self, q: &FileQuery) -> Result<Page<KeyRow>> {
         let mut w = Where::default();
         for part in &q.key {
-            w.add("instr(k.key_norm, lower(?)) > 0", Value::Text(part.clone()));
+            w.add(
+                "k.key_norm LIKE lower(?) ESCAPE '\\'",
+                Value::Text(contains_pattern(part)),
+            );
         }
         if let Some(term) = &q.q {
-            // Every `?` of a clause names the same parameter.
-            w.add(
-                "(instr(k.key_norm, lower(?)) > 0 OR k.debug_id = ? COLLATE NOCASE OR k.code_id = ? COLLATE NOCASE)",
-                Value::Text(term.trim().to_string()),
-            );
+            let term = term.trim();
+            w.params.push(Value::Text(contains_pattern(term)));
+            let pattern = w.params.len();
+            w.params.push(Value::Text(term.to_string()));
+            let exact = w.params.len();
+            w.clauses.push(format!(
+                "(k.key_norm LIKE lower(?{pattern}) ESCAPE '\\' \
+                 OR lower(k.debug_id) = lower(?{exact}) OR lower(k.code_id) = lower(?{exact}))"
+            ));
         }
         w.compare("k.size", &sizes(&q.size));
         w.compare("k.created_at", &q.created_at);
@@ -257,7 +281,7 @@ impl Store {
             offset(q.page)
         );
         let count = format!("SELECT COUNT(*) FROM keys k {}", w.sql());
-        self.page(&sql, &count, &w.params, q.page, KeyRow::from_row)
+        self.page(&sql, &count, &w.params, q.page, KeyRow::from_seam)
     }
 
     fn page<T>(
@@ -266,14 +290,15 @@ impl Store {
         count: &str,
         params: &[Value],
         page: u64,
-        map: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+        map: fn(&Row) -> std::result::Result<T, DbError>,
     ) -> Result<Page<T>> {
-        self.db().read(|c| {
-            let total: u64 = c.query_row(count, params_from_iter(params), |r| r.get(0))?;
-            let mut st = c.prepare(sql)?;
-            let items = st
-                .query_map(params_from_iter(params), map)?
-                .collect::<rusqlite::Result<Vec<T>>>()?;
+        self.db().reading(|c| {
+            let total: u64 = c.one(count, params)?;
+            let items = c
+                .rows(sql, params)?
+                .iter()
+                .map(map)
+                .collect::<std::result::Result<Vec<T>, DbError>>()?;
             let page = page.max(1);
             Ok(Page {
                 items,
@@ -286,76 +311,83 @@ impl Store {
 
     /// One stored file by row id.
     pub fn key_by_id(&self, id: i64) -> Result<Option<KeyRow>> {
-        self.db().read(|c| {
-            c.query_row(
+        self.db().reading(|c| {
+            let row = c.row(
                 &format!("SELECT {KEY_COLUMNS} FROM keys k WHERE k.id = ?1"),
-                [id],
-                KeyRow::from_row,
-            )
-            .optional()
+                &sql_params![id],
+            )?;
+            Ok(row.as_ref().map(KeyRow::from_seam).transpose()?)
         })
     }
 
     /// The lookup keys that lead to a stored file.
     pub fn lookups_of(&self, key_id: i64) -> Result<Vec<String>> {
-        self.db().read(|c| {
-            let mut st =
-                c.prepare_cached("SELECT lkey FROM lookup WHERE key_id = ?1 ORDER BY lkey")?;
-            let rows = st.query_map([key_id], |r| r.get(0))?;
-            rows.collect()
+        self.db().reading(|c| {
+            let rows = c.rows(
+                "SELECT lkey FROM lookup WHERE key_id = ?1 ORDER BY lkey",
+                &sql_params![key_id],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| r.get(0))
+                .collect::<std::result::Result<_, DbError>>()?)
         })
     }
 
     /// The stored `.sym` (else any file) a debug file + debug id, or a code
     /// file + code id, names. Release before try.
     pub fn syminfo(&self, file: &str, id: &str) -> Result<Option<KeyRow>> {
-        self.db().read(|c| {
-            c.query_row(
+        self.db().reading(|c| {
+            let row = c.row(
                 &format!(
                     "SELECT {KEY_COLUMNS} FROM keys k WHERE \
-                     (k.debug_file = ?1 COLLATE NOCASE AND k.debug_id = ?2 COLLATE NOCASE) \
-                     OR (k.code_file = ?1 COLLATE NOCASE AND k.code_id = ?2 COLLATE NOCASE) \
+                     (lower(k.debug_file) = lower(?1) AND lower(k.debug_id) = lower(?2)) \
+                     OR (lower(k.code_file) = lower(?1) AND lower(k.code_id) = lower(?2)) \
                      ORDER BY k.kind = ?3 DESC, k.namespace = 'try', k.last_uploaded_at DESC LIMIT 1"
                 ),
-                params![file, id, Kind::Sym],
-                KeyRow::from_row,
-            )
-            .optional()
+                &sql_params![file, id, Kind::Sym.as_str()],
+            )?;
+            Ok(row.as_ref().map(KeyRow::from_seam).transpose()?)
         })
     }
 
     /// Counts and bytes. `today_start` is the start of the current UTC day in ms.
     pub fn stats(&self, today_start: i64) -> Result<Stats> {
         let day = 86_400_000;
-        self.db().read(|c| {
-            let uploads = |from: i64, to: i64| -> rusqlite::Result<u64> {
-                c.query_row(
+        self.db().reading(|c| {
+            let mut uploads = |from: i64, to: i64| -> std::result::Result<u64, DbError> {
+                c.one(
                     "SELECT COUNT(*) FROM uploads WHERE created_at >= ?1 AND created_at < ?2",
-                    [from, to],
-                    |r| r.get(0),
+                    &sql_params![from, to],
                 )
             };
-            let (files, files_bytes, stored_bytes): (u64, u64, u64) = c.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(stored_size), 0) FROM keys",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            let (blobs, blob_bytes): (u64, u64) = c.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM (SELECT blob, encoding, MAX(size) AS size \
-                 FROM keys GROUP BY blob, encoding)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let uploads_today = uploads(today_start, today_start + day)?;
+            let uploads_yesterday = uploads(today_start - day, today_start)?;
+            let uploads_30_days = uploads(today_start - 29 * day, today_start + day)?;
+            let files = c
+                .row(
+                    "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(stored_size), 0) AS BIGINT) FROM keys",
+                    &[],
+                )?
+                .ok_or_else(|| DbError::other("no totals"))?;
+            let blobs = c
+                .row(
+                    "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM \
+                     (SELECT blob, encoding, MAX(size) AS size FROM keys GROUP BY blob, encoding) AS b",
+                    &[],
+                )?
+                .ok_or_else(|| DbError::other("no totals"))?;
             Ok(Stats {
-                uploads_today: uploads(today_start, today_start + day)?,
-                uploads_yesterday: uploads(today_start - day, today_start)?,
-                uploads_30_days: uploads(today_start - 29 * day, today_start + day)?,
-                files,
-                files_bytes,
-                blobs,
-                blob_bytes,
-                stored_bytes,
-                missing: c.query_row("SELECT COUNT(*) FROM missing", [], |r| r.get(0))?,
+                uploads_today,
+                uploads_yesterday,
+                uploads_30_days,
+                files: files.get(0)?,
+                files_bytes: files.get(1)?,
+                blobs: blobs.get(0)?,
+                blob_bytes: blobs.get(1)?,
+                stored_bytes: files.get(2)?,
+                missing: c.one("SELECT COUNT(*) FROM missing", &[])?,
             })
         })
     }

@@ -10,8 +10,11 @@
 
 use rusqlite::params;
 
+use super::records::{UPLOAD_COLUMNS, upload_from_row};
+use super::sql::ConnExt;
 use super::{Store, now_ms};
 use crate::error::{Error, Result};
+use crate::sql_params;
 
 /// Fields of an upload record that are known when it starts.
 #[derive(Debug, Clone, Default)]
@@ -73,35 +76,31 @@ pub struct UploadRow {
 impl Store {
     /// Starts an upload record, `running`.
     pub fn begin_upload(&self, start: &UploadStart) -> Result<UploadRecord> {
-        let conn = self.db().writer();
-        conn.execute(
-            "INSERT INTO uploads (user, token_id, filename, download_url, try_symbols, status, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6)",
-            params![
-                start.user,
-                start.token_id,
-                start.filename,
-                start.download_url,
-                start.try_symbols,
-                now_ms()
-            ],
-        )?;
-        Ok(UploadRecord {
-            id: conn.last_insert_rowid(),
-        })
+        let id: i64 = self.db().writing(|c| {
+            Ok(c.one(
+                "INSERT INTO uploads (\"user\", token_id, filename, download_url, try_symbols, \
+                 status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6) RETURNING id",
+                &sql_params![
+                    &start.user,
+                    start.token_id,
+                    start.filename.as_deref(),
+                    start.download_url.as_deref(),
+                    start.try_symbols,
+                    now_ms()
+                ],
+            )?)
+        })?;
+        Ok(UploadRecord { id })
     }
 
     /// An upload record as stored.
     pub fn upload(&self, id: i64) -> Result<Option<UploadRow>> {
-        use rusqlite::OptionalExtension;
-        self.db().read(|c| {
-            c.query_row(
-                "SELECT id, user, filename, size, download_url, try_symbols, status, http_status, \
-                 error, files_count, created_at, completed_at FROM uploads WHERE id = ?1",
-                [id],
-                super::records::upload_from_row,
-            )
-            .optional()
+        self.db().reading(|c| {
+            let row = c.row(
+                &format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1"),
+                &sql_params![id],
+            )?;
+            Ok(row.as_ref().map(upload_from_row).transpose()?)
         })
     }
 }
