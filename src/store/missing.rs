@@ -18,7 +18,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::params;
+use super::index::DbError;
+use super::sql::{ConnExt, Row};
+use crate::sql_params;
 
 use super::records::{PAGE_SIZE, Page};
 use super::{Store, now_ms};
@@ -178,35 +180,36 @@ impl MissingLog {
         if batch.is_empty() {
             return Ok(0);
         }
-        let mut conn = store.db().writer();
-        let tx = conn.transaction()?;
-        {
-            let mut st = tx.prepare_cached(
-                "INSERT INTO missing (debug_file, debug_id, code_file, code_id, count, first_seen, last_seen) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (debug_file, debug_id) DO UPDATE SET \
-                 count = count + excluded.count, last_seen = excluded.last_seen, \
-                 code_file = CASE WHEN excluded.code_file <> '' THEN excluded.code_file ELSE code_file END, \
-                 code_id = CASE WHEN excluded.code_id <> '' THEN excluded.code_id ELSE code_id END",
-            )?;
+        store.db().writing(|c| {
             for p in &batch {
                 let m = &p.miss;
-                st.execute(params![
-                    m.debug_file,
-                    m.debug_id,
-                    m.code_file,
-                    m.code_id,
-                    p.count,
-                    p.first,
-                    p.last
-                ])?;
+                c.exec(
+                    "INSERT INTO missing (debug_file, debug_id, code_file, code_id, count, \
+                     first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                     ON CONFLICT (debug_file, debug_id) DO UPDATE SET \
+                     count = missing.count + excluded.count, last_seen = excluded.last_seen, \
+                     code_file = CASE WHEN excluded.code_file <> '' THEN excluded.code_file \
+                     ELSE missing.code_file END, \
+                     code_id = CASE WHEN excluded.code_id <> '' THEN excluded.code_id \
+                     ELSE missing.code_id END",
+                    &sql_params![
+                        &m.debug_file,
+                        &m.debug_id,
+                        &m.code_file,
+                        &m.code_id,
+                        p.count,
+                        p.first,
+                        p.last
+                    ],
+                )?;
             }
-            tx.execute(
-                "DELETE FROM missing WHERE id IN (SELECT id FROM missing ORDER BY last_seen DESC, id DESC \
-                 LIMIT -1 OFFSET ?1)",
-                [max_rows],
+            c.exec(
+                "DELETE FROM missing WHERE id NOT IN (SELECT id FROM missing \
+                 ORDER BY last_seen DESC, id DESC LIMIT ?1)",
+                &sql_params![max_rows],
             )?;
-        }
-        tx.commit()?;
+            Ok(())
+        })?;
         Ok(batch.len())
     }
 }
@@ -214,7 +217,7 @@ impl MissingLog {
 const MISSING_COLUMNS: &str =
     "id, debug_file, debug_id, code_file, code_id, count, first_seen, last_seen";
 
-fn missing_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MissingRow> {
+fn missing_from_row(r: &Row) -> std::result::Result<MissingRow, DbError> {
     Ok(MissingRow {
         id: r.get(0)?,
         debug_file: r.get(1)?,
@@ -250,15 +253,25 @@ impl Store {
     /// A page of the report, most recently seen first.
     pub fn list_missing(&self, page: u64) -> Result<Page<MissingRow>> {
         let page = page.max(1);
-        self.db().read(|c| {
-            let total: u64 = c.query_row("SELECT COUNT(*) FROM missing", [], |r| r.get(0))?;
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {MISSING_COLUMNS} FROM missing ORDER BY last_seen DESC, id DESC LIMIT ?1 OFFSET ?2"
-            ))?;
-            let items = st
-                .query_map([PAGE_SIZE, (page - 1) * PAGE_SIZE], missing_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Page { items, total, page, has_next: page * PAGE_SIZE < total })
+        self.db().reading(|c| {
+            let total: u64 = c.one("SELECT COUNT(*) FROM missing", &[])?;
+            let items = c
+                .rows(
+                    &format!(
+                        "SELECT {MISSING_COLUMNS} FROM missing ORDER BY last_seen DESC, id DESC \
+                         LIMIT ?1 OFFSET ?2"
+                    ),
+                    &sql_params![PAGE_SIZE, (page - 1) * PAGE_SIZE],
+                )?
+                .iter()
+                .map(missing_from_row)
+                .collect::<std::result::Result<Vec<_>, DbError>>()?;
+            Ok(Page {
+                items,
+                total,
+                page,
+                has_next: page * PAGE_SIZE < total,
+            })
         })
     }
 
@@ -273,17 +286,22 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<MissingRow>> {
         let order = "ORDER BY count DESC, last_seen DESC, id DESC LIMIT ?4";
-        self.db().read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {MISSING_COLUMNS} FROM missing \
-                 WHERE ?1 IS NULL OR (count, last_seen, id) < (?1, ?2, ?3) {order}"
-            ))?;
-            let (count, last, id) = match after {
-                Some(a) => (Some(a.count), Some(a.last_seen), Some(a.id)),
-                None => (None, None, None),
-            };
-            let rows = st.query_map(params![count, last, id, limit], missing_from_row)?;
-            rows.collect()
+        let (count, last, id) = match after {
+            Some(a) => (Some(a.count), Some(a.last_seen), Some(a.id)),
+            None => (None, None, None),
+        };
+        self.db().reading(|c| {
+            let rows = c.rows(
+                &format!(
+                    "SELECT {MISSING_COLUMNS} FROM missing \
+                     WHERE ?1 IS NULL OR (count, last_seen, id) < (?1, ?2, ?3) {order}"
+                ),
+                &sql_params![count, last, id, limit],
+            )?;
+            Ok(rows
+                .iter()
+                .map(missing_from_row)
+                .collect::<std::result::Result<_, DbError>>()?)
         })
     }
 }
