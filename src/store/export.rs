@@ -2,8 +2,9 @@
 //! and zips is `transfer`'s; the SQL stays here.
 
 use super::Store;
-use super::index::{KEY_COLUMNS, KeyRow};
+use super::index::{DbError, KEY_COLUMNS, KeyRow};
 use crate::error::Result;
+use crate::sql_params;
 
 /// Which keys an export takes.
 #[derive(Debug, Clone, Default)]
@@ -19,19 +20,26 @@ pub struct ExportFilter {
 impl Store {
     /// The keys an export takes, in key order.
     pub fn export_rows(&self, f: &ExportFilter) -> Result<Vec<KeyRow>> {
-        self.db().read(|c| {
-            let sql = format!(
-                "SELECT {KEY_COLUMNS} FROM keys k WHERE k.namespace = ?1 AND (?2 IS NULL OR k.upload_id = ?2) \
-                 AND (?3 IS NULL OR instr(k.key_norm, lower(?3) || '/') = 1) \
-                 AND (?4 IS NULL OR k.last_uploaded_at >= ?4) ORDER BY k.key"
-            );
-            let mut st = c.prepare(&sql)?;
-            let ns = if f.is_try { "try" } else { "release" };
-            let rows = st.query_map(
-                rusqlite::params![ns, f.upload, f.module, f.since_ms],
-                KeyRow::from_row,
+        let ns = if f.is_try { "try" } else { "release" };
+        // The module's keys: the normalised key starts with it and a slash.
+        let module = f
+            .module
+            .as_deref()
+            .map(|m| format!("{}/", crate::keys::normalize(m)));
+        self.db().reading(|c| {
+            let rows = c.rows(
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM keys k WHERE k.namespace = ?1 \
+                     AND (?2 IS NULL OR k.upload_id = ?2) \
+                     AND (?3 IS NULL OR substr(k.key_norm, 1, length(?3)) = ?3) \
+                     AND (?4 IS NULL OR k.last_uploaded_at >= ?4) ORDER BY k.key"
+                ),
+                &sql_params![ns, f.upload, module, f.since_ms],
             )?;
-            rows.collect()
+            Ok(rows
+                .iter()
+                .map(KeyRow::from_seam)
+                .collect::<std::result::Result<_, DbError>>()?)
         })
     }
 }

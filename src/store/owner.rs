@@ -4,10 +4,10 @@
 //! `<prefix>store.json` and in its index (`store_meta`); a store whose index
 //! holds another id, or none while the prefix is taken, refuses to open.
 
-use rusqlite::OptionalExtension;
-
+use super::sql::ConnExt;
 use super::{Store, random_hex};
 use crate::error::{Error, Result};
+use crate::sql_params;
 
 impl Store {
     /// Checks (and on first use records) that the bucket prefix is this
@@ -42,22 +42,20 @@ impl Store {
     }
 
     fn store_id(&self) -> Result<Option<String>> {
-        self.db().read(|c| {
-            c.query_row(
-                "SELECT value FROM store_meta WHERE name = 'store_id'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
+        self.db().reading(|c| {
+            let row = c.row("SELECT value FROM store_meta WHERE name = 'store_id'", &[])?;
+            Ok(row.map(|r| r.get(0)).transpose()?)
         })
     }
 
     fn set_store_id(&self, id: &str) -> Result<()> {
-        self.db().writer().execute(
-            "INSERT INTO store_meta (name, value) VALUES ('store_id', ?1) \
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            [id],
-        )?;
-        Ok(())
+        self.db().writing(|c| {
+            c.exec(
+                "INSERT INTO store_meta (name, value) VALUES ('store_id', ?1) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                &sql_params![id],
+            )?;
+            Ok(())
+        })
     }
 }

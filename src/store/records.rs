@@ -252,18 +252,19 @@ impl Store {
         let mut w = Where::default();
         for part in &q.key {
             w.add(
-                "k.key_norm LIKE lower(?) ESCAPE '\\'",
-                Value::Text(contains_pattern(part)),
+                "k.key_norm LIKE ? ESCAPE '\\'",
+                Value::Text(contains_pattern(&crate::keys::normalize(part))),
             );
         }
         if let Some(term) = &q.q {
             let term = term.trim();
-            w.params.push(Value::Text(contains_pattern(term)));
+            w.params
+                .push(Value::Text(contains_pattern(&crate::keys::normalize(term))));
             let pattern = w.params.len();
             w.params.push(Value::Text(term.to_string()));
             let exact = w.params.len();
             w.clauses.push(format!(
-                "(k.key_norm LIKE lower(?{pattern}) ESCAPE '\\' \
+                "(k.key_norm LIKE ?{pattern} ESCAPE '\\' \
                  OR lower(k.debug_id) = lower(?{exact}) OR lower(k.code_id) = lower(?{exact}))"
             ));
         }

@@ -8,8 +8,6 @@
 //! message given for it) or, when its client went away, by
 //! [`UploadRecord::abort`] (`aborted`, 499).
 
-use rusqlite::params;
-
 use super::records::{UPLOAD_COLUMNS, upload_from_row};
 use super::sql::ConnExt;
 use super::{Store, now_ms};
@@ -118,23 +116,26 @@ impl UploadRecord {
             UploadEnd::Complete { files_count } => ("complete", 201, None, *files_count),
             UploadEnd::Failed { error, message } => ("failed", error.status(), Some(message), 0),
         };
-        store.db().writer().execute(
-            "UPDATE uploads SET status = ?2, http_status = ?3, error = ?4, size = ?5, \
-             files_count = ?6, try_symbols = ?7, completed_at = ?8, filename = COALESCE(?9, filename), \
-             download_url = COALESCE(?10, download_url) WHERE id = ?1",
-            params![
-                self.id,
-                status,
-                http_status,
-                error,
-                fin.size,
-                files_count,
-                fin.try_symbols,
-                now_ms(),
-                fin.filename,
-                fin.download_url
-            ],
-        )?;
+        store.db().writing(|c| {
+            Ok(c.exec(
+                "UPDATE uploads SET status = ?2, http_status = ?3, error = ?4, size = ?5, \
+                 files_count = ?6, try_symbols = ?7, completed_at = ?8, \
+                 filename = COALESCE(?9, filename), download_url = COALESCE(?10, download_url) \
+                 WHERE id = ?1",
+                &sql_params![
+                    self.id,
+                    status,
+                    u32::from(http_status),
+                    error.map(String::as_str),
+                    fin.size,
+                    files_count,
+                    fin.try_symbols,
+                    now_ms(),
+                    fin.filename,
+                    fin.download_url
+                ],
+            )?)
+        })?;
         Ok(())
     }
 
@@ -142,13 +143,16 @@ impl UploadRecord {
     /// `files_count` the members committed before the work stopped. A record
     /// that already ended is left as it is.
     pub fn abort(&self, store: &Store, size: u64, error: &str) -> Result<()> {
-        let ended = store.db().writer().execute(
-            "UPDATE uploads SET status = 'aborted', http_status = 499, error = ?2, \
-             size = MAX(size, ?3), completed_at = ?4, files_count = (SELECT COUNT(*) \
-             FROM upload_members WHERE upload_id = ?1 AND outcome IN ('new', 'replaced', 'skipped')) \
-             WHERE id = ?1 AND status = 'running'",
-            params![self.id, error, size, now_ms()],
-        )?;
+        let ended = store.db().writing(|c| {
+            Ok(c.exec(
+                "UPDATE uploads SET status = 'aborted', http_status = 499, error = ?2, \
+                 size = CASE WHEN size > ?3 THEN size ELSE ?3 END, completed_at = ?4, \
+                 files_count = (SELECT COUNT(*) FROM upload_members WHERE upload_id = ?1 \
+                 AND outcome IN ('new', 'replaced', 'skipped')) \
+                 WHERE id = ?1 AND status = 'running'",
+                &sql_params![self.id, error, size, now_ms()],
+            )?)
+        })?;
         // What it committed before its client left stays, so its manifest too.
         if ended == 1
             && let Err(e) = store.write_manifest(self.id)
