@@ -16,7 +16,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{OptionalExtension, params};
+use super::index::DbError;
+use super::sql::{Conn, ConnExt, Row, Value};
+use crate::sql_params;
 
 use super::blobs::BlobInfo;
 use super::{Encoding, Namespace, Store};
@@ -52,14 +54,17 @@ pub struct GcReport {
 }
 
 /// Whether any row names the blob.
-fn blob_referenced(c: &rusqlite::Connection, hash: &str, enc: Encoding) -> rusqlite::Result<bool> {
-    Ok(c.query_row(
+fn blob_referenced(c: &mut dyn Conn, hash: &str, enc: Encoding) -> Result<bool> {
+    Ok(c.row(
         "SELECT 1 FROM keys WHERE blob = ?1 AND encoding = ?2 LIMIT 1",
-        params![hash, enc.as_str()],
-        |_| Ok(()),
-    )
-    .optional()?
+        &sql_params![hash, enc.as_str()],
+    )?
     .is_some())
+}
+
+/// `(namespace, key)` pairs of rows a query answers.
+fn ns_keys(rows: &[Row]) -> std::result::Result<Vec<(String, String)>, DbError> {
+    rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect()
 }
 
 /// Refuses a run that would delete more than `max` (a share) of `total` blobs
@@ -146,37 +151,33 @@ impl Store {
             ..super::UploadStart::default()
         };
         let record = self.begin_upload(&start)?.id();
-        let mut conn = self.db().writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let (sql, args): (&str, Vec<rusqlite::types::Value>) = match target {
+        let (sql, args): (&str, Vec<Value>) = match target {
             DeleteTarget::Key { namespace, key } => (
                 "DELETE FROM keys WHERE namespace = ?1 AND key_norm = ?2 RETURNING namespace, key",
-                vec![namespace.as_str().to_string().into(), normalize(key).into()],
+                vec![namespace.as_str().into(), normalize(key).into()],
             ),
             DeleteTarget::Upload(id) => (
                 "DELETE FROM keys WHERE upload_id = ?1 RETURNING namespace, key",
                 vec![(*id).into()],
             ),
         };
-        let gone: Vec<(Namespace, String)> = {
-            let mut st = tx.prepare(sql)?;
-            let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        for (ns, key) in &gone {
-            self.remove_entry_of_row(*ns, key)?;
-            tx.execute(
-                "INSERT INTO upload_members (upload_id, key, outcome) VALUES (?1, ?2, 'deleted')",
-                params![record, key],
+        let gone = self.db().writing(|c| {
+            let gone = ns_keys(&c.rows(sql, &args)?)?;
+            for (ns, key) in &gone {
+                let ns = Namespace::parse(ns).unwrap_or(Namespace::Release);
+                self.remove_entry_of_row(ns, key)?;
+                c.exec(
+                    "INSERT INTO upload_members (upload_id, key, outcome) VALUES (?1, ?2, 'deleted')",
+                    &sql_params![record, key],
+                )?;
+            }
+            c.exec(
+                "UPDATE uploads SET status = 'deleted', http_status = 200, files_count = ?2, \
+                 completed_at = ?3 WHERE id = ?1",
+                &sql_params![record, gone.len(), super::now_ms()],
             )?;
-        }
-        tx.execute(
-            "UPDATE uploads SET status = 'deleted', http_status = 200, files_count = ?2, completed_at = ?3 WHERE id = ?1",
-            params![record, gone.len(), super::now_ms()],
-        )?;
-        tx.commit()?;
+            Ok(gone)
+        })?;
         self.bump();
         Ok(gone.into_iter().map(|(_, k)| k).collect())
     }
@@ -206,29 +207,25 @@ impl Store {
         dry_run: bool,
     ) -> Result<Vec<(String, String)>> {
         if dry_run {
-            return self.db().read(|c| {
-                let mut st = c.prepare(
-                    "SELECT namespace, key FROM keys WHERE namespace = ?1 AND last_uploaded_at < ?2 ORDER BY key",
-                )?;
-                let rows = st.query_map(params![ns.as_str(), cutoff_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                rows.collect()
+            return self.db().reading(|c| {
+                Ok(ns_keys(&c.rows(
+                    "SELECT namespace, key FROM keys WHERE namespace = ?1 \
+                     AND last_uploaded_at < ?2 ORDER BY key",
+                    &sql_params![ns.as_str(), cutoff_ms],
+                )?)?)
             });
         }
-        let mut conn = self.db().writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let gone: Vec<(String, String)> = {
-            let mut st = tx.prepare(
-                "DELETE FROM keys WHERE namespace = ?1 AND last_uploaded_at < ?2 RETURNING namespace, key",
-            )?;
-            let rows = st.query_map(params![ns.as_str(), cutoff_ms], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        for (_, key) in &gone {
-            self.remove_entry_of_row(ns, key)?;
-        }
-        tx.commit()?;
+        let gone = self.db().writing(|c| {
+            let gone = ns_keys(&c.rows(
+                "DELETE FROM keys WHERE namespace = ?1 AND last_uploaded_at < ?2 \
+                 RETURNING namespace, key",
+                &sql_params![ns.as_str(), cutoff_ms],
+            )?)?;
+            for (_, key) in &gone {
+                self.remove_entry_of_row(ns, key)?;
+            }
+            Ok(gone)
+        })?;
         if !gone.is_empty() {
             self.bump();
         }
@@ -271,7 +268,7 @@ impl Store {
             if b.modified < cutoff
                 && !self
                     .db()
-                    .read(|c| blob_referenced(c, &b.hash, b.encoding))?
+                    .reading(|c| blob_referenced(c, &b.hash, b.encoding))?
             {
                 out.push(b);
             }
@@ -281,12 +278,14 @@ impl Store {
 
     /// How many of these blobs the index never let go of (no `released` row).
     fn count_unreleased(&self, blobs: &[BlobInfo]) -> Result<usize> {
-        self.db().read(|c| {
-            let mut st =
-                c.prepare_cached("SELECT 1 FROM released WHERE blob = ?1 AND encoding = ?2")?;
+        self.db().reading(|c| {
             let mut n = 0;
             for b in blobs {
-                if !st.exists(params![b.hash, b.encoding])? {
+                let released = c.row(
+                    "SELECT 1 FROM released WHERE blob = ?1 AND encoding = ?2",
+                    &sql_params![&b.hash, b.encoding.as_str()],
+                )?;
+                if released.is_none() {
                     n += 1;
                 }
             }
@@ -307,23 +306,25 @@ impl Store {
         let (mut out, mut bytes) = (Vec::new(), 0);
         for b in candidates {
             if !dry_run {
-                let mut conn = self.db().writer();
-                let tx =
-                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                // Touched by an upload since it was listed: it is needed again.
-                let young = self
-                    .blobs()
-                    .info(&b.hash, b.encoding)?
-                    .is_none_or(|now| now.modified >= cutoff);
-                if young || blob_referenced(&tx, &b.hash, b.encoding)? {
+                let removed = self.db().writing(|c| {
+                    // Touched by an upload since it was listed: it is needed again.
+                    let young = self
+                        .blobs()
+                        .info(&b.hash, b.encoding)?
+                        .is_none_or(|now| now.modified >= cutoff);
+                    if young || blob_referenced(c, &b.hash, b.encoding)? {
+                        return Ok(false);
+                    }
+                    self.blobs().delete(&b.hash, b.encoding)?;
+                    c.exec(
+                        "DELETE FROM released WHERE blob = ?1 AND encoding = ?2",
+                        &sql_params![&b.hash, b.encoding.as_str()],
+                    )?;
+                    Ok(true)
+                })?;
+                if !removed {
                     continue;
                 }
-                self.blobs().delete(&b.hash, b.encoding)?;
-                tx.execute(
-                    "DELETE FROM released WHERE blob = ?1 AND encoding = ?2",
-                    params![b.hash, b.encoding],
-                )?;
-                tx.commit()?;
             }
             bytes += b.stored_size;
             out.push(self.blob_display(&b));
