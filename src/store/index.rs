@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{Connection, OpenFlags, Row};
 
 use super::blobs::Encoding;
 use super::migrations;
-use super::sql::Conn;
+use super::sql::{Conn, ConnExt};
 use crate::error::{Error, Result};
 use crate::identity::Kind;
 
@@ -342,35 +342,32 @@ impl Db {
 
     /// The current row of a key, by its normalised form.
     pub fn key_row(&self, ns: Namespace, key_norm: &str) -> Result<Option<KeyRow>> {
-        self.read(|c| key_row(c, ns, key_norm))
+        self.reading(|c| key_row(c, ns, key_norm))
     }
 
     /// Finds the row a lookup key points at: release first, then try if asked.
     pub fn lookup(&self, lkey: &str, include_try: bool) -> Result<Option<KeyRow>> {
-        self.read(|c| {
-            let sql = format!(
-                "SELECT {KEY_COLUMNS} FROM lookup l JOIN keys k ON k.id = l.key_id \
-                 WHERE l.lkey = ?1 AND (l.namespace = 'release' OR ?2) \
-                 ORDER BY l.namespace = 'try', k.last_uploaded_at DESC LIMIT 1"
-            );
-            c.prepare_cached(&sql)?
-                .query_row(params![lkey, include_try], KeyRow::from_row)
-                .optional()
+        self.reading(|c| {
+            let row = c.row(
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM lookup l JOIN keys k ON k.id = l.key_id \
+                     WHERE l.lkey = ?1 AND (l.namespace = 'release' OR ?2 = 1) \
+                     ORDER BY l.namespace = 'try', k.last_uploaded_at DESC LIMIT 1"
+                ),
+                &crate::sql_params![lkey, include_try],
+            )?;
+            Ok(row.as_ref().map(KeyRow::from_seam).transpose()?)
         })
     }
 }
 
 /// Reads a key's row inside any connection or transaction.
-pub(crate) fn key_row(
-    c: &Connection,
-    ns: Namespace,
-    key_norm: &str,
-) -> rusqlite::Result<Option<KeyRow>> {
-    let sql =
-        format!("SELECT {KEY_COLUMNS} FROM keys k WHERE k.namespace = ?1 AND k.key_norm = ?2");
-    c.prepare_cached(&sql)?
-        .query_row(params![ns.as_str(), key_norm], KeyRow::from_row)
-        .optional()
+pub(crate) fn key_row(c: &mut dyn Conn, ns: Namespace, key_norm: &str) -> Result<Option<KeyRow>> {
+    let row = c.row(
+        &format!("SELECT {KEY_COLUMNS} FROM keys k WHERE k.namespace = ?1 AND k.key_norm = ?2"),
+        &crate::sql_params![ns.as_str(), key_norm],
+    )?;
+    Ok(row.as_ref().map(KeyRow::from_seam).transpose()?)
 }
 
 fn configure(c: &Connection) -> rusqlite::Result<()> {

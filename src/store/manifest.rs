@@ -11,8 +11,10 @@
 
 use std::io::Read;
 
+use super::index::DbError;
+use super::sql::{Conn, ConnExt};
+use crate::sql_params;
 use flate2::read::GzDecoder;
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use super::index::Namespace;
@@ -108,11 +110,13 @@ impl Store {
         self.blobs
             .put_manifest(upload_id, json)
             .map_err(|e| self.blob_error(e))?;
-        self.db().writer().execute(
-            "UPDATE uploads SET manifest_at = ?2 WHERE id = ?1",
-            params![upload_id, super::now_ms()],
-        )?;
-        Ok(())
+        self.db().writing(|c| {
+            c.exec(
+                "UPDATE uploads SET manifest_at = ?2 WHERE id = ?1",
+                &sql_params![upload_id, super::now_ms()],
+            )?;
+            Ok(())
+        })
     }
 
     /// Writes the manifests still owed: uploads that ended with members
@@ -123,16 +127,19 @@ impl Store {
         if !self.blobs.keeps_manifests() {
             return Ok(0);
         }
-        let owed: Vec<i64> = self.db().read(|c| {
-            let mut st = c.prepare(
+        let owed: Vec<i64> = self.db().reading(|c| {
+            let rows = c.rows(
                 "SELECT u.id FROM uploads u WHERE u.manifest_at IS NULL \
                  AND (u.status <> 'running' OR u.created_at < ?1) \
                  AND EXISTS (SELECT 1 FROM upload_members m WHERE m.upload_id = u.id \
                  AND m.outcome IN ('new', 'replaced', 'skipped') AND m.namespace IS NOT NULL) \
                  ORDER BY u.id",
+                &sql_params![stale_ms],
             )?;
-            let ids = st.query_map([stale_ms], |r| r.get(0))?;
-            ids.collect()
+            Ok(rows
+                .iter()
+                .map(|r| r.get(0))
+                .collect::<std::result::Result<_, DbError>>()?)
         })?;
         for id in &owed {
             self.write_manifest(*id)?;
@@ -142,35 +149,33 @@ impl Store {
 
     /// The manifest of an upload, from its record; `None` when it committed nothing.
     pub fn manifest_of(&self, upload_id: i64) -> Result<Option<Manifest>> {
-        self.db().read(|c| {
-            let upload = c
-                .query_row(
-                    "SELECT id, user, filename, try_symbols, created_at FROM uploads WHERE id = ?1",
-                    [upload_id],
-                    |r| {
-                        Ok(ManifestUpload {
-                            id: r.get(0)?,
-                            user: r.get(1)?,
-                            filename: r.get(2)?,
-                            try_symbols: r.get(3)?,
-                            created_at: r.get(4)?,
-                            written_at: super::now_ms(),
-                        })
-                    },
-                )
-                .optional()?;
-            let Some(upload) = upload else {
+        self.db().reading(|c| {
+            let upload = c.row(
+                "SELECT id, \"user\", filename, try_symbols, created_at FROM uploads WHERE id = ?1",
+                &sql_params![upload_id],
+            )?;
+            let Some(u) = upload else {
                 return Ok(None);
             };
-            let mut stmt = c.prepare(
+            let upload = ManifestUpload {
+                id: u.get(0)?,
+                user: u.get(1)?,
+                filename: u.get(2)?,
+                try_symbols: u.get(3)?,
+                created_at: u.get(4)?,
+                written_at: super::now_ms(),
+            };
+            let rows = c.rows(
                 "SELECT key, namespace, outcome, blake3, encoding, size, stored_size, kind, \
                  debug_file, debug_id, code_file, code_id, generator, os, arch, id, committed_at \
                  FROM upload_members WHERE upload_id = ?1 \
                  AND outcome IN ('new', 'replaced', 'skipped') \
                  AND namespace IS NOT NULL AND blake3 IS NOT NULL ORDER BY id",
+                &sql_params![upload_id],
             )?;
-            let members = stmt
-                .query_map([upload_id], |r| {
+            let members = rows
+                .iter()
+                .map(|r| {
                     Ok(ManifestMember {
                         key: r.get(0)?,
                         namespace: r.get(1)?,
@@ -190,8 +195,8 @@ impl Store {
                         seq: r.get(15)?,
                         committed_at: r.get(16)?,
                     })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                })
+                .collect::<std::result::Result<Vec<_>, DbError>>()?;
             Ok((!members.is_empty()).then_some(Manifest {
                 format: FORMAT,
                 upload,
@@ -271,13 +276,12 @@ impl Store {
                 }
             }
         }
-        {
-            let mut conn = self.db().writer();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            super::wipe_keys(&tx)?;
+        out.uploads = self.db().writing(|c| {
+            super::wipe_keys(c)?;
+            let mut uploads = 0;
             for m in &manifests {
-                if restore_upload(&tx, m)? {
-                    out.uploads += 1;
+                if restore_upload(c, m)? {
+                    uploads += 1;
                 }
             }
             for r in &rows {
@@ -290,14 +294,14 @@ impl Store {
                     stored_size: r.stored_size,
                     identity: &r.identity,
                 };
-                upsert_key(&tx, Some(r.upload_id), &new, &normalize(&r.key), r.at)?;
+                upsert_key(c, Some(r.upload_id), &new, &normalize(&r.key), r.at)?;
             }
-            tx.commit()?;
-        }
+            Ok(uploads)
+        })?;
         self.bump();
         out.keys = self
             .db()
-            .read(|c| c.query_row("SELECT COUNT(*) FROM keys", [], |r| r.get(0)))?;
+            .reading(|c| Ok(c.one("SELECT COUNT(*) FROM keys", &[])?))?;
         Ok(out)
     }
 
@@ -443,16 +447,16 @@ fn parse_manifest(name: &str, bytes: &[u8]) -> std::result::Result<Manifest, Str
 
 /// Brings back an upload's record and members, unless the index has one of
 /// that id. Returns whether it did.
-fn restore_upload(tx: &Transaction<'_>, m: &Manifest) -> Result<bool> {
+fn restore_upload(c: &mut dyn Conn, m: &Manifest) -> Result<bool> {
     let u = &m.upload;
-    let added = tx.execute(
-        "INSERT OR IGNORE INTO uploads (id, user, filename, try_symbols, status, http_status, \
+    let added = c.exec(
+        "INSERT INTO uploads (id, \"user\", filename, try_symbols, status, http_status, \
          files_count, created_at, completed_at, manifest_at) \
-         VALUES (?1, ?2, ?3, ?4, 'complete', 201, ?5, ?6, ?7, ?7)",
-        params![
+         VALUES (?1, ?2, ?3, ?4, 'complete', 201, ?5, ?6, ?7, ?7) ON CONFLICT DO NOTHING",
+        &sql_params![
             u.id,
-            u.user,
-            u.filename,
+            &u.user,
+            u.filename.as_deref(),
             u.try_symbols,
             m.members.len(),
             u.created_at,
@@ -460,32 +464,32 @@ fn restore_upload(tx: &Transaction<'_>, m: &Manifest) -> Result<bool> {
         ],
     )?;
     if added == 1 {
-        let mut stmt = tx.prepare(
-            "INSERT INTO upload_members (upload_id, key, outcome, size, stored_size, blake3, \
-             debug_file, debug_id, code_file, code_id, generator, namespace, encoding, kind, \
-             os, arch, committed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
-             ?13, ?14, ?15, ?16, ?17)",
-        )?;
         for x in &m.members {
-            stmt.execute(params![
-                u.id,
-                x.key,
-                x.outcome,
-                x.size,
-                x.stored_size,
-                x.blob,
-                x.debug_file,
-                x.debug_id,
-                x.code_file,
-                x.code_id,
-                x.generator,
-                x.namespace,
-                x.encoding,
-                x.kind,
-                x.os,
-                x.arch,
-                x.committed_at
-            ])?;
+            c.exec(
+                "INSERT INTO upload_members (upload_id, key, outcome, size, stored_size, blake3, \
+                 debug_file, debug_id, code_file, code_id, generator, namespace, encoding, kind, \
+                 os, arch, committed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
+                 ?12, ?13, ?14, ?15, ?16, ?17)",
+                &sql_params![
+                    u.id,
+                    &x.key,
+                    &x.outcome,
+                    x.size,
+                    x.stored_size,
+                    &x.blob,
+                    x.debug_file.as_deref(),
+                    x.debug_id.as_deref(),
+                    x.code_file.as_deref(),
+                    x.code_id.as_deref(),
+                    x.generator.as_deref(),
+                    &x.namespace,
+                    &x.encoding,
+                    x.kind.as_deref(),
+                    x.os.as_deref(),
+                    x.arch.as_deref(),
+                    x.committed_at
+                ],
+            )?;
         }
     }
     Ok(added == 1)

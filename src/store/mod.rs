@@ -31,7 +31,8 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rusqlite::{Transaction, params};
+use crate::sql_params;
+use sql::{Conn, ConnExt};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -150,13 +151,15 @@ impl Store {
     /// Whether the index knows nothing (no key, upload, token or blob it let
     /// go of): a new index, or one recreated after the old one was lost.
     fn index_is_new(&self) -> Result<bool> {
-        self.db.read(|c| {
-            c.query_row(
-                "SELECT NOT EXISTS (SELECT 1 FROM keys) AND NOT EXISTS (SELECT 1 FROM uploads) \
-                 AND NOT EXISTS (SELECT 1 FROM tokens) AND NOT EXISTS (SELECT 1 FROM released)",
-                [],
-                |r| r.get(0),
-            )
+        self.db.reading(|c| {
+            let known: i64 = c.one(
+                "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM keys LIMIT 1) AS k) \
+                 + (SELECT COUNT(*) FROM (SELECT 1 FROM uploads LIMIT 1) AS u) \
+                 + (SELECT COUNT(*) FROM (SELECT 1 FROM tokens LIMIT 1) AS t) \
+                 + (SELECT COUNT(*) FROM (SELECT 1 FROM released LIMIT 1) AS r)",
+                &[],
+            )?;
+            Ok(known == 0)
         })
     }
 
@@ -444,40 +447,41 @@ impl Store {
                     }))
             })
             .collect::<Result<_>>()?;
-        let mut conn = self.db.writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let now = now_ms();
-        let mut out = Vec::with_capacity(keys.len());
-        for (new, present) in keys.iter().zip(present) {
-            let row = index::key_row(&tx, new.namespace, &normalize(new.key))?;
-            let skip = row.as_ref().is_some_and(|row| {
-                present
-                    && row.blob == new.hash
-                    && self.entry_is_blob(new.namespace, &row.key, &row.blob, row.encoding)
-            });
-            if let (true, Some(row)) = (skip, row) {
-                tx.prepare_cached("UPDATE keys SET last_uploaded_at = ?1 WHERE id = ?2")?
-                    .execute(params![now, row.id])?;
-                if let Some(upload_id) = upload_id {
-                    let recorded = NewKey {
-                        encoding: row.encoding,
-                        stored_size: row.stored_size,
-                        ..new.clone()
-                    };
-                    record_member(
-                        &tx,
-                        upload_id,
-                        new.key,
-                        Outcome::Skipped.as_str(),
-                        Some(&recorded),
-                        None,
+        self.db.writing(|c| {
+            let now = now_ms();
+            let mut out = Vec::with_capacity(keys.len());
+            for (new, present) in keys.iter().zip(present) {
+                let row = index::key_row(c, new.namespace, &normalize(new.key))?;
+                let skip = row.as_ref().is_some_and(|row| {
+                    present
+                        && row.blob == new.hash
+                        && self.entry_is_blob(new.namespace, &row.key, &row.blob, row.encoding)
+                });
+                if let (true, Some(row)) = (skip, row) {
+                    c.exec(
+                        "UPDATE keys SET last_uploaded_at = ?1 WHERE id = ?2",
+                        &sql_params![now, row.id],
                     )?;
+                    if let Some(upload_id) = upload_id {
+                        let recorded = NewKey {
+                            encoding: row.encoding,
+                            stored_size: row.stored_size,
+                            ..new.clone()
+                        };
+                        record_member(
+                            c,
+                            upload_id,
+                            new.key,
+                            Outcome::Skipped.as_str(),
+                            Some(&recorded),
+                            None,
+                        )?;
+                    }
                 }
+                out.push(skip);
             }
-            out.push(skip);
-        }
-        tx.commit()?;
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The second half of [`Store::store_member`].
@@ -499,60 +503,60 @@ impl Store {
         held: bool,
     ) -> Result<Option<Outcome>> {
         let key_norm = normalize(new.key);
-        let mut conn = self.db.writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let existing = index::key_row(&tx, new.namespace, &key_norm)?;
-        let now = now_ms();
-        // Even a skip needs the blob: a re-upload restores a blob lost or
-        // quarantined. A skip keeps the row's encoding, whatever the upload's.
-        let kept = existing.as_ref().filter(|row| {
-            row.blob == new.hash && (held || self.blobs.has(&row.blob, row.encoding))
-        });
-        if kept.is_none() && !self.blobs.has(new.hash, new.encoding) {
-            return Ok(None);
-        }
-        let (outcome, recorded) = match (kept, &existing) {
-            (Some(row), _) => {
-                if !self.entry_is_blob(new.namespace, &row.key, &row.blob, row.encoding) {
-                    self.link_entry(new.namespace, &row.key, &row.blob, row.encoding)?;
+        let outcome = self.db.writing(|c| {
+            let existing = index::key_row(c, new.namespace, &key_norm)?;
+            let now = now_ms();
+            // Even a skip needs the blob: a re-upload restores a blob lost or
+            // quarantined. A skip keeps the row's encoding, whatever the upload's.
+            let kept = existing.as_ref().filter(|row| {
+                row.blob == new.hash && (held || self.blobs.has(&row.blob, row.encoding))
+            });
+            if kept.is_none() && !self.blobs.has(new.hash, new.encoding) {
+                return Ok(None);
+            }
+            let (outcome, recorded) = match (kept, &existing) {
+                (Some(row), _) => {
+                    if !self.entry_is_blob(new.namespace, &row.key, &row.blob, row.encoding) {
+                        self.link_entry(new.namespace, &row.key, &row.blob, row.encoding)?;
+                    }
+                    c.exec(
+                        "UPDATE keys SET last_uploaded_at = ?1 WHERE id = ?2",
+                        &sql_params![now, row.id],
+                    )?;
+                    let recorded = NewKey {
+                        encoding: row.encoding,
+                        stored_size: row.stored_size,
+                        ..new.clone()
+                    };
+                    (Outcome::Skipped, recorded)
                 }
-                tx.execute(
-                    "UPDATE keys SET last_uploaded_at = ?1 WHERE id = ?2",
-                    params![now, row.id],
+                (None, Some(row)) => {
+                    self.link_entry(new.namespace, &row.key, new.hash, new.encoding)?;
+                    upsert_key(c, upload_id, new, &key_norm, now)?;
+                    (Outcome::Replaced, new.clone())
+                }
+                (None, None) => {
+                    self.link_entry(new.namespace, new.key, new.hash, new.encoding)?;
+                    upsert_key(c, upload_id, new, &key_norm, now)?;
+                    (Outcome::New, new.clone())
+                }
+            };
+            if let Some(upload_id) = upload_id {
+                record_member(
+                    c,
+                    upload_id,
+                    new.key,
+                    outcome.as_str(),
+                    Some(&recorded),
+                    None,
                 )?;
-                let recorded = NewKey {
-                    encoding: row.encoding,
-                    stored_size: row.stored_size,
-                    ..new.clone()
-                };
-                (Outcome::Skipped, recorded)
             }
-            (None, Some(row)) => {
-                self.link_entry(new.namespace, &row.key, new.hash, new.encoding)?;
-                upsert_key(&tx, upload_id, new, &key_norm, now)?;
-                (Outcome::Replaced, new.clone())
-            }
-            (None, None) => {
-                self.link_entry(new.namespace, new.key, new.hash, new.encoding)?;
-                upsert_key(&tx, upload_id, new, &key_norm, now)?;
-                (Outcome::New, new.clone())
-            }
-        };
-        if let Some(upload_id) = upload_id {
-            record_member(
-                &tx,
-                upload_id,
-                new.key,
-                outcome.as_str(),
-                Some(&recorded),
-                None,
-            )?;
-        }
-        tx.commit()?;
-        if outcome != Outcome::Skipped {
+            Ok(Some(outcome))
+        })?;
+        if outcome.is_some_and(|o| o != Outcome::Skipped) {
             self.bump();
         }
-        Ok(Some(outcome))
+        Ok(outcome)
     }
 
     /// Whether the layout entry of a key is (a link to) this blob.
@@ -634,23 +638,22 @@ impl Store {
         outcome: &str,
         error: Option<&str>,
     ) -> Result<()> {
-        let conn = self.db.writer();
-        record_member(&conn, upload_id, key, outcome, None, error)?;
-        Ok(())
+        self.db
+            .writing(|c| record_member(c, upload_id, key, outcome, None, error))
     }
 }
 
 /// Inserts the key, or updates its row (keeping its first spelling and
 /// creation time), then rewrites its lookup rows.
 fn upsert_key(
-    tx: &Transaction<'_>,
+    c: &mut dyn Conn,
     upload_id: Option<i64>,
     new: &NewKey<'_>,
     key_norm: &str,
     now: i64,
 ) -> Result<()> {
     let id = &new.identity;
-    let key_id: i64 = tx.query_row(
+    let key_id: i64 = c.one(
         "INSERT INTO keys (namespace, key, key_norm, blob, encoding, size, stored_size, kind, \
          debug_file, debug_id, code_file, code_id, generator, os, arch, upload_id, created_at, \
          last_uploaded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
@@ -662,7 +665,7 @@ fn upsert_key(
          os = excluded.os, arch = excluded.arch, upload_id = excluded.upload_id, \
          last_uploaded_at = excluded.last_uploaded_at \
          RETURNING id",
-        params![
+        &sql_params![
             new.namespace.as_str(),
             new.key,
             key_norm,
@@ -670,31 +673,29 @@ fn upsert_key(
             new.encoding.as_str(),
             new.size,
             new.stored_size,
-            id.kind,
-            id.debug_file,
-            id.debug_id,
-            id.code_file,
-            id.code_id,
-            id.generator,
-            id.os,
-            id.arch,
+            id.kind.as_str(),
+            id.debug_file.as_deref(),
+            id.debug_id.as_deref(),
+            id.code_file.as_deref(),
+            id.code_id.as_deref(),
+            id.generator.as_deref(),
+            id.os.as_deref(),
+            id.arch.as_deref(),
             upload_id,
             now
         ],
-        |r| r.get(0),
     )?;
-    tx.execute("DELETE FROM lookup WHERE key_id = ?1", [key_id])?;
-    clear_missing(tx, new)?;
-    insert_lookups(tx, key_id, new.namespace, key_norm, id)
+    c.exec("DELETE FROM lookup WHERE key_id = ?1", &sql_params![key_id])?;
+    clear_missing(c, new)?;
+    insert_lookups(c, key_id, new.namespace, key_norm, id)
 }
 
-/// A stored key is no longer missing: by its path, its debug and code identity, its build id.
 /// Empties `keys` and `lookup` for a rebuild, leaving `released` as it was:
 /// the rows' own trigger would record every blob as let go of, and GC
 /// deletes those without its share limit while the rebuild may yet leave
 /// some keys out.
-pub(crate) fn wipe_keys(tx: &Transaction<'_>) -> Result<()> {
-    tx.execute_batch(
+pub(crate) fn wipe_keys(c: &mut dyn Conn) -> Result<()> {
+    c.batch(
         "CREATE TEMP TABLE released_before AS SELECT blob, encoding FROM released; \
          DELETE FROM lookup; DELETE FROM keys; \
          DELETE FROM released WHERE NOT EXISTS (SELECT 1 FROM released_before b \
@@ -704,46 +705,50 @@ pub(crate) fn wipe_keys(tx: &Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
-fn clear_missing(tx: &Transaction<'_>, new: &NewKey<'_>) -> Result<()> {
+/// A stored key is no longer missing: by its path, its debug and code identity, its build id.
+fn clear_missing(c: &mut dyn Conn, new: &NewKey<'_>) -> Result<()> {
     let mut segs = new.key.split('/');
     let (module, debug_id) = (segs.next().unwrap_or(""), segs.next().unwrap_or(""));
     let id = new.identity;
-    let mut st = tx.prepare_cached(
-        "DELETE FROM missing WHERE (debug_file = ?1 COLLATE NOCASE AND debug_id = ?2 COLLATE NOCASE) \
-         OR (code_file <> '' AND code_file = ?3 COLLATE NOCASE AND code_id = ?4 COLLATE NOCASE) \
-         OR debug_id = ?5 COLLATE NOCASE",
+    let sql = "DELETE FROM missing WHERE \
+         (lower(debug_file) = lower(?1) AND lower(debug_id) = lower(?2)) \
+         OR (code_file <> '' AND lower(code_file) = lower(?3) AND lower(code_id) = lower(?4)) \
+         OR lower(debug_id) = lower(?5)";
+    c.exec(
+        sql,
+        &sql_params![
+            module,
+            debug_id,
+            id.code_file.as_deref().unwrap_or(""),
+            id.code_id.as_deref().unwrap_or(""),
+            id.build_id.as_deref().unwrap_or("-")
+        ],
     )?;
-    st.execute(params![
-        module,
-        debug_id,
-        id.code_file.as_deref().unwrap_or(""),
-        id.code_id.as_deref().unwrap_or(""),
-        id.build_id.as_deref().unwrap_or("-")
-    ])?;
     if let (Some(f), Some(d)) = (&id.debug_file, &id.debug_id) {
-        st.execute(params![f, d, "", "", "-"])?;
+        c.exec(sql, &sql_params![f, d, "", "", "-"])?;
     }
     Ok(())
 }
 
 fn insert_lookups(
-    tx: &Transaction<'_>,
+    c: &mut dyn Conn,
     key_id: i64,
     ns: Namespace,
     key_norm: &str,
     id: &Identity,
 ) -> Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR IGNORE INTO lookup (lkey, namespace, key_id) VALUES (?1, ?2, ?3)",
-    )?;
     for lkey in crate::identity::lookup::lookup_keys(key_norm, id) {
-        stmt.execute(params![lkey, ns.as_str(), key_id])?;
+        c.exec(
+            "INSERT INTO lookup (lkey, namespace, key_id) VALUES (?1, ?2, ?3) \
+             ON CONFLICT DO NOTHING",
+            &sql_params![lkey, ns.as_str(), key_id],
+        )?;
     }
     Ok(())
 }
 
 fn record_member(
-    conn: &rusqlite::Connection,
+    c: &mut dyn Conn,
     upload_id: i64,
     key: &str,
     outcome: &str,
@@ -751,32 +756,32 @@ fn record_member(
     error: Option<&str>,
 ) -> Result<()> {
     let id = new.map(|n| n.identity);
-    conn.prepare_cached(
+    c.exec(
         "INSERT INTO upload_members (upload_id, key, outcome, size, stored_size, blake3, debug_file, \
          debug_id, code_file, code_id, generator, error, namespace, encoding, kind, os, arch, \
          committed_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-    )?
-    .execute(params![
-        upload_id,
-        key,
-        outcome,
-        new.map(|n| n.size),
-        new.map(|n| n.stored_size),
-        new.map(|n| n.hash),
-        id.and_then(|i| i.debug_file.as_deref()),
-        id.and_then(|i| i.debug_id.as_deref()),
-        id.and_then(|i| i.code_file.as_deref()),
-        id.and_then(|i| i.code_id.as_deref()),
-        id.and_then(|i| i.generator.as_deref()),
-        error,
-        new.map(|n| n.namespace.as_str()),
-        new.map(|n| n.encoding.as_str()),
-        id.map(|i| i.kind),
-        id.and_then(|i| i.os.as_deref()),
-        id.and_then(|i| i.arch.as_deref()),
-        new.map(|_| now_ms()),
-    ])?;
+        &sql_params![
+            upload_id,
+            key,
+            outcome,
+            new.map(|n| n.size),
+            new.map(|n| n.stored_size),
+            new.map(|n| n.hash),
+            id.and_then(|i| i.debug_file.as_deref()),
+            id.and_then(|i| i.debug_id.as_deref()),
+            id.and_then(|i| i.code_file.as_deref()),
+            id.and_then(|i| i.code_id.as_deref()),
+            id.and_then(|i| i.generator.as_deref()),
+            error,
+            new.map(|n| n.namespace.as_str()),
+            new.map(|n| n.encoding.as_str()),
+            id.map(|i| i.kind.as_str()),
+            id.and_then(|i| i.os.as_deref()),
+            id.and_then(|i| i.arch.as_deref()),
+            new.map(|_| now_ms()),
+        ],
+    )?;
     Ok(())
 }
 

@@ -356,12 +356,7 @@ impl Store {
             };
             by_inode.insert((m.dev(), m.ino()), (b.hash, b.encoding));
         }
-        {
-            let mut conn = self.db().writer();
-            let tx = conn.transaction()?;
-            super::wipe_keys(&tx)?;
-            tx.commit()?;
-        }
+        self.db().writing(|c| super::wipe_keys(c))?;
         self.bump();
         let (mut indexed, mut skipped) = (0u64, Vec::new());
         for ns in [Namespace::Release, Namespace::Try] {
