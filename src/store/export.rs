@@ -38,7 +38,7 @@ impl Store {
             )?;
             Ok(rows
                 .iter()
-                .map(KeyRow::from_seam)
+                .map(KeyRow::from_row)
                 .collect::<std::result::Result<_, DbError>>()?)
         })
     }

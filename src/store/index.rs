@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Row};
+use rusqlite::{Connection, OpenFlags};
 
 use super::blobs::Encoding;
 use super::migrations;
@@ -146,31 +146,8 @@ pub(crate) const KEY_COLUMNS: &str = "k.id, k.namespace, k.key, k.blob, k.encodi
      k.os, k.arch, k.upload_id, k.created_at, k.last_uploaded_at";
 
 impl KeyRow {
-    pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
-        Ok(KeyRow {
-            id: r.get(0)?,
-            namespace: r.get(1)?,
-            key: r.get(2)?,
-            blob: r.get(3)?,
-            encoding: r.get(4)?,
-            size: r.get(5)?,
-            stored_size: r.get(6)?,
-            kind: r.get(7)?,
-            debug_file: r.get(8)?,
-            debug_id: r.get(9)?,
-            code_file: r.get(10)?,
-            code_id: r.get(11)?,
-            generator: r.get(12)?,
-            os: r.get(13)?,
-            arch: r.get(14)?,
-            upload_id: r.get(15)?,
-            created_at: r.get(16)?,
-            last_uploaded_at: r.get(17)?,
-        })
-    }
-
-    /// A row of [`KEY_COLUMNS`] read through the engine seam.
-    pub(crate) fn from_seam(r: &super::sql::Row) -> std::result::Result<KeyRow, DbError> {
+    /// A row of [`KEY_COLUMNS`], from either engine.
+    pub(crate) fn from_row(r: &super::sql::Row) -> std::result::Result<KeyRow, DbError> {
         let ns: String = r.get(1)?;
         let enc: String = r.get(4)?;
         let kind: String = r.get(7)?;
@@ -206,56 +183,6 @@ impl KeyRow {
     }
 }
 
-/// Namespaces are stored as `release`/`try`; another value is an error.
-impl rusqlite::types::FromSql for Namespace {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        let text = v.as_str()?;
-        Namespace::parse(text).ok_or_else(|| {
-            rusqlite::types::FromSqlError::Other(format!("unknown namespace {text:?}").into())
-        })
-    }
-}
-
-impl rusqlite::types::ToSql for Namespace {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
-
-/// Encodings are stored as `identity`/`gzip`.
-impl rusqlite::types::FromSql for Encoding {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        match v.as_str()? {
-            "identity" => Ok(Encoding::Identity),
-            "gzip" => Ok(Encoding::Gzip),
-            other => Err(rusqlite::types::FromSqlError::Other(
-                format!("unknown encoding {other:?}").into(),
-            )),
-        }
-    }
-}
-
-impl rusqlite::types::ToSql for Encoding {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
-
-/// Kinds are stored as [`Kind::as_str`] gives them. Text that names no kind
-/// (none this version knows) reads as [`Kind::Unknown`], so such a row can
-/// still be listed, served and deleted.
-impl rusqlite::types::FromSql for Kind {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        Ok(Kind::parse(v.as_str()?).unwrap_or(Kind::Unknown))
-    }
-}
-
-impl rusqlite::types::ToSql for Kind {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
-
 /// The connections to `index.sqlite3`.
 #[derive(Debug)]
 pub struct Db {
@@ -285,11 +212,6 @@ impl Db {
     /// The writer connection. Hold it only for short transactions.
     pub fn writer(&self) -> MutexGuard<'_, Connection> {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Runs `f` on a pooled read-only connection.
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
-        Ok(self.with_reader(|c| f(c))??)
     }
 
     /// Runs `f` on a pooled read connection, through the engine seam.
@@ -356,7 +278,7 @@ impl Db {
                 ),
                 &crate::sql_params![lkey, include_try],
             )?;
-            Ok(row.as_ref().map(KeyRow::from_seam).transpose()?)
+            Ok(row.as_ref().map(KeyRow::from_row).transpose()?)
         })
     }
 }
@@ -367,7 +289,7 @@ pub(crate) fn key_row(c: &mut dyn Conn, ns: Namespace, key_norm: &str) -> Result
         &format!("SELECT {KEY_COLUMNS} FROM keys k WHERE k.namespace = ?1 AND k.key_norm = ?2"),
         &crate::sql_params![ns.as_str(), key_norm],
     )?;
-    Ok(row.as_ref().map(KeyRow::from_seam).transpose()?)
+    Ok(row.as_ref().map(KeyRow::from_row).transpose()?)
 }
 
 fn configure(c: &Connection) -> rusqlite::Result<()> {
@@ -391,19 +313,31 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sql::Conn;
 
     #[test]
     fn kinds_are_stored_as_their_text_and_other_text_reads_as_unknown() {
-        let c = Connection::open_in_memory().unwrap();
-        for k in Kind::ALL {
-            let text: String = c.query_row("SELECT ?1", [k], |r| r.get(0)).unwrap();
-            assert_eq!(text, k.as_str());
-            let back: Kind = c.query_row("SELECT ?1", [k], |r| r.get(0)).unwrap();
-            assert_eq!(back, k);
-        }
-        for text in ["", "mystery", "SYM"] {
-            let k: Kind = c.query_row("SELECT ?1", [text], |r| r.get(0)).unwrap();
-            assert_eq!(k, Kind::Unknown, "{text:?}");
+        let mut c = Connection::open_in_memory().unwrap();
+        migrations::migrate(&mut c).unwrap();
+        let texts: Vec<&str> = Kind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .chain(["", "mystery", "SYM"])
+            .collect();
+        for (i, text) in texts.iter().enumerate() {
+            let key = format!("m{i}/{i}/f");
+            c.exec(
+                "INSERT INTO keys (namespace, key, key_norm, blob, encoding, size, stored_size, \
+                 kind, created_at, last_uploaded_at) \
+                 VALUES ('release', ?1, ?1, 'b', 'identity', 0, 0, ?2, 0, 0)",
+                &crate::sql_params![key.as_str(), *text],
+            )
+            .unwrap();
+            let row = key_row(&mut c, Namespace::Release, &key).unwrap().unwrap();
+            match Kind::ALL.iter().find(|k| k.as_str() == *text) {
+                Some(k) => assert_eq!(row.kind, *k),
+                None => assert_eq!(row.kind, Kind::Unknown, "{text:?}"),
+            }
         }
     }
 }

@@ -282,7 +282,7 @@ impl Store {
             offset(q.page)
         );
         let count = format!("SELECT COUNT(*) FROM keys k {}", w.sql());
-        self.page(&sql, &count, &w.params, q.page, KeyRow::from_seam)
+        self.page(&sql, &count, &w.params, q.page, KeyRow::from_row)
     }
 
     fn page<T>(
@@ -317,7 +317,7 @@ impl Store {
                 &format!("SELECT {KEY_COLUMNS} FROM keys k WHERE k.id = ?1"),
                 &sql_params![id],
             )?;
-            Ok(row.as_ref().map(KeyRow::from_seam).transpose()?)
+            Ok(row.as_ref().map(KeyRow::from_row).transpose()?)
         })
     }
 
@@ -348,7 +348,7 @@ impl Store {
                 ),
                 &sql_params![file, id, Kind::Sym.as_str()],
             )?;
-            Ok(row.as_ref().map(KeyRow::from_seam).transpose()?)
+            Ok(row.as_ref().map(KeyRow::from_row).transpose()?)
         })
     }
 

@@ -84,13 +84,18 @@ fn original_hash(path: &std::path::Path, enc: Encoding) -> io::Result<String> {
 impl Store {
     /// Checks every key; with `repair`, re-links entries and quarantines corrupt blobs.
     pub fn verify(&self, repair: bool) -> Result<VerifyReport> {
-        let rows: Vec<KeyRow> = self.db().read(|c| {
-            let mut st = c.prepare(&format!(
-                "SELECT {} FROM keys k ORDER BY k.id",
-                super::index::KEY_COLUMNS
-            ))?;
-            let rows = st.query_map([], KeyRow::from_row)?;
-            rows.collect()
+        let rows: Vec<KeyRow> = self.db().reading(|c| {
+            let rows = c.rows(
+                &format!(
+                    "SELECT {} FROM keys k ORDER BY k.id",
+                    super::index::KEY_COLUMNS
+                ),
+                &[],
+            )?;
+            Ok(rows
+                .iter()
+                .map(KeyRow::from_row)
+                .collect::<std::result::Result<_, super::index::DbError>>()?)
         })?;
         let mut report = VerifyReport {
             keys: rows.len() as u64,
