@@ -132,6 +132,12 @@ pub struct Config {
     /// A drop folder the daemon watches: zips and loose debug files written
     /// there are ingested, then moved to `done/` or `failed/`. Empty: off. Default empty.
     pub inbox: String,
+    /// The index on PostgreSQL (`postgres://user:pass@host:port/db`, or the
+    /// `host=/run/postgresql dbname=…` form); empty keeps the index in the data
+    /// dir (SQLite). Never logged. Default empty.
+    pub database_url: String,
+    /// PostgreSQL connections a daemon keeps at most. Default 8.
+    pub database_pool_size: u32,
 }
 
 impl Default for Config {
@@ -176,6 +182,8 @@ impl Default for Config {
             s3_virtual_hosted: false,
             s3_redirect_min_bytes: String::new(),
             s3_presign_ttl: "5m".to_string(),
+            database_url: String::new(),
+            database_pool_size: 8,
         }
     }
 }
@@ -275,6 +283,19 @@ impl Config {
                 self.s3_presign_ttl
             );
         }
+        let url = &self.database_url;
+        if !(url.is_empty()
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.contains("host="))
+        {
+            bail!(
+                "database_url: not a PostgreSQL URL (postgres://user@host:port/db or host=… dbname=…)"
+            );
+        }
+        if self.database_pool_size == 0 {
+            bail!("database_pool_size: must be at least 1");
+        }
         if !(0.0..=1.0).contains(&self.gc_max_delete_fraction) {
             bail!(
                 "gc_max_delete_fraction: must be a share from 0 to 1, not {}",
@@ -363,7 +384,7 @@ fn parse_bool(raw: &str) -> anyhow::Result<bool> {
 }
 
 /// Settings whose values are secrets: never printed.
-const SECRET_KEYS: &[&str] = &["s3_secret_access_key"];
+const SECRET_KEYS: &[&str] = &["s3_secret_access_key", "database_url"];
 
 impl std::fmt::Debug for Config {
     /// Every setting, secrets redacted (a configuration ends up in logs and panics).

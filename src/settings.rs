@@ -59,6 +59,24 @@ pub struct StoreSettings {
     pub missing_max_rows: u64,
     /// Where blobs go: `None` on the local disk (with the layout tree), else the object store.
     pub s3: Option<crate::store::s3::S3Settings>,
+    /// Where the index is: `None` in the data dir (SQLite), else PostgreSQL.
+    pub database: Option<DatabaseSettings>,
+}
+
+/// The index on PostgreSQL.
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub pool_size: usize,
+}
+
+/// The URL may carry a password: never shown.
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("pool_size", &self.pool_size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StoreSettings {
@@ -88,6 +106,10 @@ impl StoreSettings {
                 virtual_hosted: config.s3_virtual_hosted,
                 presign_ttl: parse_duration(&config.s3_presign_ttl)
                     .unwrap_or(Duration::from_secs(300)),
+            }),
+            database: (!config.database_url.is_empty()).then(|| DatabaseSettings {
+                url: config.database_url.clone(),
+                pool_size: config.database_pool_size.max(1) as usize,
             }),
         }
     }

@@ -5,7 +5,7 @@
 //! go through `spawn_blocking`.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -76,12 +76,33 @@ impl From<rusqlite::Error> for Error {
 }
 
 /// A failure through the engine seam ([`super::sql::Conn`]): as its engine's.
+/// PostgreSQL that does not answer (a closed connection, a connection
+/// failure, a server shutting down) is an outage: [`Error::Unavailable`].
 impl From<DbError> for Error {
     fn from(e: DbError) -> Self {
         match e.0 {
             DbFailure::Sqlite(e) => e.into(),
+            DbFailure::Postgres(e) if pg_unavailable(&e) => {
+                tracing::error!(error = %e, "PostgreSQL does not answer");
+                Error::Unavailable("the index database does not answer".into())
+            }
             other => Error::Db(DbError(other)),
         }
+    }
+}
+
+/// Whether a PostgreSQL failure is the server or the connection, not the query.
+fn pg_unavailable(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        // Connection exceptions, insufficient resources, operator intervention.
+        Some(code) => ["08", "53", "57"]
+            .iter()
+            .any(|c| code.code().starts_with(c)),
+        // No SQLSTATE: the connection itself failed.
+        None => true,
     }
 }
 
@@ -183,15 +204,94 @@ impl KeyRow {
     }
 }
 
-/// The connections to `index.sqlite3`.
+/// The connections to the index: `index.sqlite3` (one writer behind a mutex,
+/// pooled readers), or PostgreSQL (a pool of `database_pool_size` clients).
 #[derive(Debug)]
 pub struct Db {
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
-    path: std::path::PathBuf,
+    engine: DbEngine,
+}
+
+#[derive(Debug)]
+enum DbEngine {
+    Sqlite {
+        writer: Mutex<Connection>,
+        readers: Mutex<Vec<Connection>>,
+        path: std::path::PathBuf,
+    },
+    Postgres(PgPool),
 }
 
 const MAX_IDLE_READERS: usize = 16;
+
+/// Serialises writers across every daemon of a store, as SQLite's single
+/// writer does on one machine (a transaction-scoped advisory lock).
+const PG_WRITE_LOCK: i64 = 0x73_796d_6477_7269; // "symdwri"
+
+/// PostgreSQL clients, at most `size` at once; a broken one is dropped and
+/// the next request connects anew.
+struct PgPool {
+    url: String,
+    size: usize,
+    idle: Mutex<Vec<postgres::Client>>,
+    in_use: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl std::fmt::Debug for PgPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgPool")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client closes its connection on a runtime of its own, which cannot run
+/// inside the daemon's: the last ones are closed on a thread of their own.
+impl Drop for PgPool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("pg-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
+
+impl PgPool {
+    fn connect(url: &str) -> std::result::Result<postgres::Client, postgres::Error> {
+        postgres::Client::connect(url, postgres::NoTls)
+    }
+
+    /// Runs `f` on a client of the pool (waiting while all are in use).
+    fn with<T>(&self, f: impl FnOnce(&mut postgres::Client) -> Result<T>) -> Result<T> {
+        {
+            let mut n = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+            while *n >= self.size {
+                n = self.freed.wait(n).unwrap_or_else(|e| e.into_inner());
+            }
+            *n += 1;
+        }
+        let result = (|| {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut client = match idle {
+                Some(c) if !c.is_closed() => c,
+                _ => Self::connect(&self.url).map_err(DbError::from)?,
+            };
+            let out = f(&mut client);
+            if !client.is_closed() {
+                self.idle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(client);
+            }
+            out
+        })();
+        *self.in_use.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.freed.notify_one();
+        result
+    }
+}
 
 impl Db {
     /// Opens (creating if needed) and migrates the index.
@@ -203,63 +303,120 @@ impl Db {
         writer.pragma_update(None, "synchronous", "FULL")?;
         migrations::migrate(&mut writer)?;
         Ok(Db {
-            writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
-            path: path.to_path_buf(),
+            engine: DbEngine::Sqlite {
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+                path: path.to_path_buf(),
+            },
         })
     }
 
-    /// The writer connection. Hold it only for short transactions.
-    pub fn writer(&self) -> MutexGuard<'_, Connection> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    /// Connects to PostgreSQL and migrates its schema (once, whichever daemon
+    /// gets there first). A URL that does not connect is refused with one
+    /// line naming `database_url`.
+    pub fn open_postgres(url: &str, pool_size: usize) -> Result<Db> {
+        let mut client = PgPool::connect(url).map_err(|e| {
+            Error::Refused(format!(
+                "database_url: cannot connect to PostgreSQL ({})",
+                pg_reason(&e)
+            ))
+        })?;
+        migrations::migrate_pg(&mut client).map_err(DbError::from)?;
+        Ok(Db {
+            engine: DbEngine::Postgres(PgPool {
+                url: url.to_string(),
+                size: pool_size.max(1),
+                idle: Mutex::new(vec![client]),
+                in_use: Mutex::new(0),
+                freed: std::sync::Condvar::new(),
+            }),
+        })
+    }
+
+    /// Which engine answers.
+    pub fn engine(&self) -> super::sql::Engine {
+        match self.engine {
+            DbEngine::Sqlite { .. } => super::sql::Engine::Sqlite,
+            DbEngine::Postgres(_) => super::sql::Engine::Postgres,
+        }
     }
 
     /// Runs `f` on a pooled read connection, through the engine seam.
     pub fn reading<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
-        self.with_reader(|c| f(c))?
+        match &self.engine {
+            DbEngine::Sqlite { readers, path, .. } => {
+                let conn = readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let mut conn = match conn {
+                    Some(c) => c,
+                    None => open_reader(path)?,
+                };
+                let out = f(&mut conn);
+                let mut pool = readers.lock().unwrap_or_else(|e| e.into_inner());
+                if pool.len() < MAX_IDLE_READERS {
+                    pool.push(conn);
+                }
+                out
+            }
+            DbEngine::Postgres(pool) => pool.with(|c| f(c)),
+        }
     }
 
     /// Runs `f` in one write transaction, through the engine seam: committed
-    /// when `f` answers `Ok`, rolled back otherwise.
+    /// when `f` answers `Ok`, rolled back otherwise. Writers never overlap,
+    /// on one machine or across daemons.
     pub fn writing<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
-        let mut conn = self.writer();
-        let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let out = f(&mut tx)?;
-        tx.commit()?;
-        Ok(out)
-    }
-
-    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> Result<T> {
-        let conn = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut conn = match conn {
-            Some(c) => c,
-            None => {
-                let c = Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                configure(&c)?;
-                c
+        match &self.engine {
+            DbEngine::Sqlite { writer, .. } => {
+                let mut conn = writer.lock().unwrap_or_else(|e| e.into_inner());
+                let mut tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let out = f(&mut tx)?;
+                tx.commit()?;
+                Ok(out)
             }
-        };
-        let out = f(&mut conn);
-        let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < MAX_IDLE_READERS {
-            pool.push(conn);
+            DbEngine::Postgres(pool) => pool.with(|client| {
+                let mut tx = client.transaction().map_err(DbError::from)?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_WRITE_LOCK])
+                    .map_err(DbError::from)?;
+                let out = f(&mut tx)?;
+                tx.commit().map_err(DbError::from)?;
+                Ok(out)
+            }),
         }
-        Ok(out)
     }
 
-    /// Runs `f` on a fresh read-only connection (never pooled): it reads the
-    /// file's header and schema anew, so damage a pooled connection's caches
-    /// would hide is seen.
-    pub fn read_fresh<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let c = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        configure(&c)?;
-        Ok(f(&c)?)
+    /// The schema version the index is at, read on a fresh connection where
+    /// the engine is a file (its header and schema read anew, so damage a
+    /// pooled connection's caches would hide is seen), after a page of every
+    /// table.
+    pub fn check_schema(&self) -> Result<usize> {
+        let tables = ["keys", "lookup", "uploads", "tokens", "missing"];
+        match &self.engine {
+            DbEngine::Sqlite { path, .. } => {
+                let c = open_reader(path)?;
+                for table in tables {
+                    let sql = format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)");
+                    c.query_row(&sql, [], |r| r.get::<_, i64>(0))?;
+                }
+                Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+            }
+            DbEngine::Postgres(pool) => pool.with(|c| {
+                for table in tables {
+                    let sql = format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1) AS t");
+                    c.one::<i64>(&sql, &[])?;
+                }
+                let v: i64 = c.one("SELECT version FROM schema_version", &[])?;
+                Ok(usize::try_from(v).unwrap_or(0))
+            }),
+        }
+    }
+
+    /// The number of migrations this engine's schema has when up to date.
+    pub fn schema_version_expected(&self) -> usize {
+        match self.engine {
+            DbEngine::Sqlite { .. } => migrations::MIGRATIONS.len(),
+            DbEngine::Postgres(_) => migrations::MIGRATIONS_PG.len(),
+        }
     }
 
     /// The current row of a key, by its normalised form.
@@ -290,6 +447,25 @@ pub(crate) fn key_row(c: &mut dyn Conn, ns: Namespace, key_norm: &str) -> Result
         &crate::sql_params![ns.as_str(), key_norm],
     )?;
     Ok(row.as_ref().map(KeyRow::from_row).transpose()?)
+}
+
+/// What a PostgreSQL failure to connect was, without the URL (which may
+/// carry a password).
+fn pg_reason(e: &postgres::Error) -> String {
+    use std::error::Error as _;
+    match e.source() {
+        Some(src) => src.to_string(),
+        None => e.to_string(),
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&c)?;
+    Ok(c)
 }
 
 fn configure(c: &Connection) -> rusqlite::Result<()> {

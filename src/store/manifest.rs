@@ -284,6 +284,14 @@ impl Store {
                     uploads += 1;
                 }
             }
+            if c.engine() == super::sql::Engine::Postgres {
+                // Records came back with their ids: new ones are numbered after them.
+                c.exec(
+                    "SELECT setval(pg_get_serial_sequence('uploads', 'id'), \
+                     (SELECT COALESCE(MAX(id), 0) + 1 FROM uploads), false)",
+                    &[],
+                )?;
+            }
             for r in &rows {
                 let new = NewKey {
                     namespace: r.namespace,

@@ -61,7 +61,7 @@ pub struct Store {
     generation: std::sync::atomic::AtomicU64,
     /// The index file as opened (device, inode): the heartbeat fails once the
     /// file on disk is another one, or gone.
-    index_file: (u64, u64),
+    index_file: Option<(u64, u64)>,
     /// This process's temp folder (dropped last: it is removed when the store goes).
     temp: lock::ProcessTemp,
 }
@@ -125,8 +125,14 @@ impl Store {
             fs::create_dir_all(root.join(dir))?;
         }
         let index = root.join(INDEX_FILE);
-        let db = Db::open(&index)?;
-        let meta = fs::metadata(&index)?;
+        let (db, index_file) = match &settings.database {
+            Some(pg) => (Db::open_postgres(&pg.url, pg.pool_size)?, None),
+            None => {
+                let db = Db::open(&index)?;
+                let meta = fs::metadata(&index)?;
+                (db, Some((meta.dev(), meta.ino())))
+            }
+        };
         let temp = lock::ProcessTemp::create(&root.join("tmp"))?;
         let blobs: Box<dyn BlobStore> = match &settings.s3 {
             Some(s3) => Box::new(s3::S3Blobs::connect(s3, temp.path().to_path_buf())?),
@@ -143,7 +149,7 @@ impl Store {
             layout,
             db,
             generation: Default::default(),
-            index_file: (meta.dev(), meta.ino()),
+            index_file,
             temp,
         })
     }
@@ -183,27 +189,24 @@ impl Store {
     /// process opened, and holds the store (for `/__heartbeat__`).
     pub fn check_index(&self) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
-        let index = self.root.join(INDEX_FILE);
-        let meta = fs::metadata(&index)
-            .map_err(|e| Error::Refused(format!("the index {} is gone: {e}", index.display())))?;
-        if (meta.dev(), meta.ino()) != self.index_file {
-            return Err(Error::Refused(format!(
-                "the index {} was replaced since this process opened it; restart it",
-                index.display()
-            )));
+        if let Some(opened) = self.index_file {
+            let index = self.root.join(INDEX_FILE);
+            let meta = fs::metadata(&index).map_err(|e| {
+                Error::Refused(format!("the index {} is gone: {e}", index.display()))
+            })?;
+            if (meta.dev(), meta.ino()) != opened {
+                return Err(Error::Refused(format!(
+                    "the index {} was replaced since this process opened it; restart it",
+                    index.display()
+                )));
+            }
         }
         // Reads the header, the schema and a page of every table, on a new connection.
-        let version: usize = self.db.read_fresh(|c| {
-            for table in ["keys", "lookup", "uploads", "tokens", "missing"] {
-                let sql = format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)");
-                c.query_row(&sql, [], |r| r.get::<_, i64>(0))?;
-            }
-            c.query_row("PRAGMA user_version", [], |r| r.get(0))
-        })?;
-        if version != migrations::MIGRATIONS.len() {
+        let version = self.db.check_schema()?;
+        if version != self.db.schema_version_expected() {
             return Err(Error::Refused(format!(
                 "the index is at schema version {version}, this process expects {}",
-                migrations::MIGRATIONS.len()
+                self.db.schema_version_expected()
             )));
         }
         self.check_index_holds_the_store()

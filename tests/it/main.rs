@@ -26,6 +26,7 @@ mod layout_auto;
 mod limits;
 mod operations;
 mod postgres;
+mod postgres_index;
 mod private;
 mod records;
 mod s3_blobs;
