@@ -30,9 +30,10 @@ impl Store {
             let rows = c.rows(
                 &format!(
                     "SELECT {KEY_COLUMNS} FROM keys k WHERE k.namespace = ?1 \
-                     AND (?2 IS NULL OR k.upload_id = ?2) \
-                     AND (?3 IS NULL OR substr(k.key_norm, 1, length(?3)) = ?3) \
-                     AND (?4 IS NULL OR k.last_uploaded_at >= ?4) ORDER BY k.key"
+                     AND (CAST(?2 AS BIGINT) IS NULL OR k.upload_id = ?2) \
+                     AND (CAST(?3 AS TEXT) IS NULL \
+                     OR substr(k.key_norm, 1, length(CAST(?3 AS TEXT))) = CAST(?3 AS TEXT)) \
+                     AND (CAST(?4 AS BIGINT) IS NULL OR k.last_uploaded_at >= ?4) ORDER BY k.key"
                 ),
                 &sql_params![ns, f.upload, module, f.since_ms],
             )?;

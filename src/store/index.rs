@@ -38,7 +38,11 @@ impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
             DbFailure::Sqlite(e) => e.fmt(f),
-            DbFailure::Postgres(e) => e.fmt(f),
+            // The server's own words, not only "db error".
+            DbFailure::Postgres(e) => match e.as_db_error() {
+                Some(db) => write!(f, "{}: {}", db.code().code(), db.message()),
+                None => e.fmt(f),
+            },
             DbFailure::Other(e) => e.fmt(f),
         }
     }
@@ -426,6 +430,10 @@ impl Db {
 
     /// Finds the row a lookup key points at: release first, then try if asked.
     pub fn lookup(&self, lkey: &str, include_try: bool) -> Result<Option<KeyRow>> {
+        if lkey.contains('\0') {
+            // No key holds a NUL (the segment rule), and PostgreSQL text cannot.
+            return Ok(None);
+        }
         self.reading(|c| {
             let row = c.row(
                 &format!(
@@ -442,6 +450,9 @@ impl Db {
 
 /// Reads a key's row inside any connection or transaction.
 pub(crate) fn key_row(c: &mut dyn Conn, ns: Namespace, key_norm: &str) -> Result<Option<KeyRow>> {
+    if key_norm.contains('\0') {
+        return Ok(None);
+    }
     let row = c.row(
         &format!("SELECT {KEY_COLUMNS} FROM keys k WHERE k.namespace = ?1 AND k.key_norm = ?2"),
         &crate::sql_params![ns.as_str(), key_norm],

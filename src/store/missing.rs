@@ -294,7 +294,7 @@ impl Store {
             let rows = c.rows(
                 &format!(
                     "SELECT {MISSING_COLUMNS} FROM missing \
-                     WHERE ?1 IS NULL OR (count, last_seen, id) < (?1, ?2, ?3) {order}"
+                     WHERE CAST(?1 AS BIGINT) IS NULL OR (count, last_seen, id) < (?1, ?2, ?3) {order}"
                 ),
                 &sql_params![count, last, id, limit],
             )?;

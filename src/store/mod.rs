@@ -505,6 +505,9 @@ impl Store {
         new: &NewKey<'_>,
         held: bool,
     ) -> Result<Option<Outcome>> {
+        // The door's rule before any query: the index never sees a key the
+        // store would not place (whichever blob store and engine).
+        crate::keys::check_key(new.key).map_err(|rule| Error::invalid(new.key, rule))?;
         let key_norm = normalize(new.key);
         let outcome = self.db.writing(|c| {
             let existing = index::key_row(c, new.namespace, &key_norm)?;

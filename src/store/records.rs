@@ -127,8 +127,13 @@ struct Where {
 }
 
 impl Where {
-    /// Adds a clause whose every `?` is `value`.
+    /// Adds a clause whose every `?` is `value`. A NUL (which no stored text
+    /// holds, and PostgreSQL text cannot) is dropped from a search.
     fn add(&mut self, clause: &str, value: Value) {
+        let value = match value {
+            Value::Text(t) if t.contains('\0') => Value::Text(t.replace('\0', "")),
+            other => other,
+        };
         self.params.push(value);
         self.clauses
             .push(clause.replace('?', &format!("?{}", self.params.len())));

@@ -9,6 +9,8 @@
 //! - `lower(a) = lower(?1)` for case-insensitive matches (never `COLLATE NOCASE`);
 //! - integers for flags (0/1) and every integer column 64-bit (`BIGINT` on
 //!   PostgreSQL), sums cast back to integers (`CAST(SUM(x) AS BIGINT)`);
+//! - a parameter whose type nothing else in the query fixes is cast
+//!   (`CAST(?1 AS BIGINT) IS NULL`): PostgreSQL must know every parameter's type;
 //! - no engine's functions of its own (`MAX(a, b)` of two values, `PRAGMA`, …):
 //!   what only one engine has stays in that engine's own code (migrations,
 //!   connection set-up).

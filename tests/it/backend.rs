@@ -88,14 +88,21 @@ pub fn apply(c: &mut symdepot::Config) {
         shared().configure(c);
         c.s3_prefix = prefix_for(&c.data_dir);
     }
+    if on_pg() && c.database_url.is_empty() {
+        c.database_url = database_for(&c.data_dir);
+    }
 }
 
 /// The same settings as `SYMDEPOT_*` variables, for a `symdepot` command.
 pub fn env_for(data_dir: &Path) -> Vec<(&'static str, String)> {
-    if !on_s3() {
-        return Vec::new();
+    let mut env = Vec::new();
+    if on_s3() {
+        env = env_of(shared(), &prefix_for(data_dir));
     }
-    env_of(shared(), &prefix_for(data_dir))
+    if on_pg() {
+        env.push(("SYMDEPOT_DATABASE_URL", database_for(data_dir)));
+    }
+    env
 }
 
 /// The settings of bucket `b` under `prefix` as `SYMDEPOT_*` variables.
@@ -223,4 +230,49 @@ pub fn delete_object_in(at: &SharedBucket, name: &str) {
     let b = bucket_of(at);
     b.rt.block_on(b.store.delete(&object_store::path::Path::from(name)))
         .unwrap();
+}
+
+/// Whether this run keeps the index on PostgreSQL
+/// (`SYMDEPOT_TEST_DATABASE=postgres`): every test server and `symdepot`
+/// command that does not choose its own index gets a database of its own on
+/// one PostgreSQL the test process starts.
+pub fn on_pg() -> bool {
+    std::env::var("SYMDEPOT_TEST_DATABASE").is_ok_and(|v| v == "postgres")
+}
+
+/// The PostgreSQL of this test process, started on first use (the port).
+fn shared_pg() -> u16 {
+    static SHARED: OnceLock<u16> = OnceLock::new();
+    *SHARED.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pg = crate::postgres::Postgres::start();
+            tx.send(pg.port).unwrap();
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv().expect("the shared PostgreSQL started")
+    })
+}
+
+/// The `database_url` of a data dir's own database on the shared PostgreSQL
+/// (made on first use).
+pub fn database_for(data_dir: &Path) -> String {
+    let port = shared_pg();
+    let name = format!(
+        "d_{}",
+        &blake3::hash(data_dir.as_os_str().as_encoded_bytes()).to_hex()[..16]
+    );
+    let admin = format!("postgres://symdepot@127.0.0.1:{port}/postgres");
+    let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+    let exists = c
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .unwrap()
+        .is_some();
+    if !exists {
+        // Two processes may race to make it: the loser finds it made.
+        let _ = c.batch_execute(&format!("CREATE DATABASE {name}"));
+    }
+    format!("postgres://symdepot@127.0.0.1:{port}/{name}")
 }

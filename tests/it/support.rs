@@ -172,6 +172,11 @@ impl TestServer {
     }
 
     pub fn count(&self, sql: &str) -> i64 {
+        if !self.config.database_url.is_empty() {
+            let mut c =
+                postgres::Client::connect(&self.config.database_url, postgres::NoTls).unwrap();
+            return c.query_one(sql, &[]).unwrap().get(0);
+        }
         self.db().query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
