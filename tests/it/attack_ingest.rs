@@ -7,6 +7,7 @@ use std::process::{Child, Command};
 use reqwest::blocking::multipart;
 
 use crate::support::*;
+use symdepot::store::sql::ConnExt;
 
 /// A member that sniffs as ELF (its magic, then zeros: no id of its own), so
 /// phase 1 spools it once it passes 64 KiB.
@@ -39,7 +40,8 @@ fn spawn_daemon_with_nofile(dir: &Path, soft: u64, hard: u64) -> (Child, String)
         .arg("--data-dir")
         .arg(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_remove("SYMDEPOT_LISTEN");
+        .env_remove("SYMDEPOT_LISTEN")
+        .envs(crate::backend::env_for(dir));
     spawn_logging(serve)
 }
 
@@ -61,9 +63,8 @@ fn an_upload_of_more_binaries_than_open_files_allowed_succeeds() {
         Some(201),
         "1100 spooled members under 256 descriptors"
     );
-    let db = rusqlite::Connection::open(data.join("index.sqlite3")).unwrap();
-    let keys: i64 = db
-        .query_row("SELECT COUNT(*) FROM keys", [], |r| r.get(0))
+    let keys: i64 = index_of(&data)
+        .one("SELECT COUNT(*) FROM keys", &[])
         .unwrap();
     assert_eq!(keys, 1100);
     assert!(files_under(&data.join("tmp")).is_empty());

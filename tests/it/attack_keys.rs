@@ -192,12 +192,12 @@ fn a_hostile_row_from_an_older_index_is_deleted_without_touching_the_disk() {
     // What the vulnerable version stored for `../../../../VICTIM.txt`.
     let key = format!("x.pdb/{ID_A}/../../../../VICTIM.txt");
     let hash = blake3::hash(b"x").to_hex();
-    s.db()
-        .execute(
+    s.index()
+        .exec(
             "INSERT INTO keys (namespace, key, key_norm, blob, encoding, size, stored_size, kind, \
              created_at, last_uploaded_at) VALUES ('try', ?1, lower(?1), ?2, 'identity', 1, 1, \
              'sym', 0, 0)",
-            rusqlite::params![key, hash.as_str()],
+            &symdepot::sql_params![key.as_str(), hash.as_str()],
         )
         .unwrap();
     // Expiry (try files are long expired) and delete both refuse to touch the path.

@@ -42,7 +42,7 @@ fn a_link_planted_as_a_failed_files_note_is_not_written_through() {
     let note = std::fs::read_to_string(inbox.path().join("failed/evil.bin.1.error.txt")).unwrap();
     assert!(!note.trim().is_empty());
     assert_eq!(
-        s.count("SELECT COUNT(*) FROM uploads WHERE user = 'inbox' AND status = 'failed'"),
+        s.count("SELECT COUNT(*) FROM uploads WHERE \"user\" = 'inbox' AND status = 'failed'"),
         1
     );
 }
@@ -180,15 +180,13 @@ fn a_token_cannot_mint_a_token_that_outlives_it() {
     // Without `expires`, the new token ends when its creator does.
     let resp = post(serde_json::json!({"permissions": ["upload"]}));
     assert_eq!(resp.status(), 201);
-    let (child, parent): (i64, i64) = s
-        .db()
-        .query_row(
-            "SELECT (SELECT MAX(expires_at) FROM tokens WHERE id = (SELECT MAX(id) FROM tokens)), \
-             (SELECT expires_at FROM tokens WHERE id = (SELECT MIN(id) FROM tokens WHERE user = 'contractor'))",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let row = &s.rows(
+        "SELECT (SELECT MAX(expires_at) FROM tokens WHERE id = (SELECT MAX(id) FROM tokens)), \
+         (SELECT expires_at FROM tokens WHERE id = \
+         (SELECT MIN(id) FROM tokens WHERE \"user\" = 'contractor'))",
+        &[],
+    )[0];
+    let (child, parent): (i64, i64) = (row.get(0).unwrap(), row.get(1).unwrap());
     assert!(child <= parent, "child {child} outlives parent {parent}");
 }
 
@@ -287,6 +285,7 @@ fn the_upload_client_sends_its_token_to_no_host_a_redirect_names() {
 
 #[test]
 fn a_lost_index_is_refused_when_objects_is_a_link_to_another_disk() {
+    crate::sqlite_only!("the index file deleted");
     crate::local_only!("objects/ is a folder of the data dir");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -333,13 +332,11 @@ fn ingest_of_a_folder_follows_no_link_inside_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let db = rusqlite::Connection::open(data.join("index.sqlite3")).unwrap();
-    let keys: Vec<String> = db
-        .prepare("SELECT key FROM keys ORDER BY key")
+    let keys: Vec<String> = index_of(&data)
+        .rows("SELECT key FROM keys ORDER BY key", &[])
         .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        .iter()
+        .map(|r| r.get(0).unwrap())
+        .collect();
     assert_eq!(keys, vec![format!("m.pdb/{ID_A}/m.sym")]);
 }

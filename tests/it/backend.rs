@@ -29,6 +29,18 @@ macro_rules! local_only {
     };
 }
 
+/// Skips the rest of a test on the PostgreSQL run, naming why it needs the
+/// SQLite index (its file damaged, deleted or copied).
+#[macro_export]
+macro_rules! sqlite_only {
+    ($why:expr) => {
+        if $crate::backend::on_pg() {
+            eprintln!("SQLite index only: {}", $why);
+            return;
+        }
+    };
+}
+
 /// Where the shared Garage listens and the key that may use its bucket.
 #[derive(Clone)]
 pub struct SharedBucket {

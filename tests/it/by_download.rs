@@ -102,10 +102,7 @@ fn a_zip_is_fetched_through_allowed_redirects() {
     assert_eq!(up["try_symbols"], true);
     assert_eq!(up["uploaded_keys"], serde_json::json!([key.clone()]));
     assert_eq!(s.get(&format!("/try/{key}")).status(), 200);
-    let rec: String = s
-        .db()
-        .query_row("SELECT download_url FROM uploads", [], |r| r.get(0))
-        .unwrap();
+    let rec: String = s.one("SELECT download_url FROM uploads", &[]);
     assert_eq!(rec, url);
 }
 

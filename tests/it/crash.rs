@@ -16,12 +16,11 @@ const ROUNDS: usize = 12;
 fn assert_recovered(dir: &Path) {
     let tmp: Vec<_> = temp_files_under(&dir.join("tmp"));
     assert!(tmp.is_empty(), "temp files survived start-up: {tmp:?}");
-    let db = rusqlite::Connection::open(dir.join("index.sqlite3")).unwrap();
-    let mut stmt = db.prepare("SELECT blob, encoding FROM keys").unwrap();
-    let rows: Vec<(String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+    let rows: Vec<(String, String)> = index_of(dir)
+        .rows("SELECT blob, encoding FROM keys", &[])
         .unwrap()
-        .map(Result::unwrap)
+        .iter()
+        .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
         .collect();
     let stored: std::collections::HashSet<String> = stored_blobs(dir)
         .iter()

@@ -64,14 +64,11 @@ fn debuginfo_and_executable_are_served_by_build_id() {
     );
 
     // The index knows the kind and the build id.
-    let (kind, code_id): (String, String) = s
-        .db()
-        .query_row(
-            "SELECT kind, code_id FROM keys WHERE key LIKE '%.debug'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let row = &s.rows(
+        "SELECT kind, code_id FROM keys WHERE key LIKE '%.debug'",
+        &[],
+    )[0];
+    let (kind, code_id): (String, String) = (row.get(0).unwrap(), row.get(1).unwrap());
     assert_eq!(
         (kind.as_str(), code_id.as_str()),
         ("elf", f.build_id.as_str())

@@ -47,11 +47,11 @@ fn a_slowly_written_zip_is_ingested_once_complete() {
     assert!(!path.exists());
     assert_eq!(s.get(&format!("/{key}")).status(), 200);
     assert_eq!(
-        s.count("SELECT COUNT(*) FROM uploads WHERE user = 'inbox' AND status = 'complete'"),
+        s.count("SELECT COUNT(*) FROM uploads WHERE \"user\" = 'inbox' AND status = 'complete'"),
         1
     );
     assert_eq!(
-        s.count("SELECT COUNT(*) FROM uploads WHERE user = 'inbox'"),
+        s.count("SELECT COUNT(*) FROM uploads WHERE \"user\" = 'inbox'"),
         1
     );
 }
@@ -73,7 +73,7 @@ fn a_bad_zip_goes_to_failed_with_the_reason() {
     assert!(why.contains("debug id"), "{why}");
     assert!(s.blobs().is_empty());
     assert_eq!(
-        s.count("SELECT COUNT(*) FROM uploads WHERE user = 'inbox' AND status = 'failed'"),
+        s.count("SELECT COUNT(*) FROM uploads WHERE \"user\" = 'inbox' AND status = 'failed'"),
         1
     );
     // Names being copied are left alone.

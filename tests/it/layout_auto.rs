@@ -226,7 +226,7 @@ fn ingest_command_places_a_directory_of_mixed_files() {
         200
     );
     assert_eq!(
-        s.count("SELECT COUNT(*) FROM uploads WHERE user = 'cli'"),
+        s.count("SELECT COUNT(*) FROM uploads WHERE \"user\" = 'cli'"),
         10
     );
 }

@@ -33,14 +33,10 @@ fn try_files_expire_at_the_retention_boundary_and_release_files_stay() {
         201
     );
     s.upload_ok(zip_of(&[(&rel_key, &sym("r.pdb", ID_B, ""))]));
-    let last: i64 = s
-        .db()
-        .query_row(
-            "SELECT last_uploaded_at FROM keys WHERE namespace = 'try'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let last: i64 = s.one(
+        "SELECT last_uploaded_at FROM keys WHERE namespace = 'try'",
+        &[],
+    );
     let retention = 28 * 86_400_000i64;
 
     // One millisecond before the boundary nothing expires.
@@ -73,10 +69,7 @@ fn release_retention_is_optional() {
     let s = TestServer::with_config(|c| c.release_retention = "365d".into());
     let key = format!("r.pdb/{ID_B}/r.sym");
     s.upload_ok(zip_of(&[(&key, &sym("r.pdb", ID_B, ""))]));
-    let last: i64 = s
-        .db()
-        .query_row("SELECT last_uploaded_at FROM keys", [], |r| r.get(0))
-        .unwrap();
+    let last: i64 = s.one("SELECT last_uploaded_at FROM keys", &[]);
     let r = s
         .store()
         .gc(at_ms(last + 366 * 86_400_000), GcMode::Force)
@@ -357,7 +350,7 @@ fn delete_removes_a_key_records_it_and_gc_takes_the_blob() {
         1
     );
     assert_eq!(
-        s.count("SELECT COUNT(*) FROM uploads WHERE user = 'cli' AND status = 'deleted'"),
+        s.count("SELECT COUNT(*) FROM uploads WHERE \"user\" = 'cli' AND status = 'deleted'"),
         1
     );
     assert_eq!(s.blobs().len(), 2, "the blob stays until GC");
@@ -386,6 +379,7 @@ fn delete_removes_a_key_records_it_and_gc_takes_the_blob() {
 
 #[test]
 fn the_readme_backup_and_restore_steps_work_while_the_daemon_runs() {
+    crate::sqlite_only!("the backup copies the index file");
     crate::local_only!("the backup copies the data dir's blobs");
     let s = TestServer::start();
     let key = format!("b.pdb/{ID_A}/b.sym");

@@ -158,13 +158,11 @@ fn an_object_store_outage_answers_503_with_retry_after_and_commits_nothing() {
     let port = g.endpoint.rsplit(':').next().unwrap().to_string();
     assert!(!body.contains(&port), "{body}");
     let recorded: String = s
-        .db()
-        .query_row(
-            "SELECT group_concat(COALESCE(error, ''), ' ') FROM upload_members",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap_or_default();
+        .rows("SELECT COALESCE(error, '') FROM upload_members", &[])
+        .iter()
+        .map(|r| r.get::<String>(0).unwrap())
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(!recorded.contains(&port), "{recorded}");
     assert_eq!(
         s.count("SELECT COUNT(*) FROM keys"),
@@ -256,6 +254,7 @@ fn large_blobs_kept_as_they_are_redirect_to_a_presigned_url_of_the_object() {
 
 #[test]
 fn each_upload_leaves_a_manifest_and_a_lost_index_is_rebuilt_from_them() {
+    crate::sqlite_only!("the index file deleted");
     let g = Garage::start();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -305,8 +304,8 @@ fn each_upload_leaves_a_manifest_and_a_lost_index_is_rebuilt_from_them() {
         // A manifest still owed (the store failed, or the process died, after
         // the commit) is written by the next GC.
         crate::backend::delete_object_in(&g.bucket(), "store-a/uploads/2.json");
-        s.db()
-            .execute("UPDATE uploads SET manifest_at = NULL WHERE id = 2", [])
+        s.index()
+            .exec("UPDATE uploads SET manifest_at = NULL WHERE id = 2", &[])
             .unwrap();
         assert_eq!(
             s.store()

@@ -15,6 +15,7 @@ use std::time::Duration;
 use reqwest::blocking::{Client, Response, multipart};
 use symdepot::Config;
 use symdepot::daemon::Daemon;
+use symdepot::store::sql::{Conn, ConnExt, FromValue, Row, Value};
 use symdepot::store::tokens::NewToken;
 use tempfile::TempDir;
 
@@ -171,13 +172,28 @@ impl TestServer {
         rusqlite::Connection::open(self.data_dir().join("index.sqlite3")).unwrap()
     }
 
-    pub fn count(&self, sql: &str) -> i64 {
-        if !self.config.database_url.is_empty() {
-            let mut c =
-                postgres::Client::connect(&self.config.database_url, postgres::NoTls).unwrap();
-            return c.query_one(sql, &[]).unwrap().get(0);
+    /// A connection to the index, whichever engine keeps it, through the
+    /// store's own engine seam (queries written for both engines).
+    pub fn index(&self) -> Box<dyn Conn> {
+        if self.config.database_url.is_empty() {
+            Box::new(self.db())
+        } else {
+            Box::new(postgres::Client::connect(&self.config.database_url, postgres::NoTls).unwrap())
         }
-        self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.index().one(sql, &[]).unwrap()
+    }
+
+    /// The rows a query answers.
+    pub fn rows(&self, sql: &str, params: &[Value]) -> Vec<Row> {
+        self.index().rows(sql, params).unwrap()
+    }
+
+    /// The first column of the one row a query answers.
+    pub fn one<T: FromValue>(&self, sql: &str, params: &[Value]) -> T {
+        self.index().one(sql, params).unwrap()
     }
 
     /// Every file under `objects/`.
@@ -341,6 +357,16 @@ impl Drop for TestServer {
                 .ok();
         }
     }
+}
+
+/// A connection to the index of the store in `data`, whichever engine keeps
+/// it on this run, through the store's engine seam.
+pub fn index_of(data: &Path) -> Box<dyn Conn> {
+    if crate::backend::on_pg() {
+        let url = crate::backend::database_for(data);
+        return Box::new(postgres::Client::connect(&url, postgres::NoTls).unwrap());
+    }
+    Box::new(rusqlite::Connection::open(data.join("index.sqlite3")).unwrap())
 }
 
 /// The name of the blob of `content` under the data dir (or the bucket prefix).

@@ -77,26 +77,23 @@ fn multi_module_upload_stores_sym_compressed_and_binaries_as_they_are() {
         String,
         String,
         String,
-    ) = s
-        .db()
-        .query_row(
+    ) = {
+        let r = &s.rows(
             "SELECT encoding, size, stored_size, debug_file, code_file, code_id, generator, kind \
              FROM keys WHERE key = ?1 AND namespace = 'release'",
-            [format!("xul.pdb/{ID_A}/xul.sym")],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            },
+            &symdepot::sql_params![format!("xul.pdb/{ID_A}/xul.sym")],
+        )[0];
+        (
+            r.get(0).unwrap(),
+            r.get(1).unwrap(),
+            r.get(2).unwrap(),
+            r.get(3).unwrap(),
+            r.get(4).unwrap(),
+            r.get(5).unwrap(),
+            r.get(6).unwrap(),
+            r.get(7).unwrap(),
         )
-        .unwrap();
+    };
     assert_eq!(enc, "gzip");
     assert_eq!(size as usize, xul.len());
     assert_eq!(stored as usize, s.read_blob(&xul, true).unwrap().len());
@@ -176,10 +173,7 @@ fn a_changed_file_replaces_the_old_version() {
         assert_eq!(std::fs::read(entry).map(|b| gunzip(&b)).unwrap(), v2);
     }
     assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 1);
-    let generator: String = s
-        .db()
-        .query_row("SELECT generator FROM keys", [], |r| r.get(0))
-        .unwrap();
+    let generator: String = s.one("SELECT generator FROM keys", &[]);
     assert_eq!(generator, "two");
 }
 
@@ -337,14 +331,11 @@ fn concurrent_uploads_of_overlapping_zips_leave_a_consistent_store() {
     // Every row's blob exists, and its layout entry is that very blob.
     use std::os::unix::fs::MetadataExt;
     let stored = s.blobs();
-    let rows: Vec<(String, String)> = {
-        let db = s.db();
-        let mut stmt = db.prepare("SELECT key, blob FROM keys").unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let rows: Vec<(String, String)> = s
+        .rows("SELECT key, blob FROM keys", &[])
+        .iter()
+        .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
+        .collect();
     for (key, blob) in rows {
         let name = format!("objects/{}/{}/{blob}.gz", &blob[..2], &blob[2..4]);
         assert!(stored.iter().any(|b| b.ends_with(&name)), "{key}");

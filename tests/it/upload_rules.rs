@@ -256,10 +256,7 @@ fn tokens_missing_unknown_revoked_expired_or_without_permission_get_403() {
     assert!(resp.text().unwrap().contains("expired"));
 
     let revoked = s.create_token(&["upload"], "gone");
-    let id: i64 = s
-        .db()
-        .query_row("SELECT MAX(id) FROM tokens", [], |r| r.get(0))
-        .unwrap();
+    let id: i64 = s.one("SELECT MAX(id) FROM tokens", &[]);
     assert!(s.store().revoke_token(id).unwrap());
     let resp = s.upload_with(&revoked, zip.clone(), None);
     assert_eq!(resp.status(), 403);

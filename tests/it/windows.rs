@@ -156,14 +156,11 @@ fn pe_pdb_and_sym_are_served_by_ssqp_and_breakpad_keys() {
         format!("/x.pdb/{id}/x.sym").as_str()
     );
     // The index has the kinds and ids.
-    let kinds: Vec<String> = {
-        let db = s.db();
-        let mut st = db.prepare("SELECT kind FROM keys ORDER BY key").unwrap();
-        st.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let kinds: Vec<String> = s
+        .rows("SELECT kind FROM keys ORDER BY key", &[])
+        .iter()
+        .map(|r| r.get(0).unwrap())
+        .collect();
     assert_eq!(kinds, ["pe", "pdb", "sym"]);
 }
 
