@@ -64,7 +64,55 @@ fn as_server_user(program: &Path) -> Command {
     c
 }
 
+/// Starts the server of the cluster in `dir` on `port`.
+fn spawn_server(dir: &Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("postgres.log"))
+        .unwrap();
+    let mut server = as_server_user(&bin_dir().join("postgres"));
+    server
+        .current_dir(dir)
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-k")
+        .arg(dir)
+        .args(["-p", &port.to_string()])
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        server.pre_exec(|| {
+            // Never outlives the test that started it.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    server.spawn().unwrap()
+}
+
 impl Postgres {
+    /// Stops the server (a fast shutdown: sessions are ended, as in a restart).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill has no preconditions; the pid is our child's.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGINT);
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the stopped server again, on the same port with the same data.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server runs");
+        self.child = Some(spawn_server(self.dir.path(), self.port));
+        self.wait_until_up();
+    }
+
     /// A fresh cluster with a database `symdepot` owned by user `symdepot`
     /// (trust authentication on loopback, no fsync: a test cluster).
     pub fn start() -> Postgres {
@@ -99,28 +147,7 @@ impl Postgres {
             .local_addr()
             .unwrap()
             .port();
-        let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
-        let mut server = as_server_user(&bin.join("postgres"));
-        server
-            .current_dir(dir.path())
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(dir.path())
-            .args(["-p", &port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            server.pre_exec(|| {
-                // Never outlives the test that started it.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = server.spawn().unwrap();
+        let child = spawn_server(dir.path(), port);
         let mut pg = Postgres {
             dir,
             child: Some(child),

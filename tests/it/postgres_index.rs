@@ -112,3 +112,53 @@ fn a_wrong_database_url_stops_the_daemon_with_one_line_naming_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("database_url"));
 }
+
+#[test]
+fn postgresql_restarted_mid_load_answers_503_then_the_daemon_reconnects_by_itself() {
+    let mut pg = Postgres::start();
+    let s = TestServer::with_config(|c| c.database_url = pg.url());
+    let (a, b) = (format!("a.pdb/{ID_A}/a.sym"), format!("b.pdb/{ID_B}/b.sym"));
+    s.upload_ok(zip_of(&[
+        (&a, &sym("a.pdb", ID_A, "")),
+        (&b, &sym("b.pdb", ID_B, "")),
+    ]));
+    assert_eq!(s.get(&format!("/{a}")).status(), 200);
+
+    pg.stop();
+    // What the lookup cache holds is still served.
+    assert_eq!(s.get(&format!("/{a}")).status(), 200);
+    // What needs the index is an outage: 503 with Retry-After, never a 404
+    // (clients cache those) nor a 500.
+    for path in [format!("/{b}"), format!("/nope.pdb/{ID_A}/nope.sym")] {
+        let resp = s.get(&path);
+        assert_eq!(resp.status(), 503, "{path}");
+        assert!(resp.headers().get("retry-after").is_some(), "{path}");
+    }
+    let resp = s.upload(zip_of(&[(
+        &format!("c.pdb/{ID_A}/c.sym"),
+        &sym("c.pdb", ID_A, ""),
+    )]));
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().get("retry-after").is_some());
+    assert_eq!(s.get("/__heartbeat__").status(), 503);
+
+    // Back: the daemon reconnects by itself (the pool drops the dead
+    // connections); the first answers after the restart may still be 503.
+    pg.start_again();
+    let mut tries = 0;
+    loop {
+        let status = s.get(&format!("/{b}")).status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "only 503s while reconnecting");
+        tries += 1;
+        assert!(tries < 600, "the daemon never reconnected");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.upload_ok(zip_of(&[(
+        &format!("c.pdb/{ID_A}/c.sym"),
+        &sym("c.pdb", ID_A, ""),
+    )]));
+    assert_eq!(s.get("/__heartbeat__").status(), 200);
+}

@@ -47,11 +47,14 @@ pub async fn symbol(
         Err(e) => {
             tracing::error!(error = %e, "lookup failed");
             // A broken index is not a miss: never answer it with a 404 a client would cache.
-            return body::with_type(
+            let mut resp = body::with_type(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
                 "Index unavailable",
             );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            return resp;
         }
     };
     match found {
