@@ -114,6 +114,12 @@ impl Store {
     /// more likely than that much garbage, and the run stops there.
     pub fn gc(&self, now: SystemTime, mode: GcMode) -> Result<GcReport> {
         let _maintenance = super::lock::MaintenanceLock::for_gc(self.root())?;
+        // One daemon of a store at a time (several daemons share one index).
+        let Some(_job) = self.db().try_job_lock(super::index::Job::Gc)? else {
+            return Err(Error::Refused(
+                "GC is running on another daemon of this store; nothing was done".into(),
+            ));
+        };
         let dry_run = mode == GcMode::DryRun;
         let settings = self.settings();
         let grace_cutoff = now.checked_sub(settings.gc_grace).unwrap_or(UNIX_EPOCH);

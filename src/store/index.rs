@@ -229,7 +229,7 @@ const MAX_IDLE_READERS: usize = 16;
 
 /// Serialises writers across every daemon of a store, as SQLite's single
 /// writer does on one machine (a transaction-scoped advisory lock).
-const PG_WRITE_LOCK: i64 = 0x73_796d_6477_7269; // "symdwri"
+const PG_WRITE_LOCK: i64 = 0x0073_796d_6477_7269; // "symdwri"
 
 /// PostgreSQL clients, at most `size` at once; a broken one is dropped and
 /// the next request connects anew.
@@ -335,6 +335,30 @@ impl Db {
                 freed: std::sync::Condvar::new(),
             }),
         })
+    }
+
+    /// Takes the store-wide lock of a job that must run on one daemon at a
+    /// time (GC, expiry) without waiting: `None` while another daemon of the
+    /// store holds it. On SQLite the store is one machine's, and the data
+    /// dir's `maintenance.lock` already keeps such jobs apart.
+    pub fn try_job_lock(&self, job: Job) -> Result<Option<JobLock>> {
+        let DbEngine::Postgres(pool) = &self.engine else {
+            return Ok(Some(JobLock {
+                client: None,
+                key: 0,
+            }));
+        };
+        // A session lock on a connection of its own, held for the job's length.
+        let mut client = PgPool::connect(&pool.url).map_err(DbError::from)?;
+        let key = job.lock_key();
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .map_err(DbError::from)?
+            .get(0);
+        Ok(got.then_some(JobLock {
+            client: Some(client),
+            key,
+        }))
     }
 
     /// Which engine answers.
@@ -458,6 +482,45 @@ pub(crate) fn key_row(c: &mut dyn Conn, ns: Namespace, key_norm: &str) -> Result
         &crate::sql_params![ns.as_str(), key_norm],
     )?;
     Ok(row.as_ref().map(KeyRow::from_row).transpose()?)
+}
+
+/// Jobs that run on one daemon of a store at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// GC and expiry.
+    Gc,
+}
+
+impl Job {
+    /// The job's advisory lock key, the same for every daemon of a store.
+    pub fn lock_key(self) -> i64 {
+        match self {
+            Job::Gc => 0x7379_6d64_6763, // "symdgc"
+        }
+    }
+}
+
+/// A held [`Job`] lock; released when dropped (or when its connection ends,
+/// should the daemon die).
+pub struct JobLock {
+    client: Option<postgres::Client>,
+    key: i64,
+}
+
+impl std::fmt::Debug for JobLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobLock").field("key", &self.key).finish()
+    }
+}
+
+impl Drop for JobLock {
+    fn drop(&mut self) {
+        // Held by store verbs, which run off the async threads (as every
+        // call to the index does).
+        if let Some(mut client) = self.client.take() {
+            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&self.key]);
+        }
+    }
 }
 
 /// What a PostgreSQL failure to connect was, without the URL (which may

@@ -318,7 +318,7 @@ DROP INDEX keys_code;
 /// `schema_version`.
 pub fn migrate_pg(client: &mut postgres::Client) -> Result<(), postgres::Error> {
     // Any fixed number, the same for every daemon of a store.
-    const LOCK: i64 = 0x73_796d_6465_706f; // "symdepo"
+    const LOCK: i64 = 0x0073_796d_6465_706f; // "symdepo"
     client.execute("SELECT pg_advisory_lock($1)", &[&LOCK])?;
     let result = (|| {
         client.batch_execute(

@@ -162,3 +162,35 @@ fn postgresql_restarted_mid_load_answers_503_then_the_daemon_reconnects_by_itsel
     )]));
     assert_eq!(s.get("/__heartbeat__").status(), 200);
 }
+
+#[test]
+fn gc_runs_on_one_daemon_of_a_store_at_a_time() {
+    let pg = Postgres::start();
+    let g = crate::garage::Garage::start();
+    // Two daemons of one store: one index, one bucket, each its own data dir.
+    let daemon = || {
+        TestServer::with_config(|c| {
+            c.database_url = pg.url();
+            g.configure(c);
+        })
+    };
+    let (a, b) = (daemon(), daemon());
+    let key = format!("a.pdb/{ID_A}/a.sym");
+    a.upload_ok(zip_of(&[(&key, &sym("a.pdb", ID_A, ""))]));
+    // An upload on A is served by B.
+    assert_eq!(b.get(&format!("/{key}")).status(), 200);
+    // While A's GC runs (it holds the store's GC lock), B's refuses and does nothing.
+    let mut holder = pg.client();
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&0x7379_6d64_6763i64])
+        .unwrap();
+    let later = SystemTime::now() + Duration::from_secs(2 * 3600);
+    let err = b.store().gc(later, GcMode::Run).unwrap_err().to_string();
+    assert!(err.contains("another daemon"), "{err}");
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&0x7379_6d64_6763i64])
+        .unwrap();
+    b.store().gc(later, GcMode::Run).unwrap();
+    a.store().gc(later, GcMode::Run).unwrap();
+    assert_eq!(a.get(&format!("/{key}")).status(), 200);
+}
