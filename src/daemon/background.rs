@@ -113,6 +113,8 @@ async fn gc_once(store: Arc<Store>) {
             temp = r.temp.len(),
             "gc"
         ),
+        // Another daemon of the store is collecting, or the share limit stopped it.
+        Ok(Err(crate::Error::Refused(why))) => tracing::info!(why, "gc skipped"),
         Ok(Err(e)) => tracing::warn!(error = %e, "gc failed"),
         Err(e) => tracing::warn!(error = %e, "gc task failed"),
     }
