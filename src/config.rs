@@ -72,6 +72,11 @@ pub struct Config {
     /// pause between two pieces of an upload body (slow clients are cut off:
     /// the head with a closed connection, the body with 408). Default `30s`.
     pub request_timeout: String,
+    /// How long a daemon trusts a cached lookup (a hit or a miss) without asking
+    /// the index again. Its own changes, and with the index on PostgreSQL the
+    /// other daemons' announced changes, drop cached lookups at once; this bounds
+    /// what a lost announcement can leave stale. Default `2s`.
+    pub lookup_cache_ttl: String,
     /// A private store: every download route (Breakpad, debuginfod, SSQP) needs a
     /// token with `download`, and records need `view_all` whatever `public_records`
     /// says. Default false.
@@ -161,6 +166,7 @@ impl Default for Config {
             private_downloads: false,
             max_connections: 1024,
             request_timeout: "30s".to_string(),
+            lookup_cache_ttl: "2s".to_string(),
             missing_max_rows: 10_000,
             try_retention: "28d".to_string(),
             release_retention: String::new(),
@@ -248,6 +254,7 @@ impl Config {
             ("gc_grace", &self.gc_grace),
             ("upload_download_timeout", &self.upload_download_timeout),
             ("request_timeout", &self.request_timeout),
+            ("lookup_cache_ttl", &self.lookup_cache_ttl),
         ] {
             if parse_duration(value).is_none() {
                 bail!("{name}: {value:?} is not a duration such as 28d, 12h or 30m");

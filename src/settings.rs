@@ -162,6 +162,8 @@ pub struct HttpSettings {
     pub max_connections: usize,
     /// The longest wait for a request head, or between two pieces of a body (never zero).
     pub request_timeout: Duration,
+    /// How long a cached lookup is trusted.
+    pub lookup_cache_ttl: Duration,
     /// Largest accepted upload body, sent or downloaded.
     pub max_upload_bytes: u64,
     /// Uploads one token may have in progress at once (0: no limit).
@@ -196,6 +198,8 @@ impl HttpSettings {
         }
         HttpSettings {
             max_connections: config.max_connections,
+            lookup_cache_ttl: parse_duration(&config.lookup_cache_ttl)
+                .unwrap_or(Duration::from_secs(2)),
             request_timeout: parse_duration(&config.request_timeout)
                 .filter(|d| !d.is_zero())
                 .unwrap_or(Duration::from_secs(30)),

@@ -66,6 +66,7 @@ impl Daemon {
         })
         .await??;
         let store = Arc::new(store);
+        store.follow_other_daemons();
         let listener = TcpListener::bind(&listen)
             .await
             .with_context(|| format!("binding {listen}"))?;

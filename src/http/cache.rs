@@ -3,9 +3,10 @@
 //!
 //! - [`LookupCache`]: what a lookup found (a prepared hit, a redirect, or nothing),
 //!   tagged with the store's write generation: any commit, delete, expiry or
-//!   reindex in this process makes every entry stale at once. Entries also
-//!   expire after [`LOOKUP_TTL`], which bounds how long a change made by
-//!   another process (the command line) goes unseen.
+//!   reindex in this process (or announced by another daemon of the store)
+//!   makes every entry stale at once. Entries also expire after
+//!   `lookup_cache_ttl` (default 2 s), which bounds how long a change made by
+//!   another process (the command line, a lost announcement) goes unseen.
 //! - [`BlobCache`]: the stored bytes of small blobs. Blobs are content-
 //!   addressed and never change, so entries never go stale; the cache is
 //!   bounded in bytes and evicts the least recently used.
@@ -21,9 +22,6 @@ use bytes::Bytes;
 use lru::LruCache;
 
 use crate::store::{Encoding, KeyRow};
-
-/// How long a cached lookup is trusted without a write in this process.
-pub const LOOKUP_TTL: Duration = Duration::from_secs(2);
 
 /// Blobs up to this size are kept in memory.
 pub const SMALL_BLOB: u64 = 256 * 1024;
@@ -57,14 +55,16 @@ type Entry<H> = (u64, Instant, Found<H>);
 #[derive(Debug)]
 pub struct LookupCache<H> {
     maps: Mutex<[LruCache<String, Entry<H>>; 2]>,
+    ttl: Duration,
 }
 
 impl<H> LookupCache<H> {
-    /// A cache of at most `entries` lookups of each kind.
-    pub fn new(entries: usize) -> Self {
+    /// A cache of at most `entries` lookups of each kind, each trusted for `ttl`.
+    pub fn new(entries: usize, ttl: Duration) -> Self {
         let cap = NonZeroUsize::new(entries.max(1)).expect("at least one");
         LookupCache {
             maps: Mutex::new([LruCache::new(cap), LruCache::new(cap)]),
+            ttl,
         }
     }
 
@@ -73,7 +73,7 @@ impl<H> LookupCache<H> {
         let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
         let map = &mut maps[usize::from(include_try)];
         match map.get(key) {
-            Some((g, at, found)) if *g == generation && at.elapsed() < LOOKUP_TTL => {
+            Some((g, at, found)) if *g == generation && at.elapsed() < self.ttl => {
                 Some(found.clone())
             }
             Some(_) => {
@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn lookups_go_stale_with_a_new_generation() {
-        let c = LookupCache::<()>::new(10);
+        let c = LookupCache::<()>::new(10, Duration::from_secs(3600));
         c.put("a/b/c", false, 1, Found::Miss);
         assert!(matches!(c.get("a/b/c", false, 1), Some(Found::Miss)));
         assert!(c.get("a/b/c", true, 1).is_none());

@@ -32,6 +32,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Arc<Store>, http: HttpSettings, ingest: IngestLimits) -> Arc<AppState> {
+        let lookup_ttl = http.lookup_cache_ttl;
         Arc::new(AppState {
             uploads_in_flight: Default::default(),
             missing: crate::store::missing::MissingLog::new(store.settings().missing_max_rows),
@@ -39,7 +40,7 @@ impl AppState {
             http,
             ingest,
             metrics: crate::metrics::Metrics::new(),
-            lookups: cache::LookupCache::new(100_000),
+            lookups: cache::LookupCache::new(100_000, lookup_ttl),
             blob_cache: cache::BlobCache::new(64 << 20),
         })
     }

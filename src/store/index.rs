@@ -235,6 +235,8 @@ const PG_WRITE_LOCK: i64 = 0x0073_796d_6477_7269; // "symdwri"
 /// the next request connects anew.
 struct PgPool {
     url: String,
+    /// This daemon among the store's: its own announcements are not news to it.
+    id: String,
     size: usize,
     idle: Mutex<Vec<postgres::Client>>,
     in_use: Mutex<usize>,
@@ -329,6 +331,7 @@ impl Db {
         Ok(Db {
             engine: DbEngine::Postgres(PgPool {
                 url: url.to_string(),
+                id: super::random_hex(8),
                 size: pool_size.max(1),
                 idle: Mutex::new(vec![client]),
                 in_use: Mutex::new(0),
@@ -359,6 +362,36 @@ impl Db {
             client: Some(client),
             key,
         }))
+    }
+
+    /// Tells the other daemons of the store that keys changed (PostgreSQL
+    /// `NOTIFY`); best effort: their caches' lifetime bounds a lost one.
+    pub fn announce_change(&self) {
+        if let DbEngine::Postgres(pool) = &self.engine {
+            let sent = pool.with(|c| {
+                c.exec(
+                    "SELECT pg_notify(?1, ?2)",
+                    &crate::sql_params![CHANGES_CHANNEL, pool.id.as_str()],
+                )?;
+                Ok(())
+            });
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "could not announce a change of keys");
+            }
+        }
+    }
+
+    /// Moves `generation` on whenever another daemon announces a change, on a
+    /// thread of its own that listens on a connection of its own (reconnecting
+    /// when it drops) until `generation` is gone. Nothing on SQLite.
+    pub fn follow_changes(&self, generation: std::sync::Weak<std::sync::atomic::AtomicU64>) {
+        let DbEngine::Postgres(pool) = &self.engine else {
+            return;
+        };
+        let (url, id) = (pool.url.clone(), pool.id.clone());
+        let _ = std::thread::Builder::new()
+            .name("pg-listen".into())
+            .spawn(move || follow(&url, &id, &generation));
     }
 
     /// Which engine answers.
@@ -482,6 +515,60 @@ pub(crate) fn key_row(c: &mut dyn Conn, ns: Namespace, key_norm: &str) -> Result
         &crate::sql_params![ns.as_str(), key_norm],
     )?;
     Ok(row.as_ref().map(KeyRow::from_row).transpose()?)
+}
+
+/// The channel daemons announce changes of keys on.
+const CHANGES_CHANNEL: &str = "symdepot_keys";
+
+/// Listens for changes other daemons announce (not this one's own, `id`)
+/// until `generation` is gone.
+fn follow(url: &str, id: &str, generation: &std::sync::Weak<std::sync::atomic::AtomicU64>) {
+    use postgres::fallible_iterator::FallibleIterator;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    while generation.strong_count() > 0 {
+        let mut client = match PgPool::connect(url) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(reason = %pg_reason(&e), "cannot listen for other daemons' changes; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}")) {
+            tracing::warn!(error = %e, "cannot listen for other daemons' changes; retrying");
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        // Missed while not listening: whatever is cached may be stale.
+        if let Some(g) = generation.upgrade() {
+            g.fetch_add(1, Ordering::AcqRel);
+        }
+        loop {
+            let Some(g) = generation.upgrade() else {
+                return;
+            };
+            let mut heard = 0u64;
+            let broken = {
+                let mut notes = client.notifications();
+                let mut it = notes.timeout_iter(Duration::from_millis(500));
+                loop {
+                    match it.next() {
+                        Ok(Some(n)) if n.payload() != id => heard += 1,
+                        Ok(Some(_)) => {}
+                        Ok(None) => break false,
+                        Err(_) => break true,
+                    }
+                }
+            };
+            if heard > 0 {
+                g.fetch_add(1, Ordering::AcqRel);
+            }
+            if broken || client.is_closed() {
+                break;
+            }
+        }
+    }
 }
 
 /// Jobs that run on one daemon of a store at a time.

@@ -58,7 +58,7 @@ pub struct Store {
     layout: bool,
     db: Db,
     /// Bumped by every change to the keys in this process (caches compare it).
-    generation: std::sync::atomic::AtomicU64,
+    generation: Arc<std::sync::atomic::AtomicU64>,
     /// The index file as opened (device, inode): the heartbeat fails once the
     /// file on disk is another one, or gone.
     index_file: Option<(u64, u64)>,
@@ -217,7 +217,16 @@ impl Store {
         &self.settings
     }
 
-    /// The write generation: changes whenever keys change in this process.
+    /// Follows the other daemons of the store (an index on PostgreSQL): each
+    /// change of keys they commit moves this store's write generation on, so
+    /// lookup caches drop what they hold at once (their short lifetime covers
+    /// a notification connection that is down). Nothing on SQLite.
+    pub fn follow_other_daemons(&self) {
+        self.db.follow_changes(Arc::downgrade(&self.generation));
+    }
+
+    /// The write generation: changes whenever keys change in this process
+    /// (or, followed, in another daemon of the store).
     pub fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
@@ -226,6 +235,8 @@ impl Store {
     pub(crate) fn bump(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        // The other daemons of the store (if any) hear of it.
+        self.db.announce_change();
     }
 
     pub(crate) fn db(&self) -> &Db {

@@ -116,7 +116,11 @@ fn a_wrong_database_url_stops_the_daemon_with_one_line_naming_it() {
 #[test]
 fn postgresql_restarted_mid_load_answers_503_then_the_daemon_reconnects_by_itself() {
     let mut pg = Postgres::start();
-    let s = TestServer::with_config(|c| c.database_url = pg.url());
+    // Cached lookups are trusted long enough for the test, however slow the machine.
+    let s = TestServer::with_config(|c| {
+        c.database_url = pg.url();
+        c.lookup_cache_ttl = "1h".into();
+    });
     let (a, b) = (format!("a.pdb/{ID_A}/a.sym"), format!("b.pdb/{ID_B}/b.sym"));
     s.upload_ok(zip_of(&[
         (&a, &sym("a.pdb", ID_A, "")),
@@ -193,4 +197,38 @@ fn gc_runs_on_one_daemon_of_a_store_at_a_time() {
     b.store().gc(later, GcMode::Run).unwrap();
     a.store().gc(later, GcMode::Run).unwrap();
     assert_eq!(a.get(&format!("/{key}")).status(), 200);
+}
+
+/// Polls until `f` holds: for what a daemon does in the background.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("never: {what}");
+}
+
+#[test]
+fn a_change_on_one_daemon_reaches_the_lookup_cache_of_another_by_notification() {
+    let pg = Postgres::start();
+    let g = crate::garage::Garage::start();
+    let daemon = || {
+        TestServer::with_config(|c| {
+            c.database_url = pg.url();
+            g.configure(c);
+        })
+    };
+    let (a, b) = (daemon(), daemon());
+    // B listens (its first connection moves its generation on once).
+    wait_until("B listens for changes", || b.store().generation() >= 1);
+    let key = format!("late.pdb/{ID_A}/late.sym");
+    // B looks the key up before it exists: a miss, now in B's lookup cache.
+    assert_eq!(b.get(&format!("/{key}")).status(), 404);
+    let before = b.store().generation();
+    a.upload_ok(zip_of(&[(&key, &sym("late.pdb", ID_A, ""))]));
+    // B made no change itself: only A's notification moves its generation.
+    wait_until("B hears of A's upload", || b.store().generation() > before);
+    assert_eq!(b.get(&format!("/{key}")).status(), 200);
 }
