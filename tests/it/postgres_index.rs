@@ -232,3 +232,115 @@ fn a_change_on_one_daemon_reaches_the_lookup_cache_of_another_by_notification() 
     wait_until("B hears of A's upload", || b.store().generation() > before);
     assert_eq!(b.get(&format!("/{key}")).status(), 200);
 }
+
+/// `symdepot` on `dir`, as a daemon of the store on `pg` and `g`.
+fn cluster_cmd(
+    dir: &std::path::Path,
+    pg: &Postgres,
+    g: &crate::garage::Garage,
+) -> std::process::Command {
+    let mut c = symdepot(dir);
+    c.envs(crate::backend::env_of(&g.bucket(), ""))
+        .env("SYMDEPOT_DATABASE_URL", pg.url());
+    c
+}
+
+#[test]
+fn a_daemon_killed_mid_upload_loses_nothing_any_daemon_acknowledged() {
+    let pg = Postgres::start();
+    let g = crate::garage::Garage::start();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out = cluster_cmd(dir_b.path(), &pg, &g)
+        .args(["token", "create", "--permission", "upload"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let serve = |dir: &std::path::Path| {
+        let mut c = cluster_cmd(dir, &pg, &g);
+        c.args(["serve", "--listen", "127.0.0.1:0"]);
+        spawn_logging(c)
+    };
+    let (mut b, addr_b) = serve(dir_b.path());
+    let mut rng = Rng(0x0c1a_57e2);
+    let batches = batches(4, &mut rng);
+    let mut acknowledged: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut interrupted = 0;
+    for round in 0..8 {
+        let (mut a, addr_a) = serve(dir_a.path());
+        // Both daemons take uploads at once; A is killed at a random point of
+        // its upload (or right after its 201).
+        let on_a = &batches[round % batches.len()];
+        let on_b = &batches[(round + 1) % batches.len()];
+        let (zip_a, tok_a) = (on_a.zip.clone(), token.clone());
+        let upload_a = std::thread::spawn(move || post(&addr_a, &tok_a, zip_a));
+        let (zip_b, tok_b, url_b) = (on_b.zip.clone(), token.clone(), addr_b.clone());
+        let upload_b = std::thread::spawn(move || post(&url_b, &tok_b, zip_b));
+        let status_a = if round % 2 == 1 {
+            let st = upload_a.join().unwrap();
+            a.kill().unwrap();
+            st
+        } else {
+            std::thread::sleep(Duration::from_millis(rng.below(300)));
+            a.kill().unwrap();
+            upload_a.join().unwrap()
+        };
+        a.wait().unwrap();
+        match status_a {
+            Some(201) => acknowledged.extend(on_a.members.iter().cloned()),
+            Some(other) => panic!("round {round}: A answered {other}"),
+            None => interrupted += 1,
+        }
+        assert_eq!(upload_b.join().unwrap(), Some(201), "round {round}: B");
+        acknowledged.extend(on_b.members.iter().cloned());
+        // B serves every member either daemon acknowledged.
+        assert_served(&addr_b, &acknowledged);
+    }
+    assert!(interrupted > 0, "no kill landed inside an upload");
+    // Every batch re-sent to B completes, and the store verifies clean.
+    for batch in &batches {
+        assert_eq!(post(&addr_b, &token, batch.zip.clone()), Some(201));
+        assert_served(&addr_b, &batch.members);
+    }
+    sigterm(&b);
+    wait_exit(&mut b);
+    // What the killed daemon left, the next GC takes (nothing it may not).
+    for args in [&["gc", "--force"][..], &["verify"]] {
+        let out = cluster_cmd(dir_b.path(), &pg, &g)
+            .args(args)
+            .env("SYMDEPOT_GC_GRACE", "0s")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_served_after_gc(&pg, &g, dir_b.path(), &acknowledged);
+}
+
+/// A fresh daemon of the store still serves every acknowledged member.
+fn assert_served_after_gc(
+    pg: &Postgres,
+    g: &crate::garage::Garage,
+    dir: &std::path::Path,
+    members: &[(String, Vec<u8>)],
+) {
+    let mut c = cluster_cmd(dir, pg, g);
+    c.args(["serve", "--listen", "127.0.0.1:0"]);
+    let (mut d, addr) = spawn_logging(c);
+    assert_served(&addr, members);
+    sigterm(&d);
+    wait_exit(&mut d);
+}
