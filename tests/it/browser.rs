@@ -138,6 +138,19 @@ impl Browser {
             .to_string()
     }
 
+    /// Waits until the page the browser shows is one whose URL `is` accepts:
+    /// a click that navigates returns before the next page has loaded.
+    fn wait_for_url(&self, what: &str, is: impl Fn(&str) -> bool) -> String {
+        for _ in 0..400 {
+            let url = self.url();
+            if is(&url) {
+                return url;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the browser never reached {what}: {}", self.url());
+    }
+
     fn screenshot(&self, to: &Path) {
         let b64 = self.call(reqwest::Method::GET, "/screenshot", Value::Null);
         let png = base64::engine::general_purpose::STANDARD
@@ -177,7 +190,7 @@ fn a_person_finds_an_upload_and_searches_a_debug_id() {
         "user names are shown as text, escaped: {table}"
     );
     browser.click("a[href='/uploads/1']");
-    assert!(browser.url().ends_with("/uploads/1"), "{}", browser.url());
+    browser.wait_for_url("the upload's page", |u| u.ends_with("/uploads/1"));
     let files = browser.text("main");
     assert!(files.contains(&key), "{files}");
     assert!(files.contains("new"), "{files}");
@@ -185,10 +198,11 @@ fn a_person_finds_an_upload_and_searches_a_debug_id() {
     browser.go(&s.url("/"));
     browser.type_into("input[name='q']", &ID_A.to_lowercase());
     browser.click("#search button");
-    assert!(browser.url().contains("/files?q="), "{}", browser.url());
+    let results = browser.wait_for_url("the search results", |u| u.contains("/files?q="));
     let found = browser.text("main");
     assert!(found.contains("1 files") && found.contains(&key), "{found}");
     browser.click("table a");
+    browser.wait_for_url("the file's page", |u| u != results);
     let detail = browser.text("main");
     assert!(detail.contains(&format!("/{key}")), "{detail}");
     assert!(detail.contains("xul.dll"), "{detail}");
