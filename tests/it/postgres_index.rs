@@ -5,6 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use symdepot::store::gc::GcMode;
+use symdepot::store::index::Job;
 
 use crate::postgres::Postgres;
 use crate::support::*;
@@ -167,60 +168,46 @@ fn postgresql_restarted_mid_load_answers_503_then_the_daemon_reconnects_by_itsel
     assert_eq!(s.get("/__heartbeat__").status(), 200);
 }
 
+/// A daemon of the store on `pg` and `g` (one index, one bucket), with a
+/// data dir of its own.
+fn cluster_daemon(pg: &Postgres, g: &crate::garage::Garage) -> TestServer {
+    TestServer::with_config(|c| {
+        c.database_url = pg.url();
+        g.configure(c);
+    })
+}
+
 #[test]
 fn gc_runs_on_one_daemon_of_a_store_at_a_time() {
     let pg = Postgres::start();
     let g = crate::garage::Garage::start();
-    // Two daemons of one store: one index, one bucket, each its own data dir.
-    let daemon = || {
-        TestServer::with_config(|c| {
-            c.database_url = pg.url();
-            g.configure(c);
-        })
-    };
-    let (a, b) = (daemon(), daemon());
+    let (a, b) = (cluster_daemon(&pg, &g), cluster_daemon(&pg, &g));
     let key = format!("a.pdb/{ID_A}/a.sym");
     a.upload_ok(zip_of(&[(&key, &sym("a.pdb", ID_A, ""))]));
     // An upload on A is served by B.
     assert_eq!(b.get(&format!("/{key}")).status(), 200);
     // While A's GC runs (it holds the store's GC lock), B's refuses and does nothing.
+    let gc_lock = Job::Gc.lock_key();
     let mut holder = pg.client();
     holder
-        .execute("SELECT pg_advisory_lock($1)", &[&0x7379_6d64_6763i64])
+        .execute("SELECT pg_advisory_lock($1)", &[&gc_lock])
         .unwrap();
     let later = SystemTime::now() + Duration::from_secs(2 * 3600);
     let err = b.store().gc(later, GcMode::Run).unwrap_err().to_string();
     assert!(err.contains("another daemon"), "{err}");
     holder
-        .execute("SELECT pg_advisory_unlock($1)", &[&0x7379_6d64_6763i64])
+        .execute("SELECT pg_advisory_unlock($1)", &[&gc_lock])
         .unwrap();
     b.store().gc(later, GcMode::Run).unwrap();
     a.store().gc(later, GcMode::Run).unwrap();
     assert_eq!(a.get(&format!("/{key}")).status(), 200);
 }
 
-/// Polls until `f` holds: for what a daemon does in the background.
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..1200 {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("never: {what}");
-}
-
 #[test]
 fn a_change_on_one_daemon_reaches_the_lookup_cache_of_another_by_notification() {
     let pg = Postgres::start();
     let g = crate::garage::Garage::start();
-    let daemon = || {
-        TestServer::with_config(|c| {
-            c.database_url = pg.url();
-            g.configure(c);
-        })
-    };
-    let (a, b) = (daemon(), daemon());
+    let (a, b) = (cluster_daemon(&pg, &g), cluster_daemon(&pg, &g));
     // B listens (its first connection moves its generation on once).
     wait_until("B listens for changes", || b.store().generation() >= 1);
     let key = format!("late.pdb/{ID_A}/late.sym");

@@ -175,6 +175,14 @@ fn files_list_detail_and_syminfo() {
     let files = ok(&s, "/api/uploads/files/");
     assert_eq!(files["total"], 2);
     assert_eq!(ok(&s, "/api/uploads/files/?key=xul")["total"], 1);
+    // A search is matched as written: `_` and `%` are no wildcards.
+    for literal in ["x_l", "%25", "x%25"] {
+        assert_eq!(
+            ok(&s, &format!("/api/uploads/files/?key={literal}"))["total"],
+            0,
+            "{literal}"
+        );
+    }
     assert_eq!(
         ok(&s, &format!("/api/uploads/files/?key=xul,{}", &ID_A[..6]))["total"],
         1

@@ -359,6 +359,19 @@ impl Drop for TestServer {
     }
 }
 
+/// Polls until `done()` holds: for what a daemon does in the background (the
+/// drop folder's watcher, another daemon's announcement).
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// A connection to the index of the store in `data`, whichever engine keeps
 /// it on this run, through the store's engine seam.
 pub fn index_of(data: &Path) -> Box<dyn Conn> {
