@@ -116,6 +116,19 @@ pub enum Command {
         #[arg(long = "try")]
         is_try: bool,
     },
+    /// Copy this store (blobs, keys, upload history, tokens, missing symbols) into the
+    /// store another configuration file describes: a single machine's into S3 + PostgreSQL,
+    /// or a cluster's onto one disk. Resumable; ends with a verify of the copy
+    Migrate {
+        /// The target store's configuration file (read alone: SYMDEPOT_* variables and
+        /// flags describe the source)
+        #[arg(long, value_name = "FILE")]
+        to_config: PathBuf,
+        /// Rows copied per transaction (1 to 10000)
+        #[arg(long, default_value_t = crate::store::migrate::DEFAULT_BATCH,
+              value_parser = clap::value_parser!(u32).range(1..=10000))]
+        batch: u32,
+    },
     /// Ingest an existing Breakpad tree, SymStore share or debuginfod-style tree
     Import {
         dir: PathBuf,

@@ -85,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             },
         ),
         Command::Import { dir, is_try } => import(config, &dir, is_try),
+        Command::Migrate { to_config, batch } => migrate(config, &to_config, batch),
         Command::Delete {
             key,
             is_try,
@@ -516,6 +517,57 @@ fn export(
     let n = export_tree(&store, &dir, layout, &filter)?;
     println!("exported {n} files into {}", dir.display());
     Ok(())
+}
+
+/// `migrate --to-config`: the target store from its file alone (the
+/// environment's `SYMDEPOT_*` describe the source), then the copy.
+fn migrate(config: Config, to_config: &std::path::Path, batch: u32) -> anyhow::Result<()> {
+    let env = std::env::vars().filter(|(k, _)| !k.starts_with("SYMDEPOT_"));
+    let target = Config::load(Some(to_config), env, &Overrides::default())?;
+    let on_disk = |c: &Config| c.blob_store != "s3" || c.database_url.is_empty();
+    if (on_disk(&config) || on_disk(&target)) && same_dir(&config.data_dir, &target.data_dir) {
+        bail!(
+            "data_dir: the target configuration ({}) names the source's data directory {}; \
+             give the target a data_dir of its own",
+            to_config.display(),
+            config.data_dir.display()
+        );
+    }
+    let from = open_store(config)?;
+    // No daemon serves the target's data dir meanwhile (nor starts: a store
+    // whose copy is unfinished refuses to serve).
+    let _lock = crate::store::lock::DaemonLock::acquire(&target.data_dir)
+        .context("the target's data directory")?;
+    let dir = target.data_dir.display().to_string();
+    let to = Store::open_to_migrate(StoreSettings::new(&target))
+        .with_context(|| format!("opening the target store (data directory {dir})"))?;
+    // A line per batch: where an interrupted run had got to.
+    let report = from.migrate_to(&to, batch, &mut |p| {
+        eprintln!("{} {}/{}", p.what, p.done, p.total);
+    })?;
+    println!(
+        "copied {} keys ({} blobs, {} bytes; {} already there; {} keys the source no longer \
+         has removed), {} uploads ({} members), {} tokens, {} missing symbols; verified {} keys",
+        report.keys,
+        report.blobs_copied,
+        report.blob_bytes,
+        report.blobs_present,
+        report.keys_removed,
+        report.uploads,
+        report.members,
+        report.tokens,
+        report.missing,
+        report.verified
+    );
+    Ok(())
+}
+
+/// Whether two paths name one folder (the same path where they do not exist yet).
+fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 fn import(config: Config, dir: &std::path::Path, is_try: bool) -> anyhow::Result<()> {

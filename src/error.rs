@@ -51,9 +51,10 @@ pub enum Error {
     /// the command line prints what to run instead).
     #[error("{0}")]
     Refused(String),
-    /// A service the store depends on (the object store) is failing or out of
-    /// reach (503 with `Retry-After`); nothing half-committed is left.
-    #[error("the blob store is unavailable: {0}")]
+    /// A service the store depends on (the object store, PostgreSQL) is
+    /// failing or out of reach (503 with `Retry-After`); nothing
+    /// half-committed is left.
+    #[error("temporarily unavailable: {0}")]
     Unavailable(String),
     /// The data dir's filesystem is full (507).
     #[error("the data directory's filesystem is full: {0}")]

@@ -55,6 +55,7 @@ impl Daemon {
             let lock = DaemonLock::acquire(&dir)?;
             let store = Store::open_with(store_settings)
                 .with_context(|| format!("opening the data directory {}", dir.display()))?;
+            store.check_not_half_copied()?;
             let cleared = store.clear_temp().context("clearing stale temp files")?;
             if cleared > 0 {
                 tracing::info!(

@@ -18,8 +18,6 @@ pub struct AppState {
     pub http: HttpSettings,
     /// What uploads are checked against.
     pub ingest: IngestLimits,
-    /// Uploads in progress, by token id.
-    pub uploads_in_flight: std::sync::Mutex<std::collections::HashMap<i64, usize>>,
     /// Download misses not yet written to the index.
     pub missing: crate::store::missing::MissingLog,
     /// Prometheus metrics.
@@ -34,7 +32,6 @@ impl AppState {
     pub fn new(store: Arc<Store>, http: HttpSettings, ingest: IngestLimits) -> Arc<AppState> {
         let lookup_ttl = http.lookup_cache_ttl;
         Arc::new(AppState {
-            uploads_in_flight: Default::default(),
             missing: crate::store::missing::MissingLog::new(store.settings().missing_max_rows),
             store,
             http,

@@ -18,8 +18,8 @@ pub fn parse_header(prefix: &[u8]) -> Option<Identity> {
     }
     let mut out = Identity {
         kind: Kind::Sym,
-        os: Some(os.to_string()),
-        arch: Some(arch.to_string()),
+        os: recordable(os),
+        arch: recordable(arch),
         debug_id: Some(id.to_ascii_uppercase()),
         debug_file: Some(file.to_string()),
         ..Identity::default()
@@ -33,13 +33,19 @@ pub fn parse_header(prefix: &[u8]) -> Option<Identity> {
         };
         if let Some(code) = info.strip_prefix("CODE_ID ") {
             let (id, file) = code.split_once(' ').unwrap_or((code, ""));
-            out.code_id = Some(normalize_code_id(id.trim()));
-            out.code_file = Some(file.trim().to_string()).filter(|f| !f.is_empty());
+            out.code_id = recordable(id.trim()).map(|id| normalize_code_id(&id));
+            out.code_file = recordable(file.trim()).filter(|f| !f.is_empty());
         } else if let Some(generator) = info.strip_prefix("GENERATOR ") {
-            out.generator = Some(generator.trim().to_string());
+            out.generator = recordable(generator.trim());
         }
     }
     Some(out)
+}
+
+/// A header field as the index may record it: none with control characters
+/// (a NUL, say, which PostgreSQL's text refuses) or longer than 255 bytes.
+fn recordable(field: &str) -> Option<String> {
+    (field.len() <= 255 && !field.chars().any(char::is_control)).then(|| field.to_string())
 }
 
 /// Code ids of PE files are upper-case `TIMESTAMP` + lower-case size as Windows
@@ -60,6 +66,22 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_with_control_characters_or_too_long_are_not_recorded() {
+        let text = b"MODULE lin\0ux x86_64 44E4EC8C2F41492B9369D6B9A059577C2 a.so\n\
+INFO CODE_ID 5CF0A9B1c5f2000 a\x01.so\nINFO GENERATOR gen\0erator\n";
+        let h = parse_header(text).unwrap();
+        assert_eq!(h.os, None);
+        assert_eq!(h.arch.as_deref(), Some("x86_64"));
+        assert_eq!(h.code_file, None);
+        assert_eq!(h.generator, None);
+        let long = format!(
+            "MODULE linux x86_64 44E4EC8C2F41492B9369D6B9A059577C2 a.so\nINFO GENERATOR {}\n",
+            "g".repeat(256)
+        );
+        assert_eq!(parse_header(long.as_bytes()).unwrap().generator, None);
+    }
 
     #[test]
     fn reads_module_and_info_lines() {

@@ -97,6 +97,11 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Marks a stored blob as freshly used (GC's grace protects it) and returns
     /// its stored size; `None` if it is not stored.
     fn touch(&self, hash: &str, enc: Encoding) -> io::Result<Option<u64>>;
+    /// Whether [`BlobStore::touch`] makes a blob young again. Where it cannot
+    /// (immutable objects), the store pins the blob in the index instead.
+    fn touch_refreshes(&self) -> bool {
+        true
+    }
     /// A stored blob's size and age; `None` if it is not stored.
     fn info(&self, hash: &str, enc: Encoding) -> io::Result<Option<BlobInfo>>;
     /// Opens the stored (possibly compressed) bytes.

@@ -67,6 +67,16 @@ fn ns_keys(rows: &[Row]) -> std::result::Result<Vec<(String, String)>, DbError> 
     rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect()
 }
 
+/// Whether an upload pinned the blob since `cutoff_ms` (the grace cutoff):
+/// young by its pin, as a file is by its modification time.
+fn blob_pinned(c: &mut dyn Conn, hash: &str, enc: Encoding, cutoff_ms: i64) -> Result<bool> {
+    Ok(c.row(
+        "SELECT 1 FROM blob_pins WHERE blob = ?1 AND encoding = ?2 AND pinned_at >= ?3",
+        &sql_params![hash, enc.as_str(), cutoff_ms],
+    )?
+    .is_some())
+}
+
 /// Refuses a run that would delete more than `max` (a share) of `total` blobs
 /// the index never knew to be garbage.
 fn check_delete_share(n: usize, total: usize, max: f64) -> Result<()> {
@@ -144,6 +154,15 @@ impl Store {
         report.entries = self.orphan_entries(grace_cutoff, dry_run)?;
         (report.blobs, report.blob_bytes) =
             self.remove_orphan_blobs(candidates, grace_cutoff, dry_run)?;
+        if !dry_run {
+            self.db().writing(|c| {
+                c.exec(
+                    "DELETE FROM blob_pins WHERE pinned_at < ?1",
+                    &sql_params![ms(grace_cutoff)],
+                )?;
+                Ok(())
+            })?;
+        }
         report.temp = self.stale_temp(grace_cutoff, dry_run)?;
         Ok(report)
     }
@@ -191,7 +210,7 @@ impl Store {
     /// Removes the layout entry of a row being deleted. A key the door refuses
     /// (a row written by an older version that did not check every segment)
     /// has its row deleted, but nothing on disk is touched through it.
-    fn remove_entry_of_row(&self, ns: Namespace, key: &str) -> Result<()> {
+    pub(super) fn remove_entry_of_row(&self, ns: Namespace, key: &str) -> Result<()> {
         match self.remove_entry(ns, key) {
             Err(Error::Invalid { rule, .. }) => {
                 tracing::warn!(
@@ -264,17 +283,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Blobs no row references and older than the grace cutoff (path, hash,
-    /// encoding, size), and how many blobs there are in all. Changes nothing.
+    /// Blobs no row references, no upload pins and older than the grace
+    /// cutoff (path, hash, encoding, size), and how many blobs there are in
+    /// all. Changes nothing.
     fn orphan_blob_candidates(&self, cutoff: SystemTime) -> Result<(Vec<BlobInfo>, usize)> {
         let blobs = self.blobs().list()?;
         let total = blobs.len();
         let mut out = Vec::new();
         for b in blobs {
             if b.modified < cutoff
-                && !self
-                    .db()
-                    .reading(|c| blob_referenced(c, &b.hash, b.encoding))?
+                && !self.db().reading(|c| {
+                    Ok(blob_referenced(c, &b.hash, b.encoding)?
+                        || blob_pinned(c, &b.hash, b.encoding, ms(cutoff))?)
+                })?
             {
                 out.push(b);
             }
@@ -301,8 +322,8 @@ impl Store {
 
     /// Removes the candidate blobs that are still unreferenced. Each is checked
     /// and removed inside a write transaction, so no upload commits a row
-    /// naming it meanwhile (an upload touches a blob before linking it, so a
-    /// blob it needs is also young again).
+    /// naming it meanwhile (an upload touches or pins a blob before linking
+    /// it, so a blob it needs is also young again or pinned).
     fn remove_orphan_blobs(
         &self,
         candidates: Vec<BlobInfo>,
@@ -318,7 +339,10 @@ impl Store {
                         .blobs()
                         .info(&b.hash, b.encoding)?
                         .is_none_or(|now| now.modified >= cutoff);
-                    if young || blob_referenced(c, &b.hash, b.encoding)? {
+                    if young
+                        || blob_referenced(c, &b.hash, b.encoding)?
+                        || blob_pinned(c, &b.hash, b.encoding, ms(cutoff))?
+                    {
                         return Ok(false);
                     }
                     self.blobs().delete(&b.hash, b.encoding)?;

@@ -88,7 +88,7 @@ impl From<DbError> for Error {
             DbFailure::Sqlite(e) => e.into(),
             DbFailure::Postgres(e) if pg_unavailable(&e) => {
                 tracing::error!(error = %e, "PostgreSQL does not answer");
-                Error::Unavailable("the index database does not answer".into())
+                Error::Unavailable("the index database (PostgreSQL) does not answer".into())
             }
             other => Error::Db(DbError(other)),
         }
@@ -213,6 +213,7 @@ impl KeyRow {
 #[derive(Debug)]
 pub struct Db {
     engine: DbEngine,
+    slots: super::slots::Slots,
 }
 
 #[derive(Debug)]
@@ -314,6 +315,7 @@ impl Db {
                 readers: Mutex::new(Vec::new()),
                 path: path.to_path_buf(),
             },
+            slots: super::slots::Slots::local(),
         })
     }
 
@@ -337,6 +339,7 @@ impl Db {
                 in_use: Mutex::new(0),
                 freed: std::sync::Condvar::new(),
             }),
+            slots: super::slots::Slots::shared(url),
         })
     }
 
@@ -362,6 +365,16 @@ impl Db {
             client: Some(client),
             key,
         }))
+    }
+
+    /// Takes one of a token's `limit` upload slots (0: no limit), counted
+    /// across every daemon of the store; `None` while all are taken.
+    pub fn take_upload_slot(
+        &self,
+        token: i64,
+        limit: usize,
+    ) -> Result<Option<super::slots::UploadSlot>> {
+        self.slots.take(token, limit)
     }
 
     /// Tells the other daemons of the store that keys changed (PostgreSQL

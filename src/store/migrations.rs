@@ -158,6 +158,17 @@ CREATE INDEX keys_code_lower ON keys(lower(code_file), lower(code_id));
 DROP INDEX keys_debug;
 DROP INDEX keys_code;
 "#,
+    // 9: blobs an upload in progress found stored and is about to link, where the blob
+    // store cannot make a blob young again (objects are immutable): GC counts a blob's
+    // age from its pin as from its modification time.
+    r#"
+CREATE TABLE blob_pins (
+    blob         TEXT NOT NULL,
+    encoding     TEXT NOT NULL,
+    pinned_at    INTEGER NOT NULL,
+    PRIMARY KEY (blob, encoding)
+);
+"#,
 ];
 
 /// The same migrations for PostgreSQL, version for version: the same tables,
@@ -310,6 +321,15 @@ CREATE INDEX keys_code_lower ON keys(lower(code_file), lower(code_id));
 DROP INDEX keys_debug;
 DROP INDEX keys_code;
 "#,
+    // 9
+    r#"
+CREATE TABLE blob_pins (
+    blob         TEXT NOT NULL,
+    encoding     TEXT NOT NULL,
+    pinned_at    BIGINT NOT NULL,
+    PRIMARY KEY (blob, encoding)
+);
+"#,
 ];
 
 /// Brings a PostgreSQL schema up to date. Every daemon runs it at start; an
@@ -321,6 +341,8 @@ pub fn migrate_pg(client: &mut postgres::Client) -> Result<(), postgres::Error> 
     const LOCK: i64 = 0x0073_796d_6465_706f; // "symdepo"
     client.execute("SELECT pg_advisory_lock($1)", &[&LOCK])?;
     let result = (|| {
+        // "already exists, skipping" is no news to the operator.
+        client.batch_execute("SET client_min_messages TO WARNING")?;
         client.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL); \
              INSERT INTO schema_version (version) SELECT 0 \

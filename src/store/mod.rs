@@ -16,11 +16,13 @@ pub mod gc;
 pub mod index;
 pub mod lock;
 pub mod manifest;
+pub mod migrate;
 pub mod migrations;
 pub mod missing;
 pub mod owner;
 pub mod records;
 pub mod s3;
+pub mod slots;
 pub mod sql;
 pub mod tokens;
 pub mod uploads;
@@ -42,6 +44,7 @@ use crate::settings::StoreSettings;
 pub use blobs::{BlobRead, BlobStore, Encoding, LocalBlobs, sync_dir};
 pub use export::ExportFilter;
 pub use index::{Db, DbError, KeyRow, Namespace, now_ms};
+pub use slots::UploadSlot;
 pub use uploads::{UploadEnd, UploadFinish, UploadRecord, UploadRow, UploadStart};
 
 /// The index's file name in the data dir.
@@ -114,6 +117,15 @@ impl Store {
         // Another store's prefix first: a new index there is no lost index.
         store.check_bucket_owner(false)?;
         store.check_index_holds_the_store()?;
+        Ok(store)
+    }
+
+    /// Opens the target of `migrate`: another store's copy, perhaps half
+    /// made (blobs copied before the rows that name them), so it is not held
+    /// to the lost-index check; it must still own its bucket prefix.
+    pub fn open_to_migrate(settings: StoreSettings) -> Result<Store> {
+        let store = Self::open_to_rebuild(settings)?;
+        store.check_bucket_owner(false)?;
         Ok(store)
     }
 
@@ -260,7 +272,7 @@ impl Store {
             e.into()
         } else {
             tracing::error!(error = %e, "the object store failed");
-            Error::Unavailable("the object store does not answer".into())
+            Error::Unavailable("the blob store (the object store) does not answer".into())
         }
     }
 
@@ -334,16 +346,40 @@ impl Store {
         enc: Encoding,
         source: impl FnOnce() -> Result<Box<dyn Read + 'a>>,
     ) -> Result<u64> {
-        // Fresh again: GC leaves young blobs alone, and this one is about to be linked.
-        if let Some(stored) = self
+        // Fresh again: GC leaves young blobs alone, and this one is about to
+        // be linked. An object cannot be made young again: it is pinned
+        // instead, and looked for once more after the pin is committed (GC
+        // checks pins in the same write transaction as it deletes, so the
+        // blob found then stays until the key names it).
+        let found = self
             .blobs
             .touch(hash, enc)
-            .map_err(|e| self.blob_error(e))?
-        {
-            return Ok(stored);
+            .map_err(|e| self.blob_error(e))?;
+        if let Some(stored) = found {
+            if self.blobs.touch_refreshes() {
+                return Ok(stored);
+            }
+            self.pin_blob(hash, enc)?;
+            if let Some(stored) = self.blobs.info(hash, enc).map_err(|e| self.blob_error(e))? {
+                return Ok(stored.stored_size);
+            }
         }
+        // A blob written now is young.
         self.blobs
             .put(hash, enc, self.settings.compression_level, &mut source()?)
+    }
+
+    /// Pins a stored blob as of now, for every daemon's GC: what a fresh
+    /// modification time is to a blob on local disk (young for `gc_grace`).
+    fn pin_blob(&self, hash: &str, enc: Encoding) -> Result<()> {
+        self.db.writing(|c| {
+            c.exec(
+                "INSERT INTO blob_pins (blob, encoding, pinned_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (blob, encoding) DO UPDATE SET pinned_at = excluded.pinned_at",
+                &sql_params![hash, enc.as_str(), now_ms()],
+            )?;
+            Ok(())
+        })
     }
 
     /// The size a blob takes on disk (0 if it is not stored).

@@ -41,19 +41,38 @@ impl Store {
         }
     }
 
-    fn store_id(&self) -> Result<Option<String>> {
+    pub(super) fn store_id(&self) -> Result<Option<String>> {
+        self.meta("store_id")
+    }
+
+    pub(super) fn set_store_id(&self, id: &str) -> Result<()> {
+        self.set_meta("store_id", id)
+    }
+
+    /// A fact about the store itself (`store_meta`).
+    pub(super) fn meta(&self, name: &str) -> Result<Option<String>> {
         self.db().reading(|c| {
-            let row = c.row("SELECT value FROM store_meta WHERE name = 'store_id'", &[])?;
+            let row = c.row(
+                "SELECT value FROM store_meta WHERE name = ?1",
+                &sql_params![name],
+            )?;
             Ok(row.map(|r| r.get(0)).transpose()?)
         })
     }
 
-    fn set_store_id(&self, id: &str) -> Result<()> {
+    pub(super) fn delete_meta(&self, name: &str) -> Result<()> {
+        self.db().writing(|c| {
+            c.exec("DELETE FROM store_meta WHERE name = ?1", &sql_params![name])?;
+            Ok(())
+        })
+    }
+
+    pub(super) fn set_meta(&self, name: &str, value: &str) -> Result<()> {
         self.db().writing(|c| {
             c.exec(
-                "INSERT INTO store_meta (name, value) VALUES ('store_id', ?1) \
+                "INSERT INTO store_meta (name, value) VALUES (?1, ?2) \
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                &sql_params![id],
+                &sql_params![name, value],
             )?;
             Ok(())
         })

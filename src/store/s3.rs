@@ -433,15 +433,18 @@ impl BlobStore for S3Blobs {
         let tmp = encode_to_temp(&self.tmp, hash, enc, level, src)?;
         self.put_encoded(hash, enc, &object, tmp).map_err(|e| {
             // The detail (endpoint, bucket, the store's answer) goes to the log only.
-            tracing::error!(blob = hash, error = %e, "the object store did not take a blob");
-            Error::Unavailable("the object store did not take a blob".into())
+            tracing::error!(blob = hash, error = %e, "the blob store (the object store) did not take a blob");
+            Error::Unavailable("the blob store (the object store) did not take a blob".into())
         })
     }
 
     fn touch(&self, hash: &str, enc: Encoding) -> io::Result<Option<u64>> {
-        // Objects are immutable; an upload about to link a blob is protected
-        // by `commit_key` checking the blob again under the writer lock.
+        // Objects are immutable: the store pins the blob in the index first.
         Ok(self.info(hash, enc)?.map(|i| i.stored_size))
+    }
+
+    fn touch_refreshes(&self) -> bool {
+        false
     }
 
     fn info(&self, hash: &str, enc: Encoding) -> io::Result<Option<BlobInfo>> {

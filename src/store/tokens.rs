@@ -131,6 +131,17 @@ impl Store {
         Ok((token, secret))
     }
 
+    /// Takes one of a token's `limit` concurrent upload slots (0: no limit),
+    /// counted across every daemon of the store; `None` while all are taken.
+    /// The slot is given back when dropped. Blocking.
+    pub fn take_upload_slot(
+        &self,
+        token_id: i64,
+        limit: usize,
+    ) -> Result<Option<super::UploadSlot>> {
+        self.db().take_upload_slot(token_id, limit)
+    }
+
     /// Every token, newest first.
     pub fn list_tokens(&self) -> Result<Vec<Token>> {
         self.db().reading(|c| {

@@ -24,6 +24,7 @@ mod interop_minidump;
 mod layering;
 mod layout_auto;
 mod limits;
+mod migrate;
 mod operations;
 mod postgres;
 mod postgres_index;

@@ -235,7 +235,8 @@ fn cluster_cmd(
 #[test]
 fn a_daemon_killed_mid_upload_loses_nothing_any_daemon_acknowledged() {
     let pg = Postgres::start();
-    let g = crate::garage::Garage::start();
+    // The real distributed case: every object on three Garage nodes.
+    let g = crate::garage::Garage::cluster(3);
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let out = cluster_cmd(dir_b.path(), &pg, &g)
         .args(["token", "create", "--permission", "upload"])
@@ -330,4 +331,334 @@ fn assert_served_after_gc(
     assert_served(&addr, members);
     sigterm(&d);
     wait_exit(&mut d);
+}
+
+/// Opens an upload on `addr` that sends its headers and a first line of body
+/// and then waits: it holds one of the token's upload slots until dropped.
+fn hold_an_upload(addr: &str, token: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        slow,
+        "POST /upload/ HTTP/1.1\r\nHost: x\r\nAuth-Token: {token}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n"
+    )
+    .unwrap();
+    slow
+}
+
+#[test]
+fn a_tokens_upload_slots_count_across_daemons_and_a_killed_daemon_gives_its_back() {
+    let pg = Postgres::start();
+    let g = crate::garage::Garage::start();
+    let one_slot = |c: &mut symdepot::Config| {
+        c.database_url = pg.url();
+        g.configure(c);
+        c.max_concurrent_uploads_per_token = 1;
+    };
+    let (a, b) = (
+        TestServer::with_config(one_slot),
+        TestServer::with_config(one_slot),
+    );
+    let key = format!("s.pdb/{ID_A}/s.sym");
+    let zip = zip_of(&[(&key, &sym("s.pdb", ID_A, ""))]);
+    let running = "SELECT COUNT(*) FROM uploads WHERE status = 'running'";
+    // An upload in progress on A holds the token's only slot: B refuses a second.
+    let slow = hold_an_upload(&a.addr.to_string(), &a.token);
+    b.wait_for_count(running, 1);
+    let resp = b.upload_with(&a.token, zip.clone(), None);
+    assert_eq!(resp.status(), 429, "B counts the upload in progress on A");
+    assert_eq!(resp.headers()["retry-after"], "5");
+    // Other tokens are not held back, on either daemon.
+    assert_eq!(b.upload(zip.clone()).status(), 201);
+    // The upload on A ends (its client goes): the slot is free on B.
+    drop(slow);
+    b.wait_for_count(running, 0);
+    wait_until("A gives its slot back", || {
+        b.upload_with(&a.token, zip.clone(), None).status() == 201
+    });
+
+    // A daemon killed while it holds a slot gives it back with its connection.
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = cluster_cmd(dir.path(), &pg, &g);
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SYMDEPOT_MAX_CONCURRENT_UPLOADS_PER_TOKEN", "1");
+    let (mut c, addr_c) = spawn_logging(serve);
+    let _slow = hold_an_upload(&addr_c, &a.token);
+    b.wait_for_count(running, 1);
+    assert_eq!(b.upload_with(&a.token, zip.clone(), None).status(), 429);
+    c.kill().unwrap();
+    c.wait().unwrap();
+    wait_until("the killed daemon's slot is free", || {
+        b.upload_with(&a.token, zip.clone(), None).status() == 201
+    });
+}
+
+#[test]
+fn gc_on_one_daemon_leaves_alone_a_blob_an_upload_on_another_is_about_to_link() {
+    let pg = Postgres::start();
+    let g = crate::garage::Garage::start();
+    let (a, b) = (cluster_daemon(&pg, &g), cluster_daemon(&pg, &g));
+    let data = sym("p.pdb", ID_A, "");
+    let key = format!("p.pdb/{ID_A}/p.sym");
+    let hash = blake3::hash(&data).to_hex().to_string();
+    // The blob is stored, then let go of: garbage once it is old.
+    b.upload_ok(zip_of(&[(&key, &data)]));
+    let target = symdepot::store::gc::DeleteTarget::Key {
+        namespace: symdepot::store::Namespace::Release,
+        key: key.clone(),
+    };
+    b.store().delete_keys(&target, "test").unwrap();
+    let later = SystemTime::now() + Duration::from_secs(2 * 3600);
+    assert_eq!(b.store().gc(later, GcMode::DryRun).unwrap().blobs.len(), 1);
+    // An upload on A finds the blob stored (objects cannot be made young
+    // again): it pins it, and looks again.
+    let enc = a.store().encoding_for("p.sym");
+    let stored_size = a.store().ensure_blob(&hash, enc, &mut &data[..]).unwrap();
+    let pinned_at: i64 = a.one(
+        "SELECT pinned_at FROM blob_pins WHERE blob = ?1",
+        &symdepot::sql_params![hash.as_str()],
+    );
+    // The pin keeps the blob young for gc_grace (1 h) from the pin.
+    let until = pinned_at + 3_600_000;
+    let at = |ms: i64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms as u64);
+    // GC on B, as late as the pin allows (the blob itself long past its grace), keeps it.
+    let r = b.store().gc(at(until - 1), GcMode::Run).unwrap();
+    assert!(r.blobs.is_empty(), "{r:?}");
+    // It is the pin that keeps it: without it, the same GC would take the blob.
+    let pins = a.rows("SELECT blob, encoding, pinned_at FROM blob_pins", &[]);
+    a.index().exec("DELETE FROM blob_pins", &[]).unwrap();
+    assert_eq!(
+        b.store()
+            .gc(at(until - 1), GcMode::DryRun)
+            .unwrap()
+            .blobs
+            .len(),
+        1
+    );
+    for p in pins {
+        a.index()
+            .exec(
+                "INSERT INTO blob_pins (blob, encoding, pinned_at) VALUES (?1, ?2, ?3)",
+                &p.0,
+            )
+            .unwrap();
+    }
+    // A commits; B serves the key from the blob still in the bucket.
+    let id = symdepot::identity::identify_bytes(&data, "p.sym");
+    let new = symdepot::store::NewKey {
+        namespace: symdepot::store::Namespace::Release,
+        key: &key,
+        hash: &hash,
+        encoding: enc,
+        size: data.len() as u64,
+        stored_size,
+        identity: &id,
+    };
+    assert!(a.store().commit_key(None, &new).unwrap().is_some());
+    assert_eq!(
+        b.get(&format!("/{key}")).bytes().unwrap().as_ref(),
+        data.as_slice()
+    );
+    // Let go of again: once the pin has run out, GC takes the blob and the pin.
+    b.store().delete_keys(&target, "test").unwrap();
+    let r = b.store().gc(at(until + 1), GcMode::Run).unwrap();
+    assert_eq!(r.blobs.len(), 1, "{r:?}");
+    assert_eq!(b.count("SELECT COUNT(*) FROM blob_pins"), 0);
+}
+
+#[test]
+fn the_cluster_demo_serves_an_upload_through_nginx_from_both_daemons() {
+    crate::local_only!("the demo starts its own engines");
+    crate::sqlite_only!("the demo starts its own engines");
+    // PostgreSQL, three Garage nodes, two daemons and nginx; `--check`
+    // uploads through nginx and downloads from each daemon.
+    // Bounded by `timeout`: a demo that hangs fails the test instead.
+    let out = std::process::Command::new("timeout")
+        .arg("600")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster-demo"))
+        .arg("--check")
+        .env("SYMDEPOT_BIN", env!("CARGO_BIN_EXE_symdepot"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("served by both daemons"), "{err}");
+}
+
+#[test]
+fn overlapping_uploads_to_two_daemons_at_once_leave_a_consistent_store() {
+    let pg = Postgres::start();
+    let g = crate::garage::Garage::start();
+    let (a, b) = (cluster_daemon(&pg, &g), cluster_daemon(&pg, &g));
+    // Each round A and B take zips of the same 20 keys at once: half the
+    // members the same bytes on both, half different.
+    let keys: Vec<String> = (0..20)
+        .map(|i| format!("o{i}.pdb/{ID_A}/o{i}.sym"))
+        .collect();
+    let version = |i: usize, who: &str, round: usize| {
+        let extra = if i.is_multiple_of(2) {
+            format!("INFO GENERATOR round{round}\n")
+        } else {
+            format!("INFO GENERATOR {who}{round}\n")
+        };
+        sym(&format!("o{i}.pdb"), ID_A, &extra)
+    };
+    for round in 0..4 {
+        let zip_for = |who: &str| {
+            let members: Vec<(String, Vec<u8>)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.clone(), version(i, who, round)))
+                .collect();
+            let refs: Vec<(&str, &[u8])> =
+                members.iter().map(|(k, d)| (k.as_str(), &d[..])).collect();
+            zip_of(&refs)
+        };
+        let (zip_a, zip_b) = (zip_for("a"), zip_for("b"));
+        let (addr_a, addr_b) = (a.addr.to_string(), b.addr.to_string());
+        let (ta, tb) = (a.token.clone(), b.token.clone());
+        let on_a = std::thread::spawn(move || post(&addr_a, &ta, zip_a));
+        let on_b = std::thread::spawn(move || post(&addr_b, &tb, zip_b));
+        assert_eq!(on_a.join().unwrap(), Some(201), "round {round}: A");
+        assert_eq!(on_b.join().unwrap(), Some(201), "round {round}: B");
+        // Whichever commit came last, both daemons serve the same bytes, one
+        // of the two versions, and the index names exactly that blob.
+        for (i, k) in keys.iter().enumerate() {
+            let from_a = a.get(&format!("/{k}")).bytes().unwrap();
+            let from_b = b.get(&format!("/{k}")).bytes().unwrap();
+            assert_eq!(from_a, from_b, "round {round}: {k}");
+            let candidates = [version(i, "a", round), version(i, "b", round)];
+            assert!(
+                candidates.iter().any(|c| c.as_slice() == from_a.as_ref()),
+                "round {round}: {k} is neither upload's"
+            );
+            let blob: String = a.one(
+                "SELECT blob FROM keys WHERE key = ?1",
+                &symdepot::sql_params![k.as_str()],
+            );
+            assert_eq!(blob, blake3::hash(&from_a).to_hex().to_string());
+        }
+    }
+    assert_eq!(a.count("SELECT COUNT(*) FROM keys"), 20);
+    let report = b.store().verify(false).unwrap();
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
+    assert_eq!(report.keys, 20);
+}
+
+#[test]
+fn gc_started_on_two_daemons_at_once_collects_each_blob_once() {
+    let pg = Postgres::start();
+    let g = crate::garage::Garage::start();
+    let (a, b) = (cluster_daemon(&pg, &g), cluster_daemon(&pg, &g));
+    let garbage = members(0, 40);
+    upload_members(&a, &garbage);
+    let kept = members(100, 2);
+    upload_members(&b, &kept);
+    for (k, _) in &garbage {
+        let target = symdepot::store::gc::DeleteTarget::Key {
+            namespace: symdepot::store::Namespace::Release,
+            key: k.clone(),
+        };
+        a.store().delete_keys(&target, "test").unwrap();
+    }
+    // Both daemons start GC at the same moment.
+    let later = SystemTime::now() + Duration::from_secs(2 * 3600);
+    let start = std::sync::Barrier::new(2);
+    let run = |d: &TestServer| {
+        start.wait();
+        d.store().gc(later, GcMode::Run)
+    };
+    let (ra, rb) = std::thread::scope(|s| {
+        let ja = s.spawn(|| run(&a));
+        let jb = s.spawn(|| run(&b));
+        (ja.join().unwrap(), jb.join().unwrap())
+    });
+    // Each run either collected or stood aside because the other held the
+    // lock; no blob was collected twice, every garbage blob once.
+    let mut collected = Vec::new();
+    for r in [ra, rb] {
+        match r {
+            Ok(report) => collected.extend(report.blobs),
+            Err(e) => assert!(e.to_string().contains("another daemon"), "{e}"),
+        }
+    }
+    let distinct: std::collections::HashSet<_> = collected.iter().collect();
+    assert_eq!(distinct.len(), collected.len(), "a blob collected twice");
+    assert_eq!(collected.len(), garbage.len());
+    assert_served(&a.addr.to_string(), &kept);
+    let report = a.store().verify(false).unwrap();
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
+}
+
+#[test]
+fn records_tokens_the_report_and_store_metrics_agree_whichever_daemon_answers() {
+    let pg = Postgres::start();
+    let g = crate::garage::Garage::start();
+    let (a, b) = (cluster_daemon(&pg, &g), cluster_daemon(&pg, &g));
+    upload_members(&a, &members(0, 3));
+    upload_members(&b, &members(10, 2));
+    // Misses of one file counted on both daemons add up in the one report.
+    let miss = format!("/gone.pdb/{ID_B}/gone.sym");
+    for _ in 0..3 {
+        assert_eq!(a.get(&miss).status(), 404);
+    }
+    for _ in 0..2 {
+        assert_eq!(b.get(&miss).status(), 404);
+    }
+    wait_until("both daemons' misses are written", || {
+        a.rows(
+            "SELECT count FROM missing WHERE debug_file = 'gone.pdb'",
+            &[],
+        )
+        .first()
+        .is_some_and(|r| r.get::<i64>(0).unwrap() == 5)
+    });
+    let admin = a.create_token(&["manage_tokens", "view_all"], "admin");
+    // Each daemon's own address is the only difference an answer may have.
+    let answer = |d: &TestServer, path: &str| {
+        let resp = d
+            .client
+            .get(d.url(path))
+            .header("Auth-Token", &admin)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.text().unwrap().replace(&d.addr.to_string(), "HOST")
+    };
+    for path in [
+        "/api/uploads/",
+        "/api/uploads/files/",
+        "/api/tokens",
+        "/api/missing",
+        "/missingsymbols.csv",
+    ] {
+        assert_eq!(answer(&a, path), answer(&b, path), "{path}");
+    }
+    assert!(answer(&b, "/missingsymbols.csv").contains("gone.pdb"));
+    let store_gauges = |d: &TestServer| -> Vec<String> {
+        answer(d, "/metrics")
+            .lines()
+            .filter(|l| {
+                !l.starts_with('#')
+                    && [
+                        "store_files",
+                        "store_original_bytes",
+                        "store_blob_bytes",
+                        "missing_symbols",
+                    ]
+                    .iter()
+                    .any(|m| l.contains(m))
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let on_a = store_gauges(&a);
+    assert_eq!(on_a.len(), 4, "{on_a:?}");
+    assert!(
+        on_a.iter().any(|l| l.ends_with("store_files 5")),
+        "{on_a:?}"
+    );
+    assert_eq!(on_a, store_gauges(&b));
 }

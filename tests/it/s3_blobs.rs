@@ -178,27 +178,6 @@ fn an_object_store_outage_answers_503_with_retry_after_and_commits_nothing() {
     assert!(status.is_server_error(), "{status}");
 }
 
-/// `n` distinct `.sym` members starting at `from`, each its own module.
-fn members(from: usize, n: usize) -> Vec<(String, Vec<u8>)> {
-    (from..from + n)
-        .map(|i| {
-            let module = format!("m{i}.pdb");
-            (
-                format!("{module}/{ID_A}/m{i}.sym"),
-                sym(&module, ID_A, &format!("INFO GENERATOR n{i}\n")),
-            )
-        })
-        .collect()
-}
-
-fn upload_members(s: &TestServer, members: &[(String, Vec<u8>)]) {
-    let refs: Vec<(&str, &[u8])> = members
-        .iter()
-        .map(|(k, d)| (k.as_str(), d.as_slice()))
-        .collect();
-    s.upload_ok(zip_of(&refs));
-}
-
 #[test]
 fn a_three_node_garage_loses_a_node_and_uploads_and_downloads_go_on() {
     let mut g = Garage::cluster(3);

@@ -891,3 +891,24 @@ pub fn create_token_cli(dir: &Path, permission: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// `n` distinct `.sym` members starting at `from`, each its own module.
+pub fn members(from: usize, n: usize) -> Vec<(String, Vec<u8>)> {
+    (from..from + n)
+        .map(|i| {
+            let module = format!("m{i}.pdb");
+            (
+                format!("{module}/{ID_A}/m{i}.sym"),
+                sym(&module, ID_A, &format!("INFO GENERATOR n{i}\n")),
+            )
+        })
+        .collect()
+}
+
+pub fn upload_members(s: &TestServer, members: &[(String, Vec<u8>)]) {
+    let refs: Vec<(&str, &[u8])> = members
+        .iter()
+        .map(|(k, d)| (k.as_str(), d.as_slice()))
+        .collect();
+    s.upload_ok(zip_of(&refs));
+}

@@ -49,15 +49,19 @@ pub async fn upload(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
         Ok(t) => t,
         Err(e) => return refuse(req, &e).await,
     };
-    let Some(_slot) = UploadSlot::take(&state, token.id) else {
-        let e = Error::TooMany(format!(
-            "this token already has {} uploads in progress; retry when one has finished",
-            state.http.max_concurrent_uploads_per_token
-        ));
-        let mut resp = refuse(req, &e).await;
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return resp;
+    let slot = {
+        let (store, limit) = (
+            state.store.clone(),
+            state.http.max_concurrent_uploads_per_token,
+        );
+        let id = token.id;
+        tokio::task::spawn_blocking(move || store.take_upload_slot(id, limit)).await
+    };
+    let _slot = match slot {
+        Ok(Ok(Some(slot))) => slot,
+        Ok(Err(e)) => return refuse(req, &e).await,
+        Err(e) => return refuse(req, &Error::Io(std::io::Error::other(e))).await,
+        Ok(Ok(None)) => return too_many(&state, req).await,
     };
     let start = UploadStart {
         user: token.user.clone(),
@@ -273,42 +277,16 @@ impl Drop for AbandonGuard {
     }
 }
 
-/// One of a token's concurrent upload slots, given back when dropped.
-struct UploadSlot<'a> {
-    state: &'a AppState,
-    token_id: i64,
-}
-
-impl<'a> UploadSlot<'a> {
-    fn take(state: &'a AppState, token_id: i64) -> Option<UploadSlot<'a>> {
-        let limit = state.http.max_concurrent_uploads_per_token;
-        let mut map = state
-            .uploads_in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(token_id).or_insert(0);
-        if limit > 0 && *n >= limit {
-            return None;
-        }
-        *n += 1;
-        Some(UploadSlot { state, token_id })
-    }
-}
-
-impl Drop for UploadSlot<'_> {
-    fn drop(&mut self) {
-        let mut map = self
-            .state
-            .uploads_in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.token_id) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.token_id);
-            }
-        }
-    }
+/// The answer when a token's upload slots are all taken (on any daemon).
+async fn too_many(state: &AppState, req: Request<Incoming>) -> Response<Body> {
+    let e = Error::TooMany(format!(
+        "this token already has {} uploads in progress; retry when one has finished",
+        state.http.max_concurrent_uploads_per_token
+    ));
+    let mut resp = refuse(req, &e).await;
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    resp
 }
 
 fn count_upload(
