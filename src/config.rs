@@ -508,4 +508,19 @@ mod tests {
         let e = [("SYMDEPOT_MAX_UPLOAD_BYTES", "huge")];
         assert!(Config::load(None, env(&e), &Overrides::default()).is_err());
     }
+
+    #[test]
+    fn index_settings_that_make_no_sense_are_refused_naming_the_key() {
+        for (text, key) in [
+            ("database_pool_size = 0\n", "database_pool_size"),
+            ("lookup_cache_ttl = \"soon\"\n", "lookup_cache_ttl"),
+            ("database_url = \"mysql://db/symbols\"\n", "database_url"),
+        ] {
+            let err = load_toml(text, &[], &Overrides::default()).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{text}: {err:#}");
+        }
+        let ok =
+            "database_url = \"host=/run/postgresql dbname=symdepot\"\ndatabase_pool_size = 2\n";
+        assert!(load_toml(ok, &[], &Overrides::default()).is_ok());
+    }
 }

@@ -240,8 +240,18 @@ struct PgPool {
     id: String,
     size: usize,
     idle: Mutex<Vec<postgres::Client>>,
-    in_use: Mutex<usize>,
+    /// Who may take a client next: first come, first served.
+    turns: Mutex<Turns>,
     freed: std::sync::Condvar,
+}
+
+/// The pool's queue: tickets issued to waiters, the one served next, and
+/// how many clients are out.
+#[derive(Debug, Default)]
+struct Turns {
+    issued: u64,
+    serving: u64,
+    in_use: usize,
 }
 
 impl std::fmt::Debug for PgPool {
@@ -273,11 +283,19 @@ impl PgPool {
     /// Runs `f` on a client of the pool (waiting while all are in use).
     fn with<T>(&self, f: impl FnOnce(&mut postgres::Client) -> Result<T>) -> Result<T> {
         {
-            let mut n = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
-            while *n >= self.size {
-                n = self.freed.wait(n).unwrap_or_else(|e| e.into_inner());
+            // Waiters take clients in the order they came (a condition
+            // variable alone wakes any of them, and a busy daemon's unlucky
+            // request could wait behind hundreds of later ones).
+            let mut t = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+            let ticket = t.issued;
+            t.issued += 1;
+            while t.serving != ticket || t.in_use >= self.size {
+                t = self.freed.wait(t).unwrap_or_else(|e| e.into_inner());
             }
-            *n += 1;
+            t.serving += 1;
+            t.in_use += 1;
+            // The next in line may find a client free too.
+            self.freed.notify_all();
         }
         let result = (|| {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -294,8 +312,8 @@ impl PgPool {
             }
             out
         })();
-        *self.in_use.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-        self.freed.notify_one();
+        self.turns.lock().unwrap_or_else(|e| e.into_inner()).in_use -= 1;
+        self.freed.notify_all();
         result
     }
 }
@@ -336,7 +354,7 @@ impl Db {
                 id: super::random_hex(8),
                 size: pool_size.max(1),
                 idle: Mutex::new(vec![client]),
-                in_use: Mutex::new(0),
+                turns: Mutex::new(Turns::default()),
                 freed: std::sync::Condvar::new(),
             }),
             slots: super::slots::Slots::shared(url),

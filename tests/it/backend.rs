@@ -268,16 +268,36 @@ fn shared_pg() -> u16 {
     })
 }
 
+/// The name of a data dir's own database on the shared PostgreSQL.
+fn database_name(data_dir: &Path) -> String {
+    format!(
+        "d_{}",
+        &blake3::hash(data_dir.as_os_str().as_encoded_bytes()).to_hex()[..16]
+    )
+}
+
+fn pg_admin(port: u16) -> postgres::Client {
+    let admin = format!("postgres://symdepot@127.0.0.1:{port}/postgres");
+    postgres::Client::connect(&admin, postgres::NoTls).unwrap()
+}
+
+/// Loses a data dir's index on PostgreSQL (its database dropped, an empty
+/// one made in its place), as a lost or wiped database server would.
+pub fn lose_database_for(data_dir: &Path) {
+    let name = database_name(data_dir);
+    let mut c = pg_admin(shared_pg());
+    // One statement each: neither runs inside a transaction block.
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+}
+
 /// The `database_url` of a data dir's own database on the shared PostgreSQL
 /// (made on first use).
 pub fn database_for(data_dir: &Path) -> String {
     let port = shared_pg();
-    let name = format!(
-        "d_{}",
-        &blake3::hash(data_dir.as_os_str().as_encoded_bytes()).to_hex()[..16]
-    );
-    let admin = format!("postgres://symdepot@127.0.0.1:{port}/postgres");
-    let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+    let name = database_name(data_dir);
+    let mut c = pg_admin(port);
     let exists = c
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .unwrap()
