@@ -260,7 +260,7 @@ impl Store {
     /// Layout entries no row names, older than the grace cutoff.
     fn orphan_entries(&self, cutoff: SystemTime, dry_run: bool) -> Result<Vec<PathBuf>> {
         let mut out = Vec::new();
-        for ns in [Namespace::Release, Namespace::Try] {
+        for ns in Namespace::ALL {
             let top = self.root().join(ns.as_str());
             for (path, key) in layout_entries(&top)? {
                 let meta = fs::symlink_metadata(&path)?;

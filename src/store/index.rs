@@ -110,26 +110,33 @@ fn pg_unavailable(e: &postgres::Error) -> bool {
     }
 }
 
-/// Release or try.
+/// Where a key lives: uploaded as release or try, or fetched from an
+/// upstream symbol server (`cache`, which never overrides the other two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Namespace {
     Release,
     Try,
+    Cache,
 }
 
 impl Namespace {
+    /// Every namespace, in the order a lookup prefers them.
+    pub const ALL: [Namespace; 3] = [Namespace::Release, Namespace::Try, Namespace::Cache];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Namespace::Release => "release",
             Namespace::Try => "try",
+            Namespace::Cache => "cache",
         }
     }
 
-    /// Parses the stored form (`release`, `try`).
+    /// Parses the stored form (`release`, `try`, `cache`).
     pub fn parse(s: &str) -> Option<Namespace> {
         match s {
             "release" => Some(Namespace::Release),
             "try" => Some(Namespace::Try),
+            "cache" => Some(Namespace::Cache),
             _ => None,
         }
     }
@@ -516,7 +523,8 @@ impl Db {
         self.reading(|c| key_row(c, ns, key_norm))
     }
 
-    /// Finds the row a lookup key points at: release first, then try if asked.
+    /// Finds the row a lookup key points at: release first, then try if
+    /// asked, then what was fetched from upstream.
     pub fn lookup(&self, lkey: &str, include_try: bool) -> Result<Option<KeyRow>> {
         if lkey.contains('\0') {
             // No key holds a NUL (the segment rule), and PostgreSQL text cannot.
@@ -526,8 +534,9 @@ impl Db {
             let row = c.row(
                 &format!(
                     "SELECT {KEY_COLUMNS} FROM lookup l JOIN keys k ON k.id = l.key_id \
-                     WHERE l.lkey = ?1 AND (l.namespace = 'release' OR ?2 = 1) \
-                     ORDER BY l.namespace = 'try', k.last_uploaded_at DESC LIMIT 1"
+                     WHERE l.lkey = ?1 AND (l.namespace <> 'try' OR ?2 = 1) \
+                     ORDER BY CASE l.namespace WHEN 'release' THEN 0 WHEN 'try' THEN 1 ELSE 2 END, \
+                     k.last_uploaded_at DESC LIMIT 1"
                 ),
                 &crate::sql_params![lkey, include_try],
             )?;

@@ -169,6 +169,53 @@ CREATE TABLE blob_pins (
     PRIMARY KEY (blob, encoding)
 );
 "#,
+    // 10: a third namespace, `cache`: files fetched from upstream symbol servers,
+    // never overriding release or try. SQLite cannot change a CHECK in place: the
+    // table is rebuilt (foreign keys off meanwhile, see `migrate`), its indexes and
+    // triggers with it.
+    r#"
+CREATE TABLE keys_new (
+    id               INTEGER PRIMARY KEY,
+    namespace        TEXT NOT NULL CHECK (namespace IN ('release', 'try', 'cache')),
+    key              TEXT NOT NULL,
+    key_norm         TEXT NOT NULL,
+    blob             TEXT NOT NULL,
+    encoding         TEXT NOT NULL CHECK (encoding IN ('identity', 'gzip')),
+    size             INTEGER NOT NULL,
+    stored_size      INTEGER NOT NULL,
+    kind             TEXT NOT NULL,
+    debug_file       TEXT,
+    debug_id         TEXT,
+    code_file        TEXT,
+    code_id          TEXT,
+    generator        TEXT,
+    os               TEXT,
+    arch             TEXT,
+    upload_id        INTEGER,
+    created_at       INTEGER NOT NULL,
+    last_uploaded_at INTEGER NOT NULL,
+    UNIQUE (namespace, key_norm)
+);
+INSERT INTO keys_new (id, namespace, key, key_norm, blob, encoding, size, stored_size, kind,
+    debug_file, debug_id, code_file, code_id, generator, os, arch, upload_id, created_at,
+    last_uploaded_at)
+SELECT id, namespace, key, key_norm, blob, encoding, size, stored_size, kind,
+    debug_file, debug_id, code_file, code_id, generator, os, arch, upload_id, created_at,
+    last_uploaded_at FROM keys;
+DROP TABLE keys;
+ALTER TABLE keys_new RENAME TO keys;
+CREATE INDEX keys_blob ON keys(blob);
+CREATE INDEX keys_created_at ON keys(created_at);
+CREATE INDEX keys_debug_lower ON keys(lower(debug_file), lower(debug_id));
+CREATE INDEX keys_code_lower ON keys(lower(code_file), lower(code_id));
+CREATE TRIGGER keys_release_deleted AFTER DELETE ON keys BEGIN
+    INSERT OR IGNORE INTO released (blob, encoding) VALUES (old.blob, old.encoding);
+END;
+CREATE TRIGGER keys_release_replaced AFTER UPDATE OF blob, encoding ON keys
+WHEN old.blob <> new.blob OR old.encoding <> new.encoding BEGIN
+    INSERT OR IGNORE INTO released (blob, encoding) VALUES (old.blob, old.encoding);
+END;
+"#,
 ];
 
 /// The same migrations for PostgreSQL, version for version: the same tables,
@@ -330,6 +377,12 @@ CREATE TABLE blob_pins (
     PRIMARY KEY (blob, encoding)
 );
 "#,
+    // 10
+    r#"
+ALTER TABLE keys DROP CONSTRAINT keys_namespace_check;
+ALTER TABLE keys ADD CONSTRAINT keys_namespace_check
+    CHECK (namespace IN ('release', 'try', 'cache'));
+"#,
 ];
 
 /// Brings a PostgreSQL schema up to date. Every daemon runs it at start; an
@@ -366,13 +419,37 @@ pub fn migrate_pg(client: &mut postgres::Client) -> Result<(), postgres::Error> 
 /// Brings the schema up to date, one transaction per migration.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i + 1)?;
-        tx.commit()?;
+    if current >= MIGRATIONS.len() {
+        return Ok(());
     }
-    Ok(())
+    // A table rebuilt (dropped and made anew) must not cascade into the rows
+    // that refer to it: foreign keys are off while migrating (SQLite ignores
+    // the switch inside a transaction), and checked whole afterwards.
+    let enforced: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let result = (|| {
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            let broken: Option<String> = tx
+                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                .ok();
+            if let Some(table) = broken {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                    Some(format!(
+                        "migration {}: a row of {table} refers to nothing",
+                        i + 1
+                    )),
+                ));
+            }
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    })();
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    result
 }
 
 #[cfg(test)]
@@ -388,6 +465,52 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn the_keys_table_rebuilt_for_the_cache_namespace_keeps_rows_lookups_and_triggers() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        for (i, sql) in MIGRATIONS.iter().enumerate().take(9) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", i + 1).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO keys (id, namespace, key, key_norm, blob, encoding, size, stored_size, \
+             kind, created_at, last_uploaded_at) \
+             VALUES (7, 'release', 'a/B/c', 'a/b/c', 'h1', 'identity', 1, 1, 'sym', 0, 0); \
+             INSERT INTO lookup (lkey, namespace, key_id) VALUES ('a/b/c', 'release', 7);",
+        )
+        .unwrap();
+        // A cache key is refused before, taken after.
+        let cache = "INSERT INTO keys (namespace, key, key_norm, blob, encoding, size, \
+                     stored_size, kind, created_at, last_uploaded_at) \
+                     VALUES ('cache', 'x/Y/z', 'x/y/z', 'h2', 'identity', 1, 1, 'sym', 0, 0)";
+        assert!(conn.execute_batch(cache).is_err());
+        migrate(&mut conn).unwrap();
+        conn.execute_batch(cache).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM lookup WHERE key_id = 7", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n, 1, "the lookup row survived the rebuild");
+        let fk: bool = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert!(fk, "foreign keys are enforced again");
+        // The foreign key and the triggers are those of the new table.
+        conn.execute_batch("DELETE FROM keys WHERE id = 7").unwrap();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM lookup", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "lookups cascade");
+        let released: i64 = conn
+            .query_row("SELECT COUNT(*) FROM released WHERE blob = 'h1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(released, 1, "the trigger keeps released");
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl Store {
     pub fn open_to_rebuild(settings: StoreSettings) -> Result<Store> {
         use std::os::unix::fs::MetadataExt;
         let root = settings.data_dir.clone();
-        for dir in ["objects", "release", "try", "tmp"] {
+        for dir in ["objects", "release", "try", "cache", "tmp"] {
             fs::create_dir_all(root.join(dir))?;
         }
         let index = root.join(INDEX_FILE);

@@ -349,7 +349,8 @@ impl Store {
                     "SELECT {KEY_COLUMNS} FROM keys k WHERE \
                      (lower(k.debug_file) = lower(?1) AND lower(k.debug_id) = lower(?2)) \
                      OR (lower(k.code_file) = lower(?1) AND lower(k.code_id) = lower(?2)) \
-                     ORDER BY k.kind = ?3 DESC, k.namespace = 'try', k.last_uploaded_at DESC LIMIT 1"
+                     ORDER BY k.kind = ?3 DESC, CASE k.namespace WHEN 'release' THEN 0 WHEN 'try' THEN 1 \
+                     ELSE 2 END, k.last_uploaded_at DESC LIMIT 1"
                 ),
                 &sql_params![file, id, Kind::Sym.as_str()],
             )?;

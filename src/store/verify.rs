@@ -364,7 +364,7 @@ impl Store {
         self.db().writing(|c| super::wipe_keys(c))?;
         self.bump();
         let (mut indexed, mut skipped) = (0u64, Vec::new());
-        for ns in [Namespace::Release, Namespace::Try] {
+        for ns in Namespace::ALL {
             for (path, key) in layout_entries(&self.root().join(ns.as_str()))? {
                 match self.reindex_entry(ns, &path, &key, &by_inode) {
                     Ok(()) => indexed += 1,

@@ -25,6 +25,7 @@ mod layering;
 mod layout_auto;
 mod limits;
 mod migrate;
+mod mirror;
 mod operations;
 mod postgres;
 mod postgres_index;
