@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::units::{parse_duration, serde_size};
+use crate::units::{parse_duration, parse_size, serde_size};
 
 /// All settings of the daemon and the commands.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -143,6 +143,18 @@ pub struct Config {
     pub database_url: String,
     /// PostgreSQL connections a daemon keeps at most. Default 8.
     pub database_pool_size: u32,
+    /// Upstream symbol servers tried in order on a miss (`[[upstream]]` tables:
+    /// `url`, `protocol`, `include`, `exclude`, `headers`, `timeout`,
+    /// `negative_ttl`). Default none.
+    pub upstream: Vec<crate::upstream::UpstreamConfig>,
+    /// More upstreams, in short: `protocol+url`, comma-separated (after the
+    /// `upstream` tables). Default empty.
+    pub upstreams: String,
+    /// Most bytes the `cache` namespace (fetched files) may take; empty: no
+    /// limit. Default empty.
+    pub cache_max_bytes: String,
+    /// How long a fetched file is kept after it was last asked for. Default `90d`.
+    pub cache_retention: String,
 }
 
 impl Default for Config {
@@ -190,6 +202,10 @@ impl Default for Config {
             s3_presign_ttl: "5m".to_string(),
             database_url: String::new(),
             database_pool_size: 8,
+            upstream: Vec::new(),
+            upstreams: String::new(),
+            cache_max_bytes: String::new(),
+            cache_retention: "90d".to_string(),
         }
     }
 }
@@ -312,6 +328,19 @@ impl Config {
         if self.max_compression_ratio == 0 {
             bail!("max_compression_ratio: must be at least 1");
         }
+        crate::upstream::from_config(&self.upstream, &self.upstreams)?;
+        if !self.cache_max_bytes.is_empty() && parse_size(&self.cache_max_bytes).is_none() {
+            bail!(
+                "cache_max_bytes: {:?} is not a size such as 50GB (or empty: no limit)",
+                self.cache_max_bytes
+            );
+        }
+        if parse_duration(&self.cache_retention).is_none_or(|d| d.is_zero()) {
+            bail!(
+                "cache_retention: {:?} is not a duration such as 90d",
+                self.cache_retention
+            );
+        }
         Ok(())
     }
 
@@ -398,6 +427,27 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut v = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
         if let Some(o) = v.as_object_mut() {
+            // Upstreams: header values may be credentials, URLs may carry some.
+            if let Some(list) = o.get_mut("upstream").and_then(|u| u.as_array_mut()) {
+                for up in list.iter_mut().filter_map(|u| u.as_object_mut()) {
+                    if let Some(h) = up.get_mut("headers").and_then(|h| h.as_object_mut()) {
+                        for value in h.values_mut() {
+                            *value = "<redacted>".into();
+                        }
+                    }
+                    if let Some(url) = up.get("url").and_then(|u| u.as_str()) {
+                        let url = crate::units::url_without_credentials(url);
+                        up.insert("url".into(), url.into());
+                    }
+                }
+            }
+            if let Some(short) = o.get("upstreams").and_then(|u| u.as_str()) {
+                let shown: Vec<String> = short
+                    .split(',')
+                    .map(|e| crate::units::url_without_credentials(e.trim()))
+                    .collect();
+                o.insert("upstreams".into(), shown.join(",").into());
+            }
             for k in SECRET_KEYS {
                 if o.get(*k)
                     .and_then(|s| s.as_str())
@@ -507,6 +557,40 @@ mod tests {
         assert!(load_toml("listen = \"nowhere\"\n", &[], &Overrides::default()).is_err());
         let e = [("SYMDEPOT_MAX_UPLOAD_BYTES", "huge")];
         assert!(Config::load(None, env(&e), &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn upstreams_come_from_tables_and_the_short_form_and_their_secrets_are_not_shown() {
+        let text = "[[upstream]]\nurl = \"https://user:pw@sym.example/\"\nprotocol = \"symstore\"\n\
+                    include = [\"*.pdb\"]\nheaders = { Authorization = \"Bearer s3cret\" }\n\
+                    timeout = \"10s\"\n";
+        let e = [("SYMDEPOT_UPSTREAMS", "breakpad+http://127.0.0.1:9/")];
+        let cfg = load_toml(text, &e, &Overrides::default()).unwrap();
+        let ups = crate::upstream::from_config(&cfg.upstream, &cfg.upstreams).unwrap();
+        assert_eq!(ups.len(), 2);
+        assert_eq!(ups[0].timeout, std::time::Duration::from_secs(10));
+        let shown = format!("{cfg:?}");
+        assert!(shown.contains("Authorization"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("pw@"),
+            "{shown}"
+        );
+        for (text, key) in [
+            ("upstreams = \"gopher+https://a.example\"\n", "upstreams"),
+            (
+                "[[upstream]]\nurl = \"ftp://a\"\nprotocol = \"breakpad\"\n",
+                "upstream[1].url",
+            ),
+            (
+                "[[upstream]]\nurl = \"https://a\"\nprotocol = \"breakpad\"\nexclude = [\"[\"]\n",
+                "upstream[1].exclude",
+            ),
+            ("cache_max_bytes = \"lots\"\n", "cache_max_bytes"),
+            ("cache_retention = \"0s\"\n", "cache_retention"),
+        ] {
+            let err = load_toml(text, &[], &Overrides::default()).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{text}: {err:#}");
+        }
     }
 
     #[test]

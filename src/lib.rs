@@ -23,6 +23,7 @@ pub mod settings;
 pub mod store;
 pub mod transfer;
 pub mod units;
+pub mod upstream;
 pub mod zips;
 
 pub use config::Config;

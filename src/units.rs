@@ -112,3 +112,28 @@ mod tests {
         assert_eq!(parse_duration("3y"), None);
     }
 }
+
+/// A URL without the user name and password it may carry
+/// (`https://user:pass@host/…` → `https://host/…`), for messages and logs.
+pub fn url_without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn credentials_are_taken_out_of_urls() {
+        use super::url_without_credentials as strip;
+        assert_eq!(strip("https://u:p@h.example/a@b"), "https://h.example/a@b");
+        assert_eq!(strip("https://h.example/x"), "https://h.example/x");
+        assert_eq!(strip("breakpad+https://t@h/"), "breakpad+https://h/");
+        assert_eq!(strip("no url"), "no url");
+    }
+}

@@ -43,6 +43,11 @@ impl Daemon {
     /// starts serving on the current runtime.
     pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         let listen = config.listen.clone();
+        if !config.upstream.is_empty() || !config.upstreams.trim().is_empty() {
+            tracing::warn!(
+                "upstreams are configured and checked, but this version does not fetch from them yet"
+            );
+        }
         let Settings {
             store: store_settings,
             ingest,

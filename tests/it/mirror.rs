@@ -58,3 +58,38 @@ fn a_cached_file_is_served_until_an_upload_of_the_same_key_wins() {
     assert!(report.damage.is_empty(), "{:?}", report.damage);
     assert_eq!(report.keys, 3);
 }
+
+#[test]
+fn a_bad_upstream_stops_the_daemon_with_one_line_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("symdepot.toml");
+    std::fs::write(
+        &conf,
+        "[[upstream]]\nurl = \"https://sym.example/\"\nprotocol = \"breakpad\"\n\
+         headers = { Authorization = \"Bearer s3cret\" }\n\
+         [[upstream]]\nurl = \"https://other.example/\"\nprotocol = \"breakpad\"\n\
+         include = [\"*.{pdb\"]\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    for (env, expect) in [
+        (None, "upstream[2].include"),
+        (Some("gopher+https://x.example/"), "upstreams"),
+    ] {
+        let mut c = symdepot(&data);
+        c.arg("--config").arg(&conf);
+        if let Some(short) = env {
+            std::fs::write(&conf, "").unwrap();
+            c.env("SYMDEPOT_UPSTREAMS", short);
+        }
+        let out = c
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
