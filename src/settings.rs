@@ -185,6 +185,8 @@ pub struct HttpSettings {
     /// Blobs stored as they are and at least this large are served by a `302`
     /// to a presigned URL of the object store (`blob_store = "s3"` only).
     pub redirect_min_bytes: Option<u64>,
+    /// Upstream symbol servers asked on a miss, in order.
+    pub upstreams: Vec<crate::upstream::Upstream>,
 }
 
 impl HttpSettings {
@@ -216,6 +218,9 @@ impl HttpSettings {
             redirect_min_bytes: (config.blob_store == "s3")
                 .then(|| crate::units::parse_size(&config.s3_redirect_min_bytes))
                 .flatten(),
+            // Checked by `Config::validate` already.
+            upstreams: crate::upstream::from_config(&config.upstream, &config.upstreams)
+                .unwrap_or_default(),
         }
     }
 

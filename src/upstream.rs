@@ -96,7 +96,7 @@ impl Protocol {
 }
 
 /// An upstream, checked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Upstream {
     /// How records, logs and metrics name it: its host (and port).
     pub name: String,
@@ -108,6 +108,23 @@ pub struct Upstream {
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub timeout: Duration,
     pub negative_ttl: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    /// The URL without credentials, header names without values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Upstream")
+            .field(
+                "url",
+                &crate::units::url_without_credentials(self.url.as_str()),
+            )
+            .field("protocol", &self.protocol)
+            .field("headers", &names)
+            .field("timeout", &self.timeout)
+            .field("negative_ttl", &self.negative_ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Upstream {

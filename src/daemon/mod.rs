@@ -45,7 +45,8 @@ impl Daemon {
         let listen = config.listen.clone();
         if !config.upstream.is_empty() || !config.upstreams.trim().is_empty() {
             tracing::warn!(
-                "upstreams are configured and checked, but this version does not fetch from them yet"
+                "upstreams configured: cache_max_bytes and cache_retention are not enforced by \
+                 this version yet; fetched files stay until deleted"
             );
         }
         let Settings {

@@ -15,6 +15,8 @@ pub mod error;
 pub mod fetch;
 pub mod handlers;
 pub mod hit;
+pub mod mirror;
+pub mod redact;
 pub mod request;
 pub mod routes;
 pub mod server;

@@ -26,11 +26,19 @@ pub struct AppState {
     pub lookups: cache::LookupCache<Hit>,
     /// Bytes of small blobs.
     pub blob_cache: cache::BlobCache,
+    /// The upstreams asked on a miss.
+    pub mirror: crate::http::mirror::Mirror,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, http: HttpSettings, ingest: IngestLimits) -> Arc<AppState> {
         let lookup_ttl = http.lookup_cache_ttl;
+        let mirror = crate::http::mirror::Mirror::new(
+            http.upstreams.clone(),
+            store.clone(),
+            ingest.clone(),
+            http.max_upload_bytes,
+        );
         Arc::new(AppState {
             missing: crate::store::missing::MissingLog::new(store.settings().missing_max_rows),
             store,
@@ -39,6 +47,7 @@ impl AppState {
             metrics: crate::metrics::Metrics::new(),
             lookups: cache::LookupCache::new(100_000, lookup_ttl),
             blob_cache: cache::BlobCache::new(64 << 20),
+            mirror,
         })
     }
 }

@@ -93,3 +93,256 @@ fn a_bad_upstream_stops_the_daemon_with_one_line_naming_the_setting() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+/// A daemon whose upstream is `up` (another symdepot, the Breakpad protocol).
+fn mirror_of(up: &TestServer) -> TestServer {
+    let url = format!("breakpad+http://{}/", up.addr);
+    TestServer::with_config(|c| c.upstreams = url)
+}
+
+#[test]
+fn a_miss_is_fetched_from_an_upstream_checked_kept_in_cache_and_served() {
+    let up = TestServer::start();
+    let key = format!("up.pdb/{ID_A}/up.sym");
+    let data = sym("up.pdb", ID_A, "INFO GENERATOR upstream\n");
+    up.upload_ok(zip_of(&[(&key, &data)]));
+    let m = mirror_of(&up);
+    let resp = m.get(&format!("/{key}"));
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().unwrap().as_ref(), data.as_slice());
+    assert_eq!(
+        m.count("SELECT COUNT(*) FROM keys WHERE namespace = 'cache'"),
+        1
+    );
+    // Where it came from, and when: an upload record of the fetch.
+    let (user, url): (String, String) = {
+        let rows = m.rows(
+            "SELECT \"user\", download_url FROM uploads WHERE status = 'complete'",
+            &[],
+        );
+        (rows[0].get(0).unwrap(), rows[0].get(1).unwrap())
+    };
+    assert_eq!(user, format!("upstream {}", up.addr));
+    assert_eq!(url, format!("http://{}/{key}", up.addr));
+    // Kept: served again once the upstream no longer has it.
+    let target = symdepot::store::gc::DeleteTarget::Key {
+        namespace: Namespace::Release,
+        key: key.clone(),
+    };
+    up.store().delete_keys(&target, "test").unwrap();
+    assert_eq!(
+        m.get(&format!("/{key}")).bytes().unwrap().as_ref(),
+        data.as_slice()
+    );
+}
+
+#[test]
+fn an_upstreams_404_is_remembered_and_its_failures_are_never_a_404() {
+    let up = TestServer::start();
+    let m = mirror_of(&up);
+    let key = format!("none.pdb/{ID_B}/none.sym");
+    assert_eq!(m.get(&format!("/{key}")).status(), 404);
+    assert_eq!(m.get(&format!("/{key}")).status(), 404);
+    // The upstream was asked once: its own missing-symbols report counts one miss.
+    wait_until("the upstream records its miss", || {
+        up.count("SELECT COUNT(*) FROM missing WHERE debug_file = 'none.pdb'") == 1
+    });
+    assert_eq!(
+        up.one::<i64>(
+            "SELECT count FROM missing WHERE debug_file = 'none.pdb'",
+            &[]
+        ),
+        1
+    );
+    // An upstream that is not there: 502, not a 404 a client would cache.
+    let gone = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dead = TestServer::with_config(|c| c.upstreams = format!("breakpad+http://{gone}/"));
+    assert_eq!(dead.get(&format!("/{key}")).status(), 502);
+    // One that never answers: 504 after its timeout.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hang.incoming() {
+            held.push(c);
+        }
+    });
+    let slow: symdepot::upstream::UpstreamConfig = toml::from_str(&format!(
+        "url = \"http://{hang_addr}/\"\nprotocol = \"breakpad\"\ntimeout = \"1s\"\n"
+    ))
+    .unwrap();
+    let waiting = TestServer::with_config(|c| c.upstream = vec![slow]);
+    assert_eq!(waiting.get(&format!("/{key}")).status(), 504);
+    for s in [&dead, &waiting] {
+        assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 0);
+    }
+}
+
+#[test]
+fn a_fetched_file_whose_identity_is_not_the_keys_is_refused_and_never_stored() {
+    let up = TestServer::start();
+    // The upstream serves another module's file under this key.
+    let key = format!("asked.pdb/{ID_A}/asked.sym");
+    let other = sym("other.pdb", ID_B, "");
+    store_in(&up, Namespace::Release, &key, &other);
+    assert_eq!(up.get(&format!("/{key}")).status(), 200);
+    let m = mirror_of(&up);
+    assert_eq!(m.get(&format!("/{key}")).status(), 502);
+    assert_eq!(m.count("SELECT COUNT(*) FROM keys"), 0);
+    let error: String = m.one("SELECT error FROM uploads WHERE status = 'failed'", &[]);
+    assert!(error.contains("does not match"), "{error}");
+    // Remembered like a 404: asked again, the upstream is not (and nothing is stored).
+    use crate::records::{scrape, value};
+    let served = || {
+        value(
+            &scrape(&up),
+            "symdepot_http_requests_total",
+            &[("route", "symbol"), ("status", "200")],
+        )
+    };
+    let before = served();
+    assert_eq!(m.get(&format!("/{key}")).status(), 502);
+    assert_eq!(served(), before);
+    assert_eq!(m.count("SELECT COUNT(*) FROM uploads"), 1);
+}
+
+#[test]
+fn paths_that_are_no_key_and_symstore_probes_are_not_asked_upstream() {
+    use crate::records::{scrape, value};
+    let up = TestServer::start();
+    let m = mirror_of(&up);
+    let asked = || {
+        value(
+            &scrape(&up),
+            "symdepot_http_requests_total",
+            &[("route", "symbol")],
+        )
+    };
+    let before = asked();
+    for path in [
+        "/x.pdb/NOT-HEX/x.sym".to_string(),
+        format!("/x.pdb/{ID_A}/x.pd_"),
+        format!("/x.pdb/{ID_A}/file.ptr"),
+    ] {
+        assert_eq!(m.get(&path).status(), 404, "{path}");
+    }
+    assert_eq!(asked(), before, "the upstream was asked");
+}
+
+/// A hostile (or merely odd) upstream on loopback: answers every request with
+/// `head` and `body`, or with endless bytes after `head` when `body` is None.
+fn canned(head: String, body: Option<Vec<u8>>) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let (head, body) = (head.clone(), body.clone());
+            std::thread::spawn(move || {
+                let mut req = [0u8; 4096];
+                let _ = c.read(&mut req);
+                let _ = c.write_all(head.as_bytes());
+                match body {
+                    Some(b) => {
+                        let _ = c.write_all(&b);
+                    }
+                    None => {
+                        let chunk = vec![b'x'; 64 * 1024];
+                        while c.write_all(&chunk).is_ok() {}
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn hostile_upstreams_cost_a_502_and_store_nothing_and_a_gzip_answer_is_inflated() {
+    let key = format!("g.pdb/{ID_A}/g.sym");
+    let data = sym("g.pdb", ID_A, "INFO GENERATOR gz\n");
+    let mirror = |addr: std::net::SocketAddr| {
+        TestServer::with_config(|c| {
+            c.upstreams = format!("breakpad+http://{addr}/");
+            c.max_upload_bytes = 1 << 20;
+        })
+    };
+    // A redirect to another host (or port) is not followed.
+    let elsewhere = canned(
+        "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.2:9/x\r\nContent-Length: 0\r\n\r\n".into(),
+        Some(Vec::new()),
+    );
+    // Endless bytes: cut at max_upload_bytes.
+    let endless = canned(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".into(),
+        None,
+    );
+    // A 500.
+    let broken = canned(
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n".into(),
+        Some(Vec::new()),
+    );
+    for addr in [elsewhere, endless, broken] {
+        let m = mirror(addr);
+        assert_eq!(m.get(&format!("/{key}")).status(), 502, "{addr}");
+        assert_eq!(m.count("SELECT COUNT(*) FROM keys"), 0);
+        assert!(m.tmp_files().is_empty(), "{:?}", m.tmp_files());
+    }
+    // A .sym sent gzip-encoded (as files kept compressed in a bucket are) is
+    // inflated, checked and stored as the file itself.
+    let gz = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&data).unwrap();
+        e.finish().unwrap()
+    };
+    let gzipped = canned(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            gz.len()
+        ),
+        Some(gz),
+    );
+    let m = mirror(gzipped);
+    let resp = m.get_with(&format!("/{key}"), &[("Accept-Encoding", "identity")]);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().unwrap().as_ref(), data.as_slice());
+}
+
+#[test]
+fn clients_missing_one_key_at_once_cause_one_upstream_request() {
+    use crate::records::{scrape, value};
+    let up = TestServer::start();
+    let key = format!("both.pdb/{ID_A}/both.sym");
+    let data = sym("both.pdb", ID_A, "");
+    up.upload_ok(zip_of(&[(&key, &data)]));
+    let m = mirror_of(&up);
+    let absent = format!("absent.pdb/{ID_B}/absent.sym");
+    let asked = |path: &str| {
+        value(
+            &scrape(&up),
+            "symdepot_http_requests_total",
+            &[("route", "symbol"), ("status", path)],
+        )
+    };
+    let before = (asked("200"), asked("404"));
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                let resp = m.get(&format!("/{key}"));
+                assert_eq!(resp.status(), 200);
+                assert_eq!(resp.bytes().unwrap().as_ref(), data.as_slice());
+            });
+            s.spawn(|| assert_eq!(m.get(&format!("/{absent}")).status(), 404));
+        }
+    });
+    // Sixteen clients, one request for each key upstream.
+    assert_eq!(
+        (asked("200"), asked("404")),
+        (before.0 + 1.0, before.1 + 1.0)
+    );
+}

@@ -459,14 +459,14 @@ fn the_report_keeps_the_most_recent_rows() {
     assert_eq!(files, ["three.pdb", "two.pdb"]);
 }
 
-fn scrape(s: &TestServer) -> prometheus_parse::Scrape {
+pub(crate) fn scrape(s: &TestServer) -> prometheus_parse::Scrape {
     let resp = s.get("/metrics");
     assert_eq!(resp.status(), 200);
     let text = resp.text().unwrap();
     prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
 }
 
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     scrape
         .samples
         .iter()

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use crate::http::body::{self, Body};
 use crate::http::cache::SMALL_BLOB;
 use crate::http::hit::{Flavor, Found, Hit, cors, set};
+use crate::http::mirror::Fetched;
 use crate::http::state::AppState;
 use crate::identity::lookup::code_key;
 use crate::keys::{is_zero_id, normalize};
@@ -60,9 +61,71 @@ pub async fn symbol(
     match found {
         Found::Key(hit) => serve(&state, &req, &hit).await,
         Found::Redirect(row) => redirect(&req, &row),
+        Found::Miss if asks_upstream(&state, &segs) => {
+            from_upstream(state, req, segs, include_try).await
+        }
         Found::Miss => {
             record_miss(&state, &segs, req.uri().query());
             not_found()
+        }
+    }
+}
+
+/// Whether a miss is asked of the upstreams: there are some, and the path is
+/// a key the store may keep. SymStore's probes for CAB-compressed names
+/// (`*.pd_`) and `file.ptr` are plain misses until CAB expansion lands.
+fn asks_upstream(state: &AppState, segs: &[String]) -> bool {
+    let file = segs[2].to_ascii_lowercase();
+    !state.mirror.is_empty()
+        && file != "file.ptr"
+        && !file.ends_with('_')
+        && crate::keys::MemberKey::new(&segs[0], &segs[1], &segs[2]).is_ok()
+}
+
+/// A miss asked of the upstreams: served once fetched and stored; a 404 only
+/// when every upstream said so, a 502/504 when they failed.
+async fn from_upstream(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    segs: Vec<String>,
+    include_try: bool,
+) -> Response<Body> {
+    match state.mirror.fetch(&segs).await {
+        Fetched::Stored => {
+            // Not from the cache: it may hold this key's miss of a moment ago.
+            let lkey = normalize(&segs.join("/"));
+            match fresh_lookup(&state, lkey, include_try, Flavor::Breakpad, None).await {
+                Ok(Found::Key(hit)) => serve(&state, &req, &hit).await,
+                Ok(_) => not_found(),
+                Err(e) => {
+                    tracing::error!(error = %e, "lookup failed");
+                    let mut resp = body::with_type(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "Index unavailable",
+                    );
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+                    resp
+                }
+            }
+        }
+        Fetched::NotFound => {
+            record_miss(&state, &segs, req.uri().query());
+            not_found()
+        }
+        Fetched::Failed { timed_out } => {
+            let (status, text) = if timed_out {
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "Upstream symbol servers did not answer in time",
+                )
+            } else {
+                (StatusCode::BAD_GATEWAY, "Upstream symbol servers failed")
+            };
+            let mut resp = body::with_type(status, "text/plain", text);
+            cors(resp.headers_mut());
+            resp
         }
     }
 }
@@ -81,7 +144,19 @@ pub async fn cached_lookup(
     if let Some(found) = state.lookups.get(&lkey, include_try, generation) {
         return Ok(found);
     }
-    let code = code();
+    fresh_lookup(state, lkey, include_try, flavor, code()).await
+}
+
+/// [`cached_lookup`] asking the index whatever the cache holds (the answer is
+/// cached).
+async fn fresh_lookup(
+    state: &Arc<AppState>,
+    lkey: String,
+    include_try: bool,
+    flavor: Flavor,
+    code: Option<String>,
+) -> crate::Result<Found> {
+    let generation = state.store.generation();
     let st = state.clone();
     let key = lkey.clone();
     let found = tokio::task::spawn_blocking(move || -> crate::Result<Found> {
