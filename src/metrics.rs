@@ -25,9 +25,46 @@ pub struct UploadLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// The upstream's host (and port).
+    pub upstream: String,
+    /// `hit` (fetched and stored), `miss` (404), `error` (a failure: timeout,
+    /// connection, status, size) or `refused` (the file was not the key's).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamName {
+    pub upstream: String,
+}
+
+/// What the mirror counts, per upstream (clones share the counts).
+#[derive(Clone, Debug)]
+pub struct UpstreamMetrics {
+    pub fetches: Family<UpstreamLabels, Counter>,
+    pub bytes: Family<UpstreamName, Counter>,
+    pub duration: Family<UpstreamName, Histogram, fn() -> Histogram>,
+}
+
+fn fetch_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+impl UpstreamMetrics {
+    fn new() -> UpstreamMetrics {
+        UpstreamMetrics {
+            fetches: Family::default(),
+            bytes: Family::default(),
+            duration: Family::new_with_constructor(fetch_histogram),
+        }
+    }
+}
+
 /// Every metric symdepot exports.
 #[derive(Debug)]
 pub struct Metrics {
+    pub upstreams: UpstreamMetrics,
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub bytes_sent: Counter,
@@ -54,6 +91,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("symdepot");
         let m = Metrics {
+            upstreams: UpstreamMetrics::new(),
             requests: Family::default(),
             bytes_sent: Counter::default(),
             uploads: Family::default(),
@@ -125,6 +163,21 @@ impl Metrics {
             "missing_symbols",
             "Rows in the missing-symbols report",
             m.missing_symbols.clone(),
+        );
+        registry.register(
+            "upstream_fetches",
+            "Fetches from upstream symbol servers by upstream and outcome",
+            m.upstreams.fetches.clone(),
+        );
+        registry.register(
+            "upstream_bytes",
+            "Bytes received from upstream symbol servers",
+            m.upstreams.bytes.clone(),
+        );
+        registry.register(
+            "upstream_fetch_duration_seconds",
+            "How long a fetch from an upstream took",
+            m.upstreams.duration.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -34,6 +34,7 @@ use crate::error::Error;
 use crate::http::redact::redact_url;
 use crate::identity::Kind;
 use crate::keys::normalize;
+use crate::metrics::{UpstreamLabels, UpstreamMetrics, UpstreamName};
 use crate::settings::IngestLimits;
 use crate::store::{Namespace, Store, UploadEnd, UploadFinish, UploadStart};
 use crate::upstream::{Protocol, Upstream};
@@ -96,6 +97,7 @@ struct Inner {
     limits: IngestLimits,
     /// Largest file fetched (`max_upload_bytes`).
     max_bytes: u64,
+    metrics: UpstreamMetrics,
     /// (upstream index, key as spelled) → what it said, and until when.
     said: Mutex<HashMap<(usize, String), (Said, Instant)>>,
     /// Keys being fetched (as spelled): later clients await the same fetch.
@@ -122,6 +124,7 @@ impl Mirror {
         store: Arc<Store>,
         limits: IngestLimits,
         max_bytes: u64,
+        metrics: UpstreamMetrics,
     ) -> Mirror {
         let upstreams = upstreams
             .into_iter()
@@ -139,6 +142,7 @@ impl Mirror {
                 store,
                 limits,
                 max_bytes,
+                metrics,
                 said: Mutex::new(HashMap::new()),
                 flights: Mutex::new(HashMap::new()),
                 fetches: Arc::new(tokio::sync::Semaphore::new(MAX_FETCHES)),
@@ -221,7 +225,29 @@ impl Inner {
                 }
                 None => {}
             }
-            match self.fetch_from(up, client, segs, key).await {
+            let started = Instant::now();
+            let result = self.fetch_from(up, client, segs, key).await;
+            let name = UpstreamName {
+                upstream: up.name.clone(),
+            };
+            self.metrics
+                .duration
+                .get_or_create(&name)
+                .observe(started.elapsed().as_secs_f64());
+            let outcome = match &result {
+                Ok(true) => "hit",
+                Ok(false) => "miss",
+                Err(f) if f.refused => "refused",
+                Err(_) => "error",
+            };
+            self.metrics
+                .fetches
+                .get_or_create(&UpstreamLabels {
+                    upstream: up.name.clone(),
+                    outcome,
+                })
+                .inc();
+            match result {
                 Ok(true) => return Fetched::Stored,
                 Ok(false) => self.remember(i, key, Said::NotFound, up),
                 Err(f) => {
@@ -362,6 +388,12 @@ impl Inner {
                 why: transport(&e),
             })?;
             size += chunk.len() as u64;
+            self.metrics
+                .bytes
+                .get_or_create(&UpstreamName {
+                    upstream: up.name.clone(),
+                })
+                .inc_by(chunk.len() as u64);
             if size > max {
                 return Err(Failure::new(format!("{shown} sent more than {max} bytes")));
             }

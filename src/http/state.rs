@@ -33,18 +33,20 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: Arc<Store>, http: HttpSettings, ingest: IngestLimits) -> Arc<AppState> {
         let lookup_ttl = http.lookup_cache_ttl;
+        let metrics = crate::metrics::Metrics::new();
         let mirror = crate::http::mirror::Mirror::new(
             http.upstreams.clone(),
             store.clone(),
             ingest.clone(),
             http.max_upload_bytes,
+            metrics.upstreams.clone(),
         );
         Arc::new(AppState {
             missing: crate::store::missing::MissingLog::new(store.settings().missing_max_rows),
             store,
             http,
             ingest,
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
             lookups: cache::LookupCache::new(100_000, lookup_ttl),
             blob_cache: cache::BlobCache::new(64 << 20),
             mirror,

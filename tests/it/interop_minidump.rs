@@ -77,7 +77,7 @@ pub(crate) fn dump_syms(binary: &Path, dir: &Path) -> String {
         .into_owned()
 }
 
-fn stackwalk(s: &TestServer, dump: &Path, scratch: &Path) -> String {
+pub(crate) fn stackwalk(s: &TestServer, dump: &Path, scratch: &Path) -> String {
     let cache: PathBuf = scratch.join("cache");
     let out = cargo_tool("minidump-stackwalk")
         .arg("--symbols-url")

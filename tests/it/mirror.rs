@@ -124,6 +124,33 @@ fn a_miss_is_fetched_from_an_upstream_checked_kept_in_cache_and_served() {
     };
     assert_eq!(user, format!("upstream {}", up.addr));
     assert_eq!(url, format!("http://{}/{key}", up.addr));
+    // Counted per upstream.
+    let metrics = crate::records::scrape(&m);
+    let upstream = up.addr.to_string();
+    let fetches = |outcome: &str| {
+        crate::records::value(
+            &metrics,
+            "symdepot_upstream_fetches_total",
+            &[("upstream", &upstream), ("outcome", outcome)],
+        )
+    };
+    assert_eq!((fetches("hit"), fetches("miss")), (1.0, 0.0));
+    assert_eq!(
+        crate::records::value(
+            &metrics,
+            "symdepot_upstream_bytes_total",
+            &[("upstream", &upstream)]
+        ),
+        data.len() as f64
+    );
+    assert_eq!(
+        crate::records::value(
+            &metrics,
+            "symdepot_upstream_fetch_duration_seconds_count",
+            &[("upstream", &upstream)]
+        ),
+        1.0
+    );
     // Kept: served again once the upstream no longer has it.
     let target = symdepot::store::gc::DeleteTarget::Key {
         namespace: Namespace::Release,
@@ -207,6 +234,14 @@ fn a_fetched_file_whose_identity_is_not_the_keys_is_refused_and_never_stored() {
     assert_eq!(m.get(&format!("/{key}")).status(), 502);
     assert_eq!(served(), before);
     assert_eq!(m.count("SELECT COUNT(*) FROM uploads"), 1);
+    assert_eq!(
+        value(
+            &scrape(&m),
+            "symdepot_upstream_fetches_total",
+            &[("outcome", "refused")]
+        ),
+        1.0
+    );
 }
 
 #[test]
@@ -344,5 +379,28 @@ fn clients_missing_one_key_at_once_cause_one_upstream_request() {
     assert_eq!(
         (asked("200"), asked("404")),
         (before.0 + 1.0, before.1 + 1.0)
+    );
+}
+
+#[test]
+fn minidump_stackwalk_symbolicates_with_symbols_only_an_upstream_has() {
+    use crate::interop_minidump::{dump_syms, minidump_of, stackwalk};
+    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
+    let work = tempfile::tempdir().unwrap();
+    let dump = work.path().join("victim.dmp");
+    minidump_of(&f.full, &dump);
+    let syms = work.path().join("syms");
+    let rel = dump_syms(&f.full, &syms);
+    let up = TestServer::start();
+    up.upload_ok(zip_of(&[(&rel, &std::fs::read(syms.join(&rel)).unwrap())]));
+    // The client knows only the mirror, which has no symbols of its own.
+    let m = mirror_of(&up);
+    let scratch = tempfile::tempdir().unwrap();
+    let out = stackwalk(&m, &dump, scratch.path());
+    assert!(out.contains("victim!spin_level2 [victim.c : 5"), "{out}");
+    assert!(out.contains("victim!main [victim.c : 9"), "{out}");
+    assert_eq!(
+        m.count("SELECT COUNT(*) FROM keys WHERE namespace = 'cache'"),
+        1
     );
 }
