@@ -69,17 +69,22 @@ pub enum Command {
         #[arg(long)]
         from_bucket: bool,
     },
-    /// Remove a key (or every key of an upload) from the index and the layout; blobs go at the next GC
+    /// Remove a key (or every key of an upload, or every fetched file) from the index and the
+    /// layout; blobs go at the next GC
     Delete {
         /// `<module>/<debug_id>/<file>`
-        #[arg(required_unless_present = "upload")]
+        #[arg(required_unless_present_any = ["upload", "namespace"])]
         key: Option<String>,
         /// The key is a try file
-        #[arg(long = "try")]
+        #[arg(long = "try", conflicts_with = "namespace")]
         is_try: bool,
         /// Delete every key whose current content came from this upload
-        #[arg(long, conflicts_with = "key")]
+        #[arg(long, conflicts_with_all = ["key", "namespace"])]
         upload: Option<i64>,
+        /// The namespace of the key: release, try or cache (files fetched from upstreams);
+        /// `--namespace cache` without a key deletes every fetched file
+        #[arg(long)]
+        namespace: Option<String>,
     },
     /// Copy symbols out as plain files in a tool's layout, or as Tecken-style zips
     Export {

@@ -90,7 +90,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             key,
             is_try,
             upload,
-        } => delete(config, key, is_try, upload),
+            namespace,
+        } => delete(config, key, is_try, upload, namespace.as_deref()),
     }
 }
 
@@ -440,17 +441,23 @@ fn delete(
     key: Option<String>,
     is_try: bool,
     upload: Option<i64>,
+    namespace: Option<&str>,
 ) -> anyhow::Result<()> {
     use crate::store::Namespace;
     use crate::store::gc::DeleteTarget;
+    let namespace = match namespace {
+        None => Namespace::from_try(is_try),
+        Some(ns) => Namespace::parse(ns)
+            .with_context(|| format!("--namespace: {ns:?} is not release, try or cache"))?,
+    };
     let store = open_store(config)?;
     let target = match (key, upload) {
         (_, Some(id)) => DeleteTarget::Upload(id),
-        (Some(key), None) => DeleteTarget::Key {
-            namespace: Namespace::from_try(is_try),
-            key,
-        },
-        (None, None) => bail!("name a key or --upload <id>"),
+        (Some(key), None) => DeleteTarget::Key { namespace, key },
+        (None, None) if namespace == Namespace::Cache => DeleteTarget::Namespace(namespace),
+        (None, None) => {
+            bail!("name a key, --upload <id>, or --namespace cache (every fetched file)")
+        }
     };
     let gone = store.delete_keys(&target, "cli")?;
     for k in &gone {

@@ -61,6 +61,11 @@ pub struct StoreSettings {
     pub s3: Option<crate::store::s3::S3Settings>,
     /// Where the index is: `None` in the data dir (SQLite), else PostgreSQL.
     pub database: Option<DatabaseSettings>,
+    /// Fetched files (`cache`) unused for this long go at GC.
+    pub cache_retention: Duration,
+    /// Most bytes fetched files may take (`None`: no limit); GC drops the
+    /// least recently used beyond it.
+    pub cache_max_bytes: Option<u64>,
 }
 
 /// The index on PostgreSQL.
@@ -111,6 +116,10 @@ impl StoreSettings {
                 url: config.database_url.clone(),
                 pool_size: config.database_pool_size.max(1) as usize,
             }),
+            cache_retention: parse_duration(&config.cache_retention)
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(90 * 86_400)),
+            cache_max_bytes: crate::units::parse_size(&config.cache_max_bytes),
         }
     }
 

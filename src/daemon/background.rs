@@ -75,8 +75,16 @@ async fn flush_every(state: Arc<AppState>, stop: CancellationToken) {
     }
 }
 
-/// Writes pending missing-symbol counts on a blocking thread.
+/// Writes pending missing-symbol counts and cached files' last accesses
+/// on a blocking thread.
 async fn flush_missing(state: &Arc<AppState>) {
+    if !state.cache_access.is_empty() {
+        let st = state.clone();
+        let flushed = tokio::task::spawn_blocking(move || st.cache_access.flush(&st.store)).await;
+        if let Ok(Err(e)) = flushed {
+            tracing::warn!(error = %e, "could not write when fetched files were last asked for");
+        }
+    }
     if state.missing.is_empty() {
         return;
     }

@@ -43,12 +43,6 @@ impl Daemon {
     /// starts serving on the current runtime.
     pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         let listen = config.listen.clone();
-        if !config.upstream.is_empty() || !config.upstreams.trim().is_empty() {
-            tracing::warn!(
-                "upstreams configured: cache_max_bytes and cache_retention are not enforced by \
-                 this version yet; fetched files stay until deleted"
-            );
-        }
         let Settings {
             store: store_settings,
             ingest,

@@ -28,6 +28,8 @@ pub struct AppState {
     pub blob_cache: cache::BlobCache,
     /// The upstreams asked on a miss.
     pub mirror: crate::http::mirror::Mirror,
+    /// Fetched files served since the last flush.
+    pub cache_access: crate::store::access::AccessLog,
 }
 
 impl AppState {
@@ -50,6 +52,7 @@ impl AppState {
             lookups: cache::LookupCache::new(100_000, lookup_ttl),
             blob_cache: cache::BlobCache::new(64 << 20),
             mirror,
+            cache_access: Default::default(),
         })
     }
 }

@@ -34,6 +34,8 @@ pub enum DeleteTarget {
     },
     /// Every key whose current content came from this upload.
     Upload(i64),
+    /// Every key of a namespace (`symdepot delete --namespace cache`).
+    Namespace(Namespace),
 }
 
 /// What a GC run removed (or, dry, would remove).
@@ -145,6 +147,12 @@ impl Store {
                 .expired
                 .extend(self.expire(Namespace::Release, cutoff, dry_run)?);
         }
+        let cache_cutoff = ms(now) - settings.cache_retention.as_millis() as i64;
+        report.expired.extend(self.expire_cache(
+            cache_cutoff,
+            settings.cache_max_bytes,
+            dry_run,
+        )?);
         let (candidates, total) = self.orphan_blob_candidates(grace_cutoff)?;
         if mode == GcMode::Run {
             // Blobs the index let go of itself are garbage by its own account.
@@ -184,6 +192,10 @@ impl Store {
             DeleteTarget::Upload(id) => (
                 "DELETE FROM keys WHERE upload_id = ?1 RETURNING namespace, key",
                 vec![(*id).into()],
+            ),
+            DeleteTarget::Namespace(ns) => (
+                "DELETE FROM keys WHERE namespace = ?1 RETURNING namespace, key",
+                vec![ns.as_str().into()],
             ),
         };
         let gone = self.db().writing(|c| {
@@ -255,6 +267,58 @@ impl Store {
             self.bump();
         }
         Ok(gone)
+    }
+
+    /// Fetched files (`cache`) last asked for before `cutoff_ms`, then, while
+    /// the cache takes more than `max_bytes`, the least recently used: index
+    /// and layout. Their blobs go with the other garbage.
+    fn expire_cache(
+        &self,
+        cutoff_ms: i64,
+        max_bytes: Option<u64>,
+        dry_run: bool,
+    ) -> Result<Vec<(String, String)>> {
+        let rows = self.db().reading(|c| {
+            Ok(c.rows(
+                "SELECT id, key, stored_size, COALESCE(last_accessed_at, last_uploaded_at) \
+                 FROM keys WHERE namespace = 'cache' ORDER BY 4, 1",
+                &[],
+            )?)
+        })?;
+        let mut left: u64 = rows
+            .iter()
+            .map(|r| r.get::<i64>(2).map(|n| n.max(0) as u64))
+            .sum::<std::result::Result<u64, DbError>>()?;
+        let mut gone: Vec<(i64, String)> = Vec::new();
+        for r in &rows {
+            let used: i64 = r.get(3)?;
+            if used >= cutoff_ms && max_bytes.is_none_or(|max| left <= max) {
+                break;
+            }
+            gone.push((r.get(0)?, r.get(1)?));
+            left = left.saturating_sub(r.get::<i64>(2)?.max(0) as u64);
+        }
+        let out: Vec<(String, String)> = gone
+            .iter()
+            .map(|(_, k)| (Namespace::Cache.as_str().to_string(), k.clone()))
+            .collect();
+        if dry_run || gone.is_empty() {
+            return Ok(out);
+        }
+        self.db().writing(|c| {
+            for (id, _) in &gone {
+                let rows = c.rows(
+                    "DELETE FROM keys WHERE id = ?1 AND namespace = 'cache' RETURNING key",
+                    &sql_params![*id],
+                )?;
+                for r in &rows {
+                    self.remove_entry_of_row(Namespace::Cache, &r.get::<String>(0)?)?;
+                }
+            }
+            Ok(())
+        })?;
+        self.bump();
+        Ok(out)
     }
 
     /// Layout entries no row names, older than the grace cutoff.

@@ -140,6 +140,7 @@ const KEYS: Table = Table {
         "upload_id",
         "created_at",
         "last_uploaded_at",
+        "last_accessed_at",
     ],
     conflict: "id",
 };

@@ -216,6 +216,11 @@ WHEN old.blob <> new.blob OR old.encoding <> new.encoding BEGIN
     INSERT OR IGNORE INTO released (blob, encoding) VALUES (old.blob, old.encoding);
 END;
 "#,
+    // 11: when a fetched file (`cache`) was last asked for, written in batches: GC
+    // drops the least recently used first and those unused for `cache_retention`.
+    r#"
+ALTER TABLE keys ADD COLUMN last_accessed_at INTEGER;
+"#,
 ];
 
 /// The same migrations for PostgreSQL, version for version: the same tables,
@@ -382,6 +387,10 @@ CREATE TABLE blob_pins (
 ALTER TABLE keys DROP CONSTRAINT keys_namespace_check;
 ALTER TABLE keys ADD CONSTRAINT keys_namespace_check
     CHECK (namespace IN ('release', 'try', 'cache'));
+"#,
+    // 11
+    r#"
+ALTER TABLE keys ADD COLUMN last_accessed_at BIGINT;
 "#,
 ];
 

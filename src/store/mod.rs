@@ -9,6 +9,7 @@
 //! with its layout rename, so concurrent uploads of the same key leave the
 //! entry and the row naming the same blob.
 
+pub mod access;
 pub mod blobs;
 pub mod door;
 pub mod export;

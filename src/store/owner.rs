@@ -17,16 +17,22 @@ impl Store {
         let Some(s3) = self.settings.s3.as_ref() else {
             return Ok(());
         };
-        let ours = self.store_id()?;
+        // The bucket first, then the index: a new store's id is written to
+        // the index before the bucket (below), so a daemon of the same store
+        // starting at the same moment that finds the bucket claimed finds the
+        // index claimed too.
         let theirs = self.blobs.owner().map_err(|e| self.blob_error(e))?;
+        let ours = self.store_id()?;
         match (ours, theirs) {
             (Some(a), Some(b)) if a == b => Ok(()),
             // A prefix emptied or moved: this store's again.
             (Some(a), None) => self.blobs.set_owner(&a).map_err(|e| self.blob_error(e)),
             (None, None) => {
-                let id = random_hex(16);
-                self.blobs.set_owner(&id).map_err(|e| self.blob_error(e))?;
-                self.set_store_id(&id)
+                // Daemons of one new store starting together: the first id
+                // into the shared index wins, and every one of them writes
+                // that one to the bucket.
+                let id = self.claim_store_id(&random_hex(16))?;
+                self.blobs.set_owner(&id).map_err(|e| self.blob_error(e))
             }
             (None, Some(b)) if adopt => self.set_store_id(&b),
             (ours, Some(b)) => Err(Error::Refused(format!(
@@ -43,6 +49,20 @@ impl Store {
 
     pub(super) fn store_id(&self) -> Result<Option<String>> {
         self.meta("store_id")
+    }
+
+    /// Records `id` as the store's unless it has one already; answers the
+    /// store's id either way.
+    fn claim_store_id(&self, id: &str) -> Result<String> {
+        self.db().writing(|c| {
+            c.exec(
+                "INSERT INTO store_meta (name, value) VALUES ('store_id', ?1) \
+                 ON CONFLICT (name) DO NOTHING",
+                &sql_params![id],
+            )?;
+            let row = c.one("SELECT value FROM store_meta WHERE name = 'store_id'", &[])?;
+            Ok(row)
+        })
     }
 
     pub(super) fn set_store_id(&self, id: &str) -> Result<()> {

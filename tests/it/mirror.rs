@@ -1,6 +1,7 @@
 //! Upstreams (`spec/mirror.md`): files fetched from other symbol servers live
 //! in a third namespace, `cache`, that never overrides release or try.
 
+use symdepot::store::gc::GcMode;
 use symdepot::store::{Namespace, NewKey};
 
 use crate::support::*;
@@ -403,4 +404,71 @@ fn minidump_stackwalk_symbolicates_with_symbols_only_an_upstream_has() {
         m.count("SELECT COUNT(*) FROM keys WHERE namespace = 'cache'"),
         1
     );
+}
+
+#[test]
+fn gc_drops_fetched_files_past_the_cap_least_recently_used_first_and_unused_ones_past_retention() {
+    let s = TestServer::with_config(|c| c.cache_max_bytes = "1500".into());
+    let (a, b) = (format!("a.pdb/{ID_A}/a.bin"), format!("b.pdb/{ID_B}/b.bin"));
+    let (data_a, data_b) = (vec![b'a'; 1000], vec![b'b'; 1000]);
+    store_in(&s, Namespace::Cache, &a, &data_a);
+    store_in(&s, Namespace::Cache, &b, &data_b);
+    let released = sym("r.pdb", ID_A, "");
+    s.upload_ok(zip_of(&[(&format!("r.pdb/{ID_A}/r.sym"), &released)]));
+    // A is asked for after both were stored: B is the least recently used.
+    assert_eq!(s.get(&format!("/{a}")).status(), 200);
+    wait_until("A's access is written", || {
+        s.count("SELECT COUNT(*) FROM keys WHERE last_accessed_at IS NOT NULL") == 1
+    });
+    let r = s
+        .store()
+        .gc(std::time::SystemTime::now(), GcMode::Run)
+        .unwrap();
+    assert_eq!(r.expired, vec![("cache".to_string(), b.clone())]);
+    assert_eq!(s.get(&format!("/{a}")).status(), 200);
+    assert_eq!(s.get(&format!("/{b}")).status(), 404);
+    // Unused for longer than cache_retention (90 days): gone, whatever the cap.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(91 * 86_400);
+    let r = s.store().gc(later, GcMode::DryRun).unwrap();
+    assert!(
+        r.expired.contains(&("cache".to_string(), a.clone())),
+        "{r:?}"
+    );
+    // Uploaded files are not the cache's to drop.
+    assert!(!r.expired.iter().any(|(ns, _)| ns == "release"), "{r:?}");
+}
+
+#[test]
+fn delete_namespace_cache_removes_every_fetched_file_and_nothing_uploaded() {
+    let s = TestServer::start();
+    let kept = format!("u.pdb/{ID_A}/u.sym");
+    s.upload_ok(zip_of(&[(&kept, &sym("u.pdb", ID_A, ""))]));
+    for i in 0..3 {
+        let key = format!("f{i}.pdb/{ID_B}/f{i}.sym");
+        store_in(
+            &s,
+            Namespace::Cache,
+            &key,
+            &sym(&format!("f{i}.pdb"), ID_B, ""),
+        );
+    }
+    let run = |args: &[&str]| symdepot(&s.data_dir()).args(args).output().unwrap();
+    let out = run(&["delete", "--namespace", "cache"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM keys WHERE namespace = 'cache'"),
+        0
+    );
+    assert_eq!(s.get(&format!("/{kept}")).status(), 200);
+    // Whole namespaces of uploads are not deleted that way; a bad name is named.
+    let out = run(&["delete", "--namespace", "release"]);
+    assert!(!out.status.success());
+    let out = run(&["delete", "--namespace", "attic"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--namespace"));
+    assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 1);
 }

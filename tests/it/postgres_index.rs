@@ -662,3 +662,32 @@ fn records_tokens_the_report_and_store_metrics_agree_whichever_daemon_answers() 
     );
     assert_eq!(on_a, store_gauges(&b));
 }
+
+#[test]
+fn daemons_of_a_new_store_starting_together_all_start_as_one_store() {
+    let pg = Postgres::start();
+    let g = crate::garage::Garage::start();
+    // Four daemons on a new index and an empty bucket, started at one moment:
+    // each claims the bucket prefix for the store, and they agree on one id.
+    let start = std::sync::Barrier::new(4);
+    let daemons: Vec<TestServer> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    cluster_daemon(&pg, &g)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let key = format!("t.pdb/{ID_A}/t.sym");
+    daemons[0].upload_ok(zip_of(&[(&key, &sym("t.pdb", ID_A, ""))]));
+    for d in &daemons {
+        assert_eq!(d.get(&format!("/{key}")).status(), 200);
+    }
+    assert_eq!(
+        daemons[3].count("SELECT COUNT(*) FROM store_meta WHERE name = 'store_id'"),
+        1
+    );
+}

@@ -17,7 +17,7 @@ use crate::http::state::AppState;
 use crate::identity::lookup::code_key;
 use crate::keys::{is_zero_id, normalize};
 use crate::store::missing::Miss;
-use crate::store::{Encoding, KeyRow};
+use crate::store::{Encoding, KeyRow, Namespace};
 
 /// `404 Symbol Not Found`.
 pub fn not_found() -> Response<Body> {
@@ -256,6 +256,9 @@ const NOT_MODIFIED_KEEPS: [header::HeaderName; 6] = [
 /// 200 / 206 / 304 / 416 for a stored key.
 pub async fn serve(state: &AppState, req: &Request<Incoming>, hit: &Hit) -> Response<Body> {
     let row = &hit.row;
+    if row.namespace == Namespace::Cache {
+        state.cache_access.record(row.id);
+    }
     let gzip = hit.gzip.as_ref().filter(|_| accepts_gzip(req.headers()));
     let mut headers = gzip.unwrap_or(&hit.identity).clone();
     let etag = headers.get(header::ETAG).and_then(|v| v.to_str().ok());
