@@ -45,18 +45,7 @@ pub async fn symbol(
     };
     let found = match cached_lookup(&state, lkey, include_try, Flavor::Breakpad, code).await {
         Ok(found) => found,
-        Err(e) => {
-            tracing::error!(error = %e, "lookup failed");
-            // A broken index is not a miss: never answer it with a 404 a client would cache.
-            let mut resp = body::with_type(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                "Index unavailable",
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-            return resp;
-        }
+        Err(e) => return index_unavailable(&e),
     };
     match found {
         Found::Key(hit) => serve(&state, &req, &hit).await,
@@ -69,6 +58,20 @@ pub async fn symbol(
             not_found()
         }
     }
+}
+
+/// A lookup that failed: a broken index is not a miss, never answered with
+/// a 404 a client would cache.
+fn index_unavailable(e: &crate::Error) -> Response<Body> {
+    tracing::error!(error = %e, "lookup failed");
+    let mut resp = body::with_type(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/plain",
+        "Index unavailable",
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+    resp
 }
 
 /// Whether a miss is asked of the upstreams: there are some, and the path is
@@ -97,17 +100,7 @@ async fn from_upstream(
             match fresh_lookup(&state, lkey, include_try, Flavor::Breakpad, None).await {
                 Ok(Found::Key(hit)) => serve(&state, &req, &hit).await,
                 Ok(_) => not_found(),
-                Err(e) => {
-                    tracing::error!(error = %e, "lookup failed");
-                    let mut resp = body::with_type(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "text/plain",
-                        "Index unavailable",
-                    );
-                    resp.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-                    resp
-                }
+                Err(e) => index_unavailable(&e),
             }
         }
         Fetched::NotFound => {
