@@ -152,6 +152,14 @@ fn a_miss_is_fetched_from_an_upstream_checked_kept_in_cache_and_served() {
         ),
         1.0
     );
+    // The file's page says where it came from.
+    let id: i64 = m.one("SELECT id FROM keys WHERE namespace = 'cache'", &[]);
+    let page = m.get(&format!("/files/{id}")).text().unwrap();
+    assert!(page.contains("Fetched from"), "{page}");
+    assert!(
+        page.contains(&format!("http://{}/{key}", up.addr)),
+        "{page}"
+    );
     // Kept: served again once the upstream no longer has it.
     let target = symdepot::store::gc::DeleteTarget::Key {
         namespace: Namespace::Release,

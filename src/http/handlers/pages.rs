@@ -319,10 +319,18 @@ async fn files(state: &Arc<AppState>, fq: FileQuery, query: Option<&str>) -> Ren
 
 async fn file(state: &Arc<AppState>, id: i64) -> Rendered {
     let found = blocking(state, move |s| {
-        Ok(s.key_by_id(id)?.map(|k| (s.lookups_of(k.id), k)))
+        let Some(k) = s.key_by_id(id)? else {
+            return Ok(None);
+        };
+        // A fetched file's upload record says where it came from, and when.
+        let fetch = match (k.namespace, k.upload_id) {
+            (Namespace::Cache, Some(u)) => s.upload(u)?,
+            _ => None,
+        };
+        Ok(Some((s.lookups_of(k.id), k, fetch)))
     })
     .await?;
-    let Some((lookups, k)) = found else {
+    let Some((lookups, k, fetch)) = found else {
         return Ok(None);
     };
     let base = state.http.public_url.trim_end_matches('/').to_string();
@@ -357,6 +365,16 @@ async fn file(state: &Arc<AppState>, id: i64) -> Rendered {
     ];
     for (label, value) in rows {
         let _ = write!(content, "<tr><th>{label}</th><td>{value}</td></tr>");
+    }
+    if let Some(f) = fetch {
+        let from = f.download_url.as_deref().unwrap_or("");
+        let _ = write!(
+            content,
+            "<tr><th>Fetched from</th><td class=\"mono\">{}</td></tr>\
+             <tr><th>Fetched at</th><td>{}</td></tr>",
+            esc(from),
+            rfc3339(f.created_at)
+        );
     }
     content.push_str("</table><h2>Served at</h2><ul class=\"urls\">");
     let prefix = if k.namespace == Namespace::Try {
