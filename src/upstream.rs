@@ -40,6 +40,11 @@ pub struct UpstreamConfig {
     /// How long this upstream's 404 is remembered. Default `1h`.
     #[serde(default = "default_negative_ttl")]
     pub negative_ttl: String,
+    /// Hosts (`host` or `host:port`) besides its own that its redirects and
+    /// `file.ptr` answers may lead to (Microsoft's symbol server redirects
+    /// to blob storage). Its headers are never sent there.
+    #[serde(default)]
+    pub redirect_hosts: Vec<String>,
 }
 
 fn default_timeout() -> String {
@@ -61,6 +66,7 @@ impl std::fmt::Debug for UpstreamConfig {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .field("negative_ttl", &self.negative_ttl)
+            .field("redirect_hosts", &self.redirect_hosts)
             .finish()
     }
 }
@@ -108,6 +114,8 @@ pub struct Upstream {
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub timeout: Duration,
     pub negative_ttl: Duration,
+    /// Lower-case `host` or `host:port` entries (see [`UpstreamConfig`]).
+    redirect_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -133,6 +141,20 @@ impl Upstream {
         let module = module.to_ascii_lowercase();
         self.include.as_ref().is_none_or(|g| g.is_match(&module))
             && !self.exclude.as_ref().is_some_and(|g| g.is_match(&module))
+    }
+
+    /// Whether `url`'s host is one of its `redirect_hosts` (an entry without
+    /// a port allows the scheme's default port only).
+    pub fn redirects_to(&self, url: &reqwest::Url) -> bool {
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        let with_port = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        };
+        self.redirect_hosts.contains(&with_port)
     }
 
     /// The extra headers of every request to it.
@@ -189,6 +211,21 @@ impl Upstream {
                     format!("{setting}.{what}: {value:?} is not a duration such as 30s")
                 })
         };
+        let mut redirect_hosts = Vec::new();
+        for h in &c.redirect_hosts {
+            let parsed = reqwest::Url::parse(&format!("http://{}/", h.trim()))
+                .ok()
+                .filter(|u| u.path() == "/" && u.username().is_empty() && u.host_str().is_some())
+                .filter(|u| u.query().is_none() && u.fragment().is_none());
+            let Some(u) = parsed else {
+                bail!("{setting}.redirect_hosts: {h:?} is not a host or host:port");
+            };
+            let mut entry = u.host_str().unwrap_or_default().to_ascii_lowercase();
+            if let Some(p) = u.port() {
+                entry.push_str(&format!(":{p}"));
+            }
+            redirect_hosts.push(entry);
+        }
         let mut name = url.host_str().unwrap_or_default().to_string();
         if let Some(port) = url.port() {
             name.push_str(&format!(":{port}"));
@@ -201,6 +238,7 @@ impl Upstream {
             headers,
             timeout: duration("timeout", &c.timeout)?,
             negative_ttl: duration("negative_ttl", &c.negative_ttl)?,
+            redirect_hosts,
             url,
         })
     }
@@ -228,6 +266,7 @@ pub fn from_config(tables: &[UpstreamConfig], short: &str) -> anyhow::Result<Vec
             headers: Default::default(),
             timeout: default_timeout(),
             negative_ttl: default_negative_ttl(),
+            redirect_hosts: Vec::new(),
         };
         out.push(Upstream::from_config(&c, "upstreams")?);
     }
@@ -247,6 +286,7 @@ mod tests {
             headers: Default::default(),
             timeout: default_timeout(),
             negative_ttl: default_negative_ttl(),
+            redirect_hosts: Vec::new(),
         }
     }
 
@@ -284,6 +324,8 @@ mod tests {
             .insert("Authorization".into(), "Bearer x\ny".into());
         let mut bad_glob = config("https://a.example", "breakpad");
         bad_glob.include = vec!["[a".into()];
+        let mut bad_hop = config("https://a.example", "breakpad");
+        bad_hop.redirect_hosts = vec!["https://b.example/path".into()];
         let mut bad_ttl = config("https://a.example", "breakpad");
         bad_ttl.negative_ttl = "forever".into();
         for (c, expect) in [
@@ -296,6 +338,7 @@ mod tests {
             (bad_header, "upstream[1].headers.Authorization"),
             (bad_glob, "upstream[1].include"),
             (bad_ttl, "upstream[1].negative_ttl"),
+            (bad_hop, "upstream[1].redirect_hosts"),
         ] {
             let err = format!("{:#}", from_config(&[c], "").unwrap_err());
             assert!(err.starts_with(expect), "{err}");
@@ -303,6 +346,19 @@ mod tests {
         }
         let err = format!("{:#}", from_config(&[], "https://a.example").unwrap_err());
         assert!(err.starts_with("upstreams:"), "{err}");
+    }
+
+    #[test]
+    fn redirects_go_only_to_the_hosts_listed() {
+        let mut c = config("https://msdl.example/download/symbols", "symstore");
+        c.redirect_hosts = vec!["Blob.Example".into(), "127.0.0.1:9000".into()];
+        let up = &from_config(&[c], "").unwrap()[0];
+        let to = |u: &str| up.redirects_to(&reqwest::Url::parse(u).unwrap());
+        assert!(to("https://blob.example/x.pdb"));
+        assert!(to("http://127.0.0.1:9000/x.pdb"));
+        assert!(!to("https://blob.example:8443/x.pdb"));
+        assert!(!to("http://127.0.0.1:9001/x.pdb"));
+        assert!(!to("https://evil.example/x.pdb"));
     }
 
     #[test]

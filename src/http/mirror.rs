@@ -33,6 +33,7 @@ use tokio::io::AsyncWriteExt;
 use crate::error::Error;
 use crate::http::redact::redact_url;
 use crate::identity::Kind;
+use crate::identity::lookup::debuginfod_key;
 use crate::keys::normalize;
 use crate::metrics::{UpstreamLabels, UpstreamMetrics, UpstreamName};
 use crate::settings::IngestLimits;
@@ -154,29 +155,148 @@ impl Mirror {
         self.inner.upstreams.is_empty()
     }
 
-    /// Asks the upstreams for `<module>/<id>/<file>` (as the client spelled it;
-    /// the caller has checked it is a key the store may keep).
-    pub async fn fetch(&self, segs: &[String]) -> Fetched {
-        Inner::fetch(&self.inner, segs).await
+    /// Asks the upstreams for `want`.
+    pub async fn fetch(&self, want: Want) -> Fetched {
+        Inner::fetch(&self.inner, want).await
     }
 }
 
+/// What a client asked the upstreams for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// `<module>/<id>/<file>` as the client spelled it (the caller has checked
+    /// it is a key the store may keep). Asked of Breakpad and SymStore upstreams.
+    Path(Vec<String>),
+    /// A debuginfod build id (lower-case hex) in one role. Asked of debuginfod upstreams.
+    BuildId { id: String, role: BuildRole },
+}
+
+/// What a debuginfod client asks for by build id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildRole {
+    Debuginfo,
+    Executable,
+}
+
+impl BuildRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildRole::Debuginfo => "debuginfo",
+            BuildRole::Executable => "executable",
+        }
+    }
+}
+
+impl Want {
+    /// How fetches in flight and remembered answers name it: the key as
+    /// spelled (upstreams may tell case apart), the build id's lookup key.
+    fn spelled(&self) -> String {
+        match self {
+            Want::Path(segs) => segs.join("/"),
+            Want::BuildId { id, role } => debuginfod_key(id, role.as_str()),
+        }
+    }
+
+    /// The lookup key that finds it once stored.
+    pub fn lkey(&self) -> String {
+        match self {
+            Want::Path(segs) => normalize(&segs.join("/")),
+            Want::BuildId { id, role } => debuginfod_key(id, role.as_str()),
+        }
+    }
+}
+
+/// How one request's answer becomes the file asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// It is the file.
+    Plain,
+    /// A cabinet holding it (SymStore's `x.pd_` for `x.pdb`).
+    Cab,
+    /// SymStore's `file.ptr`: where the file is, followed when it is an HTTP URL.
+    Ptr,
+}
+
+/// The requests that may give `want` from an upstream of `protocol`, in order
+/// (path segments below the upstream's URL): SymStore also as a cabinet and
+/// through `file.ptr`, and all three again in lower case (SSQP keys are
+/// lower-case; static trees are not).
+fn tries(protocol: Protocol, want: &Want) -> Vec<(Vec<String>, How)> {
+    match (protocol, want) {
+        (Protocol::Debuginfod, Want::BuildId { id, role }) => vec![(
+            vec!["buildid".to_string(), id.clone(), role.as_str().to_string()],
+            How::Plain,
+        )],
+        (Protocol::Breakpad, Want::Path(segs)) => vec![(segs.clone(), How::Plain)],
+        (Protocol::SymStore, Want::Path(segs)) => {
+            let mut spellings = vec![segs.clone()];
+            let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+            if lower != *segs {
+                spellings.push(lower);
+            }
+            let mut out = Vec::new();
+            for s in spellings {
+                out.push((s.clone(), How::Plain));
+                if let Some(cab) = compressed_name(&s[2]) {
+                    out.push((vec![s[0].clone(), s[1].clone(), cab], How::Cab));
+                }
+                out.push((
+                    vec![s[0].clone(), s[1].clone(), "file.ptr".to_string()],
+                    How::Ptr,
+                ));
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// SymStore's name for a file stored as a cabinet: the last character of
+/// its extension replaced by `_` (`x.pdb` → `x.pd_`).
+fn compressed_name(file: &str) -> Option<String> {
+    let (stem, ext) = file.rsplit_once('.')?;
+    if stem.is_empty() || ext.is_empty() || ext.ends_with('_') {
+        return None;
+    }
+    let mut ext = ext.to_string();
+    ext.pop();
+    Some(format!("{stem}.{ext}_"))
+}
+
+/// An upstream's answer, whole, in a temp file.
+struct Downloaded {
+    file: tempfile::NamedTempFile,
+    /// Bytes received.
+    size: u64,
+    /// The URL it came from, redacted.
+    shown: String,
+    /// debuginfod's `X-DEBUGINFOD-FILE`: the file's name on the upstream.
+    upstream_name: Option<String>,
+}
+
 impl Inner {
-    /// The upstreams asked for keys of `module`, with their index.
-    fn asked(&self, module: &str) -> impl Iterator<Item = (usize, &(Upstream, reqwest::Client))> {
+    /// The upstreams asked for `want`, with their index.
+    fn asked<'a>(
+        &'a self,
+        want: &'a Want,
+    ) -> impl Iterator<Item = (usize, &'a (Upstream, reqwest::Client))> + 'a {
         self.upstreams
             .iter()
             .enumerate()
-            .filter(move |(_, (up, _))| {
-                matches!(up.protocol, Protocol::Breakpad | Protocol::SymStore) && up.wants(module)
+            .filter(move |(_, (up, _))| match want {
+                Want::Path(segs) => {
+                    matches!(up.protocol, Protocol::Breakpad | Protocol::SymStore)
+                        && up.wants(&segs[0])
+                }
+                Want::BuildId { .. } => up.protocol == Protocol::Debuginfod,
             })
     }
 
-    async fn fetch(mirror: &Arc<Inner>, segs: &[String]) -> Fetched {
-        let key = segs.join("/");
+    async fn fetch(mirror: &Arc<Inner>, want: Want) -> Fetched {
+        let key = want.spelled();
         // Nothing to ask: each upstream that would be asked said 404 lately.
         if mirror
-            .asked(&segs[0])
+            .asked(&want)
             .all(|(i, _)| mirror.recall(i, &key) == Some(Said::NotFound))
         {
             return Fetched::NotFound;
@@ -186,9 +306,9 @@ impl Inner {
             match flights.get(&key) {
                 Some(f) => f.clone(),
                 None => {
-                    let (m, segs, k) = (mirror.clone(), segs.to_vec(), key.clone());
+                    let (m, k) = (mirror.clone(), key.clone());
                     let task = tokio::spawn(async move {
-                        let outcome = m.ask_each(&segs, &k).await;
+                        let outcome = m.ask_each(&want, &k).await;
                         m.flights
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -207,16 +327,16 @@ impl Inner {
         flight.await
     }
 
-    async fn ask_each(self: &Arc<Self>, segs: &[String], key: &str) -> Fetched {
+    async fn ask_each(self: &Arc<Self>, want: &Want, key: &str) -> Fetched {
         let Ok(_permit) = self.fetches.clone().acquire_owned().await else {
             return Fetched::Failed { timed_out: false };
         };
         // A fetch just before this one may have stored it.
-        if stored(&self.store, &normalize(key)).await {
+        if stored(&self.store, &want.lkey()).await {
             return Fetched::Stored;
         }
         let mut failures: Vec<Failure> = Vec::new();
-        for (i, (up, client)) in self.asked(&segs[0]) {
+        for (i, (up, client)) in self.asked(want) {
             match self.recall(i, key) {
                 Some(Said::NotFound) => continue,
                 Some(Said::Refused) => {
@@ -226,7 +346,15 @@ impl Inner {
                 None => {}
             }
             let started = Instant::now();
-            let result = self.fetch_from(up, client, segs, key).await;
+            let result =
+                match tokio::time::timeout(up.timeout, self.fetch_from(up, client, want)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Failure {
+                        timed_out: true,
+                        refused: false,
+                        why: format!("no answer within {:?}", up.timeout),
+                    }),
+                };
             let name = UpstreamName {
                 upstream: up.name.clone(),
             };
@@ -297,32 +425,32 @@ impl Inner {
     }
 }
 
-/// A client for one upstream: its timeout for the whole fetch, and
-/// redirects followed only on its own scheme, host and port (at most 5).
+/// A client for one upstream: each request within its timeout; redirects
+/// are followed by [`Inner::get`], hop by hop.
 fn client_for(up: &Upstream) -> std::io::Result<reqwest::Client> {
-    let origin = up.url.origin();
-    let policy = reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() >= 5 {
-            return attempt.error("more than 5 redirects");
-        }
-        if attempt.url().origin() != origin {
-            let shown = redact_url(attempt.url().as_str());
-            return attempt.error(format!(
-                "a redirect to {shown}, off the upstream's own scheme, host and port"
-            ));
-        }
-        attempt.follow()
-    });
     reqwest::Client::builder()
-        .redirect(policy)
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(up.timeout)
         .build()
         .map_err(std::io::Error::other)
 }
 
-/// Whether the store holds the key now (a fetch by another client).
-async fn stored(store: &Arc<Store>, norm: &str) -> bool {
-    let (store, key) = (store.clone(), norm.to_string());
+/// Redirect hops followed at most per request.
+const MAX_HOPS: usize = 5;
+
+/// Whether `url` may be asked on behalf of `up`: its own scheme, host and
+/// port, or a host of its `redirect_hosts` (never from https down to http).
+fn hop_allowed(up: &Upstream, url: &reqwest::Url) -> bool {
+    if url.origin() == up.url.origin() {
+        return true;
+    }
+    let downgrade = up.url.scheme() == "https" && url.scheme() != "https";
+    matches!(url.scheme(), "http" | "https") && !downgrade && up.redirects_to(url)
+}
+
+/// Whether a lookup of `lkey` finds a key now (a fetch by another client).
+async fn stored(store: &Arc<Store>, lkey: &str) -> bool {
+    let (store, key) = (store.clone(), lkey.to_string());
     tokio::task::spawn_blocking(move || store.lookup(&key, false))
         .await
         .ok()
@@ -331,32 +459,111 @@ async fn stored(store: &Arc<Store>, norm: &str) -> bool {
         .is_some()
 }
 
+/// A failure from something that went wrong while keeping a fetched file:
+/// a file that broke a rule is refused (remembered), anything else is not.
+fn failure_of(e: Error) -> Failure {
+    Failure {
+        timed_out: false,
+        refused: matches!(e, Error::Invalid { .. } | Error::TooLarge(_)),
+        why: e.to_string(),
+    }
+}
+
 impl Inner {
-    /// One upstream asked for one key: `Ok(true)` fetched and stored,
-    /// `Ok(false)` it said 404.
+    /// One upstream asked for `want`: `Ok(true)` fetched and stored,
+    /// `Ok(false)` it does not have it.
     async fn fetch_from(
         self: &Arc<Self>,
         up: &Upstream,
         client: &reqwest::Client,
-        segs: &[String],
-        key: &str,
+        want: &Want,
     ) -> Result<bool, Failure> {
-        let mut url = up.url.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segs);
+        for (segs, how) in tries(up.protocol, want) {
+            let mut url = up.url.clone();
+            if let Ok(mut path) = url.path_segments_mut() {
+                path.pop_if_empty().extend(&segs);
+            }
+            let Some(got) = self.download(up, client, url).await? else {
+                continue;
+            };
+            let got = match how {
+                How::Plain => got,
+                How::Cab => self.expanded(got, &segs[2]).await?,
+                How::Ptr => match self.pointed_to(up, client, got).await? {
+                    Some(got) => got,
+                    None => continue,
+                },
+            };
+            return self.keep_fetched(up, want, got).await.map(|()| true);
         }
-        let shown = redact_url(url.as_str());
-        let mut req = client.get(url);
-        for (name, value) in up.headers() {
-            req = req.header(name, value);
+        Ok(false)
+    }
+
+    /// GET `url` from `up`, following redirects hop by hop, each checked by
+    /// [`hop_allowed`]; the upstream's headers go only to its own origin.
+    async fn get(
+        &self,
+        up: &Upstream,
+        client: &reqwest::Client,
+        mut url: reqwest::Url,
+    ) -> Result<reqwest::Response, Failure> {
+        for _ in 0..=MAX_HOPS {
+            if !hop_allowed(up, &url) {
+                return Err(Failure {
+                    timed_out: false,
+                    refused: true,
+                    why: format!(
+                        "{} is off the upstream's own scheme, host and port and not in its redirect_hosts",
+                        redact_url(url.as_str())
+                    ),
+                });
+            }
+            let mut req = client.get(url.clone());
+            if url.origin() == up.url.origin() {
+                for (name, value) in up.headers() {
+                    req = req.header(name, value);
+                }
+            }
+            let resp = req.send().await.map_err(|e| Failure {
+                timed_out: e.is_timeout(),
+                refused: false,
+                why: transport(&e),
+            })?;
+            if !resp.status().is_redirection() {
+                return Ok(resp);
+            }
+            let next = (resp.headers().get(reqwest::header::LOCATION))
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url.join(l).ok());
+            match next {
+                Some(next) => url = next,
+                None => {
+                    return Err(Failure::new(format!(
+                        "{} answered {} without a usable Location",
+                        redact_url(url.as_str()),
+                        resp.status()
+                    )));
+                }
+            }
         }
-        let resp = req.send().await.map_err(|e| Failure {
-            timed_out: e.is_timeout(),
-            refused: false,
-            why: transport(&e),
-        })?;
+        Err(Failure::new(format!(
+            "{}: more than {MAX_HOPS} redirects",
+            redact_url(url.as_str())
+        )))
+    }
+
+    /// The whole answer to `url` in a temp file (`None`: a 404), at most
+    /// `max_bytes`, inflated when it was sent gzip-encoded.
+    async fn download(
+        self: &Arc<Self>,
+        up: &Upstream,
+        client: &reqwest::Client,
+        url: reqwest::Url,
+    ) -> Result<Option<Downloaded>, Failure> {
+        let resp = self.get(up, client, url).await?;
+        let shown = redact_url(resp.url().as_str());
         match resp.status() {
-            reqwest::StatusCode::NOT_FOUND => return Ok(false),
+            reqwest::StatusCode::NOT_FOUND => return Ok(None),
             reqwest::StatusCode::OK => {}
             other => return Err(Failure::new(format!("{shown} answered {other}"))),
         }
@@ -364,6 +571,9 @@ impl Inner {
             .headers()
             .get(reqwest::header::CONTENT_ENCODING)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let upstream_name = (resp.headers().get("x-debuginfod-file"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let max = self.max_bytes;
         if resp.content_length().is_some_and(|n| n > max) {
             return Err(Failure::new(format!("{shown} is larger than {max} bytes")));
@@ -403,26 +613,21 @@ impl Inner {
         }
         out.flush().await.map_err(|e| Failure::new(e.to_string()))?;
         drop(out);
-        let (me, key, user) = (
-            self.clone(),
-            key.to_string(),
-            format!("upstream {}", up.name),
-        );
-        let kept = tokio::task::spawn_blocking(move || {
-            let file = if gzip { me.inflated(file)? } else { file };
-            me.keep(&file, &key, &user, &shown, size)
-        })
-        .await
-        .map_err(|e| Failure::new(e.to_string()))?;
-        match kept {
-            Ok(()) => Ok(true),
-            Err(e @ Error::Invalid { .. }) => Err(Failure {
-                timed_out: false,
-                refused: true,
-                why: e.to_string(),
-            }),
-            Err(e) => Err(Failure::new(e.to_string())),
-        }
+        let file = if gzip {
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || me.inflated(file))
+                .await
+                .map_err(|e| Failure::new(e.to_string()))?
+                .map_err(failure_of)?
+        } else {
+            file
+        };
+        Ok(Some(Downloaded {
+            file,
+            size,
+            shown,
+            upstream_name,
+        }))
     }
 
     /// A gzip-encoded answer inflated into a temp file of its own, bounded by
@@ -440,6 +645,130 @@ impl Inner {
         out.as_file_mut().flush()?;
         Ok(out)
     }
+
+    /// The file `name` expanded from a fetched cabinet (a `.pd_`).
+    async fn expanded(self: &Arc<Self>, got: Downloaded, cab: &str) -> Result<Downloaded, Failure> {
+        let (me, cab) = (self.clone(), cab.to_string());
+        tokio::task::spawn_blocking(move || {
+            let file = me.expand(&got.file, &cab)?;
+            Ok(Downloaded { file, ..got })
+        })
+        .await
+        .map_err(|e| Failure::new(e.to_string()))?
+        .map_err(failure_of)
+    }
+
+    /// The one file of a cabinet (or the one named like `cab` with its full
+    /// extension, when it holds several), bounded by the largest file fetched.
+    fn expand(
+        &self,
+        cab_file: &tempfile::NamedTempFile,
+        cab: &str,
+    ) -> crate::Result<tempfile::NamedTempFile> {
+        let refuse = |why: String| Error::invalid(cab, why);
+        let mut cabinet = cab::Cabinet::new(std::io::BufReader::new(cab_file.reopen()?))
+            .map_err(|e| refuse(format!("not a cabinet file: {e}")))?;
+        let names: Vec<String> = (cabinet.folder_entries())
+            .flat_map(|f| {
+                f.file_entries()
+                    .map(|e| e.name().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let stem = cab.trim_end_matches('_');
+        let base = |n: &str| n.rsplit(['\\', '/']).next().unwrap_or(n).to_string();
+        let pick = match names.as_slice() {
+            [only] => only.clone(),
+            _ => (names.iter())
+                .find(|n| {
+                    let b = base(n);
+                    b.len() == cab.len()
+                        && b.to_ascii_lowercase()
+                            .starts_with(&stem.to_ascii_lowercase())
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    refuse(format!(
+                        "a cabinet of {} files, none of them the file asked for",
+                        names.len()
+                    ))
+                })?,
+        };
+        let max = self.max_bytes;
+        let mut reader = cabinet
+            .read_file(&pick)
+            .map_err(|e| refuse(format!("its file {pick:?} cannot be read: {e}")))?;
+        let mut out = self.store.temp_file("upstream-")?;
+        let n = std::io::copy(&mut (&mut reader).take(max + 1), out.as_file_mut())
+            .map_err(|e| refuse(format!("its file {pick:?} cannot be expanded: {e}")))?;
+        if n > max {
+            return Err(Error::TooLarge(format!(
+                "the upstream's cabinet expands past {max} bytes"
+            )));
+        }
+        out.as_file_mut().flush()?;
+        Ok(out)
+    }
+
+    /// The file a SymStore `file.ptr` names, when it names an HTTP URL (and
+    /// expanded when that is a cabinet); `None` (a miss) when it names a path
+    /// or says `MSG:`.
+    async fn pointed_to(
+        self: &Arc<Self>,
+        up: &Upstream,
+        client: &reqwest::Client,
+        ptr: Downloaded,
+    ) -> Result<Option<Downloaded>, Failure> {
+        let text = tokio::fs::read(ptr.file.path())
+            .await
+            .map_err(|e| Failure::new(e.to_string()))?;
+        let Some(url) = ptr_url(&text) else {
+            return Ok(None);
+        };
+        let Some(got) = self.download(up, client, url).await? else {
+            return Ok(None);
+        };
+        let mut magic = [0u8; 4];
+        let is_cab = std::fs::File::open(got.file.path())
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok()
+            && magic == *b"MSCF";
+        if is_cab {
+            let name = got.shown.rsplit('/').next().unwrap_or_default().to_string();
+            return self.expanded(got, &name).await.map(Some);
+        }
+        Ok(Some(got))
+    }
+
+    /// Stores what was fetched for `want` (see [`Inner::keep`]).
+    async fn keep_fetched(
+        self: &Arc<Self>,
+        up: &Upstream,
+        want: &Want,
+        got: Downloaded,
+    ) -> Result<(), Failure> {
+        let (me, want, user) = (self.clone(), want.clone(), format!("upstream {}", up.name));
+        tokio::task::spawn_blocking(move || me.keep(&got, &want, &user))
+            .await
+            .map_err(|e| Failure::new(e.to_string()))?
+            .map_err(failure_of)
+    }
+}
+
+/// The HTTP URL a `file.ptr` names (`PATH:<url>` or a bare URL), if any.
+fn ptr_url(text: &[u8]) -> Option<reqwest::Url> {
+    if text.len() > 4096 {
+        return None;
+    }
+    let text = std::str::from_utf8(text).ok()?;
+    let line = text.lines().next()?.trim();
+    let target = match line.get(..5) {
+        Some(p) if p.eq_ignore_ascii_case("PATH:") => line[5..].trim(),
+        _ => line,
+    };
+    reqwest::Url::parse(target)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
 }
 
 /// The kind of file a key's name says it is, where it says one.
@@ -453,65 +782,105 @@ fn kind_named(file: &str) -> Option<Kind> {
     }
 }
 
-/// Stores a fetched file under the key it was fetched for, in `cache`, if
-/// it is the kind of file the key names and its identity is the key's;
-/// recorded as an upload either way.
+/// Stores a fetched file for `want`, in `cache`, if it is what was asked
+/// for: for a path, the kind of file the key names, with the key's own
+/// identity; for a build id, an ELF file of that build id holding debug info
+/// (`debuginfo`) or code (`executable`), placed by its identity. Recorded as
+/// an upload either way.
 impl Inner {
-    fn keep(
-        &self,
-        file: &tempfile::NamedTempFile,
-        key: &str,
-        user: &str,
-        url: &str,
-        size: u64,
-    ) -> crate::Result<()> {
+    fn keep(&self, got: &Downloaded, want: &Want, user: &str) -> crate::Result<()> {
         let store = &self.store;
-        let name = key.rsplit('/').next().unwrap_or(key);
-        let identity = crate::identity::identify(std::fs::File::open(file.path())?, name);
+        let path = got.file.path();
+        let name = match want {
+            Want::Path(segs) => segs[2].clone(),
+            Want::BuildId { id, role } => upstream_file_name(got.upstream_name.as_deref())
+                .unwrap_or_else(|| match role {
+                    BuildRole::Debuginfo => format!("{id}.debug"),
+                    BuildRole::Executable => id.clone(),
+                }),
+        };
+        let identity = crate::identity::identify(std::fs::File::open(path)?, &name);
         let record = store.begin_upload(&UploadStart {
             user: user.to_string(),
             token_id: None,
-            filename: Some(name.to_string()),
-            download_url: Some(url.to_string()),
+            filename: Some(name.clone()),
+            download_url: Some(got.shown.clone()),
             try_symbols: false,
         })?;
         let to = crate::ingest::Ingest {
             store,
             limits: &self.limits,
         };
-        let result = match kind_named(name) {
-            Some(kind) if kind != identity.kind => Err(Error::invalid(
-                key,
-                format!(
-                    "the upstream sent a {} file for a {kind} key",
-                    identity.kind
-                ),
+        let result = match want {
+            Want::Path(segs) => {
+                let key = segs.join("/");
+                match kind_named(&name) {
+                    Some(kind) if kind != identity.kind => Err(Error::invalid(
+                        &key,
+                        format!(
+                            "the upstream sent a {} file for a {kind} key",
+                            identity.kind
+                        ),
+                    )),
+                    _ if identity.kind != Kind::Sym && !identity.has_id() => Err(Error::invalid(
+                        &key,
+                        format!(
+                            "the upstream's file has no identity to check ({})",
+                            identity.kind
+                        ),
+                    )),
+                    _ => crate::ingest::ingest_file_as(
+                        to,
+                        path,
+                        &key,
+                        Namespace::Cache,
+                        Some(record.id()),
+                    ),
+                }
+            }
+            Want::BuildId { id, role } => {
+                let what = format!("/buildid/{id}/{}", role.as_str());
+                if identity.kind != Kind::Elf {
+                    Err(Error::invalid(
+                        &what,
+                        format!(
+                            "the upstream sent a {} file, not an ELF file",
+                            identity.kind
+                        ),
+                    ))
+                } else if identity.build_id.as_deref() != Some(id.as_str()) {
+                    Err(Error::invalid(
+                        &what,
+                        format!(
+                            "the upstream's file has build id {}",
+                            identity.build_id.as_deref().unwrap_or("(none)")
+                        ),
+                    ))
+                } else if *role == BuildRole::Debuginfo && !identity.has_debug_info {
+                    Err(Error::invalid(
+                        &what,
+                        "the upstream's file holds no debug info",
+                    ))
+                } else if *role == BuildRole::Executable && !identity.has_code {
+                    Err(Error::invalid(&what, "the upstream's file holds no code"))
+                } else {
+                    crate::ingest::ingest_file(to, path, &name, Namespace::Cache, Some(record.id()))
+                }
+            }
+        }
+        .and_then(|report| match report.files_count() {
+            0 => Err(Error::invalid(
+                &name,
+                "not a file the store keeps".to_string(),
             )),
-            _ if identity.kind != Kind::Sym && !identity.has_id() => Err(Error::invalid(
-                key,
-                format!(
-                    "the upstream's file has no identity to check ({})",
-                    identity.kind
-                ),
-            )),
-            _ => crate::ingest::ingest_file_as(
-                to,
-                file.path(),
-                key,
-                Namespace::Cache,
-                Some(record.id()),
-            )
-            .and_then(|report| match report.files_count() {
-                0 => Err(Error::invalid(key, "not a key the store keeps".to_string())),
-                _ => Ok(report),
-            }),
-        };
+            _ => Ok(report),
+        });
         let end = match &result {
             Ok(report) => UploadEnd::Complete {
                 files_count: report.files_count() as u64,
             },
             Err(e) => {
-                tracing::warn!(key, upstream = user, error = %e, "refused a fetched file");
+                tracing::warn!(file = name, upstream = user, error = %e, "refused a fetched file");
                 UploadEnd::Failed {
                     error: e,
                     message: e.to_string(),
@@ -523,7 +892,7 @@ impl Inner {
             &UploadFinish {
                 filename: None,
                 download_url: None,
-                size,
+                size: got.size,
                 try_symbols: false,
                 end,
             },
@@ -533,6 +902,14 @@ impl Inner {
         }
         result.map(|_| ())
     }
+}
+
+/// The last segment of debuginfod's `X-DEBUGINFOD-FILE`, if it is a name a
+/// file may be stored under.
+fn upstream_file_name(header: Option<&str>) -> Option<String> {
+    let base = header?.rsplit('/').next()?;
+    crate::keys::check_segment("file", base).ok()?;
+    Some(base.to_string())
 }
 
 /// A transport error without the URL (it may carry credentials).
@@ -562,5 +939,46 @@ mod tests {
         assert_eq!(kind_named("kernel32.dll"), Some(Kind::Pe));
         assert_eq!(kind_named("libc.so.6"), None);
         assert_eq!(kind_named("_.debug"), None);
+    }
+
+    #[test]
+    fn symstore_asks_for_the_file_its_cabinet_and_its_pointer_then_in_lower_case() {
+        let segs = |k: &str| k.split('/').map(str::to_string).collect::<Vec<_>>();
+        let want = Want::Path(segs("Ntdll.pdb/ABC1/Ntdll.pdb"));
+        let asked: Vec<(String, How)> = tries(Protocol::SymStore, &want)
+            .into_iter()
+            .map(|(s, h)| (s.join("/"), h))
+            .collect();
+        let expect = [
+            ("Ntdll.pdb/ABC1/Ntdll.pdb", How::Plain),
+            ("Ntdll.pdb/ABC1/Ntdll.pd_", How::Cab),
+            ("Ntdll.pdb/ABC1/file.ptr", How::Ptr),
+            ("ntdll.pdb/abc1/ntdll.pdb", How::Plain),
+            ("ntdll.pdb/abc1/ntdll.pd_", How::Cab),
+            ("ntdll.pdb/abc1/file.ptr", How::Ptr),
+        ];
+        assert_eq!(asked, expect.map(|(k, h)| (k.to_string(), h)).to_vec());
+        assert_eq!(tries(Protocol::Breakpad, &want).len(), 1);
+        assert!(tries(Protocol::Debuginfod, &want).is_empty());
+        assert_eq!(compressed_name("libc.so"), Some("libc.s_".into()));
+        assert_eq!(compressed_name("noext"), None);
+        assert_eq!(compressed_name("x.pd_"), None);
+    }
+
+    #[test]
+    fn a_file_ptr_is_followed_only_when_it_names_an_http_url() {
+        let url = |t: &str| ptr_url(t.as_bytes()).map(|u| u.to_string());
+        assert_eq!(
+            url("PATH:https://sym.example/x.pdb\r\n").as_deref(),
+            Some("https://sym.example/x.pdb")
+        );
+        assert_eq!(
+            url("http://sym.example/a/x.pd_").as_deref(),
+            Some("http://sym.example/a/x.pd_")
+        );
+        assert_eq!(url("PATH:\\\\server\\share\\x.pdb"), None);
+        assert_eq!(url("MSG: withdrawn"), None);
+        assert_eq!(url("PATH:file:///etc/passwd"), None);
+        assert_eq!(url(&format!("http://a.example/{}", "x".repeat(5000))), None);
     }
 }

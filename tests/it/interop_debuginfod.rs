@@ -183,3 +183,103 @@ fn gdb_resolves_source_lines_of_a_stripped_binary() {
     assert!(out.contains("<spin_level2>"), "{out}");
     assert!(out.contains("Symbol x is"), "{out}");
 }
+
+/// Runs `script` with bash inside a network namespace of its own
+/// (`unshare -n`, loopback up): elfutils `debuginfod` there cannot reach
+/// anything but what the script starts beside it. Returns its stdout.
+fn in_own_network(script: &str) -> String {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg("command -v unshare && command -v ip && command -v debuginfod")
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "unshare, ip and debuginfod are needed: run scripts/install-test-tools"
+    );
+    ok(Command::new("unshare")
+        .args(["-n", "bash", "-c"])
+        .arg(format!("set -e\nip link set lo up\n{script}"))
+        .output()
+        .unwrap())
+}
+
+#[test]
+fn a_debuginfod_upstream_gives_debuginfod_find_and_gdb_what_only_it_has() {
+    let f = ElfFixture::build("upvictim", &["-Wl,--build-id"]);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // The upstream's files: the stripped binary and its debug file.
+    let up = w.join("upstream");
+    std::fs::create_dir(&up).unwrap();
+    std::fs::copy(&f.stripped, up.join("upvictim")).unwrap();
+    std::fs::copy(&f.debug, up.join("upvictim.debug")).unwrap();
+    // gdb must not find the debug file next to the binary.
+    std::fs::create_dir(w.join("run")).unwrap();
+    std::fs::copy(&f.stripped, w.join("run/upvictim")).unwrap();
+    let id = &f.build_id;
+    let bin = env!("CARGO_BIN_EXE_symdepot");
+    let out = in_own_network(&format!(
+        r#"
+W={w}
+debuginfod -F "$W/upstream" -p 8002 -d "$W/upstream.sqlite" >"$W/upstream.log" 2>&1 &
+UP=$!
+SYMDEPOT_UPSTREAMS=debuginfod+http://127.0.0.1:8002/ {bin} --data-dir "$W/data" serve --listen 127.0.0.1:8001 >"$W/mirror.log" 2>&1 &
+MIRROR=$!
+trap 'kill $UP $MIRROR 2>/dev/null || true' EXIT
+# Ready when the upstream has indexed the debug file and the mirror answers.
+for _ in $(seq 600); do
+  curl -sf -o /dev/null http://127.0.0.1:8002/buildid/{id}/debuginfo && curl -sf -o /dev/null http://127.0.0.1:8001/__lbheartbeat__ && break
+  sleep 0.1
+done
+export DEBUGINFOD_URLS=http://127.0.0.1:8001/ DEBUGINFOD_TIMEOUT=30
+echo "debuginfo: $(DEBUGINFOD_CACHE_PATH=$W/c1 debuginfod-find debuginfo {id})"
+echo "executable: $(DEBUGINFOD_CACHE_PATH=$W/c1 debuginfod-find executable {id})"
+echo "unknown: $(curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:8001/buildid/00112233445566778899aabbccddeeff00112233/debuginfo)"
+DEBUGINFOD_CACHE_PATH=$W/c2 gdb -nx -batch -iex 'set debuginfod enabled on' -ex 'info line spin_level2' "$W/run/upvictim" 2>&1
+# Kept: served with the upstream gone.
+kill $UP; wait $UP 2>/dev/null || true
+echo "kept: $(curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:8001/buildid/{id}/debuginfo)"
+"#,
+        w = w.display()
+    ));
+    let line = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        std::fs::read(line("debuginfo")).unwrap(),
+        std::fs::read(&f.debug).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(line("executable")).unwrap(),
+        std::fs::read(&f.stripped).unwrap()
+    );
+    assert_eq!(line("unknown"), "404");
+    assert!(
+        out.contains("Line 4 of \"") && out.contains("upvictim.c\" starts at address"),
+        "{out}"
+    );
+    assert_eq!(line("kept"), "200");
+    // Both kept in the cache namespace, each a record of the fetch.
+    let db = rusqlite::Connection::open(w.join("data/index.sqlite3")).unwrap();
+    let cached: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM keys WHERE namespace = 'cache'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(cached, 2);
+    let fetches: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM uploads WHERE user = 'upstream 127.0.0.1:8002' AND status = 'complete'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(fetches, 2);
+}

@@ -480,3 +480,170 @@ fn delete_namespace_cache_removes_every_fetched_file_and_nothing_uploaded() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--namespace"));
     assert_eq!(s.count("SELECT COUNT(*) FROM keys"), 1);
 }
+
+/// A static file server (Python's `http.server`) over `dir`, on loopback;
+/// stopped when dropped.
+pub(crate) struct StaticServer {
+    child: std::process::Child,
+    pub(crate) addr: std::net::SocketAddr,
+}
+
+impl StaticServer {
+    pub(crate) fn over(dir: &std::path::Path) -> StaticServer {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let port: u16 = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        StaticServer {
+            child,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One `[[upstream]]` table.
+pub(crate) fn upstream(protocol: &str, url: String) -> symdepot::upstream::UpstreamConfig {
+    symdepot::upstream::UpstreamConfig {
+        url,
+        protocol: protocol.into(),
+        include: Vec::new(),
+        exclude: Vec::new(),
+        headers: Default::default(),
+        timeout: "30s".into(),
+        negative_ttl: "1h".into(),
+        redirect_hosts: Vec::new(),
+    }
+}
+
+#[test]
+fn a_symstore_tree_gives_pdbs_from_cabinets_and_files_through_file_ptr() {
+    use std::fs;
+    let f = crate::windows::build_pe();
+    let (exe, pdb) = (fs::read(&f.exe).unwrap(), fs::read(&f.pdb).unwrap());
+    // Elsewhere: another origin, where file.ptr answers point.
+    let far = tempfile::tempdir().unwrap();
+    fs::create_dir_all(far.path().join("files")).unwrap();
+    fs::copy(&f.exe, far.path().join("files/x.exe")).unwrap();
+    let far_server = StaticServer::over(far.path());
+    let other = tempfile::tempdir().unwrap();
+    fs::write(other.path().join("x.exe"), &exe).unwrap();
+    let other_server = StaticServer::over(other.path());
+    // The SymStore tree: the PDB only as a gcab-made cabinet, the exe only
+    // through file.ptr.
+    let tree = tempfile::tempdir().unwrap();
+    let pdb_dir = tree.path().join(format!("x.pdb/{}", f.debug_id));
+    fs::create_dir_all(&pdb_dir).unwrap();
+    let out = std::process::Command::new("gcab")
+        .arg("-c")
+        .arg("-n")
+        .arg(pdb_dir.join("x.pd_"))
+        .arg(&f.pdb)
+        .output()
+        .expect("gcab is installed (scripts/install-test-tools)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ptr = |module: &str, id: &str, text: String| {
+        let dir = tree.path().join(module).join(id);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("file.ptr"), text).unwrap();
+    };
+    ptr(
+        "x.exe",
+        &f.code_id,
+        format!("PATH:http://{}/files/x.exe\r\n", far_server.addr),
+    );
+    // A file.ptr naming a share: a miss.
+    ptr(
+        "y.exe",
+        "5F0000001000",
+        "PATH:\\\\builds\\symbols\\y.exe".into(),
+    );
+    // A file.ptr naming a host the upstream may not send clients to.
+    ptr(
+        "z.exe",
+        "5F0000002000",
+        format!("PATH:http://{}/x.exe", other_server.addr),
+    );
+    let tree_server = StaticServer::over(tree.path());
+    let mut up = upstream("symstore", format!("http://{}/", tree_server.addr));
+    up.redirect_hosts = vec![far_server.addr.to_string()];
+    let m = TestServer::with_config(|c| c.upstream = vec![up]);
+
+    // symfetch asks for x.pdb: the mirror expands x.pd_ and serves the PDB.
+    let cache = tempfile::tempdir().unwrap();
+    let out = cargo_tool("symfetch")
+        .arg("--server")
+        .arg(m.url("/"))
+        .arg("--cache")
+        .arg(cache.path())
+        .args(["x.pdb", &f.debug_id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fetched = fs::read(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(fetched, pdb);
+    // The exe through file.ptr, from the host redirect_hosts allows.
+    let resp = m.get(&format!("/x.exe/{}/x.exe", f.code_id));
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().unwrap().as_ref(), exe.as_slice());
+    // Both kept, as the files asked for.
+    let kept: Vec<(String,)> = m
+        .rows(
+            "SELECT key FROM keys WHERE namespace = 'cache' ORDER BY key",
+            &[],
+        )
+        .iter()
+        .map(|r| (r.get(0).unwrap(),))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (format!("x.exe/{}/x.exe", f.code_id),),
+            (format!("x.pdb/{}/x.pdb", f.debug_id),)
+        ]
+    );
+    // A pointer to a share is a miss; one to a host not allowed is a 502.
+    assert_eq!(m.get("/y.exe/5F0000001000/y.exe").status(), 404);
+    assert_eq!(m.get("/z.exe/5F0000002000/z.exe").status(), 502);
+    assert_eq!(
+        m.count("SELECT COUNT(*) FROM keys WHERE namespace = 'cache'"),
+        2
+    );
+}

@@ -6,18 +6,18 @@ use std::process::Command;
 
 use crate::support::*;
 
-struct PeFixture {
+pub(crate) struct PeFixture {
     _dir: tempfile::TempDir,
-    exe: PathBuf,
-    pdb: PathBuf,
+    pub(crate) exe: PathBuf,
+    pub(crate) pdb: PathBuf,
     /// `MODULE windows x86_64 <debug_id> x.pdb`, as dump_syms reads it.
-    debug_id: String,
+    pub(crate) debug_id: String,
     /// `INFO CODE_ID <code_id> x.exe`.
-    code_id: String,
+    pub(crate) code_id: String,
     sym: Vec<u8>,
 }
 
-fn build_pe() -> PeFixture {
+pub(crate) fn build_pe() -> PeFixture {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("x.c");
     std::fs::write(

@@ -2,7 +2,9 @@
 //! `/source/<path>`.
 //!
 //! libdebuginfod caches every error as a miss for ten minutes, so a miss is
-//! always a plain 404, never a 5xx.
+//! a plain 404 and a broken index is too; only upstreams that failed (none
+//! said 404) make a 502/504, as `spec/mirror.md` asks, so that a flaky
+//! upstream is not taken for a definite miss.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use hyper::body::Incoming;
 use super::download::{self, not_found};
 use crate::http::body::{self, Body};
 use crate::http::hit::{Flavor, Found, add_debuginfod_headers};
+use crate::http::mirror::{BuildRole, Want};
 use crate::http::routes::Role;
 use crate::http::state::AppState;
 use crate::identity::lookup::debuginfod_key;
@@ -48,11 +51,28 @@ pub async fn debuginfod(
                 download::cached_lookup(&state, key, include_try, Flavor::Debuginfod, || None);
             match found.await {
                 Ok(Found::Key(hit)) => download::serve(&state, &req, &hit).await,
+                Ok(_) if !state.mirror.is_empty() => {
+                    let want = Want::BuildId {
+                        id: build_id.to_ascii_lowercase(),
+                        role: if role == Role::Debuginfo {
+                            BuildRole::Debuginfo
+                        } else {
+                            BuildRole::Executable
+                        },
+                    };
+                    let on_miss = |state: &AppState| record_miss(state, role_name, &build_id);
+                    download::from_upstream(
+                        &state,
+                        &req,
+                        want,
+                        include_try,
+                        Flavor::Debuginfod,
+                        on_miss,
+                    )
+                    .await
+                }
                 Ok(_) => {
-                    if let Some(miss) = Miss::new(role_name, &build_id, "", "") {
-                        state.missing.record(miss);
-                        state.metrics.missing_recorded.inc();
-                    }
+                    record_miss(&state, role_name, &build_id);
                     not_found()
                 }
                 // A broken index is not a miss; libdebuginfod caches errors, so say 404 all the same.
@@ -63,6 +83,14 @@ pub async fn debuginfod(
             }
         }
         Role::Section(name) => section(state, req, build_id, name, include_try).await,
+    }
+}
+
+/// Notes a build id no one had, for the missing-symbols report.
+fn record_miss(state: &AppState, role_name: &str, build_id: &str) {
+    if let Some(miss) = Miss::new(role_name, build_id, "", "") {
+        state.missing.record(miss);
+        state.metrics.missing_recorded.inc();
     }
 }
 

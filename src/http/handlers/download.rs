@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use crate::http::body::{self, Body};
 use crate::http::cache::SMALL_BLOB;
 use crate::http::hit::{Flavor, Found, Hit, cors, set};
-use crate::http::mirror::Fetched;
+use crate::http::mirror::{Fetched, Want};
 use crate::http::state::AppState;
 use crate::identity::lookup::code_key;
 use crate::keys::{is_zero_id, normalize};
@@ -51,7 +51,10 @@ pub async fn symbol(
         Found::Key(hit) => serve(&state, &req, &hit).await,
         Found::Redirect(row) => redirect(&req, &row),
         Found::Miss if asks_upstream(&state, &segs) => {
-            from_upstream(state, req, segs, include_try).await
+            let query = req.uri().query().map(str::to_string);
+            let on_miss = |state: &AppState| record_miss(state, &segs, query.as_deref());
+            let want = Want::Path(segs.clone());
+            from_upstream(&state, &req, want, include_try, Flavor::Breakpad, on_miss).await
         }
         Found::Miss => {
             record_miss(&state, &segs, req.uri().query());
@@ -62,7 +65,7 @@ pub async fn symbol(
 
 /// A lookup that failed: a broken index is not a miss, never answered with
 /// a 404 a client would cache.
-fn index_unavailable(e: &crate::Error) -> Response<Body> {
+pub fn index_unavailable(e: &crate::Error) -> Response<Body> {
     tracing::error!(error = %e, "lookup failed");
     let mut resp = body::with_type(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -76,7 +79,9 @@ fn index_unavailable(e: &crate::Error) -> Response<Body> {
 
 /// Whether a miss is asked of the upstreams: there are some, and the path is
 /// a key the store may keep. SymStore's probes for CAB-compressed names
-/// (`*.pd_`) and `file.ptr` are plain misses until CAB expansion lands.
+/// (`*.pd_`) and `file.ptr` are plain misses: a client asks for the file
+/// itself first, and the mirror asks its SymStore upstreams for those forms
+/// and stores the file they hold.
 fn asks_upstream(state: &AppState, segs: &[String]) -> bool {
     let file = segs[2].to_ascii_lowercase();
     !state.mirror.is_empty()
@@ -86,25 +91,27 @@ fn asks_upstream(state: &AppState, segs: &[String]) -> bool {
 }
 
 /// A miss asked of the upstreams: served once fetched and stored; a 404 only
-/// when every upstream said so, a 502/504 when they failed.
-async fn from_upstream(
-    state: Arc<AppState>,
-    req: Request<Incoming>,
-    segs: Vec<String>,
+/// when every upstream said so (after `on_miss`), a 502/504 when they failed.
+pub async fn from_upstream(
+    state: &Arc<AppState>,
+    req: &Request<Incoming>,
+    want: Want,
     include_try: bool,
+    flavor: Flavor,
+    on_miss: impl FnOnce(&AppState),
 ) -> Response<Body> {
-    match state.mirror.fetch(&segs).await {
+    let lkey = want.lkey();
+    match state.mirror.fetch(want).await {
         Fetched::Stored => {
             // Not from the cache: it may hold this key's miss of a moment ago.
-            let lkey = normalize(&segs.join("/"));
-            match fresh_lookup(&state, lkey, include_try, Flavor::Breakpad, None).await {
-                Ok(Found::Key(hit)) => serve(&state, &req, &hit).await,
+            match fresh_lookup(state, lkey, include_try, flavor, None).await {
+                Ok(Found::Key(hit)) => serve(state, req, &hit).await,
                 Ok(_) => not_found(),
                 Err(e) => index_unavailable(&e),
             }
         }
         Fetched::NotFound => {
-            record_miss(&state, &segs, req.uri().query());
+            on_miss(state);
             not_found()
         }
         Fetched::Failed { timed_out } => {
