@@ -120,6 +120,23 @@ pub enum Command {
         /// Export try files instead of release files
         #[arg(long = "try")]
         is_try: bool,
+        /// Export this namespace: release, try, or cache (files fetched from upstreams)
+        #[arg(long, conflicts_with = "is_try")]
+        namespace: Option<String>,
+    },
+    /// Fetch from the configured upstreams, ahead of need, every symbol file the inputs
+    /// name: keys (<module>/<id>/<file>, buildid/<id>/<role>) or URLs of them, minidumps
+    /// (their module lists), binaries or folders of them (the files of their own
+    /// identities), missing-symbols CSVs of another symdepot (missingsymbols.csv)
+    Prefetch {
+        /// Keys, URLs, minidumps, binaries, folders, CSV files
+        inputs: Vec<String>,
+        /// A file of keys or URLs, one per line (`-`: standard input); repeatable
+        #[arg(long, value_name = "FILE")]
+        list: Vec<PathBuf>,
+        /// Fetches at once
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
     },
     /// Copy this store (blobs, keys, upload history, tokens, missing symbols) into the
     /// store another configuration file describes: a single machine's into S3 + PostgreSQL,
@@ -140,6 +157,10 @@ pub enum Command {
         /// Store as try files
         #[arg(long = "try")]
         is_try: bool,
+        /// Store in this namespace: release, try, or cache (files fetched from upstreams,
+        /// as an export of another store's cache carried across an air gap)
+        #[arg(long, conflicts_with = "is_try")]
+        namespace: Option<String>,
     },
     /// Upload a zip or a directory to symdepot or any Tecken-compatible server
     Upload {

@@ -70,6 +70,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             module,
             since,
             is_try,
+            namespace,
         } => export(
             config,
             &layout,
@@ -82,9 +83,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 module,
                 since,
                 is_try,
+                namespace,
             },
         ),
-        Command::Import { dir, is_try } => import(config, &dir, is_try),
+        Command::Import {
+            dir,
+            is_try,
+            namespace,
+        } => import(config, &dir, is_try, namespace.as_deref()),
+        Command::Prefetch { inputs, list, jobs } => prefetch(
+            config,
+            &crate::prefetch::Options {
+                inputs,
+                lists: list,
+                jobs: usize::from(jobs),
+            },
+        ),
         Command::Migrate { to_config, batch } => migrate(config, &to_config, batch),
         Command::Delete {
             key,
@@ -471,6 +485,7 @@ fn delete(
 
 /// The filter flags of `export`.
 struct ExportFilterArgs {
+    namespace: Option<String>,
     upload: Option<i64>,
     module: Option<String>,
     since: Option<String>,
@@ -499,8 +514,13 @@ fn export(
         }
         None => None,
     };
+    let namespace = match f.namespace.as_deref() {
+        None => crate::store::Namespace::from_try(f.is_try),
+        Some(ns) => crate::store::Namespace::parse(ns)
+            .with_context(|| format!("--namespace: {ns:?} is not release, try or cache"))?,
+    };
     let filter = ExportFilter {
-        is_try: f.is_try,
+        namespace,
         upload: f.upload,
         module: f.module,
         since_ms,
@@ -523,6 +543,20 @@ fn export(
     let dir = plain.context("--plain <DIR> or --zip <DIR>")?;
     let n = export_tree(&store, &dir, layout, &filter)?;
     println!("exported {n} files into {}", dir.display());
+    Ok(())
+}
+
+/// `prefetch`: the summary on stdout; an error when anything failed.
+fn prefetch(config: Config, opts: &crate::prefetch::Options) -> anyhow::Result<()> {
+    let summary = crate::prefetch::run(config, opts)?;
+    println!("{summary}");
+    if summary.failed > 0 || summary.bad_inputs > 0 {
+        bail!(
+            "{} file(s) could not be fetched, {} input(s) not understood",
+            summary.failed,
+            summary.bad_inputs
+        );
+    }
     Ok(())
 }
 
@@ -577,15 +611,24 @@ fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
     }
 }
 
-fn import(config: Config, dir: &std::path::Path, is_try: bool) -> anyhow::Result<()> {
+fn import(
+    config: Config,
+    dir: &std::path::Path,
+    is_try: bool,
+    namespace: Option<&str>,
+) -> anyhow::Result<()> {
+    let ns = match namespace {
+        None => crate::store::Namespace::from_try(is_try),
+        Some(ns) => crate::store::Namespace::parse(ns)
+            .with_context(|| format!("--namespace: {ns:?} is not release, try or cache"))?,
+    };
     let limits = IngestLimits::new(&config);
     let store = open_store(config)?;
     let to = crate::ingest::Ingest {
         store: &store,
         limits: &limits,
     };
-    let (report, failed) =
-        crate::transfer::import_tree(to, dir, crate::store::Namespace::from_try(is_try))?;
+    let (report, failed) = crate::transfer::import_tree(to, dir, ns)?;
     for (p, why) in &failed {
         eprintln!("failed   {}: {why}", p.display());
     }

@@ -19,6 +19,7 @@ pub mod identity;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
+pub mod prefetch;
 pub mod settings;
 pub mod store;
 pub mod transfer;

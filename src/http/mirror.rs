@@ -155,6 +155,16 @@ impl Mirror {
         self.inner.upstreams.is_empty()
     }
 
+    /// Whether any upstream would be asked for `want`.
+    pub fn would_ask(&self, want: &Want) -> bool {
+        self.inner.asked(want).next().is_some()
+    }
+
+    /// Whether the store holds `want` now (release or cache).
+    pub async fn has(&self, want: &Want) -> bool {
+        stored(&self.inner.store, &want.lkey()).await
+    }
+
     /// Asks the upstreams for `want`.
     pub async fn fetch(&self, want: Want) -> Fetched {
         Inner::fetch(&self.inner, want).await

@@ -7,9 +7,10 @@ use crate::error::Result;
 use crate::sql_params;
 
 /// Which keys an export takes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExportFilter {
-    pub is_try: bool,
+    /// Release, try, or cache (files fetched from upstreams).
+    pub namespace: super::Namespace,
     pub upload: Option<i64>,
     /// Module (first key segment), any case.
     pub module: Option<String>,
@@ -20,7 +21,7 @@ pub struct ExportFilter {
 impl Store {
     /// The keys an export takes, in key order.
     pub fn export_rows(&self, f: &ExportFilter) -> Result<Vec<KeyRow>> {
-        let ns = if f.is_try { "try" } else { "release" };
+        let ns = f.namespace.as_str();
         // The module's keys: the normalised key starts with it and a slash.
         let module = f
             .module

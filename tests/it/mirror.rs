@@ -647,3 +647,200 @@ fn a_symstore_tree_gives_pdbs_from_cabinets_and_files_through_file_ptr() {
         2
     );
 }
+
+/// `symdepot prefetch` on the store in `data`, with `upstreams`; its output.
+fn prefetch(data: &std::path::Path, upstreams: &str, args: &[&str]) -> std::process::Output {
+    symdepot(data)
+        .env("SYMDEPOT_UPSTREAMS", upstreams)
+        .arg("prefetch")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout_ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_air_gap_walk_brings_a_lab_what_its_tools_were_missing() {
+    use crate::interop_minidump::{dump_syms, minidump_of, stackwalk};
+    let f = ElfFixture::build("gapped", &["-Wl,--build-id"]);
+    let work = tempfile::tempdir().unwrap();
+    let dump = work.path().join("gapped.dmp");
+    minidump_of(&f.full, &dump);
+    let syms = work.path().join("syms");
+    let rel = dump_syms(&f.full, &syms);
+    // The connected side's upstream has the symbols; the lab (A) has none.
+    let up = TestServer::start();
+    up.upload_ok(zip_of(&[(&rel, &std::fs::read(syms.join(&rel)).unwrap())]));
+    let lab = TestServer::start();
+    let before = stackwalk(&lab, &dump, work.path().join("s1").as_path());
+    assert!(!before.contains("gapped!spin_level2"), "{before}");
+    // 1. The lab's missing-symbols CSV goes out.
+    lab.wait_for_count(
+        "SELECT COUNT(*) FROM missing WHERE debug_file = 'gapped'",
+        1,
+    );
+    let csv = work.path().join("missing.csv");
+    std::fs::write(&csv, lab.get("/missingsymbols.csv").text().unwrap()).unwrap();
+    // 2. Prefetch on a connected store (B), from the CSV.
+    let b = tempfile::tempdir().unwrap();
+    let b_data = b.path().join("data");
+    let upstreams = format!("breakpad+http://{}/", up.addr);
+    let out = stdout_ok(prefetch(&b_data, &upstreams, &[csv.to_str().unwrap()]));
+    assert!(out.contains("1 fetched, 0 already there"), "{out}");
+    // A second run finds it there.
+    let out = stdout_ok(prefetch(&b_data, &upstreams, &[csv.to_str().unwrap()]));
+    assert!(out.contains("0 fetched, 1 already there"), "{out}");
+    // 3. Export B's cache to removable media; 4. import it on the lab's side.
+    let media = work.path().join("media");
+    stdout_ok(
+        symdepot(&b_data)
+            .args(["export", "--namespace", "cache", "--plain"])
+            .arg(&media)
+            .output()
+            .unwrap(),
+    );
+    assert!(media.join(&rel).is_file());
+    let out = stdout_ok(
+        symdepot(&lab.data_dir())
+            .args(["import", "--namespace", "cache"])
+            .arg(&media)
+            .output()
+            .unwrap(),
+    );
+    assert!(out.contains("1 stored"), "{out}");
+    // 5. The lab's tools find what they were missing.
+    let key = format!("/{rel}");
+    wait_until("the lab serves the imported file", || {
+        lab.get(&key).status() == 200
+    });
+    let after = stackwalk(&lab, &dump, work.path().join("s2").as_path());
+    assert!(
+        after.contains("gapped!spin_level2 [gapped.c : 5"),
+        "{after}"
+    );
+    assert_eq!(
+        lab.count("SELECT COUNT(*) FROM keys WHERE namespace = 'cache'"),
+        1
+    );
+}
+
+#[test]
+fn prefetch_takes_keys_urls_minidumps_and_binaries_and_says_what_failed() {
+    use crate::interop_minidump::{dump_syms, minidump_of};
+    let f = ElfFixture::build("pre", &["-Wl,--build-id"]);
+    let work = tempfile::tempdir().unwrap();
+    let syms = work.path().join("syms");
+    let rel = dump_syms(&f.full, &syms);
+    let up = TestServer::start();
+    up.upload_ok(zip_of(&[(&rel, &std::fs::read(syms.join(&rel)).unwrap())]));
+    let other = sym("other.pdb", ID_A, "");
+    up.upload_ok(zip_of(&[(&format!("other.pdb/{ID_A}/other.sym"), &other)]));
+    let upstreams = format!("breakpad+http://{}/", up.addr);
+    let fetched_keys = |data: &std::path::Path| -> String {
+        stdout_ok(
+            symdepot(data)
+                .args(["export", "--namespace", "cache", "--plain"])
+                .arg(data.with_extension("out"))
+                .output()
+                .unwrap(),
+        )
+    };
+    // A binary (named as it was built): the .sym of its own identity. A
+    // folder of binaries the same.
+    let bins = work.path().join("bins");
+    std::fs::create_dir(&bins).unwrap();
+    let binary = work.path().join("pre");
+    std::fs::copy(&f.stripped, &binary).unwrap();
+    let d1 = tempfile::tempdir().unwrap();
+    let out = stdout_ok(prefetch(
+        &d1.path().join("data"),
+        &upstreams,
+        &[binary.to_str().unwrap()],
+    ));
+    assert!(out.contains("1 fetched"), "{out}");
+    std::fs::copy(&f.stripped, bins.join("pre")).unwrap();
+    std::fs::write(bins.join("notes.txt"), "not a binary").unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let out = stdout_ok(prefetch(
+        &d2.path().join("data"),
+        &upstreams,
+        &[bins.to_str().unwrap()],
+    ));
+    assert!(out.contains("1 fetched"), "{out}");
+    // A minidump: its modules' files.
+    let dump = work.path().join("pre.dmp");
+    minidump_of(&f.full, &dump);
+    let d3 = tempfile::tempdir().unwrap();
+    let out = stdout_ok(prefetch(
+        &d3.path().join("data"),
+        &upstreams,
+        &[dump.to_str().unwrap()],
+    ));
+    assert!(out.contains("1 fetched"), "{out}");
+    // Keys and URLs, also from a list; one the upstream lacks.
+    let d4 = tempfile::tempdir().unwrap();
+    let list = work.path().join("keys.txt");
+    std::fs::write(
+        &list,
+        format!("# wanted\nhttp://elsewhere.example/other.pdb/{ID_A}/other.sym\n"),
+    )
+    .unwrap();
+    let out = stdout_ok(prefetch(
+        &d4.path().join("data"),
+        &upstreams,
+        &[
+            &rel,
+            &format!("gone.pdb/{ID_B}/gone.sym"),
+            "--list",
+            list.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        out.contains("2 fetched, 0 already there, 1 not found upstream, 0 failed"),
+        "{out}"
+    );
+    for d in [&d1, &d2, &d3] {
+        assert!(fetched_keys(&d.path().join("data")).contains("exported 1 files"));
+    }
+    // An upstream that fails: a non-zero exit naming the file; input not understood too.
+    let down = canned(
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n".into(),
+        Some(Vec::new()),
+    );
+    let d5 = tempfile::tempdir().unwrap();
+    let out = prefetch(
+        &d5.path().join("data"),
+        &format!("breakpad+http://{down}/"),
+        &[&rel, "not-a-key"],
+    );
+    assert!(!out.status.success());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stdout.contains(
+            "0 fetched, 0 already there, 0 not found upstream, 1 failed, 1 input(s) not understood"
+        ),
+        "{stdout}"
+    );
+    assert!(stderr.contains(&format!("failed   {rel}")), "{stderr}");
+    assert!(stderr.contains("not understood not-a-key"), "{stderr}");
+    // Nothing configured: said at once.
+    let out = symdepot(&d5.path().join("data"))
+        .args(["prefetch", &rel])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no upstreams are configured"));
+}
