@@ -47,24 +47,14 @@ impl Hit {
         let blob_id = blake3::Hash::from_hex(&row.blob)
             .ok()
             .map(|h| (*h.as_bytes(), encoding));
-        let mut base = HeaderMap::new();
         let file_name = row.key.rsplit('/').next().unwrap_or("");
-        let content_type = match flavor {
-            Flavor::Breakpad => settings.mime_for(file_name),
-            Flavor::Debuginfod => "application/octet-stream",
-        };
-        set(&mut base, header::CONTENT_TYPE, content_type);
-        set(&mut base, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-        if flavor == Flavor::Breakpad && renders_in_a_browser(file_name, content_type) {
-            set(&mut base, header::CONTENT_DISPOSITION, "attachment");
-        }
+        let mut base = base_headers(flavor, file_name, settings);
         set(&mut base, header::VARY, "Accept-Encoding");
         set(
             &mut base,
             header::LAST_MODIFIED,
             &http_date(row.last_uploaded_at),
         );
-        cors(&mut base);
         if flavor == Flavor::Debuginfod {
             add_debuginfod_headers(&mut base, row.size, &row.key);
         }
@@ -87,6 +77,24 @@ impl Hit {
             gzip,
         }
     }
+}
+
+/// The headers of every answer with a file named `file_name` in `flavor`:
+/// its content type (never one a browser renders inline from our origin)
+/// and CORS.
+pub fn base_headers(flavor: Flavor, file_name: &str, settings: &HttpSettings) -> HeaderMap {
+    let mut base = HeaderMap::new();
+    let content_type = match flavor {
+        Flavor::Breakpad => settings.mime_for(file_name),
+        Flavor::Debuginfod => "application/octet-stream",
+    };
+    set(&mut base, header::CONTENT_TYPE, content_type);
+    set(&mut base, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    if flavor == Flavor::Breakpad && renders_in_a_browser(file_name, content_type) {
+        set(&mut base, header::CONTENT_DISPOSITION, "attachment");
+    }
+    cors(&mut base);
+    base
 }
 
 /// Extensions of files a browser would render (and run scripts in) when

@@ -86,6 +86,47 @@ enum Said {
 
 type Flight = Shared<BoxFuture<'static, Fetched>>;
 
+/// Where a fetch publishes its answer as it arrives, for clients to stream.
+type Publisher = tokio::sync::watch::Sender<Option<Arc<Tail>>>;
+
+/// A fetch in flight, and where it publishes its answer as it arrives.
+type Joined = (Flight, tokio::sync::watch::Receiver<Option<Arc<Tail>>>);
+
+/// What a client asking the upstreams gets.
+#[derive(Debug)]
+pub enum Answer {
+    /// The fetch is over.
+    Done(Fetched),
+    /// An upstream is sending the file: stream it while it is written.
+    Streaming(Arc<Tail>),
+}
+
+/// An upstream's answer as it arrives, read back from the fetch's temp file
+/// by the clients waiting for it. The last byte is held back until the file
+/// is kept: a file that is refused never reaches a client whole.
+pub struct Tail {
+    file: std::fs::File,
+    /// The upstream's `Content-Length`.
+    pub length: Option<u64>,
+    progress: tokio::sync::watch::Receiver<TailState>,
+}
+
+impl std::fmt::Debug for Tail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tail")
+            .field("length", &self.length)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How far a fetch's temp file is written, and how it ended.
+#[derive(Debug, Clone, Copy, Default)]
+struct TailState {
+    written: u64,
+    /// `Some(true)`: kept; `Some(false)` (or the fetch gone): not.
+    end: Option<bool>,
+}
+
 /// The upstreams of a daemon, their clients and what they said lately.
 #[derive(Clone)]
 pub struct Mirror {
@@ -101,8 +142,9 @@ struct Inner {
     metrics: UpstreamMetrics,
     /// (upstream index, key as spelled) → what it said, and until when.
     said: Mutex<HashMap<(usize, String), (Said, Instant)>>,
-    /// Keys being fetched (as spelled): later clients await the same fetch.
-    flights: Mutex<HashMap<String, Flight>>,
+    /// Keys being fetched (as spelled): later clients await the same fetch,
+    /// or stream its answer once one arrives.
+    flights: Mutex<HashMap<String, Joined>>,
     fetches: Arc<tokio::sync::Semaphore>,
 }
 
@@ -165,9 +207,36 @@ impl Mirror {
         stored(&self.inner.store, &want.lkey()).await
     }
 
-    /// Asks the upstreams for `want`.
+    /// Asks the upstreams for `want`, and waits for the fetch to end.
     pub async fn fetch(&self, want: Want) -> Fetched {
-        Inner::fetch(&self.inner, want).await
+        match Inner::join(&self.inner, want) {
+            Ok((flight, _)) => flight.await,
+            Err(done) => done,
+        }
+    }
+
+    /// Asks the upstreams for `want`: the file as it arrives from the first
+    /// upstream that sends it plainly, or how the fetch ended.
+    pub async fn fetch_streaming(&self, want: Want) -> Answer {
+        let (flight, mut tails) = match Inner::join(&self.inner, want) {
+            Ok(joined) => joined,
+            Err(done) => return Answer::Done(done),
+        };
+        let streaming = async {
+            loop {
+                if let Some(tail) = tails.borrow_and_update().clone() {
+                    return tail;
+                }
+                if tails.changed().await.is_err() {
+                    // The fetch is over without a stream: the flight says how.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            tail = streaming => Answer::Streaming(tail),
+            done = flight => Answer::Done(done),
+        }
     }
 }
 
@@ -282,6 +351,8 @@ struct Downloaded {
     shown: String,
     /// debuginfod's `X-DEBUGINFOD-FILE`: the file's name on the upstream.
     upstream_name: Option<String>,
+    /// Clients streaming it, told how it ends.
+    progress: Option<tokio::sync::watch::Sender<TailState>>,
 }
 
 impl Inner {
@@ -302,23 +373,26 @@ impl Inner {
             })
     }
 
-    async fn fetch(mirror: &Arc<Inner>, want: Want) -> Fetched {
+    /// The fetch of `want` in flight, started if none is; `Err` with the
+    /// answer when there is nothing to ask.
+    fn join(mirror: &Arc<Inner>, want: Want) -> Result<Joined, Fetched> {
         let key = want.spelled();
         // Nothing to ask: each upstream that would be asked said 404 lately.
         if mirror
             .asked(&want)
             .all(|(i, _)| mirror.recall(i, &key) == Some(Said::NotFound))
         {
-            return Fetched::NotFound;
+            return Err(Fetched::NotFound);
         }
-        let flight = {
+        let joined = {
             let mut flights = mirror.flights.lock().unwrap_or_else(|e| e.into_inner());
             match flights.get(&key) {
                 Some(f) => f.clone(),
                 None => {
                     let (m, k) = (mirror.clone(), key.clone());
+                    let (publish, tails) = tokio::sync::watch::channel(None);
                     let task = tokio::spawn(async move {
-                        let outcome = m.ask_each(&want, &k).await;
+                        let outcome = m.ask_each(&want, &k, &publish).await;
                         m.flights
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -329,15 +403,15 @@ impl Inner {
                         async move { task.await.unwrap_or(Fetched::Failed { timed_out: false }) }
                             .boxed()
                             .shared();
-                    flights.insert(key, flight.clone());
-                    flight
+                    flights.insert(key, (flight.clone(), tails.clone()));
+                    (flight, tails)
                 }
             }
         };
-        flight.await
+        Ok(joined)
     }
 
-    async fn ask_each(self: &Arc<Self>, want: &Want, key: &str) -> Fetched {
+    async fn ask_each(self: &Arc<Self>, want: &Want, key: &str, publish: &Publisher) -> Fetched {
         let Ok(_permit) = self.fetches.clone().acquire_owned().await else {
             return Fetched::Failed { timed_out: false };
         };
@@ -356,15 +430,15 @@ impl Inner {
                 None => {}
             }
             let started = Instant::now();
-            let result =
-                match tokio::time::timeout(up.timeout, self.fetch_from(up, client, want)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(Failure {
-                        timed_out: true,
-                        refused: false,
-                        why: format!("no answer within {:?}", up.timeout),
-                    }),
-                };
+            let fetch = self.fetch_from(up, client, want, publish);
+            let result = match tokio::time::timeout(up.timeout, fetch).await {
+                Ok(result) => result,
+                Err(_) => Err(Failure {
+                    timed_out: true,
+                    refused: false,
+                    why: format!("no answer within {:?}", up.timeout),
+                }),
+            };
             let name = UpstreamName {
                 upstream: up.name.clone(),
             };
@@ -469,6 +543,28 @@ async fn stored(store: &Arc<Store>, lkey: &str) -> bool {
         .is_some()
 }
 
+/// Bytes an answer is looked at before it is streamed to clients.
+const HEAD_LEN: usize = 64 * 1024;
+
+/// Whether an answer's first bytes pass the checks they can before any of
+/// it is streamed: a `.sym` key's answer is a `.sym` file whose MODULE line names
+/// the key's module and debug id. (Other kinds are identified from the
+/// whole file, when it is kept.)
+fn first_look(want: &Want, head: &[u8]) -> bool {
+    let Want::Path(segs) = want else {
+        return true;
+    };
+    if kind_named(&segs[2]) != Some(Kind::Sym) {
+        return true;
+    }
+    let Ok(key) = crate::keys::MemberKey::new(&segs[0], &segs[1], &segs[2]) else {
+        return false;
+    };
+    let identity = crate::identity::identify_bytes(head, &segs[2]);
+    identity.kind == Kind::Sym
+        && crate::ingest::zipfile::check_identity(&segs.join("/"), &key, &identity).is_ok()
+}
+
 /// A failure from something that went wrong while keeping a fetched file:
 /// a file that broke a rule is refused (remembered), anything else is not.
 fn failure_of(e: Error) -> Failure {
@@ -487,15 +583,20 @@ impl Inner {
         up: &Upstream,
         client: &reqwest::Client,
         want: &Want,
+        publish: &Publisher,
     ) -> Result<bool, Failure> {
         for (segs, how) in tries(up.protocol, want) {
             let mut url = up.url.clone();
             if let Ok(mut path) = url.path_segments_mut() {
                 path.pop_if_empty().extend(&segs);
             }
-            let Some(got) = self.download(up, client, url).await? else {
+            let stream_to = (how == How::Plain).then_some((publish, want));
+            let Some(mut got) = self.download(up, client, url, stream_to).await? else {
                 continue;
             };
+            // Clients streaming this answer hear how it ends (a sender
+            // dropped on the way out is an end without the file).
+            let progress = got.progress.take();
             let got = match how {
                 How::Plain => got,
                 How::Cab => self.expanded(got, &segs[2]).await?,
@@ -504,7 +605,11 @@ impl Inner {
                     None => continue,
                 },
             };
-            return self.keep_fetched(up, want, got).await.map(|()| true);
+            let kept = self.keep_fetched(up, want, got).await;
+            if let Some(p) = progress {
+                p.send_modify(|s| s.end = Some(kept.is_ok()));
+            }
+            return kept.map(|()| true);
         }
         Ok(false)
     }
@@ -563,12 +668,15 @@ impl Inner {
     }
 
     /// The whole answer to `url` in a temp file (`None`: a 404), at most
-    /// `max_bytes`, inflated when it was sent gzip-encoded.
+    /// `max_bytes`, inflated when it was sent gzip-encoded. An answer sent
+    /// as it is is published on `stream_to` (when given, and nothing was
+    /// published there before) as it is written.
     async fn download(
         self: &Arc<Self>,
         up: &Upstream,
         client: &reqwest::Client,
         url: reqwest::Url,
+        stream_to: Option<(&Publisher, &Want)>,
     ) -> Result<Option<Downloaded>, Failure> {
         let resp = self.get(up, client, url).await?;
         let shown = redact_url(resp.url().as_str());
@@ -597,6 +705,12 @@ impl Inner {
             .as_file()
             .try_clone()
             .map_err(|e| Failure::new(e.to_string()))?;
+        let length = resp.content_length();
+        // Published once its first bytes are in and pass a first look.
+        let (mut head, mut progress) = match stream_to {
+            Some((publish, _)) if !gzip && publish.borrow().is_none() => (Some(Vec::new()), None),
+            _ => (None, None),
+        };
         let mut out =
             tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(std_file));
         let mut size = 0u64;
@@ -620,6 +734,29 @@ impl Inner {
             out.write_all(&chunk)
                 .await
                 .map_err(|e| Failure::new(e.to_string()))?;
+            if let (Some(h), Some((publish, want))) = (&mut head, stream_to) {
+                h.extend_from_slice(&chunk[..chunk.len().min(HEAD_LEN - h.len().min(HEAD_LEN))]);
+                // An answer that fails the first look is not streamed:
+                // keeping it refuses it, with its record.
+                if h.len() >= HEAD_LEN && first_look(want, h) {
+                    let (tx, rx) = tokio::sync::watch::channel(TailState::default());
+                    let reader = file.reopen().map_err(|e| Failure::new(e.to_string()))?;
+                    publish.send_replace(Some(Arc::new(Tail {
+                        file: reader,
+                        length,
+                        progress: rx,
+                    })));
+                    progress = Some(tx);
+                }
+                if h.len() >= HEAD_LEN {
+                    head = None;
+                }
+            }
+            if let Some(p) = &progress {
+                // Written through to the file before readers are told.
+                out.flush().await.map_err(|e| Failure::new(e.to_string()))?;
+                p.send_modify(|s| s.written = size);
+            }
         }
         out.flush().await.map_err(|e| Failure::new(e.to_string()))?;
         drop(out);
@@ -637,6 +774,7 @@ impl Inner {
             size,
             shown,
             upstream_name,
+            progress,
         }))
     }
 
@@ -735,7 +873,7 @@ impl Inner {
         let Some(url) = ptr_url(&text) else {
             return Ok(None);
         };
-        let Some(got) = self.download(up, client, url).await? else {
+        let Some(got) = self.download(up, client, url, None).await? else {
             return Ok(None);
         };
         let mut magic = [0u8; 4];
@@ -920,6 +1058,60 @@ fn upstream_file_name(header: Option<&str>) -> Option<String> {
     let base = header?.rsplit('/').next()?;
     crate::keys::check_segment("file", base).ok()?;
     Some(base.to_string())
+}
+
+/// A body that streams `tail` as its fetch writes it: every byte but the
+/// last as it arrives, the last once the file is kept; an error (a cut
+/// transfer, never a whole file) when it is not.
+pub fn tail_body(tail: Arc<Tail>) -> crate::http::body::Body {
+    use http_body_util::BodyExt;
+    const CHUNK: u64 = 256 * 1024;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    tokio::spawn(async move {
+        let mut progress = tail.progress.clone();
+        let mut offset = 0u64;
+        loop {
+            let state = *progress.borrow_and_update();
+            let readable = match state.end {
+                Some(true) => state.written,
+                _ => state.written.saturating_sub(1),
+            };
+            if offset < readable {
+                let n = (readable - offset).min(CHUNK) as usize;
+                let tail = tail.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0u8; n];
+                    tail.file.read_exact_at(&mut buf, offset).map(|()| buf)
+                })
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                let failed = read.is_err();
+                if tx.send(read.map(bytes::Bytes::from)).await.is_err() || failed {
+                    return; // the client went away, or was told of the error
+                }
+                offset += n as u64;
+                continue;
+            }
+            match state.end {
+                Some(true) => return,
+                Some(false) => break,
+                None => {}
+            }
+            if progress.changed().await.is_err() && progress.borrow().end != Some(true) {
+                break;
+            }
+        }
+        let _ = tx
+            .send(Err(std::io::Error::other(
+                "the upstream's file was not kept (refused, cut short or too large)",
+            )))
+            .await;
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    BodyExt::boxed(http_body_util::StreamBody::new(
+        futures_util::TryStreamExt::map_ok(stream, hyper::body::Frame::data),
+    ))
 }
 
 /// A transport error without the URL (it may carry credentials).

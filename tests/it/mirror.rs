@@ -362,7 +362,8 @@ fn clients_missing_one_key_at_once_cause_one_upstream_request() {
     use crate::records::{scrape, value};
     let up = TestServer::start();
     let key = format!("both.pdb/{ID_A}/both.sym");
-    let data = sym("both.pdb", ID_A, "");
+    // Large enough to be streamed to the clients while it arrives.
+    let data = big_sym("both.pdb", ID_A, 300_000);
     up.upload_ok(zip_of(&[(&key, &data)]));
     let m = mirror_of(&up);
     let absent = format!("absent.pdb/{ID_B}/absent.sym");
@@ -375,16 +376,18 @@ fn clients_missing_one_key_at_once_cause_one_upstream_request() {
     };
     let before = (asked("200"), asked("404"));
     std::thread::scope(|s| {
-        for _ in 0..8 {
+        for i in 0..50 {
             s.spawn(|| {
                 let resp = m.get(&format!("/{key}"));
                 assert_eq!(resp.status(), 200);
                 assert_eq!(resp.bytes().unwrap().as_ref(), data.as_slice());
             });
-            s.spawn(|| assert_eq!(m.get(&format!("/{absent}")).status(), 404));
+            if i % 5 == 0 {
+                s.spawn(|| assert_eq!(m.get(&format!("/{absent}")).status(), 404));
+            }
         }
     });
-    // Sixteen clients, one request for each key upstream.
+    // Fifty clients of one key and ten of another: one request for each upstream.
     assert_eq!(
         (asked("200"), asked("404")),
         (before.0 + 1.0, before.1 + 1.0)
@@ -843,4 +846,103 @@ fn prefetch_takes_keys_urls_minidumps_and_binaries_and_says_what_failed() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no upstreams are configured"));
+}
+
+/// An upstream that answers every request with `data` (and its length),
+/// sending the first `first` bytes at once and the rest only once `go`
+/// hears from the test.
+fn held(data: Vec<u8>, first: usize) -> (std::net::SocketAddr, std::sync::mpsc::Sender<()>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let Ok((mut c, _)) = l.accept() else { return };
+        let mut req = [0u8; 4096];
+        let _ = c.read(&mut req);
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", data.len());
+        let _ = c.write_all(head.as_bytes());
+        let _ = c.write_all(&data[..first]);
+        let _ = c.flush();
+        let _ = wait.recv();
+        let _ = c.write_all(&data[first..]);
+    });
+    (addr, go)
+}
+
+/// A `.sym` of about `len` bytes.
+fn big_sym(module: &str, id: &str, len: usize) -> Vec<u8> {
+    let mut extra = String::new();
+    let mut i = 0;
+    while extra.len() < len {
+        extra.push_str(&format!(
+            "PUBLIC {:x} 0 function_number_{i}\n",
+            0x10000 + i * 16
+        ));
+        i += 1;
+    }
+    sym(module, id, &extra)
+}
+
+#[test]
+fn the_first_client_gets_the_first_bytes_before_the_upstream_has_sent_the_rest() {
+    use std::io::Read;
+    let key = format!("slow.pdb/{ID_A}/slow.sym");
+    let data = big_sym("slow.pdb", ID_A, 400_000);
+    let (addr, go) = held(data.clone(), 200_000);
+    let mut up = upstream("breakpad", format!("http://{addr}/"));
+    up.timeout = "20s".into();
+    let m = TestServer::with_config(|c| c.upstream = vec![up]);
+    let mut resp = m.get(&format!("/{key}"));
+    // Headers and the first bytes arrive while the upstream holds the rest
+    // (a mirror that waited for the whole file would answer 504 here).
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.content_length(), Some(data.len() as u64));
+    let mut first = vec![0u8; 100_000];
+    resp.read_exact(&mut first).unwrap();
+    assert_eq!(first, data[..100_000]);
+    assert_eq!(
+        m.count("SELECT COUNT(*) FROM keys WHERE namespace = 'cache'"),
+        0,
+        "not kept before it is whole"
+    );
+    go.send(()).unwrap();
+    let mut rest = Vec::new();
+    resp.read_to_end(&mut rest).unwrap();
+    assert_eq!([first, rest].concat(), data);
+    // The last byte came once the file was kept.
+    assert_eq!(
+        m.count("SELECT COUNT(*) FROM keys WHERE namespace = 'cache'"),
+        1
+    );
+    assert_eq!(
+        m.get(&format!("/{key}")).bytes().unwrap().as_ref(),
+        data.as_slice()
+    );
+}
+
+#[test]
+fn a_streamed_file_that_is_refused_never_reaches_the_client_whole() {
+    // Not a PDB at all, under a PDB key: refused once whole, after most of it was streamed.
+    let key = format!("fake.pdb/{ID_A}/fake.pdb");
+    let data = vec![0x5au8; 300_000];
+    let (addr, go) = held(data.clone(), 150_000);
+    let m = TestServer::with_config(|c| {
+        c.upstream = vec![upstream("breakpad", format!("http://{addr}/"))]
+    });
+    let resp = m.get(&format!("/{key}"));
+    assert_eq!(resp.status(), 200);
+    go.send(()).unwrap();
+    let body = resp.bytes();
+    assert!(
+        body.is_err(),
+        "a whole body of {:?} bytes",
+        body.map(|b| b.len())
+    );
+    assert_eq!(m.count("SELECT COUNT(*) FROM keys"), 0);
+    let error: String = m.one("SELECT error FROM uploads WHERE status = 'failed'", &[]);
+    assert!(error.contains("Pdb") || error.contains("pdb"), "{error}");
+    // Remembered: the next client gets a 502 at once.
+    assert_eq!(m.get(&format!("/{key}")).status(), 502);
+    assert!(m.tmp_files().is_empty(), "{:?}", m.tmp_files());
 }

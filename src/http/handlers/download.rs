@@ -11,8 +11,8 @@ use hyper::body::Incoming;
 
 use crate::http::body::{self, Body};
 use crate::http::cache::SMALL_BLOB;
-use crate::http::hit::{Flavor, Found, Hit, cors, set};
-use crate::http::mirror::{Fetched, Want};
+use crate::http::hit::{Flavor, Found, Hit, base_headers, cors, set};
+use crate::http::mirror::{Answer, Fetched, Want, tail_body};
 use crate::http::state::AppState;
 use crate::identity::lookup::code_key;
 use crate::keys::{is_zero_id, normalize};
@@ -101,7 +101,30 @@ pub async fn from_upstream(
     on_miss: impl FnOnce(&AppState),
 ) -> Response<Body> {
     let lkey = want.lkey();
-    match state.mirror.fetch(want).await {
+    // A whole GET streams the file as it arrives; HEAD and ranges wait.
+    let streams = req.method() == Method::GET && !req.headers().contains_key(header::RANGE);
+    let fetched = if streams {
+        let file_name = match &want {
+            Want::Path(segs) => segs[2].clone(),
+            Want::BuildId { .. } => String::new(),
+        };
+        match state.mirror.fetch_streaming(want).await {
+            Answer::Done(fetched) => fetched,
+            Answer::Streaming(tail) => {
+                let mut headers = base_headers(flavor, &file_name, &state.http);
+                if let Some(len) = tail.length {
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                    if flavor == Flavor::Debuginfod {
+                        headers.insert("x-debuginfod-size", HeaderValue::from(len));
+                    }
+                }
+                return respond(StatusCode::OK, headers, tail_body(tail));
+            }
+        }
+    } else {
+        state.mirror.fetch(want).await
+    };
+    match fetched {
         Fetched::Stored => {
             // Not from the cache: it may hold this key's miss of a moment ago.
             match fresh_lookup(state, lkey, include_try, flavor, None).await {
