@@ -160,6 +160,17 @@ fn a_miss_is_fetched_from_an_upstream_checked_kept_in_cache_and_served() {
         page.contains(&format!("http://{}/{key}", up.addr)),
         "{page}"
     );
+    // And so does the records API.
+    let file: serde_json::Value = m
+        .get(&format!("/api/uploads/files/file/{id}"))
+        .json()
+        .unwrap();
+    assert_eq!(file["file"]["namespace"], "cache");
+    assert_eq!(
+        file["file"]["fetched_from"],
+        format!("http://{}/{key}", up.addr).as_str()
+    );
+    assert!(file["file"]["fetched_at"].is_string(), "{file}");
     // Kept: served again once the upstream no longer has it.
     let target = symdepot::store::gc::DeleteTarget::Key {
         namespace: Namespace::Release,

@@ -55,7 +55,8 @@ fn member_json(m: &MemberRow) -> Value {
 
 pub fn file_json(k: &KeyRow) -> Value {
     json!({
-        "id": k.id, "key": k.key, "try": k.namespace == Namespace::Try, "size": k.size,
+        "id": k.id, "key": k.key, "try": k.namespace == Namespace::Try,
+        "namespace": k.namespace.as_str(), "size": k.size,
         "stored_size": k.stored_size, "encoding": k.encoding.as_str(), "blake3": k.blob, "kind": k.kind.as_str(),
         "debug_file": k.debug_file, "debug_id": k.debug_id, "code_file": k.code_file,
         "code_id": k.code_id, "generator": k.generator, "os": k.os, "arch": k.arch,
@@ -145,16 +146,28 @@ pub async fn api(state: Arc<AppState>, req: Request<Incoming>, route: Api) -> Re
         },
         Api::File(id) => {
             let found = blocking(&state, move |s| {
-                Ok(s.key_by_id(id)?.map(|k| (s.lookups_of(k.id), k)))
+                let Some(k) = s.key_by_id(id)? else {
+                    return Ok(None);
+                };
+                // A fetched file's upload record says where it came from, and when.
+                let fetch = match (k.namespace, k.upload_id) {
+                    (Namespace::Cache, Some(u)) => s.upload(u)?,
+                    _ => None,
+                };
+                Ok(Some((s.lookups_of(k.id), k, fetch)))
             })
             .await;
             reply(found, |found| match found {
-                Some((Ok(lookups), k)) => {
+                Some((Ok(lookups), k, fetch)) => {
                     let mut v = file_json(&k);
                     v["urls"] = lookups.iter().map(|l| display(l)).collect();
+                    if let Some(f) = fetch {
+                        v["fetched_from"] = json!(f.download_url);
+                        v["fetched_at"] = time(Some(f.created_at));
+                    }
                     ok(json!({ "file": v }))
                 }
-                Some((Err(e), _)) => json_error(&e),
+                Some((Err(e), _, _)) => json_error(&e),
                 None => not_found(),
             })
         }
