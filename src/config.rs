@@ -155,6 +155,12 @@ pub struct Config {
     pub cache_max_bytes: String,
     /// How long a fetched file is kept after it was last asked for. Default `90d`.
     pub cache_retention: String,
+    /// Most frames one `/symbolicate` request may ask for. Default 100 000.
+    pub max_symbolicate_frames: u64,
+    /// Bytes of `.sym` text kept parsed for symbolication (least recently
+    /// used out first). Default 256 MiB.
+    #[serde(with = "serde_size")]
+    pub symbolication_cache_bytes: u64,
 }
 
 impl Default for Config {
@@ -206,6 +212,8 @@ impl Default for Config {
             upstreams: String::new(),
             cache_max_bytes: String::new(),
             cache_retention: "90d".to_string(),
+            max_symbolicate_frames: 100_000,
+            symbolication_cache_bytes: 256 << 20,
         }
     }
 }

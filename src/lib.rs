@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod prefetch;
 pub mod settings;
 pub mod store;
+pub mod symbolicate;
 pub mod transfer;
 pub mod units;
 pub mod upstream;

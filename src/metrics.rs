@@ -74,6 +74,7 @@ pub struct Metrics {
     pub files_stored: Counter,
     pub files_skipped: Counter,
     pub missing_recorded: Counter,
+    pub symbol_files_parsed: Counter,
     store_files: Gauge,
     store_bytes: Gauge,
     store_blob_bytes: Gauge,
@@ -100,6 +101,7 @@ impl Metrics {
             files_stored: Counter::default(),
             files_skipped: Counter::default(),
             missing_recorded: Counter::default(),
+            symbol_files_parsed: Counter::default(),
             store_files: Gauge::default(),
             store_bytes: Gauge::default(),
             store_blob_bytes: Gauge::default(),
@@ -142,6 +144,11 @@ impl Metrics {
             "missing_lookups",
             "Download misses counted for the missing-symbols report",
             m.missing_recorded.clone(),
+        );
+        registry.register(
+            "symbol_files_parsed",
+            "Symbol files parsed for symbolication (once per file while it stays cached)",
+            m.symbol_files_parsed.clone(),
         );
         registry.register("store_files", "Keys in the index", m.store_files.clone());
         registry.register(

@@ -196,6 +196,10 @@ pub struct HttpSettings {
     pub redirect_min_bytes: Option<u64>,
     /// Upstream symbol servers asked on a miss, in order.
     pub upstreams: Vec<crate::upstream::Upstream>,
+    /// Most frames one symbolication request may ask for.
+    pub max_symbolicate_frames: usize,
+    /// Bytes of `.sym` text kept parsed for symbolication.
+    pub symbolication_cache_bytes: u64,
 }
 
 impl HttpSettings {
@@ -230,6 +234,9 @@ impl HttpSettings {
             // Checked by `Config::validate` already.
             upstreams: crate::upstream::from_config(&config.upstream, &config.upstreams)
                 .unwrap_or_default(),
+            max_symbolicate_frames: usize::try_from(config.max_symbolicate_frames)
+                .unwrap_or(usize::MAX),
+            symbolication_cache_bytes: config.symbolication_cache_bytes,
         }
     }
 

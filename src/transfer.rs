@@ -12,12 +12,11 @@ use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
-use flate2::read::GzDecoder;
 
 use crate::identity::Kind;
 use crate::ingest::{self, Report};
 pub use crate::store::ExportFilter;
-use crate::store::{Encoding, KeyRow, Namespace, Store};
+use crate::store::{KeyRow, Namespace, Store};
 use crate::zips::SplitZipWriter;
 
 /// The tree an export writes.
@@ -32,12 +31,8 @@ pub enum ExportLayout {
 }
 
 /// The stored bytes of a key, decoded.
-fn original(store: &Store, row: &KeyRow) -> io::Result<Box<dyn Read>> {
-    let f = store.open_blob(row)?;
-    Ok(match row.encoding {
-        Encoding::Gzip => Box::new(GzDecoder::new(io::BufReader::new(f))),
-        Encoding::Identity => Box::new(f),
-    })
+fn original(store: &Store, row: &KeyRow) -> io::Result<Box<dyn Read + Send>> {
+    store.open_original(row)
 }
 
 /// Makes the folders of `rel` below `root` that do not exist, refusing any

@@ -23,6 +23,11 @@ pub enum Route {
     },
     /// `/buildid/<not an even-length hex id>/<role>`.
     BadBuildId,
+    /// `POST /symbolicate/v5` (or v4), maybe with try files.
+    Symbolicate {
+        version: crate::symbolicate::Version,
+        include_try: bool,
+    },
     /// `POST /upload/auth_info/`.
     AuthInfo,
     Metrics,
@@ -78,6 +83,17 @@ pub fn route(path: &str, query: Option<&str>) -> Route {
     }
     match fixed[..] {
         ["upload"] => return Route::Upload,
+        ["symbolicate", v] | ["try", "symbolicate", v] => {
+            let version = match v {
+                "v5" => crate::symbolicate::Version::V5,
+                "v4" => crate::symbolicate::Version::V4,
+                _ => return Route::NotFound,
+            };
+            return Route::Symbolicate {
+                version,
+                include_try: fixed[0] == "try" || query_has_try(query),
+            };
+        }
         ["__lbheartbeat__"] => return Route::LbHeartbeat,
         ["__heartbeat__"] => return Route::Heartbeat,
         ["__version__"] => return Route::Version,

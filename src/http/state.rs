@@ -30,12 +30,18 @@ pub struct AppState {
     pub mirror: crate::http::mirror::Mirror,
     /// Fetched files served since the last flush.
     pub cache_access: crate::store::access::AccessLog,
+    /// Parsed `.sym` files for symbolication.
+    pub symbols: crate::symbolicate::cache::SymbolCache,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, http: HttpSettings, ingest: IngestLimits) -> Arc<AppState> {
         let lookup_ttl = http.lookup_cache_ttl;
         let metrics = crate::metrics::Metrics::new();
+        let symbols = crate::symbolicate::cache::SymbolCache::new(
+            http.symbolication_cache_bytes,
+            metrics.symbol_files_parsed.clone(),
+        );
         let mirror = crate::http::mirror::Mirror::new(
             http.upstreams.clone(),
             store.clone(),
@@ -53,6 +59,7 @@ impl AppState {
             blob_cache: cache::BlobCache::new(64 << 20),
             mirror,
             cache_access: Default::default(),
+            symbols,
         })
     }
 }

@@ -423,6 +423,15 @@ impl Store {
         self.blobs.open_seekable(&row.blob, row.encoding)
     }
 
+    /// A stored key's original bytes (inflated when kept as gzip), as a stream.
+    pub fn open_original(&self, row: &KeyRow) -> io::Result<Box<dyn io::Read + Send>> {
+        let f = self.blobs.open(&row.blob, row.encoding)?;
+        Ok(match row.encoding {
+            Encoding::Gzip => Box::new(flate2::read::GzDecoder::new(io::BufReader::new(f))),
+            Encoding::Identity => Box::new(io::BufReader::new(f)),
+        })
+    }
+
     /// Opens a stored key's bytes as kept (gzip for compressed kinds), whole.
     pub fn open_blob(&self, row: &KeyRow) -> io::Result<fs::File> {
         self.blobs.open(&row.blob, row.encoding)

@@ -34,6 +34,7 @@ mod records;
 mod s3_blobs;
 mod soak;
 mod support;
+mod symbolicate;
 mod tecken_examples;
 mod transfer;
 mod upload;

@@ -269,3 +269,23 @@ fn token_secrets_never_reach_the_log() {
         );
     }
 }
+
+#[test]
+fn symbolication_needs_a_download_token() {
+    let s = private();
+    let data = sym("xul.pdb", ID_A, "");
+    s.upload_ok(zip_of(&[(&format!("xul.pdb/{ID_A}/xul.sym"), &data)]));
+    let body = format!(r#"{{"memoryMap": [["xul.pdb", "{ID_A}"]], "stacks": [[[0, 4100]]]}}"#);
+    let post = |token: Option<&str>| {
+        let mut req = s.client.post(s.url("/symbolicate/v5")).body(body.clone());
+        if let Some(t) = token {
+            req = req.header("Auth-Token", t);
+        }
+        req.send().unwrap()
+    };
+    assert_eq!(post(None).status(), 401);
+    let reader = s.create_token(&["download"], "reader");
+    let resp = post(Some(&reader));
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().unwrap().contains("\"function\":\"main\""));
+}

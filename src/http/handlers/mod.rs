@@ -5,6 +5,7 @@ pub mod debuginfod;
 pub mod download;
 pub mod health;
 pub mod pages;
+pub mod symbolicate;
 pub mod upload;
 
 use std::sync::Arc;
@@ -58,6 +59,7 @@ fn group_of(r: &Route) -> &'static str {
         Route::Symbol { .. } => "symbol",
         Route::Debuginfod { .. } | Route::BadBuildId => "debuginfod",
         Route::Api(_) | Route::MissingCsv => "api",
+        Route::Symbolicate { .. } => "symbolicate",
         Route::Page(_) => "page",
         Route::LbHeartbeat | Route::Heartbeat | Route::Version => "health",
         Route::Metrics => "metrics",
@@ -86,6 +88,10 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>, r: Route) -> Res
         Route::Upload => upload::upload(state, req).await,
         Route::AuthInfo => api::auth_info(state, req).await,
         Route::Api(a) => api::api(state, req, a).await,
+        Route::Symbolicate {
+            version,
+            include_try,
+        } => symbolicate::symbolicate(state, req, version, include_try).await,
         _ if !read_only => method_not_allowed("GET, HEAD", false),
         Route::LbHeartbeat => health::lbheartbeat(),
         Route::Heartbeat => health::heartbeat(state).await,

@@ -1,0 +1,506 @@
+//! Symbolication (`spec/symbolication.md`): module offsets in, function
+//! names, files and lines out — Tecken's `/symbolicate/v5` (with Eliot's
+//! `file`, `line` and `inlines`) and the older v4.
+//!
+//! Requests are parsed and checked here (every refusal names the problem;
+//! nothing a client sends can make a 500), modules are looked up as the
+//! `.sym` key a Breakpad client would ask for, and frames are filled from
+//! `.sym` files parsed by rust-minidump's `breakpad-symbols` and kept in a
+//! byte-bounded cache ([`cache::SymbolCache`]). No HTTP here: the handler
+//! reads the body and writes the answer.
+
+pub mod cache;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use breakpad_symbols::{FrameSymbolizer, SimpleModule, SymbolFile};
+use serde_json::{Value, json};
+
+use crate::keys::{MemberKey, breakpad_sym_name};
+
+/// One job: modules by index, and stacks of frames `(module index, offset)`;
+/// an index of `-1` is "no module".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub modules: Vec<ModuleRef>,
+    pub stacks: Vec<Vec<(i64, u64)>>,
+}
+
+/// A module of a job's memory map.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModuleRef {
+    pub debug_file: String,
+    pub debug_id: String,
+}
+
+impl ModuleRef {
+    /// The `.sym` key a Breakpad client would ask for, if the module names one.
+    pub fn sym_key(&self) -> Option<String> {
+        let name = breakpad_sym_name(&self.debug_file);
+        MemberKey::new(&self.debug_file, &self.debug_id, &name)
+            .ok()
+            .map(|k| k.key())
+    }
+
+    /// How `found_modules` names it.
+    fn label(&self) -> String {
+        format!("{}/{}", self.debug_file, self.debug_id)
+    }
+}
+
+/// Which request shape a body is read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V4,
+    V5,
+}
+
+/// Parses a request body: v5 (`{"jobs": [...]}`, or one job alone) or v4
+/// (one job). At most `max_frames` frames in all.
+pub fn parse(body: &[u8], version: Version, max_frames: usize) -> Result<Vec<Job>, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let Value::Object(top) = &value else {
+        return Err("the body must be a JSON object".to_string());
+    };
+    let jobs: Vec<(&Value, String)> = match (version, top.get("jobs")) {
+        (Version::V5, Some(Value::Array(jobs))) => jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| (j, format!("jobs[{i}]")))
+            .collect(),
+        (Version::V5, Some(_)) => return Err("\"jobs\" must be an array".to_string()),
+        (_, _) => vec![(&value, String::new())],
+    };
+    let mut frames = 0usize;
+    let mut out = Vec::with_capacity(jobs.len());
+    for (job, at) in jobs {
+        let job = parse_job(job, &at)?;
+        frames += job.stacks.iter().map(Vec::len).sum::<usize>();
+        if frames > max_frames {
+            return Err(format!(
+                "more than max_symbolicate_frames ({max_frames}) frames in one request"
+            ));
+        }
+        out.push(job);
+    }
+    Ok(out)
+}
+
+/// `at.field`, or `field` at the top.
+fn path(at: &str, field: &str) -> String {
+    if at.is_empty() {
+        field.to_string()
+    } else {
+        format!("{at}.{field}")
+    }
+}
+
+fn parse_job(job: &Value, at: &str) -> Result<Job, String> {
+    let Value::Object(job) = job else {
+        return Err(format!(
+            "{}: a job must be an object",
+            at.trim_end_matches('.')
+        ));
+    };
+    let map_at = path(at, "memoryMap");
+    let Some(Value::Array(map)) = job.get("memoryMap") else {
+        return Err(format!("{map_at}: missing, or not an array"));
+    };
+    let mut modules = Vec::with_capacity(map.len());
+    for (i, m) in map.iter().enumerate() {
+        let pair = m.as_array().filter(|p| p.len() == 2);
+        let names = pair.and_then(|p| Some((p[0].as_str()?, p[1].as_str()?)));
+        let Some((debug_file, debug_id)) = names else {
+            return Err(format!(
+                "{map_at}[{i}]: must be [\"debug file\", \"debug id\"]"
+            ));
+        };
+        if debug_file.len() > 1024 || debug_id.len() > 1024 {
+            return Err(format!("{map_at}[{i}]: longer than 1024 bytes"));
+        }
+        modules.push(ModuleRef {
+            debug_file: debug_file.to_string(),
+            debug_id: debug_id.to_string(),
+        });
+    }
+    let stacks_at = path(at, "stacks");
+    let Some(Value::Array(stacks)) = job.get("stacks") else {
+        return Err(format!("{stacks_at}: missing, or not an array"));
+    };
+    let mut out = Vec::with_capacity(stacks.len());
+    for (s, stack) in stacks.iter().enumerate() {
+        let Value::Array(frames) = stack else {
+            return Err(format!(
+                "{stacks_at}[{s}]: a stack must be an array of frames"
+            ));
+        };
+        let mut parsed = Vec::with_capacity(frames.len());
+        for (f, frame) in frames.iter().enumerate() {
+            let here = format!("{stacks_at}[{s}][{f}]");
+            let pair = frame.as_array().filter(|p| p.len() == 2);
+            let Some(pair) = pair else {
+                return Err(format!(
+                    "{here}: a frame must be [module index, module offset]"
+                ));
+            };
+            let Some(index) = pair[0].as_i64() else {
+                return Err(format!("{here}: the module index must be an integer"));
+            };
+            if index < -1 || index >= modules.len() as i64 {
+                return Err(format!(
+                    "{here}: module index {index} is not in the memoryMap (0..{}, or -1)",
+                    modules.len()
+                ));
+            }
+            let Some(offset) = pair[1].as_u64() else {
+                return Err(format!(
+                    "{here}: the module offset must be a non-negative integer"
+                ));
+            };
+            parsed.push((index, offset));
+        }
+        out.push(parsed);
+    }
+    Ok(Job {
+        modules,
+        stacks: out,
+    })
+}
+
+/// What one frame came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frame {
+    pub index: usize,
+    pub offset: u64,
+    /// The module's debug file (`None`: module index -1).
+    pub module: Option<String>,
+    pub function: Option<String>,
+    pub function_offset: Option<u64>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// Functions inlined at the address, outermost first.
+    pub inlines: Vec<Inline>,
+}
+
+/// A function inlined into a frame's function: its name and where in it
+/// the address is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inline {
+    pub function: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+}
+
+/// Collects what `breakpad-symbols` fills in for one address.
+struct Filling {
+    address: u64,
+    function: Option<(String, u64)>,
+    source: Option<(String, u32)>,
+    /// (name, file, line) of each inlined function, outermost first.
+    calls: Vec<(String, Option<String>, Option<u32>)>,
+}
+
+impl FrameSymbolizer for Filling {
+    fn get_instruction(&self) -> u64 {
+        self.address
+    }
+    fn set_function(&mut self, name: &str, base: u64, _parameter_size: u32) {
+        self.function = Some((name.to_string(), base));
+    }
+    fn set_source_file(&mut self, file: &str, line: u32, _base: u64) {
+        self.source = Some((file.to_string(), line));
+    }
+    fn add_inline_frame(&mut self, name: &str, file: Option<&str>, line: Option<u32>) {
+        self.calls
+            .push((name.to_string(), file.map(str::to_string), line));
+    }
+}
+
+/// Fills one frame at `offset` of a module from its symbols.
+pub fn fill(symbols: &SymbolFile, frame: &mut Frame) {
+    let module = SimpleModule::default();
+    let mut f = Filling {
+        address: frame.offset,
+        function: None,
+        source: None,
+        calls: Vec::new(),
+    };
+    symbols.fill_symbol(&module, &mut f);
+    let Some((name, base)) = f.function else {
+        return;
+    };
+    frame.function = Some(name);
+    frame.function_offset = frame.offset.checked_sub(base);
+    // The parser reports the frame's own function at the location of its
+    // first inlined call, then each inlined function (outermost first) at
+    // the location inside it: the shape the answer has.
+    if let Some((file, line)) = f.source {
+        frame.file = Some(file);
+        frame.line = Some(line);
+    }
+    frame.inlines = (f.calls.into_iter())
+        .map(|(function, file, line)| Inline {
+            function,
+            file,
+            line,
+        })
+        .collect();
+}
+
+/// What a job came to: its stacks, and which modules had symbols
+/// (`None`: no frame asked for it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobResult {
+    pub stacks: Vec<Vec<Frame>>,
+    pub found: Vec<Option<bool>>,
+}
+
+/// Symbolicates a job with the symbols `symbols` gives for a module (the
+/// caller's lookup, one per module of the memory map that a frame uses).
+pub fn symbolicate(job: &Job, symbols: &HashMap<usize, Option<Arc<SymbolFile>>>) -> JobResult {
+    let mut found = vec![None; job.modules.len()];
+    let stacks = job
+        .stacks
+        .iter()
+        .map(|stack| {
+            stack
+                .iter()
+                .enumerate()
+                .map(|(i, &(index, offset))| {
+                    let mut frame = Frame {
+                        index: i,
+                        offset,
+                        ..Frame::default()
+                    };
+                    if let Ok(m) = usize::try_from(index) {
+                        frame.module = Some(job.modules[m].debug_file.clone());
+                        let sym = symbols.get(&m).cloned().flatten();
+                        found[m] = Some(sym.is_some());
+                        if let Some(sym) = sym {
+                            fill(&sym, &mut frame);
+                        }
+                    }
+                    frame
+                })
+                .collect()
+        })
+        .collect();
+    JobResult { stacks, found }
+}
+
+/// The modules of a job that its frames use, by index.
+pub fn used_modules(job: &Job) -> Vec<usize> {
+    let mut used: Vec<usize> = (job.stacks.iter().flatten())
+        .filter_map(|&(i, _)| usize::try_from(i).ok())
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    used
+}
+
+fn hex(n: u64) -> String {
+    format!("{n:#x}")
+}
+
+/// The v5 answer of the jobs, in order.
+pub fn v5_json(jobs: &[Job], results: &[JobResult]) -> Value {
+    let results: Vec<Value> = jobs
+        .iter()
+        .zip(results)
+        .map(|(job, r)| {
+            let stacks: Vec<Value> = (r.stacks.iter())
+                .map(|s| s.iter().map(frame_json).collect())
+                .collect();
+            let found: serde_json::Map<String, Value> = (job.modules.iter())
+                .zip(&r.found)
+                .map(|(m, f)| (m.label(), f.map_or(Value::Null, Value::Bool)))
+                .collect();
+            json!({ "stacks": stacks, "found_modules": found })
+        })
+        .collect();
+    json!({ "results": results })
+}
+
+fn frame_json(f: &Frame) -> Value {
+    let mut v = json!({ "frame": f.index, "module_offset": hex(f.offset) });
+    if let Some(m) = &f.module {
+        v["module"] = json!(m);
+    }
+    if let Some(name) = &f.function {
+        v["function"] = json!(name);
+        if let Some(off) = f.function_offset {
+            v["function_offset"] = json!(hex(off));
+        }
+        if let Some(file) = &f.file {
+            v["file"] = json!(file);
+        }
+        if let Some(line) = f.line {
+            v["line"] = json!(line);
+        }
+        if !f.inlines.is_empty() {
+            v["inlines"] = f
+                .inlines
+                .iter()
+                .map(|i| json!({ "function": i.function, "file": i.file, "line": i.line }))
+                .collect();
+        }
+    }
+    v
+}
+
+/// The v4 answer of one job: `"function (in module)"` per frame, the
+/// address where there is no function.
+pub fn v4_json(r: &JobResult) -> Value {
+    let stacks: Vec<Value> = (r.stacks.iter())
+        .map(|s| {
+            s.iter()
+                .map(|f| match (&f.function, &f.module) {
+                    (Some(name), Some(m)) => json!(format!("{name} (in {m})")),
+                    (None, Some(m)) => json!(format!("{} (in {m})", hex(f.offset))),
+                    (_, None) => json!(hex(f.offset)),
+                })
+                .collect()
+        })
+        .collect();
+    let known: Vec<Value> = r
+        .found
+        .iter()
+        .map(|f| f.map_or(Value::Null, Value::Bool))
+        .collect();
+    json!({ "symbolicatedStacks": stacks, "knownModules": known })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "44E4EC8C2F41492B9369D6B9A059577C2";
+
+    fn sym() -> SymbolFile {
+        let text = format!(
+            "MODULE windows x86_64 {ID} xul.pdb\n\
+             FILE 0 a.cpp\nFILE 1 b.h\nFILE 2 c.h\n\
+             INLINE_ORIGIN 0 inner_fn\nINLINE_ORIGIN 1 middle_fn\n\
+             FUNC 1000 100 0 outer_fn\n\
+             INLINE 0 20 0 1 1010 10\n\
+             INLINE 1 30 1 0 1010 10\n\
+             1000 10 5 0\n1010 10 40 2\n1020 e0 7 0\n\
+             PUBLIC 3000 0 public_fn\n"
+        );
+        SymbolFile::from_bytes(text.as_bytes()).unwrap()
+    }
+
+    fn frame(offset: u64) -> Frame {
+        let mut f = Frame {
+            offset,
+            ..Frame::default()
+        };
+        fill(&sym(), &mut f);
+        f
+    }
+
+    #[test]
+    fn frames_get_function_offset_file_line_and_inlines() {
+        let plain = frame(0x1004);
+        assert_eq!(plain.function.as_deref(), Some("outer_fn"));
+        assert_eq!(plain.function_offset, Some(4));
+        assert_eq!(
+            (plain.file.as_deref(), plain.line),
+            (Some("a.cpp"), Some(5))
+        );
+        assert!(plain.inlines.is_empty());
+        // Two calls inlined at 0x1014: outer_fn calls middle_fn (a.cpp:20),
+        // which calls inner_fn (b.h:30); the address is at c.h:40.
+        let inlined = frame(0x1014);
+        assert_eq!(inlined.function.as_deref(), Some("outer_fn"));
+        assert_eq!(
+            (inlined.file.as_deref(), inlined.line),
+            (Some("a.cpp"), Some(20))
+        );
+        assert_eq!(
+            inlined.inlines,
+            [
+                Inline {
+                    function: "middle_fn".into(),
+                    file: Some("b.h".into()),
+                    line: Some(30)
+                },
+                Inline {
+                    function: "inner_fn".into(),
+                    file: Some("c.h".into()),
+                    line: Some(40)
+                }
+            ]
+        );
+        let public = frame(0x3010);
+        assert_eq!(public.function.as_deref(), Some("public_fn"));
+        assert_eq!(public.function_offset, Some(0x10));
+        assert_eq!(frame(0x10).function, None);
+    }
+
+    #[test]
+    fn bad_requests_are_refused_naming_the_problem() {
+        let refused = |body: &str| parse(body.as_bytes(), Version::V5, 10).unwrap_err();
+        assert!(refused("not json").contains("not JSON"));
+        assert!(refused("[]").contains("object"));
+        assert!(refused(r#"{"jobs": 3}"#).contains("\"jobs\""));
+        assert!(refused(r#"{"jobs": [{"stacks": []}]}"#).contains("jobs[0].memoryMap"));
+        assert!(refused(r#"{"memoryMap": [["a.pdb"]], "stacks": []}"#).contains("memoryMap[0]"));
+        assert!(
+            refused(r#"{"memoryMap": [["a.pdb", "1"]], "stacks": [[[1, 5]]]}"#)
+                .contains("stacks[0][0]: module index 1")
+        );
+        assert!(
+            refused(r#"{"memoryMap": [["a.pdb", "1"]], "stacks": [[[0, -5]]]}"#)
+                .contains("non-negative")
+        );
+        assert!(
+            refused(r#"{"memoryMap": [["a.pdb", "1"]], "stacks": [[[0, 1.5]]]}"#)
+                .contains("non-negative integer")
+        );
+        let many = format!(
+            r#"{{"memoryMap": [["a.pdb", "1"]], "stacks": [[{}]]}}"#,
+            ["[0, 1]"; 11].join(",")
+        );
+        assert!(refused(&many).contains("max_symbolicate_frames"));
+    }
+
+    #[test]
+    fn answers_have_tecken_s_shapes() {
+        let body = format!(
+            r#"{{"jobs": [{{"memoryMap": [["xul.pdb", "{ID}"], ["gone.pdb", "{ID}"], ["idle.pdb", "{ID}"]],
+                "stacks": [[[0, 4100], [1, 5], [-1, 7]]]}}]}}"#
+        );
+        let jobs = parse(body.as_bytes(), Version::V5, 100).unwrap();
+        assert_eq!(used_modules(&jobs[0]), [0, 1]);
+        let symbols = HashMap::from([(0, Some(Arc::new(sym()))), (1, None)]);
+        let r = symbolicate(&jobs[0], &symbols);
+        let v5 = v5_json(&jobs, std::slice::from_ref(&r));
+        assert_eq!(
+            v5,
+            json!({"results": [{
+                "stacks": [[
+                    {"frame": 0, "module_offset": "0x1004", "module": "xul.pdb", "function": "outer_fn",
+                     "function_offset": "0x4", "file": "a.cpp", "line": 5},
+                    {"frame": 1, "module_offset": "0x5", "module": "gone.pdb"},
+                    {"frame": 2, "module_offset": "0x7"}
+                ]],
+                "found_modules": {
+                    format!("xul.pdb/{ID}"): true, format!("gone.pdb/{ID}"): false,
+                    format!("idle.pdb/{ID}"): null
+                }
+            }]})
+        );
+        assert_eq!(
+            v4_json(&r),
+            json!({"symbolicatedStacks": [["outer_fn (in xul.pdb)", "0x5 (in gone.pdb)", "0x7"]],
+                   "knownModules": [true, false, null]})
+        );
+        assert_eq!(
+            jobs[0].modules[0].sym_key().as_deref(),
+            Some(format!("xul.pdb/{ID}/xul.sym").as_str())
+        );
+    }
+}

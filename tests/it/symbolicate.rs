@@ -1,0 +1,254 @@
+//! `/symbolicate/v5` and `/v4` (`spec/symbolication.md`), checked against
+//! what `minidump-stackwalk --json` reports for the same modules and offsets.
+
+use serde_json::{Value, json};
+
+use crate::interop_minidump::{dump_syms, minidump_of};
+use crate::support::*;
+
+fn symbolicate(s: &TestServer, path: &str, body: &Value) -> (u16, Value) {
+    let resp = s.client.post(s.url(path)).json(body).send().unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap())
+}
+
+/// A store holding the `.sym` of a live process's binary, and a minidump of it.
+struct Crash {
+    _work: tempfile::TempDir,
+    dump: std::path::PathBuf,
+    server: TestServer,
+}
+
+fn crash() -> Crash {
+    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
+    let work = tempfile::tempdir().unwrap();
+    let dump = work.path().join("victim.dmp");
+    minidump_of(&f.full, &dump);
+    let syms = work.path().join("syms");
+    let rel = dump_syms(&f.full, &syms);
+    let server = TestServer::start();
+    server.upload_ok(zip_of(&[(&rel, &std::fs::read(syms.join(&rel)).unwrap())]));
+    Crash {
+        _work: work,
+        dump,
+        server,
+    }
+}
+
+/// `minidump-stackwalk --json` of `dump` with `s` as its symbol server.
+fn stackwalk_json(s: &TestServer, dump: &std::path::Path) -> Value {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = cargo_tool("minidump-stackwalk")
+        .arg("--json")
+        .arg("--symbols-url")
+        .arg(s.url("/"))
+        .arg("--symbols-cache")
+        .arg(scratch.path().join("cache"))
+        .arg("--symbols-tmp")
+        .arg(scratch.path().join("tmp"))
+        .arg(dump)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn hex(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+#[test]
+fn v5_frames_agree_with_minidump_stackwalk() {
+    let c = crash();
+    let walked = stackwalk_json(&c.server, &c.dump);
+    // Every frame of every thread that has a module, as [module index, offset].
+    let modules: Vec<&Value> = walked["modules"].as_array().unwrap().iter().collect();
+    let index_of = |name: &str| modules.iter().position(|m| m["filename"] == name);
+    let mut frames: Vec<&Value> = Vec::new();
+    for t in walked["threads"].as_array().unwrap() {
+        frames.extend(
+            (t["frames"].as_array().unwrap().iter())
+                .filter(|f| f["module"].as_str().and_then(index_of).is_some()),
+        );
+    }
+    assert!(
+        frames.iter().any(|f| f["function"] == "spin_level2"),
+        "{walked}"
+    );
+    let stack: Vec<Value> = frames
+        .iter()
+        .map(|f| {
+            json!([
+                index_of(f["module"].as_str().unwrap()).unwrap(),
+                hex(&f["module_offset"])
+            ])
+        })
+        .collect();
+    let memory_map: Vec<Value> = (modules.iter())
+        .map(|m| json!([m["debug_file"], m["debug_id"]]))
+        .collect();
+    let (status, answer) = symbolicate(
+        &c.server,
+        "/symbolicate/v5",
+        &json!({"jobs": [{"memoryMap": memory_map, "stacks": [stack]}]}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let got = answer["results"][0]["stacks"][0].as_array().unwrap();
+    assert_eq!(got.len(), frames.len());
+    let mut symbolicated = 0;
+    for (ours, theirs) in got.iter().zip(&frames) {
+        assert_eq!(hex(&ours["module_offset"]), hex(&theirs["module_offset"]));
+        assert_eq!(
+            ours.get("function"),
+            theirs.get("function").filter(|f| !f.is_null()),
+            "{ours} vs {theirs}"
+        );
+        if theirs["function"].is_string() {
+            symbolicated += 1;
+            assert_eq!(
+                hex(&ours["function_offset"]),
+                hex(&theirs["function_offset"]),
+                "{ours} vs {theirs}"
+            );
+            assert_eq!(ours["file"], theirs["file"], "{ours} vs {theirs}");
+            assert_eq!(ours["line"], theirs["line"], "{ours} vs {theirs}");
+        }
+    }
+    assert!(symbolicated >= 3, "{answer}");
+    // Modules with symbols, modules without (now in the missing-symbols report).
+    let found = &answer["results"][0]["found_modules"];
+    for m in &modules {
+        let label = format!(
+            "{}/{}",
+            m["debug_file"].as_str().unwrap(),
+            m["debug_id"].as_str().unwrap()
+        );
+        let used = stack
+            .iter()
+            .any(|f| modules[f[0].as_u64().unwrap() as usize] == *m);
+        let expect = if !used {
+            Value::Null
+        } else {
+            Value::Bool(m["loaded_symbols"] == true)
+        };
+        assert_eq!(found[&label], expect, "{label}: {found}");
+    }
+}
+
+#[test]
+fn v4_answers_the_old_shape_and_bad_requests_are_400s_naming_the_problem() {
+    let c = crash();
+    let walked = stackwalk_json(&c.server, &c.dump);
+    let frame = walked["crashing_thread"]["frames"][0].clone();
+    let frame = if frame.is_null() {
+        walked["threads"][0]["frames"][0].clone()
+    } else {
+        frame
+    };
+    let m = (walked["modules"].as_array().unwrap().iter())
+        .find(|m| m["filename"] == frame["module"])
+        .unwrap()
+        .clone();
+    let (status, answer) = symbolicate(
+        &c.server,
+        "/symbolicate/v4",
+        &json!({"memoryMap": [[m["debug_file"], m["debug_id"]], ["gone.pdb", ID_A]],
+                "stacks": [[[0, hex(&frame["module_offset"])], [1, 16], [-1, 7]]], "version": 4}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({
+            "symbolicatedStacks": [[
+                format!("{} (in {})", frame["function"].as_str().unwrap(), m["debug_file"].as_str().unwrap()),
+                "0x10 (in gone.pdb)",
+                "0x7"
+            ]],
+            "knownModules": [true, false]
+        })
+    );
+    let s = &c.server;
+    for (body, expect) in [
+        ("{", "not JSON"),
+        (
+            r#"{"jobs": [{"memoryMap": [], "stacks": [[[0, 1]]]}]}"#,
+            "jobs[0].stacks[0][0]: module index 0",
+        ),
+        (
+            r#"{"memoryMap": [["a.pdb", "1"]], "stacks": [[[0, -1]]]}"#,
+            "non-negative",
+        ),
+        (r#"{"memoryMap": "x", "stacks": []}"#, "memoryMap"),
+    ] {
+        let resp = s
+            .client
+            .post(s.url("/symbolicate/v5"))
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{body}");
+        let text = resp.text().unwrap();
+        assert!(text.contains(expect), "{body}: {text}");
+    }
+    assert_eq!(s.get("/symbolicate/v5").status(), 405);
+}
+
+#[test]
+fn try_symbols_answer_only_where_try_is_asked_and_too_many_frames_are_refused() {
+    let s = TestServer::with_config(|c| c.max_symbolicate_frames = 5);
+    let data = sym("t.pdb", ID_A, "");
+    assert_eq!(
+        s.upload_with(
+            &s.token,
+            zip_of(&[(&format!("t.pdb/{ID_A}/t.sym"), &data)]),
+            Some("1")
+        )
+        .status(),
+        201
+    );
+    let job = json!({"memoryMap": [["t.pdb", ID_A]], "stacks": [[[0, 0x1004]]]});
+    let function = |path: &str| {
+        let (status, v) = symbolicate(&s, path, &json!({"jobs": [job.clone()]}));
+        assert_eq!(status, 200, "{v}");
+        v["results"][0]["stacks"][0][0]["function"].clone()
+    };
+    assert_eq!(function("/symbolicate/v5"), Value::Null);
+    assert_eq!(function("/symbolicate/v5?try=1"), "main");
+    assert_eq!(function("/try/symbolicate/v5"), "main");
+    let many = json!({"memoryMap": [["t.pdb", ID_A]], "stacks": [vec![[0, 1]; 6]]});
+    let (status, v) = symbolicate(&s, "/symbolicate/v5", &many);
+    assert_eq!(status, 400);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_symbolicate_frames"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_module_is_parsed_once_however_many_requests_wait_for_it() {
+    use crate::records::{scrape, value};
+    let s = TestServer::start();
+    let mut extra = String::new();
+    for i in 0..20_000 {
+        extra.push_str(&format!("PUBLIC {:x} 0 f{i}\n", 0x10000 + i * 16));
+    }
+    let data = sym("big.pdb", ID_A, &extra);
+    s.upload_ok(zip_of(&[(&format!("big.pdb/{ID_A}/big.sym"), &data)]));
+    let job = json!({"memoryMap": [["big.pdb", ID_A]], "stacks": [[[0, 0x10000 + 16 * 777 + 3]]]});
+    std::thread::scope(|scope| {
+        for _ in 0..16 {
+            scope.spawn(|| {
+                let (status, v) = symbolicate(&s, "/symbolicate/v5", &job);
+                assert_eq!(status, 200);
+                assert_eq!(v["results"][0]["stacks"][0][0]["function"], "f777");
+                assert_eq!(v["results"][0]["stacks"][0][0]["function_offset"], "0x3");
+            });
+        }
+    });
+    assert_eq!(
+        value(&scrape(&s), "symdepot_symbol_files_parsed_total", &[]),
+        1.0
+    );
+}
