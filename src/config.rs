@@ -161,6 +161,9 @@ pub struct Config {
     /// used out first). Default 256 MiB.
     #[serde(with = "serde_size")]
     pub symbolication_cache_bytes: u64,
+    /// Largest minidump `POST /stackwalk` takes. Default 64 MiB.
+    #[serde(with = "serde_size")]
+    pub max_minidump_bytes: u64,
 }
 
 impl Default for Config {
@@ -214,6 +217,7 @@ impl Default for Config {
             cache_retention: "90d".to_string(),
             max_symbolicate_frames: 100_000,
             symbolication_cache_bytes: 256 << 20,
+            max_minidump_bytes: 64 << 20,
         }
     }
 }

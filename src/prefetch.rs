@@ -53,6 +53,8 @@ pub struct Summary {
     pub failed: usize,
     /// Inputs that could not be read or made sense of.
     pub bad_inputs: usize,
+    /// Files no configured upstream would be asked for (by protocol, include, exclude).
+    pub not_asked: usize,
 }
 
 impl std::fmt::Display for Summary {
@@ -62,6 +64,9 @@ impl std::fmt::Display for Summary {
             "{} fetched, {} already there, {} not found upstream, {} failed",
             self.fetched, self.already_there, self.not_found, self.failed
         )?;
+        if self.not_asked > 0 {
+            write!(f, ", {} no upstream is asked for", self.not_asked)?;
+        }
         if self.bad_inputs > 0 {
             write!(f, ", {} input(s) not understood", self.bad_inputs)?;
         }
@@ -320,14 +325,26 @@ fn wants_of_input(input: &str, out: &mut Vec<Want>) -> anyhow::Result<()> {
     if path.is_dir() {
         let mut files = Vec::new();
         files_below(path, &mut files).with_context(|| format!("reading {input}"))?;
+        // One file that cannot be read does not stop the rest of the folder.
+        let mut unreadable = Vec::new();
         for f in files {
-            if let Some(m) =
-                binary_module(&f).with_context(|| format!("reading {}", f.display()))?
-            {
-                out.extend(m.wants());
+            match binary_module(&f) {
+                Ok(Some(m)) => out.extend(m.wants()),
+                Ok(None) => {}
+                Err(e) => unreadable.push(format!("{}: {e:#}", f.display())),
             }
         }
+        if !unreadable.is_empty() {
+            bail!(
+                "{input}: {} file(s) could not be read ({})",
+                unreadable.len(),
+                unreadable.join("; ")
+            );
+        }
         return Ok(());
+    }
+    if !path.is_file() {
+        bail!("{input}: not a regular file or a folder");
     }
     let mut magic = [0u8; 4];
     let n = std::fs::File::open(path)
@@ -436,7 +453,9 @@ pub fn run(config: Config, opts: &Options) -> anyhow::Result<Summary> {
             max_bytes,
             metrics.upstreams.clone(),
         );
+        let all = wants.len();
         let wants: Vec<Want> = wants.into_iter().filter(|w| mirror.would_ask(w)).collect();
+        let not_asked = all - wants.len();
         let bar = indicatif::ProgressBar::new(wants.len() as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
@@ -452,7 +471,7 @@ pub fn run(config: Config, opts: &Options) -> anyhow::Result<Summary> {
                         match mirror.fetch(want.clone()).await {
                             Fetched::Stored => Outcome::Fetched,
                             Fetched::NotFound => Outcome::NotFound,
-                            Fetched::Failed { .. } => Outcome::Failed,
+                            Fetched::Failed { .. } | Fetched::Busy => Outcome::Failed,
                         }
                     };
                     if outcome == Outcome::Failed {
@@ -467,8 +486,10 @@ pub fn run(config: Config, opts: &Options) -> anyhow::Result<Summary> {
             .collect()
             .await;
         bar.finish_and_clear();
-        outcomes
+        (outcomes, not_asked)
     });
+    let (outcomes, not_asked) = outcomes;
+    summary.not_asked = not_asked;
     for (_, outcome) in &outcomes {
         match outcome {
             Outcome::Fetched => summary.fetched += 1,

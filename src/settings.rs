@@ -200,6 +200,8 @@ pub struct HttpSettings {
     pub max_symbolicate_frames: usize,
     /// Bytes of `.sym` text kept parsed for symbolication.
     pub symbolication_cache_bytes: u64,
+    /// Largest minidump `/stackwalk` takes.
+    pub max_minidump_bytes: u64,
 }
 
 impl HttpSettings {
@@ -237,6 +239,7 @@ impl HttpSettings {
             max_symbolicate_frames: usize::try_from(config.max_symbolicate_frames)
                 .unwrap_or(usize::MAX),
             symbolication_cache_bytes: config.symbolication_cache_bytes,
+            max_minidump_bytes: config.max_minidump_bytes,
         }
     }
 

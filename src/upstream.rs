@@ -114,8 +114,8 @@ pub struct Upstream {
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub timeout: Duration,
     pub negative_ttl: Duration,
-    /// Lower-case `host` or `host:port` entries (see [`UpstreamConfig`]).
-    redirect_hosts: Vec<String>,
+    /// Lower-case hosts, each with its port (`None`: the scheme's default).
+    redirect_hosts: Vec<(String, Option<u16>)>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -150,11 +150,13 @@ impl Upstream {
             return false;
         };
         let host = host.to_ascii_lowercase();
-        let with_port = match url.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host,
+        let port = url.port_or_known_default();
+        let default = match url.scheme() {
+            "https" => Some(443),
+            "http" => Some(80),
+            _ => None,
         };
-        self.redirect_hosts.contains(&with_port)
+        (self.redirect_hosts.iter()).any(|(h, p)| *h == host && p.or(default) == port)
     }
 
     /// The extra headers of every request to it.
@@ -213,17 +215,9 @@ impl Upstream {
         };
         let mut redirect_hosts = Vec::new();
         for h in &c.redirect_hosts {
-            let parsed = reqwest::Url::parse(&format!("http://{}/", h.trim()))
-                .ok()
-                .filter(|u| u.path() == "/" && u.username().is_empty() && u.host_str().is_some())
-                .filter(|u| u.query().is_none() && u.fragment().is_none());
-            let Some(u) = parsed else {
+            let Some(entry) = host_and_port(h.trim()) else {
                 bail!("{setting}.redirect_hosts: {h:?} is not a host or host:port");
             };
-            let mut entry = u.host_str().unwrap_or_default().to_ascii_lowercase();
-            if let Some(p) = u.port() {
-                entry.push_str(&format!(":{p}"));
-            }
             redirect_hosts.push(entry);
         }
         let mut name = url.host_str().unwrap_or_default().to_string();
@@ -242,6 +236,21 @@ impl Upstream {
             url,
         })
     }
+}
+
+/// `host` or `host:port` (an IPv6 host in brackets), the host lower-cased.
+fn host_and_port(entry: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = match entry.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && (!h.contains(':') || h.ends_with(']')) => {
+            (h, Some(p.parse::<u16>().ok()?))
+        }
+        _ => (entry, None),
+    };
+    // The host must be one a URL can hold, and nothing else.
+    let url = reqwest::Url::parse(&format!("http://{host}/")).ok()?;
+    let parsed = url.host_str()?.to_ascii_lowercase();
+    let plain = url.path() == "/" && url.username().is_empty() && url.port().is_none();
+    (plain && parsed == host.to_ascii_lowercase()).then_some((parsed, port))
 }
 
 /// The upstreams of a configuration, in order: its `[[upstream]]` tables,
@@ -351,14 +360,34 @@ mod tests {
     #[test]
     fn redirects_go_only_to_the_hosts_listed() {
         let mut c = config("https://msdl.example/download/symbols", "symstore");
-        c.redirect_hosts = vec!["Blob.Example".into(), "127.0.0.1:9000".into()];
+        c.redirect_hosts = vec![
+            "Blob.Example".into(),
+            "127.0.0.1:9000".into(),
+            "127.0.0.2:80".into(),
+            "127.0.0.3:443".into(),
+        ];
         let up = &from_config(&[c], "").unwrap()[0];
         let to = |u: &str| up.redirects_to(&reqwest::Url::parse(u).unwrap());
         assert!(to("https://blob.example/x.pdb"));
+        assert!(to("http://blob.example/x.pdb"));
         assert!(to("http://127.0.0.1:9000/x.pdb"));
         assert!(!to("https://blob.example:8443/x.pdb"));
         assert!(!to("http://127.0.0.1:9001/x.pdb"));
         assert!(!to("https://evil.example/x.pdb"));
+        // An entry's port is the port, whether or not it is the scheme's default.
+        assert!(to("http://127.0.0.2/x.pdb"));
+        assert!(!to("https://127.0.0.2/x.pdb"));
+        assert!(to("https://127.0.0.3/x.pdb") && to("https://127.0.0.3:443/x.pdb"));
+        assert!(!to("http://127.0.0.3/x.pdb"));
+        for bad in [
+            "https://b.example",
+            "b.example/x",
+            "user@b.example",
+            "b.example:http",
+            ":80",
+        ] {
+            assert_eq!(host_and_port(bad), None, "{bad}");
+        }
     }
 
     #[test]

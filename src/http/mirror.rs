@@ -46,6 +46,10 @@ const MAX_REMEMBERED: usize = 100_000;
 /// Upstream fetches running at once, whatever the number of keys asked.
 pub const MAX_FETCHES: usize = 16;
 
+/// Fetches running or waiting for a turn; a miss beyond them is answered
+/// 503 at once rather than queued behind work its clients may have left.
+pub const MAX_FLIGHTS: usize = 256;
+
 /// What asking the upstreams came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fetched {
@@ -56,6 +60,8 @@ pub enum Fetched {
     /// At least one upstream failed (or sent a file that was refused): 504
     /// when all that failed timed out, else 502.
     Failed { timed_out: bool },
+    /// [`MAX_FLIGHTS`] fetches are running or waiting: 503, try again.
+    Busy,
 }
 
 /// Why one upstream gave nothing.
@@ -388,6 +394,7 @@ impl Inner {
             let mut flights = mirror.flights.lock().unwrap_or_else(|e| e.into_inner());
             match flights.get(&key) {
                 Some(f) => f.clone(),
+                None if flights.len() >= MAX_FLIGHTS => return Err(Fetched::Busy),
                 None => {
                     let (m, k) = (mirror.clone(), key.clone());
                     let (publish, tails) = tokio::sync::watch::channel(None);
@@ -412,8 +419,16 @@ impl Inner {
     }
 
     async fn ask_each(self: &Arc<Self>, want: &Want, key: &str, publish: &Publisher) -> Fetched {
-        let Ok(_permit) = self.fetches.clone().acquire_owned().await else {
-            return Fetched::Failed { timed_out: false };
+        // Waiting for a turn counts against the time a client would wait.
+        let longest = (self.asked(want))
+            .map(|(_, (up, _))| up.timeout)
+            .max()
+            .unwrap_or_default();
+        let turn = tokio::time::timeout(longest, self.fetches.clone().acquire_owned()).await;
+        let _permit = match turn {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Fetched::Failed { timed_out: false },
+            Err(_) => return Fetched::Failed { timed_out: true },
         };
         // A fetch just before this one may have stored it.
         if stored(&self.store, &want.lkey()).await {
@@ -591,7 +606,12 @@ impl Inner {
                 path.pop_if_empty().extend(&segs);
             }
             let stream_to = (how == How::Plain).then_some((publish, want));
-            let Some(mut got) = self.download(up, client, url, stream_to).await? else {
+            let downloaded = self.download(up, client, url, stream_to).await;
+            if downloaded.is_err() {
+                // A cut answer is no answer for clients who come later.
+                publish.send_replace(None);
+            }
+            let Some(mut got) = downloaded? else {
                 continue;
             };
             // Clients streaming this answer hear how it ends (a sender
@@ -608,6 +628,9 @@ impl Inner {
             let kept = self.keep_fetched(up, want, got).await;
             if let Some(p) = progress {
                 p.send_modify(|s| s.end = Some(kept.is_ok()));
+            }
+            if kept.is_err() {
+                publish.send_replace(None);
             }
             return kept.map(|()| true);
         }
@@ -948,6 +971,12 @@ impl Inner {
                 }),
         };
         let identity = crate::identity::identify(std::fs::File::open(path)?, &name);
+        // A file that is not what was asked for is refused before anything
+        // is recorded: an upstream's junk makes no rows.
+        if let Err(e) = what_was_asked(want, &identity) {
+            tracing::warn!(file = name, upstream = user, error = %e, "refused a fetched file");
+            return Err(e);
+        }
         let record = store.begin_upload(&UploadStart {
             user: user.to_string(),
             token_id: None,
@@ -960,60 +989,15 @@ impl Inner {
             limits: &self.limits,
         };
         let result = match want {
-            Want::Path(segs) => {
-                let key = segs.join("/");
-                match kind_named(&name) {
-                    Some(kind) if kind != identity.kind => Err(Error::invalid(
-                        &key,
-                        format!(
-                            "the upstream sent a {} file for a {kind} key",
-                            identity.kind
-                        ),
-                    )),
-                    _ if identity.kind != Kind::Sym && !identity.has_id() => Err(Error::invalid(
-                        &key,
-                        format!(
-                            "the upstream's file has no identity to check ({})",
-                            identity.kind
-                        ),
-                    )),
-                    _ => crate::ingest::ingest_file_as(
-                        to,
-                        path,
-                        &key,
-                        Namespace::Cache,
-                        Some(record.id()),
-                    ),
-                }
-            }
-            Want::BuildId { id, role } => {
-                let what = format!("/buildid/{id}/{}", role.as_str());
-                if identity.kind != Kind::Elf {
-                    Err(Error::invalid(
-                        &what,
-                        format!(
-                            "the upstream sent a {} file, not an ELF file",
-                            identity.kind
-                        ),
-                    ))
-                } else if identity.build_id.as_deref() != Some(id.as_str()) {
-                    Err(Error::invalid(
-                        &what,
-                        format!(
-                            "the upstream's file has build id {}",
-                            identity.build_id.as_deref().unwrap_or("(none)")
-                        ),
-                    ))
-                } else if *role == BuildRole::Debuginfo && !identity.has_debug_info {
-                    Err(Error::invalid(
-                        &what,
-                        "the upstream's file holds no debug info",
-                    ))
-                } else if *role == BuildRole::Executable && !identity.has_code {
-                    Err(Error::invalid(&what, "the upstream's file holds no code"))
-                } else {
-                    crate::ingest::ingest_file(to, path, &name, Namespace::Cache, Some(record.id()))
-                }
+            Want::Path(segs) => crate::ingest::ingest_file_as(
+                to,
+                path,
+                &segs.join("/"),
+                Namespace::Cache,
+                Some(record.id()),
+            ),
+            Want::BuildId { .. } => {
+                crate::ingest::ingest_file(to, path, &name, Namespace::Cache, Some(record.id()))
             }
         }
         .and_then(|report| match report.files_count() {
@@ -1028,7 +1012,7 @@ impl Inner {
                 files_count: report.files_count() as u64,
             },
             Err(e) => {
-                tracing::warn!(file = name, upstream = user, error = %e, "refused a fetched file");
+                tracing::warn!(file = name, upstream = user, error = %e, "a fetched file was not kept");
                 UploadEnd::Failed {
                     error: e,
                     message: e.to_string(),
@@ -1052,12 +1036,79 @@ impl Inner {
     }
 }
 
-/// The last segment of debuginfod's `X-DEBUGINFOD-FILE`, if it is a name a
-/// file may be stored under.
+/// Whether a fetched file is what `want` asked for: for a path, the kind of
+/// file the key names with the key's own identity; for a build id, an ELF
+/// file of that build id holding debug info (`debuginfo`) or code
+/// (`executable`).
+fn what_was_asked(want: &Want, identity: &crate::identity::Identity) -> crate::Result<()> {
+    match want {
+        Want::Path(segs) => {
+            let key = segs.join("/");
+            match kind_named(&segs[2]) {
+                Some(kind) if kind != identity.kind => {
+                    return Err(Error::invalid(
+                        &key,
+                        format!(
+                            "the upstream sent a {} file for a {kind} key",
+                            identity.kind
+                        ),
+                    ));
+                }
+                _ if identity.kind != Kind::Sym && !identity.has_id() => {
+                    return Err(Error::invalid(
+                        &key,
+                        format!(
+                            "the upstream's file has no identity to check ({})",
+                            identity.kind
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            let member = crate::keys::MemberKey::new(&segs[0], &segs[1], &segs[2])
+                .map_err(|why| Error::invalid(&key, why))?;
+            crate::ingest::zipfile::check_identity(&key, &member, identity)
+        }
+        Want::BuildId { id, role } => {
+            let what = format!("/buildid/{id}/{}", role.as_str());
+            if identity.kind != Kind::Elf {
+                Err(Error::invalid(
+                    &what,
+                    format!(
+                        "the upstream sent a {} file, not an ELF file",
+                        identity.kind
+                    ),
+                ))
+            } else if identity.build_id.as_deref() != Some(id.as_str()) {
+                Err(Error::invalid(
+                    &what,
+                    format!(
+                        "the upstream's file has build id {}",
+                        identity.build_id.as_deref().unwrap_or("(none)")
+                    ),
+                ))
+            } else if *role == BuildRole::Debuginfo && !identity.has_debug_info {
+                Err(Error::invalid(
+                    &what,
+                    "the upstream's file holds no debug info",
+                ))
+            } else if *role == BuildRole::Executable && !identity.has_code {
+                Err(Error::invalid(&what, "the upstream's file holds no code"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The last segment of debuginfod's `X-DEBUGINFOD-FILE`, if it is a name an
+/// ELF file may be stored under: a valid segment, without spaces at either
+/// end, that names no other kind of file (`.pdb`, `.dll`, `.sym`…).
 fn upstream_file_name(header: Option<&str>) -> Option<String> {
     let base = header?.rsplit('/').next()?;
     crate::keys::check_segment("file", base).ok()?;
-    Some(base.to_string())
+    let plain = base.trim() == base && kind_named(base).is_none();
+    plain.then(|| base.to_string())
 }
 
 /// A body that streams `tail` as its fetch writes it: every byte but the
@@ -1165,6 +1216,21 @@ mod tests {
         assert_eq!(compressed_name("libc.so"), Some("libc.s_".into()));
         assert_eq!(compressed_name("noext"), None);
         assert_eq!(compressed_name("x.pd_"), None);
+    }
+
+    #[test]
+    fn a_debuginfod_upstream_names_only_elf_files() {
+        let name = |h: &str| upstream_file_name(Some(h));
+        assert_eq!(
+            name("/usr/lib/debug/.build-id/ab/cdef.debug").as_deref(),
+            Some("cdef.debug")
+        );
+        assert_eq!(name("/usr/lib/libc.so.6").as_deref(), Some("libc.so.6"));
+        assert_eq!(name("/usr/lib/debug/../../../etc/ntdll.pdb"), None);
+        assert_eq!(name("/x/kernel32.dll"), None);
+        assert_eq!(name("/x/ x.debug"), None);
+        assert_eq!(name("/x/.."), None);
+        assert_eq!(name("/x/"), None);
     }
 
     #[test]

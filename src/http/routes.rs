@@ -21,11 +21,15 @@ pub enum Route {
         role: Role,
         include_try: bool,
     },
-    /// `/buildid/<not an even-length hex id>/<role>`.
+    /// `/buildid/<not an even-length hex id of at most 128 digits>/<role>`.
     BadBuildId,
     /// `POST /symbolicate/v5` (or v4), maybe with try files.
     Symbolicate {
         version: crate::symbolicate::Version,
+        include_try: bool,
+    },
+    /// `POST /stackwalk`: a minidump walked with the store's symbols.
+    Stackwalk {
         include_try: bool,
     },
     /// `POST /upload/auth_info/`.
@@ -83,6 +87,11 @@ pub fn route(path: &str, query: Option<&str>) -> Route {
     }
     match fixed[..] {
         ["upload"] => return Route::Upload,
+        ["stackwalk"] | ["try", "stackwalk"] => {
+            return Route::Stackwalk {
+                include_try: fixed[0] == "try" || query_has_try(query),
+            };
+        }
         ["symbolicate", v] | ["try", "symbolicate", v] => {
             let version = match v {
                 "v5" => crate::symbolicate::Version::V5,
@@ -144,6 +153,9 @@ fn fixed_route(segs: &[&str]) -> Option<Route> {
     })
 }
 
+/// The longest build id asked for, in hex digits (build ids are 16 to 64).
+pub const MAX_BUILD_ID_HEX: usize = 128;
+
 fn debuginfod(segs: &[String], include_try: bool) -> Option<Route> {
     let [first, id, role, rest @ ..] = segs else {
         return None;
@@ -158,7 +170,11 @@ fn debuginfod(segs: &[String], include_try: bool) -> Option<Route> {
         ("source", [_, ..]) => Role::Source(format!("/{}", rest.join("/"))),
         _ => return None,
     };
-    if id.is_empty() || id.len() % 2 != 0 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if id.is_empty()
+        || id.len() % 2 != 0
+        || id.len() > MAX_BUILD_ID_HEX
+        || !id.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return Some(Route::BadBuildId);
     }
     Some(Route::Debuginfod {

@@ -32,6 +32,8 @@ pub struct AppState {
     pub cache_access: crate::store::access::AccessLog,
     /// Parsed `.sym` files for symbolication.
     pub symbols: crate::symbolicate::cache::SymbolCache,
+    /// Turns of `/stackwalk`.
+    pub stackwalks: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
             mirror,
             cache_access: Default::default(),
             symbols,
+            stackwalks: tokio::sync::Semaphore::new(crate::http::handlers::stackwalk::AT_ONCE),
         })
     }
 }

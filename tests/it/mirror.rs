@@ -239,8 +239,8 @@ fn a_fetched_file_whose_identity_is_not_the_keys_is_refused_and_never_stored() {
     let m = mirror_of(&up);
     assert_eq!(m.get(&format!("/{key}")).status(), 502);
     assert_eq!(m.count("SELECT COUNT(*) FROM keys"), 0);
-    let error: String = m.one("SELECT error FROM uploads WHERE status = 'failed'", &[]);
-    assert!(error.contains("does not match"), "{error}");
+    // Refused before anything is recorded: an upstream's junk makes no rows.
+    assert_eq!(m.count("SELECT COUNT(*) FROM uploads"), 0);
     // Remembered like a 404: asked again, the upstream is not (and nothing is stored).
     use crate::records::{scrape, value};
     let served = || {
@@ -253,7 +253,12 @@ fn a_fetched_file_whose_identity_is_not_the_keys_is_refused_and_never_stored() {
     let before = served();
     assert_eq!(m.get(&format!("/{key}")).status(), 502);
     assert_eq!(served(), before);
-    assert_eq!(m.count("SELECT COUNT(*) FROM uploads"), 1);
+    assert_eq!(m.count("SELECT COUNT(*) FROM uploads"), 0);
+    // Still a miss of this store, in the missing-symbols report.
+    m.wait_for_count(
+        "SELECT COUNT(*) FROM missing WHERE debug_file = 'asked.pdb'",
+        1,
+    );
     assert_eq!(
         value(
             &scrape(&m),
@@ -951,9 +956,54 @@ fn a_streamed_file_that_is_refused_never_reaches_the_client_whole() {
         body.map(|b| b.len())
     );
     assert_eq!(m.count("SELECT COUNT(*) FROM keys"), 0);
-    let error: String = m.one("SELECT error FROM uploads WHERE status = 'failed'", &[]);
-    assert!(error.contains("Pdb") || error.contains("pdb"), "{error}");
+    assert_eq!(m.count("SELECT COUNT(*) FROM uploads"), 0);
     // Remembered: the next client gets a 502 at once.
     assert_eq!(m.get(&format!("/{key}")).status(), 502);
     assert!(m.tmp_files().is_empty(), "{:?}", m.tmp_files());
+}
+
+#[test]
+fn when_the_first_upstream_s_answer_is_refused_later_clients_get_the_next_one_s() {
+    use std::io::Read;
+    let f = crate::windows::build_pe();
+    let pdb = std::fs::read(&f.pdb).unwrap();
+    let key = format!("x.pdb/{}/x.pdb", f.debug_id);
+    // The first upstream streams junk under the key, the second has the PDB.
+    let (junk, go) = held(vec![0x5au8; 300_000], 150_000);
+    let tree = tempfile::tempdir().unwrap();
+    let dir = tree.path().join(format!("x.pdb/{}", f.debug_id));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("x.pdb"), &pdb).unwrap();
+    let good = StaticServer::over(tree.path());
+    let m = TestServer::with_config(|c| {
+        c.upstream = vec![
+            upstream("breakpad", format!("http://{junk}/")),
+            upstream("breakpad", format!("http://{}/", good.addr)),
+        ]
+    });
+    let mut first = m.get(&format!("/{key}"));
+    assert_eq!(first.status(), 200);
+    let mut head = vec![0u8; 1000];
+    first.read_exact(&mut head).unwrap();
+    go.send(()).unwrap();
+    let mut rest = Vec::new();
+    assert!(first.read_to_end(&mut rest).is_err(), "the junk was cut");
+    // A client after the refusal gets the second upstream's file, whole.
+    let second = m.get(&format!("/{key}"));
+    assert_eq!(second.status(), 200);
+    assert_eq!(second.bytes().unwrap().as_ref(), pdb.as_slice());
+}
+
+#[test]
+fn build_ids_longer_than_any_are_refused_at_the_door() {
+    let up = TestServer::start();
+    let m = TestServer::with_config(|c| c.upstreams = format!("debuginfod+http://{}/", up.addr));
+    let long = "ab".repeat(65);
+    let resp = m.get(&format!("/buildid/{long}/debuginfo"));
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        m.get(&format!("/buildid/{}/debuginfo", "ab".repeat(64)))
+            .status(),
+        404
+    );
 }

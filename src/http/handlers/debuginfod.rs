@@ -26,7 +26,7 @@ pub fn bad_build_id() -> Response<Body> {
     body::with_type(
         StatusCode::BAD_REQUEST,
         "text/plain",
-        "Malformed build id: expected an even number of hex digits",
+        "Malformed build id: expected an even number of hex digits, at most 128",
     )
 }
 

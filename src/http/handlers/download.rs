@@ -137,7 +137,21 @@ pub async fn from_upstream(
             on_miss(state);
             not_found()
         }
+        Fetched::Busy => {
+            let mut resp = body::with_type(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "Too many upstream fetches at once",
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            cors(resp.headers_mut());
+            resp
+        }
         Fetched::Failed { timed_out } => {
+            // Still a miss of this store: the missing-symbols report says
+            // what a lab whose upstreams are out of reach lacks.
+            on_miss(state);
             let (status, text) = if timed_out {
                 (
                     StatusCode::GATEWAY_TIMEOUT,

@@ -5,6 +5,7 @@ pub mod debuginfod;
 pub mod download;
 pub mod health;
 pub mod pages;
+pub mod stackwalk;
 pub mod symbolicate;
 pub mod upload;
 
@@ -59,7 +60,7 @@ fn group_of(r: &Route) -> &'static str {
         Route::Symbol { .. } => "symbol",
         Route::Debuginfod { .. } | Route::BadBuildId => "debuginfod",
         Route::Api(_) | Route::MissingCsv => "api",
-        Route::Symbolicate { .. } => "symbolicate",
+        Route::Symbolicate { .. } | Route::Stackwalk { .. } => "symbolicate",
         Route::Page(_) => "page",
         Route::LbHeartbeat | Route::Heartbeat | Route::Version => "health",
         Route::Metrics => "metrics",
@@ -92,6 +93,7 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>, r: Route) -> Res
             version,
             include_try,
         } => symbolicate::symbolicate(state, req, version, include_try).await,
+        Route::Stackwalk { include_try } => stackwalk::stackwalk(state, req, include_try).await,
         _ if !read_only => method_not_allowed("GET, HEAD", false),
         Route::LbHeartbeat => health::lbheartbeat(),
         Route::Heartbeat => health::heartbeat(state).await,

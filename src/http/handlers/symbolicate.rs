@@ -103,23 +103,34 @@ async fn module_symbols(
     let Some(key) = module.sym_key() else {
         return Ok(None);
     };
-    let lkey = normalize(&key);
+    let found = symbols_of_key(state, &key, include_try).await?;
+    if found.is_none()
+        && let Some(miss) = Miss::new(&module.debug_file, &module.debug_id, "", "")
+    {
+        state.missing.record(miss);
+        state.metrics.missing_recorded.inc();
+    }
+    Ok(found)
+}
+
+/// The parsed `.sym` stored under `key` (looked up as a download looks it
+/// up, the upstreams asked on a miss), or `None`.
+pub async fn symbols_of_key(
+    state: &Arc<AppState>,
+    key: &str,
+    include_try: bool,
+) -> crate::Result<Option<Arc<breakpad_symbols::SymbolFile>>> {
+    let lkey = normalize(key);
     let mut found =
         cached_lookup(state, lkey.clone(), include_try, Flavor::Breakpad, || None).await?;
     if matches!(found, Found::Miss) && !state.mirror.is_empty() {
         let segs: Vec<String> = key.split('/').map(str::to_string).collect();
-        if state.mirror.fetch(Want::Path(segs)).await == Fetched::Stored {
+        if segs.len() == 3 && state.mirror.fetch(Want::Path(segs)).await == Fetched::Stored {
             found = cached_lookup(state, lkey, include_try, Flavor::Breakpad, || None).await?;
         }
     }
     match found {
         Found::Key(hit) => Ok(Some(state.symbols.get(&state.store, &hit.row).await?)),
-        _ => {
-            if let Some(miss) = Miss::new(&module.debug_file, &module.debug_id, "", "") {
-                state.missing.record(miss);
-                state.metrics.missing_recorded.inc();
-            }
-            Ok(None)
-        }
+        _ => Ok(None),
     }
 }

@@ -1,0 +1,222 @@
+//! `POST /stackwalk`: a minidump in (the raw body, or the multipart field
+//! `upload_file_minidump` crash reporters send), the JSON `minidump-stackwalk
+//! --json` prints out — rust-minidump's `minidump-processor` with the store
+//! as its symbol provider (no HTTP round trips to itself). Bounded by
+//! `max_minidump_bytes`, at most [`AT_ONCE`] at a time, each within
+//! [`TIME_CAP`], run on a blocking thread.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use breakpad_symbols::{
+    FileError, FileKind, FillSymbolError, FrameSymbolizer, FrameWalker, Module, SymbolFile,
+};
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::symbolicate::symbols_of_key;
+use crate::Error;
+use crate::http::body::{self, Body};
+use crate::http::error::{json_error, method_not_allowed};
+use crate::http::state::AppState;
+use crate::store::missing::Miss;
+
+/// Stack walks at once; more wait their turn.
+pub const AT_ONCE: usize = 2;
+
+/// The longest a stack walk may take (504 after).
+pub const TIME_CAP: Duration = Duration::from_secs(60);
+
+/// Answers `POST /stackwalk`.
+pub async fn stackwalk(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    include_try: bool,
+) -> Response<Body> {
+    if req.method() != Method::POST {
+        return method_not_allowed("POST", true);
+    }
+    if state.http.private_downloads
+        && let Err(refused) = crate::http::request::require(&state, req.headers(), "download").await
+    {
+        return refused;
+    }
+    let content_type = (req.headers().get(header::CONTENT_TYPE))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let max = state.http.max_minidump_bytes;
+    // A multipart body carries a little more than the minidump.
+    let limit = usize::try_from(max)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024);
+    let bytes = match http_body_util::Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return json_error(&Error::TooLarge(format!(
+                "a minidump is at most max_minidump_bytes ({max} bytes)"
+            )));
+        }
+        Err(_) => return json_error(&Error::BadRequest("the body could not be read".into())),
+    };
+    let dump = match minidump_of_body(bytes, &content_type).await {
+        Ok(d) if d.len() as u64 <= max => d,
+        Ok(_) => {
+            return json_error(&Error::TooLarge(format!(
+                "a minidump is at most max_minidump_bytes ({max} bytes)"
+            )));
+        }
+        Err(why) => return json_error(&Error::BadRequest(why)),
+    };
+    let Ok(_turn) = state.stackwalks.acquire().await else {
+        return json_error(&Error::Unavailable("shutting down".into()));
+    };
+    let provider = StoreSymbols {
+        state: state.clone(),
+        include_try,
+        seen: tokio::sync::Mutex::new(HashMap::new()),
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let walk = tokio::task::spawn_blocking(move || runtime.block_on(walk(dump, provider)));
+    match tokio::time::timeout(TIME_CAP, walk).await {
+        Ok(Ok(Ok(json))) => {
+            let mut resp = Response::new(body::full(json));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Ok(Ok(Err(why))) => json_error(&Error::BadRequest(why)),
+        Ok(Err(e)) => json_error(&Error::Io(std::io::Error::other(e))),
+        Err(_) => crate::http::error::json_status(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!("the stack walk took longer than {} s", TIME_CAP.as_secs()),
+        ),
+    }
+}
+
+/// The minidump of a body: the multipart field `upload_file_minidump`, or
+/// the body itself.
+async fn minidump_of_body(bytes: bytes::Bytes, content_type: &str) -> Result<Vec<u8>, String> {
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        return Ok(bytes.to_vec());
+    }
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|e| format!("a multipart body without a boundary: {e}"))?;
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes) });
+    let mut parts = multer::Multipart::new(stream, boundary);
+    while let Some(field) = parts
+        .next_field()
+        .await
+        .map_err(|e| format!("a malformed multipart body: {e}"))?
+    {
+        if field.name() == Some("upload_file_minidump") {
+            return field
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| format!("a malformed multipart body: {e}"));
+        }
+    }
+    Err("a multipart body without an upload_file_minidump field".to_string())
+}
+
+/// Processes a minidump into `minidump-stackwalk --json`'s JSON.
+async fn walk(dump: Vec<u8>, provider: StoreSymbols) -> Result<Vec<u8>, String> {
+    let dump = minidump::Minidump::read(dump).map_err(|e| format!("not a minidump: {e}"))?;
+    let state = minidump_processor::process_minidump(&dump, &provider)
+        .await
+        .map_err(|e| format!("the minidump cannot be processed: {e}"))?;
+    let mut out = Vec::new();
+    state
+        .print_json(&mut out, true)
+        .map_err(|e| format!("the result cannot be written: {e}"))?;
+    Ok(out)
+}
+
+/// The store as a symbol provider: each module's `.sym` looked up once per
+/// walk (as downloads look it up), parsed through the symbol cache; modules
+/// without one noted in the missing-symbols report.
+struct StoreSymbols {
+    state: Arc<AppState>,
+    include_try: bool,
+    seen: tokio::sync::Mutex<HashMap<String, Option<Arc<SymbolFile>>>>,
+}
+
+impl StoreSymbols {
+    async fn symbols(&self, module: &(dyn Module + Sync)) -> Option<Arc<SymbolFile>> {
+        let lookup = breakpad_symbols::breakpad_sym_lookup(module)?;
+        let mut seen = self.seen.lock().await;
+        if let Some(found) = seen.get(&lookup.cache_rel) {
+            return found.clone();
+        }
+        let found = match symbols_of_key(&self.state, &lookup.cache_rel, self.include_try).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(key = lookup.cache_rel, error = %e, "symbols unreadable for a stack walk");
+                None
+            }
+        };
+        if found.is_none() {
+            let debug_file = module.debug_file().unwrap_or_default();
+            let debug_id = (module.debug_identifier())
+                .map(|d| d.breakpad().to_string())
+                .unwrap_or_default();
+            let code_file = module.code_file();
+            let code_file = code_file.rsplit(['/', '\\']).next().unwrap_or_default();
+            let code_id = (module.code_identifier())
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            let debug_file = debug_file.rsplit(['/', '\\']).next().unwrap_or_default();
+            if let Some(miss) = Miss::new(debug_file, &debug_id, code_file, &code_id) {
+                self.state.missing.record(miss);
+                self.state.metrics.missing_recorded.inc();
+            }
+        }
+        seen.insert(lookup.cache_rel, found.clone());
+        found
+    }
+}
+
+#[async_trait::async_trait]
+impl minidump_unwind::SymbolProvider for StoreSymbols {
+    async fn fill_symbol(
+        &self,
+        module: &(dyn Module + Sync),
+        frame: &mut (dyn FrameSymbolizer + Send),
+    ) -> Result<(), FillSymbolError> {
+        match self.symbols(module).await {
+            Some(sym) => {
+                sym.fill_symbol(module, frame);
+                Ok(())
+            }
+            None => Err(FillSymbolError {}),
+        }
+    }
+
+    async fn walk_frame(
+        &self,
+        module: &(dyn Module + Sync),
+        walker: &mut (dyn FrameWalker + Send),
+    ) -> Option<()> {
+        self.symbols(module).await?.walk_frame(module, walker)
+    }
+
+    async fn get_file_path(
+        &self,
+        _module: &(dyn Module + Sync),
+        _file_kind: FileKind,
+    ) -> Result<PathBuf, FileError> {
+        Err(FileError::NotFound)
+    }
+}
