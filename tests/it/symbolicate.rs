@@ -252,3 +252,120 @@ fn a_module_is_parsed_once_however_many_requests_wait_for_it() {
         1.0
     );
 }
+
+/// What two stack walks agree on, frame by frame: every thread's frames'
+/// module, offset, function, file and line.
+/// A frame's module, module offset, function, file and line.
+type FrameFacts = (Value, Value, Value, Value, Value);
+
+fn frames_of(walk: &Value) -> Vec<Vec<FrameFacts>> {
+    walk["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (t["frames"].as_array().unwrap().iter())
+                .map(|f| {
+                    (
+                        f["module"].clone(),
+                        f["module_offset"].clone(),
+                        f["function"].clone(),
+                        f["file"].clone(),
+                        f["line"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn stackwalk_agrees_with_minidump_stackwalk_on_the_same_dump() {
+    let c = crash();
+    let s = &c.server;
+    let dump = std::fs::read(&c.dump).unwrap();
+    let theirs = stackwalk_json(s, &c.dump);
+    // Raw body.
+    let resp = s
+        .client
+        .post(s.url("/stackwalk"))
+        .body(dump.clone())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let ours: Value = resp.json().unwrap();
+    assert_eq!(frames_of(&ours), frames_of(&theirs));
+    let loaded = |w: &Value| -> Vec<(Value, Value)> {
+        (w["modules"].as_array().unwrap().iter())
+            .map(|m| (m["filename"].clone(), m["loaded_symbols"].clone()))
+            .collect()
+    };
+    assert_eq!(loaded(&ours), loaded(&theirs));
+    assert_eq!(ours["crashing_thread"], theirs["crashing_thread"]);
+    assert!(
+        frames_of(&ours)
+            .iter()
+            .flatten()
+            .any(|f| f.2 == "spin_level2"),
+        "{ours}"
+    );
+    // As crash reporters send it: multipart, field upload_file_minidump.
+    let form = reqwest::blocking::multipart::Form::new()
+        .text("ProductName", "victim")
+        .part(
+            "upload_file_minidump",
+            reqwest::blocking::multipart::Part::bytes(dump.clone()).file_name("crash.dmp"),
+        );
+    let resp = s
+        .client
+        .post(s.url("/stackwalk"))
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let multipart: Value = resp.json().unwrap();
+    assert_eq!(frames_of(&multipart), frames_of(&theirs));
+    // Modules without symbols are in the missing-symbols report.
+    let without: Vec<&str> = (ours["modules"].as_array().unwrap().iter())
+        .filter(|m| m["loaded_symbols"] == false && m["debug_id"].is_string())
+        .map(|m| m["debug_file"].as_str().unwrap())
+        .collect();
+    assert!(!without.is_empty());
+    s.wait_for_count(
+        &format!(
+            "SELECT COUNT(*) FROM missing WHERE debug_file = '{}'",
+            without[0]
+        ),
+        1,
+    );
+}
+
+#[test]
+fn a_truncated_or_foreign_minidump_is_a_400_and_the_size_is_capped() {
+    let c = crash();
+    let s = &c.server;
+    let dump = std::fs::read(&c.dump).unwrap();
+    for body in [
+        dump[..dump.len() / 3].to_vec(),
+        b"MDMP\x93\xa7".to_vec(),
+        b"hello".to_vec(),
+    ] {
+        let resp = s
+            .client
+            .post(s.url("/stackwalk"))
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        assert!(resp.text().unwrap().contains("error"));
+    }
+    let small = TestServer::with_config(|c| c.max_minidump_bytes = 1024);
+    let resp = small
+        .client
+        .post(small.url("/stackwalk"))
+        .body(dump)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(s.get("/stackwalk").status(), 405);
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use breakpad_symbols::{
     FileError, FileKind, FillSymbolError, FrameSymbolizer, FrameWalker, Module, SymbolFile,
+    SymbolStats,
 };
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -81,9 +82,12 @@ pub async fn stackwalk(
         state: state.clone(),
         include_try,
         seen: tokio::sync::Mutex::new(HashMap::new()),
+        stats: std::sync::Mutex::new(HashMap::new()),
     };
     let runtime = tokio::runtime::Handle::current();
-    let walk = tokio::task::spawn_blocking(move || runtime.block_on(walk(dump, provider)));
+    let walk = tokio::task::spawn_blocking(move || {
+        runtime.block_on(crate::symbolicate::minidump::walk(dump, &provider))
+    });
     match tokio::time::timeout(TIME_CAP, walk).await {
         Ok(Ok(Ok(json))) => {
             let mut resp = Response::new(body::full(json));
@@ -131,19 +135,6 @@ async fn minidump_of_body(bytes: bytes::Bytes, content_type: &str) -> Result<Vec
     Err("a multipart body without an upload_file_minidump field".to_string())
 }
 
-/// Processes a minidump into `minidump-stackwalk --json`'s JSON.
-async fn walk(dump: Vec<u8>, provider: StoreSymbols) -> Result<Vec<u8>, String> {
-    let dump = minidump::Minidump::read(dump).map_err(|e| format!("not a minidump: {e}"))?;
-    let state = minidump_processor::process_minidump(&dump, &provider)
-        .await
-        .map_err(|e| format!("the minidump cannot be processed: {e}"))?;
-    let mut out = Vec::new();
-    state
-        .print_json(&mut out, true)
-        .map_err(|e| format!("the result cannot be written: {e}"))?;
-    Ok(out)
-}
-
 /// The store as a symbol provider: each module's `.sym` looked up once per
 /// walk (as downloads look it up), parsed through the symbol cache; modules
 /// without one noted in the missing-symbols report.
@@ -151,6 +142,8 @@ struct StoreSymbols {
     state: Arc<AppState>,
     include_try: bool,
     seen: tokio::sync::Mutex<HashMap<String, Option<Arc<SymbolFile>>>>,
+    /// By code file name, as the processor reports modules' symbols.
+    stats: std::sync::Mutex<HashMap<String, SymbolStats>>,
 }
 
 impl StoreSymbols {
@@ -183,6 +176,16 @@ impl StoreSymbols {
                 self.state.metrics.missing_recorded.inc();
             }
         }
+        let code_file = module.code_file();
+        let name = code_file.rsplit(['/', '\\']).next().unwrap_or_default();
+        (self.stats.lock().unwrap_or_else(|e| e.into_inner())).insert(
+            name.to_string(),
+            SymbolStats {
+                symbol_url: found.as_ref().map(|_| format!("/{}", lookup.cache_rel)),
+                loaded_symbols: found.is_some(),
+                ..SymbolStats::default()
+            },
+        );
         seen.insert(lookup.cache_rel, found.clone());
         found
     }
@@ -218,5 +221,9 @@ impl minidump_unwind::SymbolProvider for StoreSymbols {
         _file_kind: FileKind,
     ) -> Result<PathBuf, FileError> {
         Err(FileError::NotFound)
+    }
+
+    fn stats(&self) -> HashMap<String, SymbolStats> {
+        (self.stats.lock().unwrap_or_else(|e| e.into_inner())).clone()
     }
 }
