@@ -65,6 +65,8 @@ pub enum Page {
     Files,
     File(i64),
     Missing,
+    /// The form: paste a v5 job, or drop a minidump.
+    Symbolicate,
 }
 
 /// What a debuginfod request asks for.
@@ -149,6 +151,7 @@ fn fixed_route(segs: &[&str]) -> Option<Route> {
         ["files"] => Route::Page(Page::Files),
         ["files", n] => id(n).map_or(Route::NotFound, |n| Route::Page(Page::File(n))),
         ["missing"] => Route::Page(Page::Missing),
+        ["symbolicate"] => Route::Page(Page::Symbolicate),
         _ => return None,
     })
 }

@@ -369,3 +369,81 @@ fn a_truncated_or_foreign_minidump_is_a_400_and_the_size_is_capped() {
     assert_eq!(resp.status(), 413);
     assert_eq!(s.get("/stackwalk").status(), 405);
 }
+
+#[test]
+fn the_symbolicate_page_takes_a_pasted_job_and_a_dropped_minidump() {
+    let c = crash();
+    let s = &c.server;
+    // Linked from every page's header.
+    let home = s.get("/").text().unwrap();
+    assert!(home.contains("href=\"/symbolicate\""), "{home}");
+    let form = s.get("/symbolicate").text().unwrap();
+    assert!(form.contains("name=\"job\"") && form.contains("upload_file_minidump"));
+    // A pasted job: its frames as a table.
+    let walked = stackwalk_json(s, &c.dump);
+    let frame = walked["crashing_thread"]["frames"][0].clone();
+    let frame = if frame.is_null() {
+        walked["threads"][0]["frames"][0].clone()
+    } else {
+        frame
+    };
+    let m = (walked["modules"].as_array().unwrap().iter())
+        .find(|m| m["filename"] == frame["module"])
+        .unwrap()
+        .clone();
+    let job = json!({"memoryMap": [[m["debug_file"], m["debug_id"]], ["gone.pdb", ID_A]],
+                     "stacks": [[[0, hex(&frame["module_offset"])], [1, 5]]]})
+    .to_string();
+    let resp = s
+        .client
+        .post(s.url("/symbolicate"))
+        .form(&[("job", job.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let page = resp.text().unwrap();
+    assert!(page.contains(frame["function"].as_str().unwrap()), "{page}");
+    assert!(
+        page.contains("Modules without symbols (1)") && page.contains("gone.pdb"),
+        "{page}"
+    );
+    // A bad job: the problem named, the form again, 400.
+    let resp = s
+        .client
+        .post(s.url("/symbolicate"))
+        .form(&[("job", "{\"memoryMap\": 3}")])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let page = resp.text().unwrap();
+    assert!(
+        page.contains("memoryMap: missing, or not an array") && page.contains("<textarea"),
+        "{page}"
+    );
+    // A dropped minidump, as a browser sends the form: a readable page.
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "upload_file_minidump",
+        reqwest::blocking::multipart::Part::bytes(std::fs::read(&c.dump).unwrap())
+            .file_name("crash.dmp"),
+    );
+    let resp = s
+        .client
+        .post(s.url("/stackwalk"))
+        .header("Accept", "text/html,application/xhtml+xml")
+        .multipart(form)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = resp.text().unwrap();
+    assert!(
+        page.contains("spin_level2") && page.contains("victim.c:"),
+        "{page}"
+    );
+    assert!(page.contains("Modules without symbols ("), "{page}");
+}

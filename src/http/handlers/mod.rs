@@ -94,6 +94,7 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>, r: Route) -> Res
             include_try,
         } => symbolicate::symbolicate(state, req, version, include_try).await,
         Route::Stackwalk { include_try } => stackwalk::stackwalk(state, req, include_try).await,
+        Route::Page(crate::http::routes::Page::Symbolicate) => symbolicate::page(state, req).await,
         _ if !read_only => method_not_allowed("GET, HEAD", false),
         Route::LbHeartbeat => health::lbheartbeat(),
         Route::Heartbeat => health::heartbeat(state).await,

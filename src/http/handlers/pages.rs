@@ -54,11 +54,13 @@ padding:.3em .5em;text-align:left;vertical-align:top}code,.mono{font-family:ui-m
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-fn layout(title: &str, content: &str) -> Response<Body> {
+/// A page in the site's frame: its header links, style and security headers.
+pub(crate) fn layout(title: &str, content: &str) -> Response<Body> {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · symdepot</title>\
          <style>{STYLE}</style></head><body><header><a href=\"/\">symdepot</a><a href=\"/uploads\">Uploads</a>\
-         <a href=\"/files\">Files</a><a href=\"/missing\">Missing symbols</a></header><main>{content}</main>\
+         <a href=\"/files\">Files</a><a href=\"/missing\">Missing symbols</a>\
+         <a href=\"/symbolicate\">Symbolicate</a></header><main>{content}</main>\
          </body></html>",
         esc(title)
     );
@@ -83,6 +85,9 @@ fn error_page(status: StatusCode, message: &str) -> Response<Body> {
 
 /// Answers a page route.
 pub async fn page(state: Arc<AppState>, req: Request<Incoming>, page: Page) -> Response<Body> {
+    if page == Page::Symbolicate {
+        return super::symbolicate::page(state, req).await;
+    }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return method_not_allowed("GET, HEAD", false);
     }
@@ -103,6 +108,7 @@ pub async fn page(state: Arc<AppState>, req: Request<Incoming>, page: Page) -> R
         },
         Page::File(id) => file(&state, id).await,
         Page::Missing => missing(&state).await,
+        Page::Symbolicate => unreachable!("answered above"),
     };
     match result {
         Ok(Some((title, content))) => layout(&title, &content),

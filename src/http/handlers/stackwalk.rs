@@ -45,6 +45,9 @@ pub async fn stackwalk(
     {
         return refused;
     }
+    let html = (req.headers().get(header::ACCEPT))
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
     let content_type = (req.headers().get(header::CONTENT_TYPE))
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
@@ -89,6 +92,10 @@ pub async fn stackwalk(
         runtime.block_on(crate::symbolicate::minidump::walk(dump, &provider))
     });
     match tokio::time::timeout(TIME_CAP, walk).await {
+        Ok(Ok(Ok(json))) if html => match serde_json::from_slice(&json) {
+            Ok(value) => page(&value),
+            Err(e) => json_error(&Error::Io(std::io::Error::other(e))),
+        },
         Ok(Ok(Ok(json))) => {
             let mut resp = Response::new(body::full(json));
             resp.headers_mut().insert(
@@ -104,6 +111,78 @@ pub async fn stackwalk(
             &format!("the stack walk took longer than {} s", TIME_CAP.as_secs()),
         ),
     }
+}
+
+/// A stack walk as a page: the crash, the crashing thread first, each frame
+/// with its module, function and file:line, then the modules without symbols.
+fn page(walk: &serde_json::Value) -> Response<Body> {
+    use crate::http::handlers::pages::{esc, layout};
+    let text = |v: &serde_json::Value| esc(v.as_str().unwrap_or(""));
+    let mut html = String::from("<h1>Stack walk</h1>");
+    let crash = &walk["crash_info"];
+    if crash["type"].is_string() {
+        html.push_str(&format!(
+            "<p>Crash: <code>{}</code> at <code>{}</code>, thread {}</p>",
+            text(&crash["type"]),
+            text(&crash["address"]),
+            crash["crashing_thread"]
+        ));
+    }
+    let threads = walk["threads"].as_array().cloned().unwrap_or_default();
+    let crashing = walk["crashing_thread"]["threads_index"].as_u64();
+    let mut order: Vec<usize> = (0..threads.len()).collect();
+    if let Some(c) = crashing.and_then(|c| usize::try_from(c).ok()) {
+        order.retain(|&i| i != c);
+        order.insert(0, c);
+    }
+    for i in order {
+        let Some(t) = threads.get(i) else { continue };
+        let label = if Some(i as u64) == crashing {
+            " (crashed)"
+        } else {
+            ""
+        };
+        html.push_str(&format!(
+            "<h2>Thread {i}{label} {}</h2><table><tr><th>#</th><th>Module</th><th>Function</th>\
+             <th>Source</th><th>Found by</th></tr>",
+            text(&t["thread_name"])
+        ));
+        for f in t["frames"].as_array().into_iter().flatten() {
+            let function = match f["function"].as_str() {
+                Some(name) => format!("{} + {}", esc(name), text(&f["function_offset"])),
+                None => text(&f["module_offset"]),
+            };
+            let source = match (f["file"].as_str(), f["line"].as_u64()) {
+                (Some(file), Some(line)) => format!("{}:{line}", esc(file)),
+                _ => String::new(),
+            };
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"mono\">{function}</td><td class=\"mono\">{source}</td>\
+                 <td>{}</td></tr>",
+                f["frame"],
+                text(&f["module"]),
+                text(&f["trust"])
+            ));
+        }
+        html.push_str("</table>");
+    }
+    let missing: Vec<String> = (walk["modules"].as_array().into_iter().flatten())
+        .filter(|m| m["loaded_symbols"] == false)
+        .map(|m| {
+            format!(
+                "<li class=\"mono\">{} {}</li>",
+                text(&m["debug_file"]),
+                text(&m["debug_id"])
+            )
+        })
+        .collect();
+    html.push_str(&format!(
+        "<h2>Modules without symbols ({})</h2><p>Counted in the <a href=\"/missing\">missing-symbols \
+         report</a>.</p><ul>{}</ul>",
+        missing.len(),
+        missing.concat()
+    ));
+    layout("Stack walk", &html)
 }
 
 /// The minidump of a body: the multipart field `upload_file_minidump`, or

@@ -57,6 +57,24 @@ pub async fn symbolicate(
         Ok(jobs) => jobs,
         Err(why) => return json_error(&Error::BadRequest(why)),
     };
+    let results = match run(&state, jobs.clone(), include_try).await {
+        Ok(results) => results,
+        Err(e) => return json_error(&e),
+    };
+    let value = match version {
+        Version::V5 => symbolicate::v5_json(&jobs, &results),
+        Version::V4 => symbolicate::v4_json(&results[0]),
+    };
+    body::json(StatusCode::OK, &value)
+}
+
+/// Symbolicates `jobs`: each module looked up and parsed once, whichever
+/// jobs name it, the frames filled off the async threads.
+async fn run(
+    state: &Arc<AppState>,
+    jobs: Vec<symbolicate::Job>,
+    include_try: bool,
+) -> crate::Result<Vec<symbolicate::JobResult>> {
     // Each module once, whichever jobs name it.
     let mut loaded: HashMap<ModuleRef, Option<Arc<breakpad_symbols::SymbolFile>>> = HashMap::new();
     let mut per_job = Vec::with_capacity(jobs.len());
@@ -65,32 +83,154 @@ pub async fn symbolicate(
         for m in symbolicate::used_modules(job) {
             let module = &job.modules[m];
             if !loaded.contains_key(module) {
-                let sym = match module_symbols(&state, module, include_try).await {
-                    Ok(sym) => sym,
-                    Err(e) => return json_error(&e),
-                };
+                let sym = module_symbols(state, module, include_try).await?;
                 loaded.insert(module.clone(), sym);
             }
             symbols.insert(m, loaded[module].clone());
         }
         per_job.push(symbols);
     }
-    let answer = tokio::task::spawn_blocking(move || {
-        let results: Vec<_> = (jobs.iter())
+    tokio::task::spawn_blocking(move || {
+        (jobs.iter())
             .zip(&per_job)
             .map(|(job, symbols)| symbolicate::symbolicate(job, symbols))
-            .collect();
-        match version {
-            Version::V5 => symbolicate::v5_json(&jobs, &results),
-            Version::V4 => symbolicate::v4_json(&results[0]),
-        }
+            .collect()
     })
-    .await;
-    match answer {
-        Ok(value) => body::json(StatusCode::OK, &value),
-        Err(e) => json_error(&Error::Io(std::io::Error::other(e))),
-    }
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(e)))
 }
+
+/// `GET /symbolicate`: a form to paste a v5 job into (and one to drop a
+/// minidump on, for `/stackwalk`); `POST /symbolicate` (the form's `job`
+/// field): its frames as a page.
+pub async fn page(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+    use crate::http::handlers::pages::{esc, layout};
+    if state.http.private_downloads {
+        if let Err(refused) = crate::http::request::require(&state, req.headers(), "download").await
+        {
+            return refused;
+        }
+    } else if let Err(refused) = crate::http::request::require_records(&state, req.headers()).await
+    {
+        return refused;
+    }
+    let include_try = crate::http::routes::query_has_try(req.uri().query());
+    let form = |job: &str| {
+        format!(
+            "<h1>Symbolicate</h1><h2>Frames of a job</h2>\
+             <p>A <code>/symbolicate/v5</code> job: <code>memoryMap</code> (debug file, debug id) and \
+             <code>stacks</code> of [module index, module offset].</p>\
+             <form method=\"post\" action=\"/symbolicate\"><textarea name=\"job\" rows=\"10\" \
+             cols=\"100\" class=\"mono\">{}</textarea><p><button>Symbolicate</button></p></form>\
+             <h2>A minidump</h2><form method=\"post\" action=\"/stackwalk\" \
+             enctype=\"multipart/form-data\"><input type=\"file\" name=\"upload_file_minidump\"> \
+             <button>Walk the stacks</button></form>",
+            esc(job)
+        )
+    };
+    match *req.method() {
+        Method::GET | Method::HEAD => return layout("Symbolicate", &form(EXAMPLE_JOB)),
+        Method::POST => {}
+        _ => return method_not_allowed("GET, HEAD, POST", false),
+    }
+    let bytes = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return page_error(StatusCode::PAYLOAD_TOO_LARGE, "The job is too large.", ""),
+    };
+    let fields = crate::filters::query_pairs(Some(&String::from_utf8_lossy(&bytes)));
+    let job = (fields.into_iter())
+        .find(|(k, _)| k == "job")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let jobs = match symbolicate::parse(
+        job.as_bytes(),
+        Version::V5,
+        state.http.max_symbolicate_frames,
+    ) {
+        Ok(jobs) => jobs,
+        Err(why) => return page_error(StatusCode::BAD_REQUEST, &why, &form(&job)),
+    };
+    let results = match run(&state, jobs.clone(), include_try).await {
+        Ok(r) => r,
+        Err(e) => return page_error(crate::http::error::status_of(&e), &e.to_string(), ""),
+    };
+    let mut html = String::from("<h1>Symbolicated</h1>");
+    for (j, (job, r)) in jobs.iter().zip(&results).enumerate() {
+        for (s, stack) in r.stacks.iter().enumerate() {
+            html.push_str(&format!(
+                "<h2>Job {j}, stack {s}</h2><table><tr><th>#</th><th>Module</th><th>Offset</th>\
+                 <th>Function</th><th>Source</th></tr>"
+            ));
+            for f in stack {
+                let function = match (&f.function, f.function_offset) {
+                    (Some(name), Some(off)) => format!("{} + {off:#x}", esc(name)),
+                    (Some(name), None) => esc(name),
+                    (None, _) => String::new(),
+                };
+                let mut source = match (&f.file, f.line) {
+                    (Some(file), Some(line)) => format!("{}:{line}", esc(file)),
+                    (Some(file), None) => esc(file),
+                    _ => String::new(),
+                };
+                for i in &f.inlines {
+                    source.push_str(&format!(
+                        "<br>inlined: {} {}:{}",
+                        esc(&i.function),
+                        esc(i.file.as_deref().unwrap_or("")),
+                        i.line.map(|l| l.to_string()).unwrap_or_default()
+                    ));
+                }
+                html.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td class=\"mono\">{:#x}</td><td class=\"mono\">{function}</td>\
+                     <td class=\"mono\">{source}</td></tr>",
+                    f.index,
+                    esc(f.module.as_deref().unwrap_or("")),
+                    f.offset
+                ));
+            }
+            html.push_str("</table>");
+        }
+        let missing: Vec<String> = (job.modules.iter())
+            .zip(&r.found)
+            .filter(|(_, f)| **f == Some(false))
+            .map(|(m, _)| {
+                format!(
+                    "<li class=\"mono\">{} {}</li>",
+                    esc(&m.debug_file),
+                    esc(&m.debug_id)
+                )
+            })
+            .collect();
+        if !missing.is_empty() {
+            html.push_str(&format!(
+                "<h2>Modules without symbols ({})</h2><ul>{}</ul>",
+                missing.len(),
+                missing.concat()
+            ));
+        }
+    }
+    html.push_str(&form(&job));
+    layout("Symbolicated", &html)
+}
+
+/// An error on the symbolication page: the problem, then what follows it.
+fn page_error(status: StatusCode, why: &str, then: &str) -> Response<Body> {
+    let html = format!(
+        "<h1>{}</h1><p class=\"failed\">{}</p>{then}",
+        status.as_u16(),
+        crate::http::handlers::pages::esc(why)
+    );
+    let mut resp = crate::http::handlers::pages::layout("Symbolicate", &html);
+    *resp.status_mut() = status;
+    resp
+}
+
+/// The job the form starts with.
+const EXAMPLE_JOB: &str = r#"{"memoryMap": [["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]],
+ "stacks": [[[0, 11723767], [0, 65802]]]}"#;
 
 /// A module's parsed `.sym`, or `None` (noted as missing) when the store
 /// and the upstreams have none. A broken index or an unreadable stored
