@@ -69,10 +69,7 @@ impl Garage {
     /// `n` nodes, each in its own zone, keeping every object on `n` of them
     /// (`replication_factor = n`); clients talk to the first node.
     pub fn cluster(n: usize) -> Garage {
-        let dir = tempfile::Builder::new()
-            .prefix("symdepot-garage-")
-            .tempdir()
-            .unwrap();
+        let dir = crate::support::process_temp_dir("symdepot-garage-");
         std::fs::write(dir.path().join("owner.pid"), std::process::id().to_string()).unwrap();
         let secret: String = (0..32)
             .map(|i| format!("{:02x}", (i * 37 + 11) % 256))

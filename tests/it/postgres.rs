@@ -116,10 +116,7 @@ impl Postgres {
     /// A fresh cluster with a database `symdepot` owned by user `symdepot`
     /// (trust authentication on loopback, no fsync: a test cluster).
     pub fn start() -> Postgres {
-        let dir = tempfile::Builder::new()
-            .prefix("symdepot-pg-")
-            .tempdir()
-            .unwrap();
+        let dir = crate::support::process_temp_dir("symdepot-pg-");
         if is_root() {
             let ok = Command::new("chown")
                 .arg("postgres:")

@@ -912,3 +912,29 @@ pub fn upload_members(s: &TestServer, members: &[(String, Vec<u8>)]) {
         .collect();
     s.upload_ok(zip_of(&refs));
 }
+
+/// A temp dir for a server a test process starts (`<prefix><pid>-…`), after
+/// removing those of test processes that are gone: a server shared by a
+/// whole test run lives in a static and is never dropped, so its folder
+/// would otherwise stay behind (a PostgreSQL cluster is gigabytes).
+pub fn process_temp_dir(prefix: &str) -> tempfile::TempDir {
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = (name.strip_prefix(prefix))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|p| p.parse::<i32>().ok());
+            let Some(pid) = pid else { continue };
+            // SAFETY: signal 0 only asks whether the process exists.
+            let gone = unsafe { libc::kill(pid, 0) } != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            if gone {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(&format!("{prefix}{}-", std::process::id()))
+        .tempdir()
+        .unwrap()
+}
