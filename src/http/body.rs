@@ -46,6 +46,24 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     with_type(status, "application/json", value.to_string())
 }
 
+/// A whole request body of at most `limit` bytes; beyond it a 413 naming
+/// `what` (a body that cannot be read is a 400).
+pub async fn read_bounded(
+    body: hyper::body::Incoming,
+    limit: usize,
+    what: &str,
+) -> crate::Result<Bytes> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(crate::Error::TooLarge(
+            format!("{what} is at most {limit} bytes"),
+        )),
+        Err(_) => Err(crate::Error::BadRequest(
+            "the body could not be read".into(),
+        )),
+    }
+}
+
 /// A range of a blob's stored bytes, streamed: a local file with the
 /// runtime's file IO, any other reader from a blocking thread.
 pub async fn blob_range(read: crate::store::BlobRead) -> io::Result<Body> {

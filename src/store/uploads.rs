@@ -91,6 +91,15 @@ impl Store {
         Ok(UploadRecord { id })
     }
 
+    /// The record of the fetch that brought a fetched (`cache`) key: where
+    /// it came from and when. `None` for an uploaded key.
+    pub fn fetch_of(&self, key: &super::KeyRow) -> Result<Option<UploadRow>> {
+        match (key.namespace, key.upload_id) {
+            (super::Namespace::Cache, Some(u)) => self.upload(u),
+            _ => Ok(None),
+        }
+    }
+
     /// An upload record as stored.
     pub fn upload(&self, id: i64) -> Result<Option<UploadRow>> {
         self.db().reading(|c| {

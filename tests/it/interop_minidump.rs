@@ -55,6 +55,36 @@ pub(crate) fn minidump_of(binary: &Path, out: &Path) {
     );
 }
 
+/// A live process of a binary built here, caught in a minidump, and the
+/// Breakpad symbols of the binary.
+pub(crate) struct Crashed {
+    pub(crate) binary: ElfFixture,
+    pub(crate) work: tempfile::TempDir,
+    pub(crate) dump: PathBuf,
+    /// The `.sym`'s key (`<module>/<id>/<module>.sym`).
+    pub(crate) key: String,
+    pub(crate) sym: Vec<u8>,
+}
+
+/// Builds `name` (the spinning program of [`VICTIM_C`]), runs it, writes its
+/// minidump and its `.sym`.
+pub(crate) fn crashed(name: &str) -> Crashed {
+    let binary = ElfFixture::build(name, &["-Wl,--build-id"]);
+    let work = tempfile::tempdir().unwrap();
+    let dump = work.path().join(format!("{name}.dmp"));
+    minidump_of(&binary.full, &dump);
+    let syms = work.path().join("syms");
+    let key = dump_syms(&binary.full, &syms);
+    let sym = std::fs::read(syms.join(&key)).unwrap();
+    Crashed {
+        binary,
+        work,
+        dump,
+        key,
+        sym,
+    }
+}
+
 /// `dump_syms -s <dir>`: returns the path of the `.sym` it wrote, relative to `dir`.
 pub(crate) fn dump_syms(binary: &Path, dir: &Path) -> String {
     let out = cargo_tool("dump_syms")
@@ -95,25 +125,21 @@ pub(crate) fn stackwalk(s: &TestServer, dump: &Path, scratch: &Path) -> String {
 
 #[test]
 fn minidump_stackwalk_symbolicates_with_uploaded_symbols() {
-    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
-    let work = tempfile::tempdir().unwrap();
-    let dump = work.path().join("victim.dmp");
-    minidump_of(&f.full, &dump);
-    let syms = work.path().join("syms");
-    let rel = dump_syms(&f.full, &syms);
-    assert_eq!(rel, format!("victim/{}/victim.sym", f.debug_id));
+    let c = crashed("victim");
+    let (f, dump, rel) = (&c.binary, &c.dump, &c.key);
+    assert_eq!(*rel, format!("victim/{}/victim.sym", f.debug_id));
 
     let s = TestServer::start();
     // Before the upload: no symbols, no function names.
     let scratch = tempfile::tempdir().unwrap();
-    let before = stackwalk(&s, &dump, scratch.path());
+    let before = stackwalk(&s, dump, scratch.path());
     assert!(!before.contains("victim!spin_level2 [victim.c"), "{before}");
     assert!(s.count("SELECT COUNT(*) FROM keys") == 0);
 
-    let text = std::fs::read(syms.join(&rel)).unwrap();
-    s.upload_ok(zip_of(&[(&rel, &text)]));
+    let text = c.sym.clone();
+    s.upload_ok(zip_of(&[(rel, &text)]));
     let scratch = tempfile::tempdir().unwrap();
-    let after = stackwalk(&s, &dump, scratch.path());
+    let after = stackwalk(&s, dump, scratch.path());
     assert!(
         after.contains("victim!spin_level2 [victim.c : 5"),
         "{after}"

@@ -412,19 +412,15 @@ fn clients_missing_one_key_at_once_cause_one_upstream_request() {
 
 #[test]
 fn minidump_stackwalk_symbolicates_with_symbols_only_an_upstream_has() {
-    use crate::interop_minidump::{dump_syms, minidump_of, stackwalk};
-    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
-    let work = tempfile::tempdir().unwrap();
-    let dump = work.path().join("victim.dmp");
-    minidump_of(&f.full, &dump);
-    let syms = work.path().join("syms");
-    let rel = dump_syms(&f.full, &syms);
+    use crate::interop_minidump::{crashed, stackwalk};
+    let c = crashed("victim");
+    let dump = &c.dump;
     let up = TestServer::start();
-    up.upload_ok(zip_of(&[(&rel, &std::fs::read(syms.join(&rel)).unwrap())]));
+    up.upload_ok(zip_of(&[(&c.key, &c.sym)]));
     // The client knows only the mirror, which has no symbols of its own.
     let m = mirror_of(&up);
     let scratch = tempfile::tempdir().unwrap();
-    let out = stackwalk(&m, &dump, scratch.path());
+    let out = stackwalk(&m, dump, scratch.path());
     assert!(out.contains("victim!spin_level2 [victim.c : 5"), "{out}");
     assert!(out.contains("victim!main [victim.c : 9"), "{out}");
     assert_eq!(
@@ -690,18 +686,14 @@ fn stdout_ok(out: std::process::Output) -> String {
 
 #[test]
 fn the_air_gap_walk_brings_a_lab_what_its_tools_were_missing() {
-    use crate::interop_minidump::{dump_syms, minidump_of, stackwalk};
-    let f = ElfFixture::build("gapped", &["-Wl,--build-id"]);
-    let work = tempfile::tempdir().unwrap();
-    let dump = work.path().join("gapped.dmp");
-    minidump_of(&f.full, &dump);
-    let syms = work.path().join("syms");
-    let rel = dump_syms(&f.full, &syms);
+    use crate::interop_minidump::{crashed, stackwalk};
+    let c = crashed("gapped");
+    let (work, dump, rel) = (&c.work, &c.dump, &c.key);
     // The connected side's upstream has the symbols; the lab (A) has none.
     let up = TestServer::start();
-    up.upload_ok(zip_of(&[(&rel, &std::fs::read(syms.join(&rel)).unwrap())]));
+    up.upload_ok(zip_of(&[(rel, &c.sym)]));
     let lab = TestServer::start();
-    let before = stackwalk(&lab, &dump, work.path().join("s1").as_path());
+    let before = stackwalk(&lab, dump, work.path().join("s1").as_path());
     assert!(!before.contains("gapped!spin_level2"), "{before}");
     // 1. The lab's missing-symbols CSV goes out.
     lab.wait_for_count(
@@ -728,7 +720,7 @@ fn the_air_gap_walk_brings_a_lab_what_its_tools_were_missing() {
             .output()
             .unwrap(),
     );
-    assert!(media.join(&rel).is_file());
+    assert!(media.join(rel).is_file());
     let out = stdout_ok(
         symdepot(&lab.data_dir())
             .args(["import", "--namespace", "cache"])
@@ -742,7 +734,7 @@ fn the_air_gap_walk_brings_a_lab_what_its_tools_were_missing() {
     wait_until("the lab serves the imported file", || {
         lab.get(&key).status() == 200
     });
-    let after = stackwalk(&lab, &dump, work.path().join("s2").as_path());
+    let after = stackwalk(&lab, dump, work.path().join("s2").as_path());
     assert!(
         after.contains("gapped!spin_level2 [gapped.c : 5"),
         "{after}"

@@ -3,7 +3,6 @@
 
 use serde_json::{Value, json};
 
-use crate::interop_minidump::{dump_syms, minidump_of};
 use crate::support::*;
 
 fn symbolicate(s: &TestServer, path: &str, body: &Value) -> (u16, Value) {
@@ -14,23 +13,18 @@ fn symbolicate(s: &TestServer, path: &str, body: &Value) -> (u16, Value) {
 
 /// A store holding the `.sym` of a live process's binary, and a minidump of it.
 struct Crash {
-    _work: tempfile::TempDir,
+    _crashed: crate::interop_minidump::Crashed,
     dump: std::path::PathBuf,
     server: TestServer,
 }
 
 fn crash() -> Crash {
-    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
-    let work = tempfile::tempdir().unwrap();
-    let dump = work.path().join("victim.dmp");
-    minidump_of(&f.full, &dump);
-    let syms = work.path().join("syms");
-    let rel = dump_syms(&f.full, &syms);
+    let c = crate::interop_minidump::crashed("victim");
     let server = TestServer::start();
-    server.upload_ok(zip_of(&[(&rel, &std::fs::read(syms.join(&rel)).unwrap())]));
+    server.upload_ok(zip_of(&[(&c.key, &c.sym)]));
     Crash {
-        _work: work,
-        dump,
+        dump: c.dump.clone(),
+        _crashed: c,
         server,
     }
 }
@@ -50,6 +44,22 @@ fn stackwalk_json(s: &TestServer, dump: &std::path::Path) -> Value {
         .output()
         .unwrap();
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The first frame of the crashing thread (else of the first thread) of a
+/// `minidump-stackwalk --json` answer, and its module.
+fn top_frame(walked: &Value) -> (Value, Value) {
+    let frame = walked["crashing_thread"]["frames"][0].clone();
+    let frame = if frame.is_null() {
+        walked["threads"][0]["frames"][0].clone()
+    } else {
+        frame
+    };
+    let m = (walked["modules"].as_array().unwrap().iter())
+        .find(|m| m["filename"] == frame["module"])
+        .unwrap()
+        .clone();
+    (frame, m)
 }
 
 fn hex(v: &Value) -> u64 {
@@ -138,16 +148,7 @@ fn v5_frames_agree_with_minidump_stackwalk() {
 fn v4_answers_the_old_shape_and_bad_requests_are_400s_naming_the_problem() {
     let c = crash();
     let walked = stackwalk_json(&c.server, &c.dump);
-    let frame = walked["crashing_thread"]["frames"][0].clone();
-    let frame = if frame.is_null() {
-        walked["threads"][0]["frames"][0].clone()
-    } else {
-        frame
-    };
-    let m = (walked["modules"].as_array().unwrap().iter())
-        .find(|m| m["filename"] == frame["module"])
-        .unwrap()
-        .clone();
+    let (frame, m) = top_frame(&walked);
     let (status, answer) = symbolicate(
         &c.server,
         "/symbolicate/v4",
@@ -381,16 +382,7 @@ fn the_symbolicate_page_takes_a_pasted_job_and_a_dropped_minidump() {
     assert!(form.contains("name=\"job\"") && form.contains("upload_file_minidump"));
     // A pasted job: its frames as a table.
     let walked = stackwalk_json(s, &c.dump);
-    let frame = walked["crashing_thread"]["frames"][0].clone();
-    let frame = if frame.is_null() {
-        walked["threads"][0]["frames"][0].clone()
-    } else {
-        frame
-    };
-    let m = (walked["modules"].as_array().unwrap().iter())
-        .find(|m| m["filename"] == frame["module"])
-        .unwrap()
-        .clone();
+    let (frame, m) = top_frame(&walked);
     let job = json!({"memoryMap": [[m["debug_file"], m["debug_id"]], ["gone.pdb", ID_A]],
                      "stacks": [[[0, hex(&frame["module_offset"])], [1, 5]]]})
     .to_string();

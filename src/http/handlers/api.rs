@@ -149,11 +149,7 @@ pub async fn api(state: Arc<AppState>, req: Request<Incoming>, route: Api) -> Re
                 let Some(k) = s.key_by_id(id)? else {
                     return Ok(None);
                 };
-                // A fetched file's upload record says where it came from, and when.
-                let fetch = match (k.namespace, k.upload_id) {
-                    (Namespace::Cache, Some(u)) => s.upload(u)?,
-                    _ => None,
-                };
+                let fetch = s.fetch_of(&k)?;
                 Ok(Some((s.lookups_of(k.id), k, fetch)))
             })
             .await;

@@ -328,11 +328,7 @@ async fn file(state: &Arc<AppState>, id: i64) -> Rendered {
         let Some(k) = s.key_by_id(id)? else {
             return Ok(None);
         };
-        // A fetched file's upload record says where it came from, and when.
-        let fetch = match (k.namespace, k.upload_id) {
-            (Namespace::Cache, Some(u)) => s.upload(u)?,
-            _ => None,
-        };
+        let fetch = s.fetch_of(&k)?;
         Ok(Some((s.lookups_of(k.id), k, fetch)))
     })
     .await?;

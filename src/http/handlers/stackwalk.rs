@@ -15,7 +15,6 @@ use breakpad_symbols::{
     SymbolStats,
 };
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::symbolicate::symbols_of_key;
@@ -57,17 +56,10 @@ pub async fn stackwalk(
     let limit = usize::try_from(max)
         .unwrap_or(usize::MAX)
         .saturating_add(64 * 1024);
-    let bytes = match http_body_util::Limited::new(req.into_body(), limit)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return json_error(&Error::TooLarge(format!(
-                "a minidump is at most max_minidump_bytes ({max} bytes)"
-            )));
-        }
-        Err(_) => return json_error(&Error::BadRequest("the body could not be read".into())),
+    let what = "a minidump (max_minidump_bytes, with room for a multipart body's parts)";
+    let bytes = match body::read_bounded(req.into_body(), limit, what).await {
+        Ok(b) => b,
+        Err(e) => return json_error(&e),
     };
     let dump = match minidump_of_body(bytes, &content_type).await {
         Ok(d) if d.len() as u64 <= max => d,

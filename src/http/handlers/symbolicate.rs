@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::download::cached_lookup;
@@ -40,17 +39,10 @@ pub async fn symbolicate(
     {
         return refused;
     }
-    let bytes = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
+    let bytes = match body::read_bounded(req.into_body(), MAX_BODY, "a symbolication request").await
     {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return json_error(&Error::TooLarge(format!(
-                "a symbolication request is at most {MAX_BODY} bytes"
-            )));
-        }
-        Err(_) => return json_error(&Error::BadRequest("the body could not be read".into())),
+        Ok(b) => b,
+        Err(e) => return json_error(&e),
     };
     let max_frames = state.http.max_symbolicate_frames;
     let jobs = match symbolicate::parse(&bytes, version, max_frames) {
@@ -133,12 +125,9 @@ pub async fn page(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body
         Method::POST => {}
         _ => return method_not_allowed("GET, HEAD, POST", false),
     }
-    let bytes = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return page_error(StatusCode::PAYLOAD_TOO_LARGE, "The job is too large.", ""),
+    let bytes = match body::read_bounded(req.into_body(), MAX_BODY, "a job").await {
+        Ok(b) => b,
+        Err(e) => return page_error(crate::http::error::status_of(&e), &e.to_string(), ""),
     };
     let fields = crate::filters::query_pairs(Some(&String::from_utf8_lossy(&bytes)));
     let job = (fields.into_iter())
