@@ -162,6 +162,15 @@ pub enum Command {
         #[arg(long, conflicts_with = "is_try")]
         namespace: Option<String>,
     },
+    /// Make Breakpad .sym files from stored debug files (ELF, PDB, Mach-O) ahead of time,
+    /// as the server does when a client asks for a missing one
+    GenSym {
+        /// .sym keys (<debug file>/<debug id>/<name>.sym)
+        keys: Vec<String>,
+        /// Every stored debug file that has no .sym yet
+        #[arg(long, conflicts_with = "keys", required_unless_present = "keys")]
+        all: bool,
+    },
     /// Upload a zip or a directory to symdepot or any Tecken-compatible server
     Upload {
         /// A zip, or a directory in the <module>/<debug_id>/<file> layout (any layout with --auto)

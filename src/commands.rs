@@ -91,6 +91,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             is_try,
             namespace,
         } => import(config, &dir, is_try, namespace.as_deref()),
+        Command::GenSym { keys, all } => gen_sym(config, &keys, all),
         Command::Prefetch { inputs, list, jobs } => prefetch(
             config,
             &crate::prefetch::Options {
@@ -543,6 +544,25 @@ fn export(
     let dir = plain.context("--plain <DIR> or --zip <DIR>")?;
     let n = export_tree(&store, &dir, layout, &filter)?;
     println!("exported {n} files into {}", dir.display());
+    Ok(())
+}
+
+/// `gen-sym`: the summary on stdout; an error when anything failed.
+fn gen_sym(config: Config, keys: &[String], all: bool) -> anyhow::Result<()> {
+    let limits = IngestLimits::new(&config);
+    let max = config.max_sym_generation_bytes;
+    let store = open_store(config)?;
+    let s = crate::symbolicate::gensym::generate_ahead(&store, &limits, keys, all, max)?;
+    println!(
+        "{} generated, {} already there, {} without a debug file in the store, {} failed",
+        s.generated,
+        s.already_there,
+        s.no_debug_file,
+        s.failed.len()
+    );
+    if !s.failed.is_empty() {
+        bail!("{} .sym file(s) could not be generated", s.failed.len());
+    }
     Ok(())
 }
 

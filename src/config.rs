@@ -164,6 +164,12 @@ pub struct Config {
     /// Largest minidump `POST /stackwalk` takes. Default 64 MiB.
     #[serde(with = "serde_size")]
     pub max_minidump_bytes: u64,
+    /// `.sym` files generated from debug files at once. Default 2.
+    pub max_sym_generations: u64,
+    /// Largest debug file a `.sym` is generated from (it is read whole into
+    /// memory). Default 1 GiB.
+    #[serde(with = "serde_size")]
+    pub max_sym_generation_bytes: u64,
 }
 
 impl Default for Config {
@@ -218,6 +224,8 @@ impl Default for Config {
             max_symbolicate_frames: 100_000,
             symbolication_cache_bytes: 256 << 20,
             max_minidump_bytes: 64 << 20,
+            max_sym_generations: 2,
+            max_sym_generation_bytes: 1 << 30,
         }
     }
 }

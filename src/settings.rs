@@ -202,6 +202,10 @@ pub struct HttpSettings {
     pub symbolication_cache_bytes: u64,
     /// Largest minidump `/stackwalk` takes.
     pub max_minidump_bytes: u64,
+    /// `.sym` generations at once.
+    pub max_sym_generations: usize,
+    /// Largest debug file a `.sym` is generated from.
+    pub max_sym_generation_bytes: u64,
 }
 
 impl HttpSettings {
@@ -240,6 +244,8 @@ impl HttpSettings {
                 .unwrap_or(usize::MAX),
             symbolication_cache_bytes: config.symbolication_cache_bytes,
             max_minidump_bytes: config.max_minidump_bytes,
+            max_sym_generations: usize::try_from(config.max_sym_generations).unwrap_or(usize::MAX),
+            max_sym_generation_bytes: config.max_sym_generation_bytes,
         }
     }
 

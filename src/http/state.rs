@@ -10,6 +10,9 @@ use crate::http::hit::Hit;
 use crate::settings::{HttpSettings, IngestLimits};
 use crate::store::Store;
 
+/// `/stackwalk` walks at once; more wait their turn.
+pub const STACKWALKS_AT_ONCE: usize = 2;
+
 /// What every handler can reach.
 #[derive(Debug)]
 pub struct AppState {
@@ -34,12 +37,18 @@ pub struct AppState {
     pub symbols: crate::symbolicate::cache::SymbolCache,
     /// Turns of `/stackwalk`.
     pub stackwalks: tokio::sync::Semaphore,
+    /// Makes missing `.sym` files from stored debug files.
+    pub gensym: crate::symbolicate::gensym::SymGenerator,
 }
 
 impl AppState {
     pub fn new(store: Arc<Store>, http: HttpSettings, ingest: IngestLimits) -> Arc<AppState> {
         let lookup_ttl = http.lookup_cache_ttl;
         let metrics = crate::metrics::Metrics::new();
+        let gensym = crate::symbolicate::gensym::SymGenerator::new(
+            http.max_sym_generations,
+            http.max_sym_generation_bytes,
+        );
         let symbols = crate::symbolicate::cache::SymbolCache::new(
             http.symbolication_cache_bytes,
             metrics.symbol_files_parsed.clone(),
@@ -62,7 +71,8 @@ impl AppState {
             mirror,
             cache_access: Default::default(),
             symbols,
-            stackwalks: tokio::sync::Semaphore::new(crate::http::handlers::stackwalk::AT_ONCE),
+            stackwalks: tokio::sync::Semaphore::new(STACKWALKS_AT_ONCE),
+            gensym,
         })
     }
 }

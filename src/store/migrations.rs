@@ -221,6 +221,11 @@ END;
     r#"
 ALTER TABLE keys ADD COLUMN last_accessed_at INTEGER;
 "#,
+    // 12: debug files by debug id alone, to make a missing `.sym` from the
+    // debug file of its id (whatever name that file was uploaded under).
+    r#"
+CREATE INDEX keys_debug_id_lower ON keys(lower(debug_id));
+"#,
 ];
 
 /// The same migrations for PostgreSQL, version for version: the same tables,
@@ -391,6 +396,10 @@ ALTER TABLE keys ADD CONSTRAINT keys_namespace_check
     // 11
     r#"
 ALTER TABLE keys ADD COLUMN last_accessed_at BIGINT;
+"#,
+    // 12
+    r#"
+CREATE INDEX keys_debug_id_lower ON keys(lower(debug_id));
 "#,
 ];
 

@@ -303,6 +303,13 @@ impl Store {
 
     /// A new temp file in this process's temp folder, on the data dir's
     /// filesystem, named `<prefix>…` and removed when dropped (blocking).
+    /// A folder of this process's temp space (removed when dropped).
+    pub fn temp_dir(&self, prefix: &str) -> io::Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(self.temp.path())
+    }
+
     pub fn temp_file(&self, prefix: &str) -> io::Result<tempfile::NamedTempFile> {
         tempfile::Builder::new()
             .prefix(prefix)

@@ -100,6 +100,24 @@ impl Store {
         }
     }
 
+    /// The records of `.sym` files generated from the stored file `key`
+    /// (uploads by `user` naming it), newest first, at most 20.
+    pub fn generations_from(&self, user: &str, key: &str) -> Result<Vec<UploadRow>> {
+        self.db().reading(|c| {
+            let rows = c.rows(
+                &format!(
+                    "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE \"user\" = ?1 AND filename = ?2 \
+                     ORDER BY id DESC LIMIT 20"
+                ),
+                &sql_params![user, key],
+            )?;
+            Ok(rows
+                .iter()
+                .map(upload_from_row)
+                .collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
     /// An upload record as stored.
     pub fn upload(&self, id: i64) -> Result<Option<UploadRow>> {
         self.db().reading(|c| {

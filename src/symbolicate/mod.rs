@@ -10,6 +10,7 @@
 //! reads the body and writes the answer.
 
 pub mod cache;
+pub mod gensym;
 pub mod minidump;
 
 use std::collections::HashMap;

@@ -439,3 +439,169 @@ fn the_symbolicate_page_takes_a_pasted_job_and_a_dropped_minidump() {
     );
     assert!(page.contains("Modules without symbols ("), "{page}");
 }
+
+/// `dump_syms [--inlines] <file>` run by hand: the `.sym` text.
+fn dump_syms_by_hand(file: &std::path::Path) -> String {
+    let out = cargo_tool("dump_syms")
+        .arg("--inlines")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A `.sym` without its `INFO GENERATOR` line.
+fn without_generator(sym: &str) -> String {
+    sym.lines()
+        .filter(|l| !l.starts_with("INFO GENERATOR"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_missing_sym_is_generated_from_the_stored_debug_file_of_its_id() {
+    let c = crate::interop_minidump::crashed("gensym");
+    let f = &c.binary;
+    // The store holds only the split debug file (placed by its identity, under its own name).
+    let s = TestServer::start();
+    let debug = std::fs::read(&f.debug).unwrap();
+    let resp = s
+        .client
+        .post(s.url("/upload/?layout=auto"))
+        .header("Auth-Token", &s.token)
+        .multipart(reqwest::blocking::multipart::Form::new().part(
+            "gensym.debug",
+            reqwest::blocking::multipart::Part::bytes(debug).file_name("gensym.debug"),
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().unwrap());
+    assert_eq!(s.count("SELECT COUNT(*) FROM keys WHERE kind = 'sym'"), 0);
+    // minidump-stackwalk asks for gensym/<id>/gensym.sym: made, stored, served.
+    let scratch = tempfile::tempdir().unwrap();
+    let out = crate::interop_minidump::stackwalk(&s, &c.dump, scratch.path());
+    assert!(out.contains("gensym!spin_level2 [gensym.c : 5"), "{out}");
+    assert_eq!(s.count("SELECT COUNT(*) FROM keys WHERE kind = 'sym'"), 1);
+    // The same as dump_syms run by hand on the same file (named as the module).
+    let by_hand = scratch.path().join("gensym");
+    std::fs::copy(&f.debug, &by_hand).unwrap();
+    let served = s.get(&format!("/{}", c.key)).text().unwrap();
+    assert_eq!(
+        without_generator(&served),
+        without_generator(&dump_syms_by_hand(&by_hand))
+    );
+    assert!(served.contains("\nINFO GENERATOR symdepot "), "{served}");
+    // Recorded as generated, from which file.
+    let (user, from): (String, String) = {
+        let rows = s.rows(
+            "SELECT \"user\", filename FROM uploads WHERE status = 'complete' ORDER BY id DESC LIMIT 1",
+            &[],
+        );
+        (rows[0].get(0).unwrap(), rows[0].get(1).unwrap())
+    };
+    assert_eq!(user, "sym generator");
+    assert!(from.ends_with("gensym.debug"), "{from}");
+    // The symbolication API finds it too (no second generation).
+    let (status, v) = symbolicate(
+        &s,
+        "/symbolicate/v5",
+        &json!({"memoryMap": [["gensym", f.debug_id]], "stacks": [[[0, 0]]]}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        v["results"][0]["found_modules"][format!("gensym/{}", f.debug_id)],
+        true
+    );
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM uploads WHERE \"user\" = 'sym generator'"),
+        1
+    );
+}
+
+#[test]
+fn a_sym_is_generated_from_a_pdb_and_a_failure_is_recorded_once() {
+    let pe = crate::windows::build_pe();
+    let s = TestServer::start();
+    s.upload_ok(zip_of(&[(
+        &format!("x.pdb/{}/x.pdb", pe.debug_id),
+        &std::fs::read(&pe.pdb).unwrap(),
+    )]));
+    let key = format!("x.pdb/{}/x.sym", pe.debug_id);
+    let served = s.get(&format!("/{key}"));
+    assert_eq!(served.status(), 200);
+    let served = served.text().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let by_hand = scratch.path().join("x.pdb");
+    std::fs::copy(&pe.pdb, &by_hand).unwrap();
+    assert_eq!(
+        without_generator(&served),
+        without_generator(&dump_syms_by_hand(&by_hand))
+    );
+    // A debug file over the size cap: refused once, recorded, not retried.
+    let broken = TestServer::with_config(|c| c.max_sym_generation_bytes = 1024);
+    let pdb = std::fs::read(&pe.pdb).unwrap();
+    broken.upload_ok(zip_of(&[(&format!("x.pdb/{}/x.pdb", pe.debug_id), &pdb)]));
+    for _ in 0..3 {
+        assert_eq!(broken.get(&format!("/{key}")).status(), 404);
+    }
+    let error: String = broken.one(
+        "SELECT error FROM uploads WHERE \"user\" = 'sym generator' AND status = 'failed'",
+        &[],
+    );
+    assert!(error.contains(&key), "{error}");
+    // The debug file's page says so.
+    let id: i64 = broken.one("SELECT id FROM keys WHERE kind = 'pdb'", &[]);
+    let page = broken.get(&format!("/files/{id}")).text().unwrap();
+    assert!(
+        page.contains("Breakpad symbols") && page.contains("failed: "),
+        "{page}"
+    );
+    assert_eq!(
+        broken.count("SELECT COUNT(*) FROM uploads WHERE \"user\" = 'sym generator'"),
+        1
+    );
+}
+
+#[test]
+fn gen_sym_makes_the_sym_of_every_stored_debug_file_ahead_of_time() {
+    let pe = crate::windows::build_pe();
+    let s = TestServer::start();
+    s.upload_ok(zip_of(&[(
+        &format!("x.pdb/{}/x.pdb", pe.debug_id),
+        &std::fs::read(&pe.pdb).unwrap(),
+    )]));
+    let run = |args: &[&str]| {
+        symdepot(&s.data_dir())
+            .arg("gen-sym")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 generated, 0 already there"), "{text}");
+    let key = format!("x.pdb/{}/x.sym", pe.debug_id);
+    wait_until("the generated .sym is served", || {
+        s.get(&format!("/{key}")).status() == 200
+    });
+    // Again: there already; a key without a debug file; a key that is none.
+    let out = run(&[&key, &format!("y.pdb/{ID_B}/y.sym"), "../etc/passwd"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "0 generated, 1 already there, 1 without a debug file in the store, 1 failed"
+        ),
+        "{text}"
+    );
+}

@@ -50,6 +50,14 @@ pub async fn symbol(
     match found {
         Found::Key(hit) => serve(&state, &req, &hit).await,
         Found::Redirect(row) => redirect(&req, &row),
+        Found::Miss if generated(&state, &segs, include_try).await => {
+            let lkey = normalize(&segs.join("/"));
+            match fresh_lookup(&state, lkey, include_try, Flavor::Breakpad, None).await {
+                Ok(Found::Key(hit)) => serve(&state, &req, &hit).await,
+                Ok(_) => not_found(),
+                Err(e) => index_unavailable(&e),
+            }
+        }
         Found::Miss if asks_upstream(&state, &segs) => {
             let query = req.uri().query().map(str::to_string);
             let on_miss = |state: &AppState| record_miss(state, &segs, query.as_deref());
@@ -61,6 +69,20 @@ pub async fn symbol(
             not_found()
         }
     }
+}
+
+/// Whether a missing `.sym` key was just made from a stored debug file of
+/// its id (or already had been by another request).
+pub async fn generated(state: &Arc<AppState>, segs: &[String], include_try: bool) -> bool {
+    use crate::symbolicate::gensym::Generated;
+    if !segs[2].to_ascii_lowercase().ends_with(".sym") {
+        return false;
+    }
+    let key = segs.join("/");
+    let outcome = (state.gensym)
+        .generate(&state.store, &state.ingest, &key, include_try)
+        .await;
+    outcome == Generated::Stored
 }
 
 /// A lookup that failed: a broken index is not a miss, never answered with
@@ -186,7 +208,7 @@ pub async fn cached_lookup(
 
 /// [`cached_lookup`] asking the index whatever the cache holds (the answer is
 /// cached).
-async fn fresh_lookup(
+pub async fn fresh_lookup(
     state: &Arc<AppState>,
     lkey: String,
     include_try: bool,

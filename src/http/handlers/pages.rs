@@ -85,9 +85,6 @@ fn error_page(status: StatusCode, message: &str) -> Response<Body> {
 
 /// Answers a page route.
 pub async fn page(state: Arc<AppState>, req: Request<Incoming>, page: Page) -> Response<Body> {
-    if page == Page::Symbolicate {
-        return super::symbolicate::page(state, req).await;
-    }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return method_not_allowed("GET, HEAD", false);
     }
@@ -108,7 +105,8 @@ pub async fn page(state: Arc<AppState>, req: Request<Incoming>, page: Page) -> R
         },
         Page::File(id) => file(&state, id).await,
         Page::Missing => missing(&state).await,
-        Page::Symbolicate => unreachable!("answered above"),
+        // Answered by the symbolication handler (it takes a POST too).
+        Page::Symbolicate => Ok(None),
     };
     match result {
         Ok(Some((title, content))) => layout(&title, &content),
@@ -329,10 +327,11 @@ async fn file(state: &Arc<AppState>, id: i64) -> Rendered {
             return Ok(None);
         };
         let fetch = s.fetch_of(&k)?;
-        Ok(Some((s.lookups_of(k.id), k, fetch)))
+        let made = s.generations_from(crate::symbolicate::gensym::GENERATOR_USER, &k.key)?;
+        Ok(Some((s.lookups_of(k.id), k, fetch, made)))
     })
     .await?;
-    let Some((lookups, k, fetch)) = found else {
+    let Some((lookups, k, fetch, made)) = found else {
         return Ok(None);
     };
     let base = state.http.public_url.trim_end_matches('/').to_string();
@@ -367,6 +366,19 @@ async fn file(state: &Arc<AppState>, id: i64) -> Rendered {
     ];
     for (label, value) in rows {
         let _ = write!(content, "<tr><th>{label}</th><td>{value}</td></tr>");
+    }
+    for g in &made {
+        let what = match (g.status.as_str(), &g.error) {
+            ("complete", _) => "made".to_string(),
+            (_, Some(e)) => format!("<span class=\"failed\">failed: {}</span>", esc(e)),
+            (status, None) => esc(status),
+        };
+        let _ = write!(
+            content,
+            "<tr><th>Breakpad symbols</th><td><a href=\"/uploads/{}\">{what}</a>, {}</td></tr>",
+            g.id,
+            rfc3339(g.created_at)
+        );
     }
     if let Some(f) = fetch {
         let from = f.download_url.as_deref().unwrap_or("");

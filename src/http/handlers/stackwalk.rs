@@ -2,7 +2,7 @@
 //! `upload_file_minidump` crash reporters send), the JSON `minidump-stackwalk
 //! --json` prints out — rust-minidump's `minidump-processor` with the store
 //! as its symbol provider (no HTTP round trips to itself). Bounded by
-//! `max_minidump_bytes`, at most [`AT_ONCE`] at a time, each within
+//! `max_minidump_bytes`, at most [`crate::http::state::STACKWALKS_AT_ONCE`] at a time, each within
 //! [`TIME_CAP`], run on a blocking thread.
 
 use std::collections::HashMap;
@@ -23,9 +23,6 @@ use crate::http::body::{self, Body};
 use crate::http::error::{json_error, method_not_allowed};
 use crate::http::state::AppState;
 use crate::store::missing::Miss;
-
-/// Stack walks at once; more wait their turn.
-pub const AT_ONCE: usize = 2;
 
 /// The longest a stack walk may take (504 after).
 pub const TIME_CAP: Duration = Duration::from_secs(60);

@@ -252,10 +252,16 @@ pub async fn symbols_of_key(
     let lkey = normalize(key);
     let mut found =
         cached_lookup(state, lkey.clone(), include_try, Flavor::Breakpad, || None).await?;
-    if matches!(found, Found::Miss) && !state.mirror.is_empty() {
-        let segs: Vec<String> = key.split('/').map(str::to_string).collect();
-        if segs.len() == 3 && state.mirror.fetch(Want::Path(segs)).await == Fetched::Stored {
-            found = cached_lookup(state, lkey, include_try, Flavor::Breakpad, || None).await?;
+    let segs: Vec<String> = key.split('/').map(str::to_string).collect();
+    if matches!(found, Found::Miss) && segs.len() == 3 {
+        // Made from a stored debug file of its id, else fetched.
+        let made = super::download::generated(state, &segs, include_try).await;
+        if made
+            || (!state.mirror.is_empty()
+                && state.mirror.fetch(Want::Path(segs)).await == Fetched::Stored)
+        {
+            found = super::download::fresh_lookup(state, lkey, include_try, Flavor::Breakpad, None)
+                .await?;
         }
     }
     match found {
