@@ -164,6 +164,11 @@ pub struct Config {
     /// Largest minidump `POST /stackwalk` takes. Default 64 MiB.
     #[serde(with = "serde_size")]
     pub max_minidump_bytes: u64,
+    /// Whether `POST /stackwalk` answers clients without a token. A stack
+    /// walk's memory grows with the minidump's threads and frames, and no
+    /// limit inside the walker bounds it yet: off, it needs a token with
+    /// `download`. Default false.
+    pub public_stackwalk: bool,
     /// `.sym` files generated from debug files at once. Default 2.
     pub max_sym_generations: u64,
     /// Largest debug file a `.sym` is generated from (it is read whole into
@@ -224,6 +229,7 @@ impl Default for Config {
             max_symbolicate_frames: 100_000,
             symbolication_cache_bytes: 256 << 20,
             max_minidump_bytes: 64 << 20,
+            public_stackwalk: false,
             max_sym_generations: 2,
             max_sym_generation_bytes: 1 << 30,
         }

@@ -202,6 +202,8 @@ pub struct HttpSettings {
     pub symbolication_cache_bytes: u64,
     /// Largest minidump `/stackwalk` takes.
     pub max_minidump_bytes: u64,
+    /// `/stackwalk` answers clients without a token.
+    pub public_stackwalk: bool,
     /// `.sym` generations at once.
     pub max_sym_generations: usize,
     /// Largest debug file a `.sym` is generated from.
@@ -244,6 +246,7 @@ impl HttpSettings {
                 .unwrap_or(usize::MAX),
             symbolication_cache_bytes: config.symbolication_cache_bytes,
             max_minidump_bytes: config.max_minidump_bytes,
+            public_stackwalk: config.public_stackwalk,
             max_sym_generations: usize::try_from(config.max_sym_generations).unwrap_or(usize::MAX),
             max_sym_generation_bytes: config.max_sym_generation_bytes,
         }

@@ -21,7 +21,8 @@ fuzz_target!(|data: &[u8]| {
                 for m in used_modules(job) {
                     assert!(m < job.modules.len());
                 }
-                symbolicate(job, &HashMap::new())
+                let mut budget = usize::MAX;
+                symbolicate(job, &HashMap::new(), &mut budget).unwrap()
             })
             .collect();
         let _ = v5_json(&jobs, &results);

@@ -77,15 +77,22 @@ impl SymbolCache {
             }
             inner.parsing.entry(row.blob.clone()).or_default().clone()
         };
-        let (store2, row2) = (store.clone(), row.clone());
-        let parsed = cell
-            .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || parse(&store2, &row2))
-                    .await
-                    .map_err(|e| crate::Error::Io(std::io::Error::other(e)))?
-            })
+        // The parse runs on a task of its own: a request that goes away does
+        // not abandon it half way (the next one would start it again).
+        let (store2, row2, cell2) = (store.clone(), row.clone(), cell.clone());
+        let parsing = tokio::spawn(async move {
+            cell2
+                .get_or_try_init(|| async move {
+                    tokio::task::spawn_blocking(move || parse(&store2, &row2))
+                        .await
+                        .map_err(|e| crate::Error::Io(std::io::Error::other(e)))?
+                })
+                .await
+                .cloned()
+        });
+        let parsed = parsing
             .await
-            .cloned();
+            .unwrap_or_else(|e| Err(crate::Error::Io(std::io::Error::other(e))));
         let mut inner = self.lock();
         if let Some(c) = inner.parsing.get(&row.blob)
             && Arc::ptr_eq(c, &cell)

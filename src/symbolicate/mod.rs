@@ -51,6 +51,21 @@ impl ModuleRef {
     }
 }
 
+/// Distinct modules one request may use (each is looked up, maybe fetched
+/// and parsed).
+pub const MAX_MODULES: usize = 500;
+
+/// Inlined functions reported per frame, outermost first.
+pub const MAX_INLINES: usize = 64;
+
+/// Longest function or file name in an answer; longer ones are cut (on a
+/// character boundary) and end with `…`.
+pub const MAX_NAME: usize = 4096;
+
+/// Most bytes of names (functions, files, inlines) one answer may carry;
+/// a request whose answer would carry more is refused.
+pub const MAX_ANSWER_NAMES: usize = 64 << 20;
+
 /// Which request shape a body is read as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -76,9 +91,18 @@ pub fn parse(body: &[u8], version: Version, max_frames: usize) -> Result<Vec<Job
         (_, _) => vec![(&value, String::new())],
     };
     let mut frames = 0usize;
+    let mut modules = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(jobs.len());
     for (job, at) in jobs {
         let job = parse_job(job, &at)?;
+        for m in used_modules(&job) {
+            modules.insert(job.modules[m].clone());
+        }
+        if modules.len() > MAX_MODULES {
+            return Err(format!(
+                "more than {MAX_MODULES} distinct modules used in one request"
+            ));
+        }
         frames += job.stacks.iter().map(Vec::len).sum::<usize>();
         if frames > max_frames {
             return Err(format!(
@@ -242,13 +266,29 @@ pub fn fill(symbols: &SymbolFile, frame: &mut Frame) {
         frame.file = Some(file);
         frame.line = Some(line);
     }
+    frame.function = frame.function.take().map(cut);
+    frame.file = frame.file.take().map(cut);
     frame.inlines = (f.calls.into_iter())
+        .take(MAX_INLINES)
         .map(|(function, file, line)| Inline {
-            function,
-            file,
+            function: cut(function),
+            file: file.map(cut),
             line,
         })
         .collect();
+}
+
+/// A name cut to [`MAX_NAME`] bytes.
+fn cut(mut s: String) -> String {
+    if s.len() > MAX_NAME {
+        let mut at = MAX_NAME;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+        s.push('…');
+    }
+    s
 }
 
 /// What a job came to: its stacks, and which modules had symbols
@@ -261,8 +301,15 @@ pub struct JobResult {
 
 /// Symbolicates a job with the symbols `symbols` gives for a module (the
 /// caller's lookup, one per module of the memory map that a frame uses).
-pub fn symbolicate(job: &Job, symbols: &HashMap<usize, Option<Arc<SymbolFile>>>) -> JobResult {
+/// `budget` is what is left of [`MAX_ANSWER_NAMES`] for the request: an
+/// error once the names of the answer would pass it.
+pub fn symbolicate(
+    job: &Job,
+    symbols: &HashMap<usize, Option<Arc<SymbolFile>>>,
+    budget: &mut usize,
+) -> Result<JobResult, String> {
     let mut found = vec![None; job.modules.len()];
+    let mut over = false;
     let stacks = job
         .stacks
         .iter()
@@ -280,8 +327,21 @@ pub fn symbolicate(job: &Job, symbols: &HashMap<usize, Option<Arc<SymbolFile>>>)
                         frame.module = Some(job.modules[m].debug_file.clone());
                         let sym = symbols.get(&m).cloned().flatten();
                         found[m] = Some(sym.is_some());
-                        if let Some(sym) = sym {
+                        if let Some(sym) = sym
+                            && !over
+                        {
                             fill(&sym, &mut frame);
+                            let names = frame.function.as_ref().map_or(0, String::len)
+                                + frame.file.as_ref().map_or(0, String::len)
+                                + (frame.inlines.iter())
+                                    .map(|i| {
+                                        i.function.len() + i.file.as_ref().map_or(0, String::len)
+                                    })
+                                    .sum::<usize>();
+                            match budget.checked_sub(names) {
+                                Some(left) => *budget = left,
+                                None => over = true,
+                            }
                         }
                     }
                     frame
@@ -289,7 +349,12 @@ pub fn symbolicate(job: &Job, symbols: &HashMap<usize, Option<Arc<SymbolFile>>>)
                 .collect()
         })
         .collect();
-    JobResult { stacks, found }
+    if over {
+        return Err(format!(
+            "the answer would carry more than {MAX_ANSWER_NAMES} bytes of names; ask for fewer frames"
+        ));
+    }
+    Ok(JobResult { stacks, found })
 }
 
 /// The modules of a job that its frames use, by index.
@@ -315,10 +380,16 @@ pub fn v5_json(jobs: &[Job], results: &[JobResult]) -> Value {
             let stacks: Vec<Value> = (r.stacks.iter())
                 .map(|s| s.iter().map(frame_json).collect())
                 .collect();
-            let found: serde_json::Map<String, Value> = (job.modules.iter())
-                .zip(&r.found)
-                .map(|(m, f)| (m.label(), f.map_or(Value::Null, Value::Bool)))
-                .collect();
+            // A module listed twice is found if either entry found it.
+            let mut found = serde_json::Map::new();
+            for (m, f) in job.modules.iter().zip(&r.found) {
+                let slot = found.entry(m.label()).or_insert(Value::Null);
+                if let Some(f) = f
+                    && *slot != Value::Bool(true)
+                {
+                    *slot = Value::Bool(*f);
+                }
+            }
             json!({ "stacks": stacks, "found_modules": found })
         })
         .collect();
@@ -478,7 +549,8 @@ mod tests {
         let jobs = parse(body.as_bytes(), Version::V5, 100).unwrap();
         assert_eq!(used_modules(&jobs[0]), [0, 1]);
         let symbols = HashMap::from([(0, Some(Arc::new(sym()))), (1, None)]);
-        let r = symbolicate(&jobs[0], &symbols);
+        let mut budget = MAX_ANSWER_NAMES;
+        let r = symbolicate(&jobs[0], &symbols, &mut budget).unwrap();
         let v5 = v5_json(&jobs, std::slice::from_ref(&r));
         assert_eq!(
             v5,
@@ -500,6 +572,20 @@ mod tests {
             json!({"symbolicatedStacks": [["outer_fn (in xul.pdb)", "0x5 (in gone.pdb)", "0x7"]],
                    "knownModules": [true, false, null]})
         );
+        // Listed twice: found if either entry found it; an answer over its budget is refused.
+        let twice = format!(
+            r#"{{"memoryMap": [["xul.pdb", "{ID}"], ["xul.pdb", "{ID}"]], "stacks": [[[0, 4100]]]}}"#
+        );
+        let jobs2 = parse(twice.as_bytes(), Version::V5, 100).unwrap();
+        let symbols2 = HashMap::from([(0, Some(Arc::new(sym())))]);
+        let r2 = symbolicate(&jobs2[0], &symbols2, &mut budget).unwrap();
+        let v = v5_json(&jobs2, std::slice::from_ref(&r2));
+        assert_eq!(
+            v["results"][0]["found_modules"][format!("xul.pdb/{ID}")],
+            true
+        );
+        assert!(symbolicate(&jobs2[0], &symbols2, &mut 3).is_err());
+        assert_eq!(cut("é".repeat(3000)).len(), MAX_NAME + '…'.len_utf8());
         assert_eq!(
             jobs[0].modules[0].sym_key().as_deref(),
             Some(format!("xul.pdb/{ID}/xul.sym").as_str())

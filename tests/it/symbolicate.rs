@@ -20,7 +20,7 @@ struct Crash {
 
 fn crash() -> Crash {
     let c = crate::interop_minidump::crashed("victim");
-    let server = TestServer::start();
+    let server = TestServer::with_config(|c| c.public_stackwalk = true);
     server.upload_ok(zip_of(&[(&c.key, &c.sym)]));
     Crash {
         dump: c.dump.clone(),
@@ -360,7 +360,10 @@ fn a_truncated_or_foreign_minidump_is_a_400_and_the_size_is_capped() {
         assert_eq!(resp.status(), 400);
         assert!(resp.text().unwrap().contains("error"));
     }
-    let small = TestServer::with_config(|c| c.max_minidump_bytes = 1024);
+    let small = TestServer::with_config(|c| {
+        c.max_minidump_bytes = 1024;
+        c.public_stackwalk = true;
+    });
     let resp = small
         .client
         .post(small.url("/stackwalk"))
@@ -604,4 +607,22 @@ fn gen_sym_makes_the_sym_of_every_stored_debug_file_ahead_of_time() {
         ),
         "{text}"
     );
+}
+
+#[test]
+fn stackwalk_needs_a_download_token_unless_public_stackwalk_is_on() {
+    let c = crate::interop_minidump::crashed("walked");
+    let s = TestServer::start();
+    s.upload_ok(zip_of(&[(&c.key, &c.sym)]));
+    let dump = std::fs::read(&c.dump).unwrap();
+    let post = |token: Option<&str>| {
+        let mut req = s.client.post(s.url("/stackwalk")).body(dump.clone());
+        if let Some(t) = token {
+            req = req.header("Auth-Token", t);
+        }
+        req.send().unwrap().status()
+    };
+    assert_eq!(post(None), 401);
+    let reader = s.create_token(&["download"], "crash triage");
+    assert_eq!(post(Some(&reader)), 200);
 }

@@ -36,11 +36,15 @@ pub async fn stackwalk(
     if req.method() != Method::POST {
         return method_not_allowed("POST", true);
     }
-    if state.http.private_downloads
+    if (state.http.private_downloads || !state.http.public_stackwalk)
         && let Err(refused) = crate::http::request::require(&state, req.headers(), "download").await
     {
         return refused;
     }
+    // A turn first: at most that many minidumps are read into memory at once.
+    let Ok(_turn) = state.stackwalks.acquire().await else {
+        return json_error(&Error::Unavailable("shutting down".into()));
+    };
     let html = (req.headers().get(header::ACCEPT))
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
@@ -54,9 +58,16 @@ pub async fn stackwalk(
         .unwrap_or(usize::MAX)
         .saturating_add(64 * 1024);
     let what = "a minidump (max_minidump_bytes, with room for a multipart body's parts)";
-    let bytes = match body::read_bounded(req.into_body(), limit, what).await {
-        Ok(b) => b,
-        Err(e) => return json_error(&e),
+    let read = body::read_bounded(req.into_body(), limit, what);
+    let bytes = match tokio::time::timeout(TIME_CAP, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return json_error(&e),
+        Err(_) => {
+            return crate::http::error::json_status(
+                StatusCode::REQUEST_TIMEOUT,
+                "the minidump did not arrive in time",
+            );
+        }
     };
     let dump = match minidump_of_body(bytes, &content_type).await {
         Ok(d) if d.len() as u64 <= max => d,
@@ -66,9 +77,6 @@ pub async fn stackwalk(
             )));
         }
         Err(why) => return json_error(&Error::BadRequest(why)),
-    };
-    let Ok(_turn) = state.stackwalks.acquire().await else {
-        return json_error(&Error::Unavailable("shutting down".into()));
     };
     let provider = StoreSymbols {
         state: state.clone(),

@@ -39,10 +39,16 @@ pub async fn symbolicate(
     {
         return refused;
     }
-    let bytes = match body::read_bounded(req.into_body(), MAX_BODY, "a symbolication request").await
-    {
-        Ok(b) => b,
-        Err(e) => return json_error(&e),
+    let read = body::read_bounded(req.into_body(), MAX_BODY, "a symbolication request");
+    let bytes = match tokio::time::timeout(state.http.request_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return json_error(&e),
+        Err(_) => {
+            return crate::http::error::json_status(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            );
+        }
     };
     let max_frames = state.http.max_symbolicate_frames;
     let jobs = match symbolicate::parse(&bytes, version, max_frames) {
@@ -82,14 +88,16 @@ async fn run(
         }
         per_job.push(symbols);
     }
+    let mut budget = symbolicate::MAX_ANSWER_NAMES;
     tokio::task::spawn_blocking(move || {
         (jobs.iter())
             .zip(&per_job)
-            .map(|(job, symbols)| symbolicate::symbolicate(job, symbols))
-            .collect()
+            .map(|(job, symbols)| symbolicate::symbolicate(job, symbols, &mut budget))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(Error::TooLarge)
     })
     .await
-    .map_err(|e| Error::Io(std::io::Error::other(e)))
+    .map_err(|e| Error::Io(std::io::Error::other(e)))?
 }
 
 /// `GET /symbolicate`: a form to paste a v5 job into (and one to drop a
@@ -265,7 +273,16 @@ pub async fn symbols_of_key(
         }
     }
     match found {
-        Found::Key(hit) => Ok(Some(state.symbols.get(&state.store, &hit.row).await?)),
+        Found::Key(hit) => match state.symbols.get(&state.store, &hit.row).await {
+            Ok(sym) => Ok(Some(sym)),
+            // A stored file that does not parse answers as missing (logged),
+            // not as a failure of the whole request.
+            Err(e @ Error::Invalid { .. }) => {
+                tracing::warn!(key, error = %e, "a stored .sym does not parse");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        },
         _ => Ok(None),
     }
 }
