@@ -89,10 +89,17 @@ pub async fn stackwalk(
         runtime.block_on(crate::symbolicate::minidump::walk(dump, &provider))
     });
     match tokio::time::timeout(TIME_CAP, walk).await {
-        Ok(Ok(Ok(json))) if html => match serde_json::from_slice(&json) {
-            Ok(value) => page(&value),
-            Err(e) => json_error(&Error::Io(std::io::Error::other(e))),
-        },
+        Ok(Ok(Ok(json))) if html => {
+            let rendered = tokio::task::spawn_blocking(move || {
+                serde_json::from_slice::<serde_json::Value>(&json).map(|v| page(&v))
+            })
+            .await;
+            match rendered {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(e)) => json_error(&Error::Io(std::io::Error::other(e))),
+                Err(e) => json_error(&Error::Io(std::io::Error::other(e))),
+            }
+        }
         Ok(Ok(Ok(json))) => {
             let mut resp = Response::new(body::full(json));
             resp.headers_mut().insert(

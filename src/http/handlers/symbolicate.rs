@@ -51,19 +51,31 @@ pub async fn symbolicate(
         }
     };
     let max_frames = state.http.max_symbolicate_frames;
-    let jobs = match symbolicate::parse(&bytes, version, max_frames) {
-        Ok(jobs) => jobs,
-        Err(why) => return json_error(&Error::BadRequest(why)),
+    // Reading and writing JSON of tens of megabytes is work for a blocking
+    // thread, not for the few that answer every request.
+    let parsed =
+        tokio::task::spawn_blocking(move || symbolicate::parse(&bytes, version, max_frames)).await;
+    let jobs = match parsed {
+        Ok(Ok(jobs)) => jobs,
+        Ok(Err(why)) => return json_error(&Error::BadRequest(why)),
+        Err(e) => return json_error(&Error::Io(std::io::Error::other(e))),
     };
     let results = match run(&state, jobs.clone(), include_try).await {
         Ok(results) => results,
         Err(e) => return json_error(&e),
     };
-    let value = match version {
-        Version::V5 => symbolicate::v5_json(&jobs, &results),
-        Version::V4 => symbolicate::v4_json(&results[0]),
-    };
-    body::json(StatusCode::OK, &value)
+    let answer = tokio::task::spawn_blocking(move || {
+        let value = match version {
+            Version::V5 => symbolicate::v5_json(&jobs, &results),
+            Version::V4 => symbolicate::v4_json(&results[0]),
+        };
+        value.to_string()
+    })
+    .await;
+    match answer {
+        Ok(text) => body::with_type(StatusCode::OK, "application/json", text),
+        Err(e) => json_error(&Error::Io(std::io::Error::other(e))),
+    }
 }
 
 /// Symbolicates `jobs`: each module looked up and parsed once, whichever
