@@ -37,7 +37,7 @@ use crate::identity::lookup::debuginfod_key;
 use crate::keys::normalize;
 use crate::metrics::{UpstreamLabels, UpstreamMetrics, UpstreamName};
 use crate::settings::IngestLimits;
-use crate::store::{Namespace, Store, UploadEnd, UploadFinish, UploadStart};
+use crate::store::{Namespace, Store, UploadFinish, UploadStart};
 use crate::upstream::{Protocol, Upstream};
 
 /// Remembered answers at most; when full, expired ones go and new ones wait.
@@ -1007,18 +1007,10 @@ impl Inner {
             )),
             _ => Ok(report),
         });
-        let end = match &result {
-            Ok(report) => UploadEnd::Complete {
-                files_count: report.files_count() as u64,
-            },
-            Err(e) => {
-                tracing::warn!(file = name, upstream = user, error = %e, "a fetched file was not kept");
-                UploadEnd::Failed {
-                    error: e,
-                    message: e.to_string(),
-                }
-            }
-        };
+        if let Err(e) = &result {
+            tracing::warn!(file = name, upstream = user, error = %e, "a fetched file was not kept");
+        }
+        let end = crate::ingest::Report::record_end(&result);
         record.finish(
             store,
             &UploadFinish {
