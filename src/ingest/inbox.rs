@@ -229,13 +229,7 @@ fn take(to: Ingest<'_>, dir: &Path, path: &Path, ns: Namespace) {
     match error {
         Some(why) => {
             tracing::warn!(file = %name, error = %why, "inbox file failed");
-            // A new file only: never written through a link or over a file planted there.
-            let written = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(note_of(&dest))
-                .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{why}\n").as_bytes()));
-            if let Err(e) = written {
+            if let Err(e) = write_note(&dest, &why) {
                 tracing::warn!(file = %dest.display(), error = %e, "could not write the reason beside a failed inbox file");
             }
         }
@@ -254,6 +248,26 @@ fn real_folder(dir: &Path) -> std::io::Result<()> {
         Err(e) => return Err(e),
     }
     fs::create_dir(dir)
+}
+
+/// Writes the note saying why `dest` failed, whole or not at all: it is
+/// written under a hidden name and linked to `<dest>.error.txt`, so a reader
+/// never sees it half written. New files only: never written through a link
+/// or over a file planted there.
+fn write_note(dest: &Path, why: &str) -> std::io::Result<()> {
+    let note = note_of(dest);
+    let mut hidden = std::ffi::OsString::from(".");
+    hidden.push(note.file_name().unwrap_or_default());
+    hidden.push(".part");
+    let part = note.with_file_name(hidden);
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&part)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{why}\n").as_bytes()))
+        .and_then(|()| fs::hard_link(&part, &note));
+    let _ = fs::remove_file(&part);
+    written
 }
 
 /// The note saying why `dest` failed: `<dest>.error.txt`.
