@@ -171,6 +171,14 @@ pub enum Command {
         #[arg(long, conflicts_with = "keys", required_unless_present = "keys")]
         all: bool,
     },
+    /// Walk a minidump sent on standard input, asking for symbols on standard output
+    /// (the daemon runs this for each POST /stackwalk)
+    #[command(hide = true)]
+    WalkMinidump {
+        /// The data limit set before anything is read, in bytes
+        #[arg(long)]
+        max_memory: u64,
+    },
     /// Upload a zip or a directory to symdepot or any Tecken-compatible server
     Upload {
         /// A zip, or a directory in the <module>/<debug_id>/<file> layout (any layout with --auto)

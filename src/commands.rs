@@ -14,6 +14,10 @@ use crate::units::{parse_duration, rfc3339};
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::WalkMinidump { .. } = &cli.command {
+        // The walker needs no data dir or configuration (its limit is set by `main`).
+        return crate::symbolicate::walker::walker_main().context("walking a minidump");
+    }
     if let Command::Upload {
         path,
         url,
@@ -53,7 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref(), std::env::vars(), &overrides)?;
     match cli.command {
         Command::Serve { .. } => serve(config),
-        Command::Upload { .. } => unreachable!("handled above"),
+        Command::Upload { .. } | Command::WalkMinidump { .. } => unreachable!("handled above"),
         Command::Token { action } => token(config, action),
         Command::Ingest { paths, is_try } => ingest(config, &paths, is_try),
         Command::Id { file, inject } => id(&file, inject),

@@ -164,10 +164,13 @@ pub struct Config {
     /// Largest minidump `POST /stackwalk` takes. Default 64 MiB.
     #[serde(with = "serde_size")]
     pub max_minidump_bytes: u64,
-    /// Whether `POST /stackwalk` answers clients without a token. A stack
-    /// walk's memory grows with the minidump's threads and frames, and no
-    /// limit inside the walker bounds it yet: off, it needs a token with
-    /// `download`. Default false.
+    /// Most memory one stack walk may use (the walker process's data limit;
+    /// a minidump that needs more is a 400). Default 2 GiB.
+    #[serde(with = "serde_size")]
+    pub max_stackwalk_memory: u64,
+    /// Whether `POST /stackwalk` answers clients without a token (each walk
+    /// costs up to `max_stackwalk_memory` and a minute of a core): off, it
+    /// needs a token with `download`. Default false.
     pub public_stackwalk: bool,
     /// `.sym` files generated from debug files at once. Default 2.
     pub max_sym_generations: u64,
@@ -175,6 +178,11 @@ pub struct Config {
     /// memory). Default 1 GiB.
     #[serde(with = "serde_size")]
     pub max_sym_generation_bytes: u64,
+    /// Not a setting: the program run to walk minidumps (`symdepot
+    /// walk-minidump`). The running binary when unset; a program that embeds
+    /// the daemon (the tests) names the `symdepot` binary here.
+    #[serde(skip)]
+    pub walker_program: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -229,9 +237,11 @@ impl Default for Config {
             max_symbolicate_frames: 100_000,
             symbolication_cache_bytes: 256 << 20,
             max_minidump_bytes: 64 << 20,
+            max_stackwalk_memory: 2 << 30,
             public_stackwalk: false,
             max_sym_generations: 2,
             max_sym_generation_bytes: 1 << 30,
+            walker_program: None,
         }
     }
 }

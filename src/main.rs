@@ -12,6 +12,9 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = symdepot::cli::Cli::parse();
+    if let symdepot::cli::Command::WalkMinidump { max_memory } = &cli.command {
+        limit_data(*max_memory);
+    }
     if let Err(e) = symdepot::commands::run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -34,6 +37,28 @@ fn return_freed_memory() {
         libc::mallopt(libc::M_ARENA_MAX, 1);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
+    }
+}
+
+/// Limits this process's data (heap and private mappings) to `bytes`, as a
+/// minidump walker runs: an allocation beyond it fails and the walker ends,
+/// which its parent reports as the minidump needing more memory than allowed.
+/// Exits when the limit cannot be set: a walker must not run unbounded.
+fn limit_data(bytes: u64) {
+    #[cfg(unix)]
+    {
+        let lim = libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: bytes,
+        };
+        // SAFETY: setrlimit only reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_DATA, &lim) } != 0 {
+            eprintln!(
+                "error: the data limit cannot be set: {}",
+                std::io::Error::last_os_error()
+            );
+            std::process::exit(1);
+        }
     }
 }
 

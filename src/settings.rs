@@ -204,6 +204,8 @@ pub struct HttpSettings {
     pub max_minidump_bytes: u64,
     /// `/stackwalk` answers clients without a token.
     pub public_stackwalk: bool,
+    /// How minidumps are walked (a process of their own).
+    pub walker: crate::symbolicate::walker::Walker,
     /// `.sym` generations at once.
     pub max_sym_generations: usize,
     /// Largest debug file a `.sym` is generated from.
@@ -247,6 +249,13 @@ impl HttpSettings {
             symbolication_cache_bytes: config.symbolication_cache_bytes,
             max_minidump_bytes: config.max_minidump_bytes,
             public_stackwalk: config.public_stackwalk,
+            walker: crate::symbolicate::walker::Walker {
+                program: (config.walker_program.clone())
+                    .or_else(|| std::env::current_exe().ok())
+                    .unwrap_or_else(|| "symdepot".into()),
+                max_memory: config.max_stackwalk_memory,
+                time_cap: crate::symbolicate::walker::TIME_CAP,
+            },
             max_sym_generations: usize::try_from(config.max_sym_generations).unwrap_or(usize::MAX),
             max_sym_generation_bytes: config.max_sym_generation_bytes,
         }

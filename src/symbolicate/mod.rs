@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod gensym;
 pub mod minidump;
+pub mod walker;
 
 use std::collections::HashMap;
 use std::sync::Arc;

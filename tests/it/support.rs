@@ -40,6 +40,8 @@ impl TestServer {
         let mut config = Config {
             data_dir: dir.path().join("data"),
             listen: "127.0.0.1:0".into(),
+            // The daemon runs inside this test binary: walkers are the built symdepot.
+            walker_program: Some(env!("CARGO_BIN_EXE_symdepot").into()),
             ..Config::default()
         };
         f(&mut config);

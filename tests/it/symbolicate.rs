@@ -374,6 +374,96 @@ fn a_truncated_or_foreign_minidump_is_a_400_and_the_size_is_capped() {
     assert_eq!(s.get("/stackwalk").status(), 405);
 }
 
+/// A Linux amd64 minidump of one thread whose stack (`stack_bytes`) is a
+/// chain of frame pointers, each with a return address of its own: a walk
+/// finds a frame every 16 bytes (65 536 for 1 MiB), each costing the walker
+/// a few KiB.
+fn deep_stack_minidump(stack_bytes: usize) -> Vec<u8> {
+    const STACK: u64 = 0x7f00_0000_0000;
+    const CONTEXT: usize = 1232;
+    let u32s = |d: &mut Vec<u8>, ws: &[u32]| ws.iter().for_each(|w| d.extend(w.to_le_bytes()));
+    // Header (32), a directory of 3 (36), then the streams.
+    let (si_at, ctx_at) = (68u32, 128u32);
+    let stack_at = ctx_at + CONTEXT as u32;
+    let tl_at = stack_at + stack_bytes as u32;
+    let ml_at = tl_at + 4 + 48;
+    let mut d = b"MDMP".to_vec();
+    u32s(&mut d, &[0xa793, 3, 32, 0, 0, 0, 0]);
+    u32s(&mut d, &[7, 56, si_at, 3, 52, tl_at, 5, 20, ml_at]);
+    // System info: amd64, Linux (0x8201), no service pack string.
+    d.extend(9u16.to_le_bytes());
+    d.extend([0u8; 6]);
+    u32s(&mut d, &[0, 0, 0, 0x8201, 64]);
+    d.resize(si_at as usize + 56, 0);
+    d.resize(ctx_at as usize, 0);
+    let mut ctx = vec![0u8; CONTEXT];
+    ctx[48..52].copy_from_slice(&0x0010_001fu32.to_le_bytes());
+    ctx[152..160].copy_from_slice(&STACK.to_le_bytes()); // rsp
+    ctx[160..168].copy_from_slice(&STACK.to_le_bytes()); // rbp
+    ctx[248..256].copy_from_slice(&0x100_0000u64.to_le_bytes()); // rip
+    d.extend(ctx);
+    for k in 0..stack_bytes as u64 / 16 {
+        let next = if k + 1 < stack_bytes as u64 / 16 {
+            STACK + (k + 1) * 16
+        } else {
+            0
+        };
+        d.extend(next.to_le_bytes());
+        d.extend((0x40_0000 + k).to_le_bytes());
+    }
+    // The thread list: one thread, its stack and context.
+    u32s(&mut d, &[1, 1, 0, 0, 0, 0, 0]);
+    d.extend(STACK.to_le_bytes());
+    u32s(
+        &mut d,
+        &[stack_bytes as u32, stack_at, CONTEXT as u32, ctx_at],
+    );
+    // The memory list: the stack.
+    u32s(&mut d, &[1]);
+    d.extend(STACK.to_le_bytes());
+    u32s(&mut d, &[stack_bytes as u32, stack_at]);
+    d
+}
+
+#[test]
+fn a_minidump_needing_more_than_max_stackwalk_memory_is_a_400_and_walks_go_on() {
+    let deep = deep_stack_minidump(1 << 20);
+    let post = |s: &TestServer, body: Vec<u8>| {
+        let resp = s
+            .client
+            .post(s.url("/stackwalk"))
+            .body(body)
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.text().unwrap())
+    };
+    // Within the default limit the walk finds a frame every 16 bytes...
+    let roomy = TestServer::with_config(|c| c.public_stackwalk = true);
+    let (status, body) = post(&roomy, deep.clone());
+    assert_eq!(status, 200, "{body}");
+    let walked: Value = serde_json::from_str(&body).unwrap();
+    let frames = walked["threads"][0]["frames"].as_array().unwrap().len();
+    assert!(frames > 60_000, "{frames} frames");
+    // ...which needs far more than 96 MiB: refused, naming the setting.
+    let c = crash();
+    let tight = TestServer::with_config(|cfg| {
+        cfg.public_stackwalk = true;
+        cfg.max_stackwalk_memory = 96 << 20;
+    });
+    tight.upload_ok(zip_of(&[(&c._crashed.key, &c._crashed.sym)]));
+    let (status, body) = post(&tight, deep);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("max_stackwalk_memory"), "{body}");
+    // The daemon goes on walking what fits.
+    let (status, body) = post(&tight, std::fs::read(&c.dump).unwrap());
+    assert_eq!(status, 200, "{body}");
+    let walked: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        frames_of(&walked),
+        frames_of(&stackwalk_json(&tight, &c.dump))
+    );
+}
+
 #[test]
 fn the_symbolicate_page_takes_a_pasted_job_and_a_dropped_minidump() {
     let c = crash();

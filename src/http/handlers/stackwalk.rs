@@ -1,31 +1,23 @@
 //! `POST /stackwalk`: a minidump in (the raw body, or the multipart field
 //! `upload_file_minidump` crash reporters send), the JSON `minidump-stackwalk
-//! --json` prints out — rust-minidump's `minidump-processor` with the store
-//! as its symbol provider (no HTTP round trips to itself). Bounded by
-//! `max_minidump_bytes`, at most [`crate::http::state::STACKWALKS_AT_ONCE`] at a time, each within
-//! [`TIME_CAP`], run on a blocking thread.
+//! --json` prints out — rust-minidump's `minidump-processor` in a walker
+//! process ([`crate::symbolicate::walker`]) with the store as its symbol
+//! source (no HTTP round trips to itself). Bounded by `max_minidump_bytes`,
+//! `max_stackwalk_memory`, at most [`crate::http::state::STACKWALKS_AT_ONCE`]
+//! at a time, each within [`TIME_CAP`].
 
-use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use breakpad_symbols::{
-    FileError, FileKind, FillSymbolError, FrameSymbolizer, FrameWalker, Module, SymbolFile,
-    SymbolStats,
-};
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::symbolicate::symbols_of_key;
+use super::symbolicate::sym_row_of_key;
 use crate::Error;
 use crate::http::body::{self, Body};
 use crate::http::error::{json_error, method_not_allowed};
 use crate::http::state::AppState;
 use crate::store::missing::Miss;
-
-/// The longest a stack walk may take (504 after).
-pub const TIME_CAP: Duration = Duration::from_secs(60);
+use crate::symbolicate::walker::{SymbolSource, SymbolsWanted, TIME_CAP, WalkError};
 
 /// Answers `POST /stackwalk`.
 pub async fn stackwalk(
@@ -78,18 +70,12 @@ pub async fn stackwalk(
         }
         Err(why) => return json_error(&Error::BadRequest(why)),
     };
-    let provider = StoreSymbols {
+    let symbols = StoreSymbols {
         state: state.clone(),
         include_try,
-        seen: tokio::sync::Mutex::new(HashMap::new()),
-        stats: std::sync::Mutex::new(HashMap::new()),
     };
-    let runtime = tokio::runtime::Handle::current();
-    let walk = tokio::task::spawn_blocking(move || {
-        runtime.block_on(crate::symbolicate::minidump::walk(dump, &provider))
-    });
-    match tokio::time::timeout(TIME_CAP, walk).await {
-        Ok(Ok(Ok(json))) if html => {
+    match state.http.walker.walk(dump, &symbols).await {
+        Ok(json) if html => {
             let rendered = tokio::task::spawn_blocking(move || {
                 serde_json::from_slice::<serde_json::Value>(&json).map(|v| page(&v))
             })
@@ -100,7 +86,7 @@ pub async fn stackwalk(
                 Err(e) => json_error(&Error::Io(std::io::Error::other(e))),
             }
         }
-        Ok(Ok(Ok(json))) => {
+        Ok(json) => {
             let mut resp = Response::new(body::full(json));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -108,12 +94,15 @@ pub async fn stackwalk(
             );
             resp
         }
-        Ok(Ok(Err(why))) => json_error(&Error::BadRequest(why)),
-        Ok(Err(e)) => json_error(&Error::Io(std::io::Error::other(e))),
-        Err(_) => crate::http::error::json_status(
-            StatusCode::GATEWAY_TIMEOUT,
-            &format!("the stack walk took longer than {} s", TIME_CAP.as_secs()),
-        ),
+        Err(
+            e @ (WalkError::BadDump(_) | WalkError::TooMuchMemory(_) | WalkError::AnswerTooLarge),
+        ) => json_error(&Error::BadRequest(e.to_string())),
+        Err(e @ WalkError::TimedOut(_)) => {
+            crate::http::error::json_status(StatusCode::GATEWAY_TIMEOUT, &e.to_string())
+        }
+        Err(e @ WalkError::Failed(_)) => {
+            json_error(&Error::Io(std::io::Error::other(e.to_string())))
+        }
     }
 }
 
@@ -218,95 +207,50 @@ async fn minidump_of_body(bytes: bytes::Bytes, content_type: &str) -> Result<Vec
     Err("a multipart body without an upload_file_minidump field".to_string())
 }
 
-/// The store as a symbol provider: each module's `.sym` looked up once per
-/// walk (as downloads look it up), parsed through the symbol cache; modules
-/// without one noted in the missing-symbols report.
+/// The store as the walker's symbol source: each module's `.sym` found as
+/// downloads find it (generated or fetched when missing), streamed to the
+/// walker; modules without one noted in the missing-symbols report.
 struct StoreSymbols {
     state: Arc<AppState>,
     include_try: bool,
-    seen: tokio::sync::Mutex<HashMap<String, Option<Arc<SymbolFile>>>>,
-    /// By code file name, as the processor reports modules' symbols.
-    stats: std::sync::Mutex<HashMap<String, SymbolStats>>,
-}
-
-impl StoreSymbols {
-    async fn symbols(&self, module: &(dyn Module + Sync)) -> Option<Arc<SymbolFile>> {
-        let lookup = breakpad_symbols::breakpad_sym_lookup(module)?;
-        let mut seen = self.seen.lock().await;
-        if let Some(found) = seen.get(&lookup.cache_rel) {
-            return found.clone();
-        }
-        let found = match symbols_of_key(&self.state, &lookup.cache_rel, self.include_try).await {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!(key = lookup.cache_rel, error = %e, "symbols unreadable for a stack walk");
-                None
-            }
-        };
-        if found.is_none() {
-            let debug_file = module.debug_file().unwrap_or_default();
-            let debug_id = (module.debug_identifier())
-                .map(|d| d.breakpad().to_string())
-                .unwrap_or_default();
-            let code_file = module.code_file();
-            let code_file = code_file.rsplit(['/', '\\']).next().unwrap_or_default();
-            let code_id = (module.code_identifier())
-                .map(|c| c.to_string())
-                .unwrap_or_default();
-            let debug_file = debug_file.rsplit(['/', '\\']).next().unwrap_or_default();
-            if let Some(miss) = Miss::new(debug_file, &debug_id, code_file, &code_id) {
-                self.state.missing.record(miss);
-                self.state.metrics.missing_recorded.inc();
-            }
-        }
-        let code_file = module.code_file();
-        let name = code_file.rsplit(['/', '\\']).next().unwrap_or_default();
-        (self.stats.lock().unwrap_or_else(|e| e.into_inner())).insert(
-            name.to_string(),
-            SymbolStats {
-                symbol_url: found.as_ref().map(|_| format!("/{}", lookup.cache_rel)),
-                loaded_symbols: found.is_some(),
-                ..SymbolStats::default()
-            },
-        );
-        seen.insert(lookup.cache_rel, found.clone());
-        found
-    }
 }
 
 #[async_trait::async_trait]
-impl minidump_unwind::SymbolProvider for StoreSymbols {
-    async fn fill_symbol(
-        &self,
-        module: &(dyn Module + Sync),
-        frame: &mut (dyn FrameSymbolizer + Send),
-    ) -> Result<(), FillSymbolError> {
-        match self.symbols(module).await {
-            Some(sym) => {
-                sym.fill_symbol(module, frame);
-                Ok(())
+impl SymbolSource for StoreSymbols {
+    async fn open(&self, wanted: &SymbolsWanted) -> Option<Box<dyn std::io::Read + Send>> {
+        let found = match sym_row_of_key(&self.state, &wanted.key, self.include_try).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(key = wanted.key, error = %e, "symbols unreadable for a stack walk");
+                None
             }
-            None => Err(FillSymbolError {}),
+        };
+        let opened = match found {
+            Some(row) => {
+                let store = self.state.store.clone();
+                let opened = tokio::task::spawn_blocking(move || store.open_original(&row)).await;
+                match opened {
+                    Ok(Ok(reader)) => Some(reader),
+                    Ok(Err(e)) => {
+                        tracing::warn!(key = wanted.key, error = %e, "a .sym could not be opened for a stack walk");
+                        None
+                    }
+                    Err(_) => None,
+                }
+            }
+            None => None,
+        };
+        if opened.is_none()
+            && let Some(miss) = Miss::new(
+                &wanted.debug_file,
+                &wanted.debug_id,
+                &wanted.code_file,
+                &wanted.code_id,
+            )
+        {
+            self.state.missing.record(miss);
+            self.state.metrics.missing_recorded.inc();
         }
-    }
-
-    async fn walk_frame(
-        &self,
-        module: &(dyn Module + Sync),
-        walker: &mut (dyn FrameWalker + Send),
-    ) -> Option<()> {
-        self.symbols(module).await?.walk_frame(module, walker)
-    }
-
-    async fn get_file_path(
-        &self,
-        _module: &(dyn Module + Sync),
-        _file_kind: FileKind,
-    ) -> Result<PathBuf, FileError> {
-        Err(FileError::NotFound)
-    }
-
-    fn stats(&self) -> HashMap<String, SymbolStats> {
-        (self.stats.lock().unwrap_or_else(|e| e.into_inner())).clone()
+        opened
     }
 }

@@ -269,6 +269,29 @@ pub async fn symbols_of_key(
     key: &str,
     include_try: bool,
 ) -> crate::Result<Option<Arc<breakpad_symbols::SymbolFile>>> {
+    match sym_row_of_key(state, key, include_try).await? {
+        Some(row) => match state.symbols.get(&state.store, &row).await {
+            Ok(sym) => Ok(Some(sym)),
+            // A stored file that does not parse answers as missing (logged),
+            // not as a failure of the whole request.
+            Err(e @ Error::Invalid { .. }) => {
+                tracing::warn!(key, error = %e, "a stored .sym does not parse");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        },
+        None => Ok(None),
+    }
+}
+
+/// The stored row of the `.sym` key `key`, found as a download finds it:
+/// looked up, else generated from a stored debug file of its id, else
+/// fetched from the upstreams.
+pub async fn sym_row_of_key(
+    state: &Arc<AppState>,
+    key: &str,
+    include_try: bool,
+) -> crate::Result<Option<crate::store::KeyRow>> {
     let lkey = normalize(key);
     let mut found =
         cached_lookup(state, lkey.clone(), include_try, Flavor::Breakpad, || None).await?;
@@ -284,17 +307,8 @@ pub async fn symbols_of_key(
                 .await?;
         }
     }
-    match found {
-        Found::Key(hit) => match state.symbols.get(&state.store, &hit.row).await {
-            Ok(sym) => Ok(Some(sym)),
-            // A stored file that does not parse answers as missing (logged),
-            // not as a failure of the whole request.
-            Err(e @ Error::Invalid { .. }) => {
-                tracing::warn!(key, error = %e, "a stored .sym does not parse");
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        },
-        _ => Ok(None),
-    }
+    Ok(match found {
+        Found::Key(hit) => Some(hit.row.clone()),
+        _ => None,
+    })
 }
