@@ -157,8 +157,9 @@ pub struct Config {
     pub cache_retention: String,
     /// Most frames one `/symbolicate` request may ask for. Default 100 000.
     pub max_symbolicate_frames: u64,
-    /// Bytes of `.sym` text kept parsed for symbolication (least recently
-    /// used out first). Default 256 MiB.
+    /// Memory kept for parsed `.sym` files (each counted by its parsed
+    /// structures, two to eight times its text; least recently used out
+    /// first). Default 1 GiB.
     #[serde(with = "serde_size")]
     pub symbolication_cache_bytes: u64,
     /// Largest minidump `POST /stackwalk` takes. Default 64 MiB.
@@ -235,7 +236,7 @@ impl Default for Config {
             cache_max_bytes: String::new(),
             cache_retention: "90d".to_string(),
             max_symbolicate_frames: 100_000,
-            symbolication_cache_bytes: 256 << 20,
+            symbolication_cache_bytes: 1 << 30,
             max_minidump_bytes: 64 << 20,
             max_stackwalk_memory: 2 << 30,
             public_stackwalk: false,

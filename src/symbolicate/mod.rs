@@ -309,53 +309,69 @@ pub fn symbolicate(
     symbols: &HashMap<usize, Option<Arc<SymbolFile>>>,
     budget: &mut usize,
 ) -> Result<JobResult, String> {
-    let mut found = vec![None; job.modules.len()];
-    let mut over = false;
-    let stacks = job
-        .stacks
-        .iter()
-        .map(|stack| {
-            stack
-                .iter()
-                .enumerate()
-                .map(|(i, &(index, offset))| {
-                    let mut frame = Frame {
+    let mut result = JobResult::unfilled(job);
+    for m in used_modules(job) {
+        let sym = symbols.get(&m).cloned().flatten();
+        result.fill_module(job, m, sym.as_deref(), budget)?;
+    }
+    Ok(result)
+}
+
+impl JobResult {
+    /// A job's frames with their modules named and nothing filled yet.
+    pub fn unfilled(job: &Job) -> JobResult {
+        let stacks = (job.stacks.iter())
+            .map(|stack| {
+                (stack.iter().enumerate())
+                    .map(|(i, &(index, offset))| Frame {
                         index: i,
                         offset,
+                        module: usize::try_from(index)
+                            .ok()
+                            .map(|m| job.modules[m].debug_file.clone()),
                         ..Frame::default()
-                    };
-                    if let Ok(m) = usize::try_from(index) {
-                        frame.module = Some(job.modules[m].debug_file.clone());
-                        let sym = symbols.get(&m).cloned().flatten();
-                        found[m] = Some(sym.is_some());
-                        if let Some(sym) = sym
-                            && !over
-                        {
-                            fill(&sym, &mut frame);
-                            let names = frame.function.as_ref().map_or(0, String::len)
-                                + frame.file.as_ref().map_or(0, String::len)
-                                + (frame.inlines.iter())
-                                    .map(|i| {
-                                        i.function.len() + i.file.as_ref().map_or(0, String::len)
-                                    })
-                                    .sum::<usize>();
-                            match budget.checked_sub(names) {
-                                Some(left) => *budget = left,
-                                None => over = true,
-                            }
-                        }
-                    }
-                    frame
-                })
-                .collect()
-        })
-        .collect();
-    if over {
-        return Err(format!(
-            "the answer would carry more than {MAX_ANSWER_NAMES} bytes of names; ask for fewer frames"
-        ));
+                    })
+                    .collect()
+            })
+            .collect();
+        JobResult {
+            stacks,
+            found: vec![None; job.modules.len()],
+        }
     }
-    Ok(JobResult { stacks, found })
+
+    /// Fills the frames of module `m` of `job` from its symbols (`None`:
+    /// it has none), charging their names to `budget` (see [`symbolicate`]).
+    /// A module is filled, and its symbols needed, one at a time.
+    pub fn fill_module(
+        &mut self,
+        job: &Job,
+        m: usize,
+        sym: Option<&SymbolFile>,
+        budget: &mut usize,
+    ) -> Result<(), String> {
+        for (stack, frames) in job.stacks.iter().zip(&mut self.stacks) {
+            for (&(index, _), frame) in stack.iter().zip(frames) {
+                if usize::try_from(index) != Ok(m) {
+                    continue;
+                }
+                self.found[m] = Some(sym.is_some());
+                let Some(sym) = sym else { continue };
+                fill(sym, frame);
+                let names = frame.function.as_ref().map_or(0, String::len)
+                    + frame.file.as_ref().map_or(0, String::len)
+                    + (frame.inlines.iter())
+                        .map(|i| i.function.len() + i.file.as_ref().map_or(0, String::len))
+                        .sum::<usize>();
+                *budget = budget.checked_sub(names).ok_or_else(|| {
+                    format!(
+                        "the answer would carry more than {MAX_ANSWER_NAMES} bytes of names; ask for fewer frames"
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The modules of a job that its frames use, by index.

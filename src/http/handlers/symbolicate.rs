@@ -56,11 +56,11 @@ pub async fn symbolicate(
     let parsed =
         tokio::task::spawn_blocking(move || symbolicate::parse(&bytes, version, max_frames)).await;
     let jobs = match parsed {
-        Ok(Ok(jobs)) => jobs,
+        Ok(Ok(jobs)) => Arc::new(jobs),
         Ok(Err(why)) => return json_error(&Error::BadRequest(why)),
         Err(e) => return json_error(&Error::Io(std::io::Error::other(e))),
     };
-    let results = match run(&state, jobs.clone(), include_try).await {
+    let results = match run(&state, &jobs, include_try).await {
         Ok(results) => results,
         Err(e) => return json_error(&e),
     };
@@ -78,38 +78,45 @@ pub async fn symbolicate(
     }
 }
 
-/// Symbolicates `jobs`: each module looked up and parsed once, whichever
-/// jobs name it, the frames filled off the async threads.
+/// Symbolicates `jobs` module by module: each module looked up and parsed
+/// once, whichever jobs name it, its frames filled off the async threads,
+/// and its symbols let go before the next is needed (a request holds one
+/// module's symbols at a time, beyond what the symbol cache keeps).
 async fn run(
     state: &Arc<AppState>,
-    jobs: Vec<symbolicate::Job>,
+    jobs: &Arc<Vec<symbolicate::Job>>,
     include_try: bool,
 ) -> crate::Result<Vec<symbolicate::JobResult>> {
-    // Each module once, whichever jobs name it.
-    let mut loaded: HashMap<ModuleRef, Option<Arc<breakpad_symbols::SymbolFile>>> = HashMap::new();
-    let mut per_job = Vec::with_capacity(jobs.len());
-    for job in &jobs {
-        let mut symbols = HashMap::new();
+    // Each module once, whichever jobs name it: (job, index) of its uses.
+    let mut uses: Vec<(ModuleRef, Vec<(usize, usize)>)> = Vec::new();
+    let mut at: HashMap<ModuleRef, usize> = HashMap::new();
+    for (j, job) in jobs.iter().enumerate() {
         for m in symbolicate::used_modules(job) {
             let module = &job.modules[m];
-            if !loaded.contains_key(module) {
-                let sym = module_symbols(state, module, include_try).await?;
-                loaded.insert(module.clone(), sym);
-            }
-            symbols.insert(m, loaded[module].clone());
+            let slot = *at.entry(module.clone()).or_insert_with(|| {
+                uses.push((module.clone(), Vec::new()));
+                uses.len() - 1
+            });
+            uses[slot].1.push((j, m));
         }
-        per_job.push(symbols);
     }
+    let mut results: Vec<symbolicate::JobResult> =
+        jobs.iter().map(symbolicate::JobResult::unfilled).collect();
     let mut budget = symbolicate::MAX_ANSWER_NAMES;
-    tokio::task::spawn_blocking(move || {
-        (jobs.iter())
-            .zip(&per_job)
-            .map(|(job, symbols)| symbolicate::symbolicate(job, symbols, &mut budget))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(Error::TooLarge)
-    })
-    .await
-    .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    for (module, used) in uses {
+        let sym = module_symbols(state, &module, include_try).await?;
+        let jobs = jobs.clone();
+        let filled = tokio::task::spawn_blocking(move || {
+            for (j, m) in used {
+                results[j].fill_module(&jobs[j], m, sym.as_deref(), &mut budget)?;
+            }
+            Ok((results, budget))
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        (results, budget) = filled.map_err(Error::TooLarge)?;
+    }
+    Ok(results)
 }
 
 /// `GET /symbolicate`: a form to paste a v5 job into (and one to drop a
@@ -159,10 +166,10 @@ pub async fn page(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body
         Version::V5,
         state.http.max_symbolicate_frames,
     ) {
-        Ok(jobs) => jobs,
+        Ok(jobs) => Arc::new(jobs),
         Err(why) => return page_error(StatusCode::BAD_REQUEST, &why, &form(&job)),
     };
-    let results = match run(&state, jobs.clone(), include_try).await {
+    let results = match run(&state, &jobs, include_try).await {
         Ok(r) => r,
         Err(e) => return page_error(crate::http::error::status_of(&e), &e.to_string(), ""),
     };
