@@ -430,6 +430,64 @@ fn minidump_stackwalk_symbolicates_with_symbols_only_an_upstream_has() {
 }
 
 #[test]
+fn symbolication_and_stack_walks_use_symbols_only_an_upstream_has() {
+    use crate::interop_minidump::crashed;
+    let c = crashed("victim");
+    let up = TestServer::start();
+    let other = format!("other.pdb/{ID_A}/other.sym");
+    up.upload_ok(zip_of(&[
+        (&c.key, &c.sym),
+        (&other, &sym("other.pdb", ID_A, "")),
+    ]));
+    let url = format!("breakpad+http://{}/", up.addr);
+    let m = TestServer::with_config(|cfg| {
+        cfg.upstreams = url;
+        cfg.public_stackwalk = true;
+    });
+    // A function of the crashed binary's .sym, by its address.
+    let text = String::from_utf8_lossy(&c.sym).into_owned();
+    let func = (text.lines())
+        .find_map(|l| l.strip_prefix("FUNC "))
+        .map(|l| l.strip_prefix("m ").unwrap_or(l))
+        .unwrap();
+    let fields: Vec<&str> = func.splitn(4, ' ').collect();
+    let addr = u64::from_str_radix(fields[0], 16).unwrap();
+    let (module, id) = c.key.split_once('/').unwrap();
+    let id = id.split('/').next().unwrap();
+    let job = serde_json::json!({"jobs": [{
+        "memoryMap": [[module, id], ["other.pdb", ID_A], ["gone.pdb", ID_B]],
+        "stacks": [[[0, addr], [1, 0x1004], [2, 5]]]}]});
+    let resp = m
+        .client
+        .post(m.url("/symbolicate/v5"))
+        .json(&job)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: serde_json::Value = resp.json().unwrap();
+    let r = &answer["results"][0];
+    assert_eq!(r["stacks"][0][0]["function"], fields[3], "{answer}");
+    assert_eq!(r["stacks"][0][1]["function"], "main", "{answer}");
+    assert_eq!(r["found_modules"][format!("{module}/{id}")], true);
+    assert_eq!(r["found_modules"][format!("other.pdb/{ID_A}")], true);
+    assert_eq!(r["found_modules"][format!("gone.pdb/{ID_B}")], false);
+    // The walker asks the daemon, which has them now.
+    let resp = m
+        .client
+        .post(m.url("/stackwalk"))
+        .body(std::fs::read(&c.dump).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let walked = resp.text().unwrap();
+    assert!(walked.contains("spin_level2"), "{walked}");
+    assert_eq!(
+        m.count("SELECT COUNT(*) FROM keys WHERE namespace = 'cache'"),
+        2
+    );
+}
+
+#[test]
 fn gc_drops_fetched_files_past_the_cap_least_recently_used_first_and_unused_ones_past_retention() {
     let s = TestServer::with_config(|c| c.cache_max_bytes = "1500".into());
     let (a, b) = (format!("a.pdb/{ID_A}/a.bin"), format!("b.pdb/{ID_B}/b.bin"));

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures_util::{StreamExt, TryStreamExt};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -18,8 +19,15 @@ use crate::http::hit::{Flavor, Found};
 use crate::http::mirror::{Fetched, Want};
 use crate::http::state::AppState;
 use crate::keys::normalize;
+use crate::store::KeyRow;
 use crate::store::missing::Miss;
 use crate::symbolicate::{self, ModuleRef, Version};
+
+/// Modules of one request looked up (and generated or fetched) at once.
+const LOOKUPS_AT_ONCE: usize = 8;
+
+/// The longest finding one request's modules may take (504 after).
+const LOOKUP_CAP: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Largest request body (100 000 frames take about 2 MB).
 const MAX_BODY: usize = 32 << 20;
@@ -78,10 +86,11 @@ pub async fn symbolicate(
     }
 }
 
-/// Symbolicates `jobs` module by module: each module looked up and parsed
-/// once, whichever jobs name it, its frames filled off the async threads,
-/// and its symbols let go before the next is needed (a request holds one
-/// module's symbols at a time, beyond what the symbol cache keeps).
+/// Symbolicates `jobs`: each module found once, whichever jobs name it
+/// ([`LOOKUPS_AT_ONCE`] at a time, all within [`LOOKUP_CAP`]: a miss may be
+/// generated or fetched from an upstream), then parsed and its frames
+/// filled off the async threads one module at a time, its symbols let go
+/// before the next is needed (beyond what the symbol cache keeps).
 async fn run(
     state: &Arc<AppState>,
     jobs: &Arc<Vec<symbolicate::Job>>,
@@ -102,9 +111,32 @@ async fn run(
     }
     let mut results: Vec<symbolicate::JobResult> =
         jobs.iter().map(symbolicate::JobResult::unfilled).collect();
+    // Found first, several at a time (a miss may be generated or fetched),
+    // within the cap; then parsed and filled one module at a time.
+    let lookups: Vec<_> = (uses.iter())
+        .map(|(module, _)| {
+            let (state, module) = (state.clone(), module.clone());
+            async move { module_row(&state, &module, include_try).await }
+        })
+        .collect();
+    let found = futures_util::stream::iter(lookups)
+        .buffered(LOOKUPS_AT_ONCE)
+        .try_collect::<Vec<_>>();
+    let found = tokio::time::timeout(LOOKUP_CAP, found)
+        .await
+        .map_err(|_| {
+            Error::GatewayTimeout(format!(
+                "finding the request's {} modules took longer than {} s",
+                uses.len(),
+                LOOKUP_CAP.as_secs()
+            ))
+        })??;
     let mut budget = symbolicate::MAX_ANSWER_NAMES;
-    for (module, used) in uses {
-        let sym = module_symbols(state, &module, include_try).await?;
+    for ((_, used), found) in uses.into_iter().zip(found) {
+        let sym = match found {
+            Some((key, row)) => parsed(state, &key, &row).await?,
+            None => None,
+        };
         let jobs = jobs.clone();
         let filled = tokio::task::spawn_blocking(move || {
             for (j, m) in used {
@@ -248,46 +280,41 @@ fn page_error(status: StatusCode, why: &str, then: &str) -> Response<Body> {
 const EXAMPLE_JOB: &str = r#"{"memoryMap": [["xul.pdb", "44E4EC8C2F41492B9369D6B9A059577C2"]],
  "stacks": [[[0, 11723767], [0, 65802]]]}"#;
 
-/// A module's parsed `.sym`, or `None` (noted as missing) when the store
-/// and the upstreams have none. A broken index or an unreadable stored
-/// file is an error.
-async fn module_symbols(
+/// A module's `.sym` key and stored row, or `None` (noted as missing) when
+/// the store and the upstreams have none. A broken index is an error.
+async fn module_row(
     state: &Arc<AppState>,
     module: &ModuleRef,
     include_try: bool,
-) -> crate::Result<Option<Arc<breakpad_symbols::SymbolFile>>> {
+) -> crate::Result<Option<(String, KeyRow)>> {
     let Some(key) = module.sym_key() else {
         return Ok(None);
     };
-    let found = symbols_of_key(state, &key, include_try).await?;
+    let found = sym_row_of_key(state, &key, include_try).await?;
     if found.is_none()
         && let Some(miss) = Miss::new(&module.debug_file, &module.debug_id, "", "")
     {
         state.missing.record(miss);
         state.metrics.missing_recorded.inc();
     }
-    Ok(found)
+    Ok(found.map(|row| (key, row)))
 }
 
-/// The parsed `.sym` stored under `key` (looked up as a download looks it
-/// up, the upstreams asked on a miss), or `None`.
-pub async fn symbols_of_key(
+/// The parsed symbols of a stored `.sym`, through the symbol cache; `None`
+/// when the stored file does not parse (logged, answered as missing rather
+/// than failing the whole request). An unreadable file is an error.
+async fn parsed(
     state: &Arc<AppState>,
     key: &str,
-    include_try: bool,
+    row: &KeyRow,
 ) -> crate::Result<Option<Arc<breakpad_symbols::SymbolFile>>> {
-    match sym_row_of_key(state, key, include_try).await? {
-        Some(row) => match state.symbols.get(&state.store, &row).await {
-            Ok(sym) => Ok(Some(sym)),
-            // A stored file that does not parse answers as missing (logged),
-            // not as a failure of the whole request.
-            Err(e @ Error::Invalid { .. }) => {
-                tracing::warn!(key, error = %e, "a stored .sym does not parse");
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        },
-        None => Ok(None),
+    match state.symbols.get(&state.store, row).await {
+        Ok(sym) => Ok(Some(sym)),
+        Err(e @ Error::Invalid { .. }) => {
+            tracing::warn!(key, error = %e, "a stored .sym does not parse");
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -298,7 +325,7 @@ pub async fn sym_row_of_key(
     state: &Arc<AppState>,
     key: &str,
     include_try: bool,
-) -> crate::Result<Option<crate::store::KeyRow>> {
+) -> crate::Result<Option<KeyRow>> {
     let lkey = normalize(key);
     let mut found =
         cached_lookup(state, lkey.clone(), include_try, Flavor::Breakpad, || None).await?;
