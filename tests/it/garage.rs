@@ -4,7 +4,7 @@
 //! started and stopped by the test that needs it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -41,16 +41,6 @@ fn garage(config: &Path) -> Command {
     let mut c = cargo_tool("garage");
     c.arg("-c").arg(config);
     c
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "garage {what}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The value after `label` on the first line of `text` holding it.
@@ -133,7 +123,7 @@ impl Garage {
         };
         for i in 0..n {
             g.wait_until_up(i);
-            let id = ok(
+            let id = succeeded(
                 garage(&g.nodes[i].config)
                     .args(["node", "id", "-q"])
                     .output()
@@ -151,7 +141,7 @@ impl Garage {
     fn form_cluster(&self) {
         let first = &self.nodes[0].config;
         for node in &self.nodes[1..] {
-            ok(
+            succeeded(
                 garage(first)
                     .args([
                         "node",
@@ -164,7 +154,7 @@ impl Garage {
             );
         }
         for (i, node) in self.nodes.iter().enumerate() {
-            ok(
+            succeeded(
                 garage(first)
                     .args([
                         "layout",
@@ -180,7 +170,7 @@ impl Garage {
                 "layout assign",
             );
         }
-        ok(
+        succeeded(
             garage(first)
                 .args(["layout", "apply", "--version", "1"])
                 .output()
@@ -191,14 +181,14 @@ impl Garage {
 
     fn make_bucket(&mut self) {
         let first = self.nodes[0].config.clone();
-        ok(
+        succeeded(
             garage(&first)
                 .args(["bucket", "create", "symbols"])
                 .output()
                 .unwrap(),
             "bucket create",
         );
-        let key = ok(
+        let key = succeeded(
             garage(&first)
                 .args(["key", "create", "symdepot"])
                 .output()
@@ -207,7 +197,7 @@ impl Garage {
         );
         self.key_id = field(&key, "Key ID:");
         self.secret = field(&key, "Secret key:");
-        ok(
+        succeeded(
             garage(&first)
                 .args([
                     "bucket", "allow", "--read", "--write", "--owner", "symbols", "--key",

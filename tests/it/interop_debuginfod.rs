@@ -20,17 +20,6 @@ fn tool(name: &str) -> Command {
     Command::new(name)
 }
 
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn served(f: &ElfFixture) -> TestServer {
     let s = TestServer::start();
     s.upload_elf(f);
@@ -68,7 +57,7 @@ fn debuginfod_find_sends_the_token_of_its_headers_file_to_a_private_store() {
         .args(["debuginfo", &f.build_id])
         .output()
         .unwrap();
-    let path = ok(out);
+    let path = stdout_ok(out);
     assert_eq!(
         std::fs::read(path.trim()).unwrap(),
         std::fs::read(&f.debug).unwrap()
@@ -80,7 +69,7 @@ fn debuginfod_find_fetches_debuginfo_executable_and_sections() {
     let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
     let s = served(&f);
     let cache = tempfile::tempdir().unwrap();
-    let path = ok(debuginfod_find(
+    let path = stdout_ok(debuginfod_find(
         &s,
         cache.path(),
         &["debuginfo", &f.build_id],
@@ -89,7 +78,7 @@ fn debuginfod_find_fetches_debuginfo_executable_and_sections() {
         std::fs::read(path.trim()).unwrap(),
         std::fs::read(&f.debug).unwrap()
     );
-    let path = ok(debuginfod_find(
+    let path = stdout_ok(debuginfod_find(
         &s,
         cache.path(),
         &["executable", &f.build_id],
@@ -100,13 +89,15 @@ fn debuginfod_find_fetches_debuginfo_executable_and_sections() {
     );
 
     let expected = f.dir.path().join("debug_info.bin");
-    ok(Command::new("objcopy")
-        .arg(format!("--dump-section=.debug_info={}", expected.display()))
-        .arg(&f.debug)
-        .arg(f.dir.path().join("scratch.o"))
-        .output()
-        .unwrap());
-    let path = ok(debuginfod_find(
+    stdout_ok(
+        Command::new("objcopy")
+            .arg(format!("--dump-section=.debug_info={}", expected.display()))
+            .arg(&f.debug)
+            .arg(f.dir.path().join("scratch.o"))
+            .output()
+            .unwrap(),
+    );
+    let path = stdout_ok(debuginfod_find(
         &s,
         cache.path(),
         &["section", &f.build_id, ".debug_info"],
@@ -135,7 +126,7 @@ fn llvm_debuginfod_find_fetches_debuginfo() {
         .args(["--debuginfo", &f.build_id])
         .output()
         .expect("llvm-debuginfod-find (LLVM 14) is installed");
-    let path = ok(out);
+    let path = stdout_ok(out);
     assert_eq!(
         std::fs::read(path.trim()).unwrap(),
         std::fs::read(&f.debug).unwrap()
@@ -151,30 +142,34 @@ fn gdb_resolves_source_lines_of_a_stripped_binary() {
     let binary = run.path().join("victim");
     std::fs::copy(&f.stripped, &binary).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let without = ok(tool("gdb")
-        .env_remove("DEBUGINFOD_URLS")
-        .args(["-nx", "-batch", "-ex", "info line spin_level2"])
-        .arg(&binary)
-        .output()
-        .unwrap());
+    let without = stdout_ok(
+        tool("gdb")
+            .env_remove("DEBUGINFOD_URLS")
+            .args(["-nx", "-batch", "-ex", "info line spin_level2"])
+            .arg(&binary)
+            .output()
+            .unwrap(),
+    );
     assert!(
         !without.contains("victim.c"),
         "the stripped binary alone has no line table: {without}"
     );
 
-    let out = ok(tool("gdb")
-        .env("DEBUGINFOD_URLS", s.url(""))
-        .env("DEBUGINFOD_CACHE_PATH", cache.path())
-        .args(["-nx", "-batch", "-iex", "set debuginfod enabled on"])
-        .args([
-            "-ex",
-            "info line spin_level2",
-            "-ex",
-            "info scope spin_level2",
-        ])
-        .arg(&binary)
-        .output()
-        .unwrap());
+    let out = stdout_ok(
+        tool("gdb")
+            .env("DEBUGINFOD_URLS", s.url(""))
+            .env("DEBUGINFOD_CACHE_PATH", cache.path())
+            .args(["-nx", "-batch", "-iex", "set debuginfod enabled on"])
+            .args([
+                "-ex",
+                "info line spin_level2",
+                "-ex",
+                "info scope spin_level2",
+            ])
+            .arg(&binary)
+            .output()
+            .unwrap(),
+    );
     // VICTIM_C starts with a newline: spin_level2 is defined on line 3 and its body starts on line 4.
     assert!(
         out.contains("Line 4 of \"") && out.contains("victim.c\" starts at address"),
@@ -197,11 +192,13 @@ fn in_own_network(script: &str) -> String {
         found.status.success(),
         "unshare, ip and debuginfod are needed: run scripts/install-test-tools"
     );
-    ok(Command::new("unshare")
-        .args(["-n", "bash", "-c"])
-        .arg(format!("set -e\nip link set lo up\n{script}"))
-        .output()
-        .unwrap())
+    stdout_ok(
+        Command::new("unshare")
+            .args(["-n", "bash", "-c"])
+            .arg(format!("set -e\nip link set lo up\n{script}"))
+            .output()
+            .unwrap(),
+    )
 }
 
 #[test]

@@ -27,14 +27,7 @@ fn config_file(dir: &Path, name: &str, pairs: &[(&str, String)]) -> std::path::P
 }
 
 fn run_ok(c: &mut std::process::Command) -> String {
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    stdout_ok(c.output().unwrap())
 }
 
 #[test]

@@ -731,17 +731,6 @@ fn prefetch(data: &std::path::Path, upstreams: &str, args: &[&str]) -> std::proc
         .unwrap()
 }
 
-fn stdout_ok(out: std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn the_air_gap_walk_brings_a_lab_what_its_tools_were_missing() {
     use crate::interop_minidump::{crashed, stackwalk};

@@ -940,3 +940,21 @@ pub fn process_temp_dir(prefix: &str) -> tempfile::TempDir {
         .tempdir()
         .unwrap()
 }
+
+/// The standard output of a command that must have succeeded (`what` it was,
+/// its exit status, output and errors in the failure otherwise).
+pub fn succeeded(out: std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// [`succeeded`] for a command the failure's output names well enough.
+pub fn stdout_ok(out: std::process::Output) -> String {
+    succeeded(out, "a command")
+}
