@@ -11,6 +11,12 @@ fn symbolicate(s: &TestServer, path: &str, body: &Value) -> (u16, Value) {
     (status, resp.json().unwrap())
 }
 
+/// The status and text of `body` posted raw to `path`.
+fn post_raw(s: &TestServer, path: &str, body: impl Into<reqwest::blocking::Body>) -> (u16, String) {
+    let resp = s.client.post(s.url(path)).body(body).send().unwrap();
+    (resp.status().as_u16(), resp.text().unwrap())
+}
+
 /// A store holding the `.sym` of a live process's binary, and a minidump of it.
 struct Crash {
     _crashed: crate::interop_minidump::Crashed,
@@ -180,14 +186,8 @@ fn v4_answers_the_old_shape_and_bad_requests_are_400s_naming_the_problem() {
         ),
         (r#"{"memoryMap": "x", "stacks": []}"#, "memoryMap"),
     ] {
-        let resp = s
-            .client
-            .post(s.url("/symbolicate/v5"))
-            .body(body)
-            .send()
-            .unwrap();
-        assert_eq!(resp.status(), 400, "{body}");
-        let text = resp.text().unwrap();
+        let (status, text) = post_raw(s, "/symbolicate/v5", body);
+        assert_eq!(status, 400, "{body}");
         assert!(text.contains(expect), "{body}: {text}");
     }
     assert_eq!(s.get("/symbolicate/v5").status(), 405);
@@ -351,26 +351,15 @@ fn a_truncated_or_foreign_minidump_is_a_400_and_the_size_is_capped() {
         b"MDMP\x93\xa7".to_vec(),
         b"hello".to_vec(),
     ] {
-        let resp = s
-            .client
-            .post(s.url("/stackwalk"))
-            .body(body)
-            .send()
-            .unwrap();
-        assert_eq!(resp.status(), 400);
-        assert!(resp.text().unwrap().contains("error"));
+        let (status, text) = post_raw(s, "/stackwalk", body);
+        assert_eq!(status, 400);
+        assert!(text.contains("error"));
     }
     let small = TestServer::with_config(|c| {
         c.max_minidump_bytes = 1024;
         c.public_stackwalk = true;
     });
-    let resp = small
-        .client
-        .post(small.url("/stackwalk"))
-        .body(dump)
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), 413);
+    assert_eq!(post_raw(&small, "/stackwalk", dump).0, 413);
     assert_eq!(s.get("/stackwalk").status(), 405);
 }
 
@@ -428,15 +417,7 @@ fn deep_stack_minidump(stack_bytes: usize) -> Vec<u8> {
 #[test]
 fn a_minidump_needing_more_than_max_stackwalk_memory_is_a_400_and_walks_go_on() {
     let deep = deep_stack_minidump(1 << 20);
-    let post = |s: &TestServer, body: Vec<u8>| {
-        let resp = s
-            .client
-            .post(s.url("/stackwalk"))
-            .body(body)
-            .send()
-            .unwrap();
-        (resp.status().as_u16(), resp.text().unwrap())
-    };
+    let post = |s: &TestServer, body: Vec<u8>| post_raw(s, "/stackwalk", body);
     // Within the default limit the walk finds a frame every 16 bytes...
     let roomy = TestServer::with_config(|c| c.public_stackwalk = true);
     let (status, body) = post(&roomy, deep.clone());
