@@ -363,6 +363,48 @@ fn a_truncated_or_foreign_minidump_is_a_400_and_the_size_is_capped() {
     assert_eq!(s.get("/stackwalk").status(), 405);
 }
 
+#[test]
+fn names_are_cut_inlines_bounded_and_an_answer_past_its_budget_is_a_413() {
+    // One address under a function, a file and 70 inlined calls, each name 10 KiB.
+    let long = |c: char| c.to_string().repeat(10 << 10);
+    let mut text = format!(
+        "MODULE Linux x86_64 {ID_A} long.pdb\nFILE 0 {}\n",
+        long('f')
+    );
+    for d in 0..70 {
+        text.push_str(&format!("INLINE_ORIGIN {d} {}{d}\n", long('i')));
+    }
+    text.push_str(&format!("FUNC 1000 100 0 {}\n", long('n')));
+    for d in 0..70 {
+        text.push_str(&format!("INLINE {d} 1 0 {d} 1000 100\n"));
+    }
+    text.push_str("1000 100 1 0\n");
+    let s = TestServer::start();
+    s.upload_ok(zip_of(&[(
+        &format!("long.pdb/{ID_A}/long.sym"),
+        text.as_bytes(),
+    )]));
+    let job = |frames: usize| json!({"jobs": [{"memoryMap": [["long.pdb", ID_A]], "stacks": [vec![[0, 0x1010]; frames]]}]});
+    // A frame carries 64 inlines, every name cut to 4 KiB: about 520 KiB of names.
+    let (status, answer) = symbolicate(&s, "/symbolicate/v5", &job(1));
+    assert_eq!(status, 200, "{answer}");
+    let frame = &answer["results"][0]["stacks"][0][0];
+    let name = frame["function"].as_str().unwrap();
+    assert!(
+        name.len() <= 4100 && name.starts_with("nnnn"),
+        "{}",
+        name.len()
+    );
+    assert_eq!(frame["inlines"].as_array().unwrap().len(), 64);
+    // 200 such frames would carry over 64 MiB of names.
+    let (status, answer) = symbolicate(&s, "/symbolicate/v5", &job(200));
+    assert_eq!(status, 413, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("fewer frames"),
+        "{answer}"
+    );
+}
+
 /// A Linux amd64 minidump of one thread whose stack (`stack_bytes`) is a
 /// chain of frame pointers, each with a return address of its own: a walk
 /// finds a frame every 16 bytes (65 536 for 1 MiB), each costing the walker
