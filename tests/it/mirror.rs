@@ -876,10 +876,18 @@ fn prefetch_takes_keys_urls_minidumps_and_binaries_and_says_what_failed() {
         Some(Vec::new()),
     );
     let d5 = tempfile::tempdir().unwrap();
+    // A named pipe is neither a file nor a folder: not understood, never waited on.
+    let fifo = d5.path().join("pipe");
+    stdout_ok(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .output()
+            .unwrap(),
+    );
     let out = prefetch(
         &d5.path().join("data"),
         &format!("breakpad+http://{down}/"),
-        &[&rel, "not-a-key"],
+        &[&rel, "not-a-key", fifo.to_str().unwrap()],
     );
     assert!(!out.status.success());
     let (stdout, stderr) = (
@@ -888,12 +896,16 @@ fn prefetch_takes_keys_urls_minidumps_and_binaries_and_says_what_failed() {
     );
     assert!(
         stdout.contains(
-            "0 fetched, 0 already there, 0 not found upstream, 1 failed, 1 input(s) not understood"
+            "0 fetched, 0 already there, 0 not found upstream, 1 failed, 2 input(s) not understood"
         ),
         "{stdout}"
     );
     assert!(stderr.contains(&format!("failed   {rel}")), "{stderr}");
     assert!(stderr.contains("not understood not-a-key"), "{stderr}");
+    assert!(
+        stderr.contains("not a regular file or a folder"),
+        "{stderr}"
+    );
     // Nothing configured: said at once.
     let out = symdepot(&d5.path().join("data"))
         .args(["prefetch", &rel])
