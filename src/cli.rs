@@ -178,6 +178,12 @@ pub enum Command {
         /// The data limit set before anything is read, in bytes
         #[arg(long)]
         max_memory: u64,
+        /// The daemon's process id: the walker ends if it is not its parent
+        #[arg(long)]
+        parent: u32,
+        /// Answer what a page shows (threads and frames cut short), not the whole walk
+        #[arg(long)]
+        page: bool,
     },
     /// Upload a zip or a directory to symdepot or any Tecken-compatible server
     Upload {

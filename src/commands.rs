@@ -14,9 +14,9 @@ use crate::units::{parse_duration, rfc3339};
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::WalkMinidump { .. } = &cli.command {
-        // The walker needs no data dir or configuration (its limit is set by `main`).
-        return crate::symbolicate::walker::walker_main().context("walking a minidump");
+    if let Command::WalkMinidump { page, .. } = &cli.command {
+        // The walker needs no data dir or configuration (its limits are set by `main`).
+        return crate::symbolicate::walker::walker_main(*page).context("walking a minidump");
     }
     if let Command::Upload {
         path,

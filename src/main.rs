@@ -12,8 +12,11 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = symdepot::cli::Cli::parse();
-    if let symdepot::cli::Command::WalkMinidump { max_memory } = &cli.command {
-        limit_data(*max_memory);
+    if let symdepot::cli::Command::WalkMinidump {
+        max_memory, parent, ..
+    } = &cli.command
+    {
+        limit_walker(*max_memory, *parent);
     }
     if let Err(e) = symdepot::commands::run(cli) {
         eprintln!("error: {e:#}");
@@ -40,23 +43,40 @@ fn return_freed_memory() {
     }
 }
 
-/// Limits this process's data (heap and private mappings) to `bytes`, as a
-/// minidump walker runs: an allocation beyond it fails and the walker ends,
-/// which its parent reports as the minidump needing more memory than allowed.
-/// Exits when the limit cannot be set: a walker must not run unbounded.
-fn limit_data(bytes: u64) {
+/// Bounds a minidump walker before it reads anything: its data (heap and
+/// private mappings) to `bytes` — an allocation beyond it fails and the walker
+/// ends, which its parent reports as the walk needing more memory than
+/// allowed — its CPU time to a little over the walk's time cap, and its life
+/// to its parent's, the daemon `parent` (killed if it dies, however it dies). Exits when a
+/// limit cannot be set: a walker must not run unbounded.
+fn limit_walker(bytes: u64, parent: u32) {
     #[cfg(unix)]
     {
-        let lim = libc::rlimit {
-            rlim_cur: bytes,
-            rlim_max: bytes,
-        };
-        // SAFETY: setrlimit only reads the struct it is given.
-        if unsafe { libc::setrlimit(libc::RLIMIT_DATA, &lim) } != 0 {
-            eprintln!(
-                "error: the data limit cannot be set: {}",
-                std::io::Error::last_os_error()
-            );
+        let cpu = symdepot::symbolicate::walker::TIME_CAP.as_secs() + 10;
+        for (resource, soft, hard) in [
+            (libc::RLIMIT_DATA, bytes, bytes),
+            (libc::RLIMIT_CPU, cpu, cpu + 5),
+        ] {
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: setrlimit only reads the struct it is given.
+            if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+                eprintln!(
+                    "error: a limit cannot be set: {}",
+                    std::io::Error::last_os_error()
+                );
+                std::process::exit(1);
+            }
+        }
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory.
+        let set = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        // The parent may have died before the signal was asked for.
+        if set != 0 || std::os::unix::process::parent_id() != parent {
             std::process::exit(1);
         }
     }

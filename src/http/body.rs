@@ -165,6 +165,37 @@ where
     StreamBody::new(stream.map_ok(Frame::data)).boxed()
 }
 
+/// `body`, holding `held` until it is sent or dropped (a share of memory
+/// kept for answers waiting for their clients).
+pub fn holding(body: Body, held: tokio::sync::OwnedSemaphorePermit) -> Body {
+    Holding { body, _held: held }.boxed()
+}
+
+struct Holding {
+    body: Body,
+    _held: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl hyper::body::Body for Holding {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,17 @@ use crate::store::Store;
 /// `/stackwalk` walks at once; more wait their turn.
 pub const STACKWALKS_AT_ONCE: usize = 2;
 
+/// `/symbolicate` requests answered at once (each may hold its body, its
+/// jobs and up to `symbolicate::MAX_ANSWER_BYTES` of answer); others wait.
+pub const SYMBOLICATIONS_AT_ONCE: usize = 4;
+
+/// Memory kept for symbolication answers and stack walks waiting for their
+/// clients (a client that reads slowly, or not at all, holds its share).
+pub const ANSWER_ROOM: usize = 256 << 20;
+
+/// The longest a request waits for its turn (503 with `Retry-After` after).
+pub const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What every handler can reach.
 #[derive(Debug)]
 pub struct AppState {
@@ -37,6 +48,10 @@ pub struct AppState {
     pub symbols: crate::symbolicate::cache::SymbolCache,
     /// Turns of `/stackwalk`.
     pub stackwalks: tokio::sync::Semaphore,
+    /// Turns of `/symbolicate` (the API and its page).
+    pub symbolications: tokio::sync::Semaphore,
+    /// [`ANSWER_ROOM`] in KiB.
+    pub answer_room: Arc<tokio::sync::Semaphore>,
     /// Makes missing `.sym` files from stored debug files.
     pub gensym: crate::symbolicate::gensym::SymGenerator,
 }
@@ -72,7 +87,41 @@ impl AppState {
             cache_access: Default::default(),
             symbols,
             stackwalks: tokio::sync::Semaphore::new(STACKWALKS_AT_ONCE),
+            symbolications: tokio::sync::Semaphore::new(SYMBOLICATIONS_AT_ONCE),
+            answer_room: Arc::new(tokio::sync::Semaphore::new(ANSWER_ROOM >> 10)),
             gensym,
         })
+    }
+}
+
+/// A turn of `turns` for a request of `what`, waited for at most
+/// [`TURN_WAIT`]; a 503 with `Retry-After` when none came (or at shutdown).
+pub async fn turn<'a>(
+    turns: &'a tokio::sync::Semaphore,
+    what: &str,
+) -> Result<tokio::sync::SemaphorePermit<'a>, crate::Error> {
+    match tokio::time::timeout(TURN_WAIT, turns.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_)) => Err(crate::Error::Unavailable("shutting down".into())),
+        Err(_) => Err(crate::Error::Unavailable(format!(
+            "too many {what} at once; try again later"
+        ))),
+    }
+}
+
+/// Room for an answer of `bytes` waiting for its client, out of
+/// [`ANSWER_ROOM`], waited for at most [`TURN_WAIT`] (a 503 after).
+pub async fn answer_room(
+    state: &AppState,
+    bytes: usize,
+) -> Result<tokio::sync::OwnedSemaphorePermit, crate::Error> {
+    let kib = u32::try_from((bytes >> 10).clamp(1, ANSWER_ROOM >> 10)).unwrap_or(u32::MAX);
+    let room = state.answer_room.clone().acquire_many_owned(kib);
+    match tokio::time::timeout(TURN_WAIT, room).await {
+        Ok(Ok(room)) => Ok(room),
+        Ok(Err(_)) => Err(crate::Error::Unavailable("shutting down".into())),
+        Err(_) => Err(crate::Error::Unavailable(
+            "too many answers are waiting for their clients; try again later".into(),
+        )),
     }
 }

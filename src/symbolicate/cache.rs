@@ -20,7 +20,7 @@ type Parsing = Arc<tokio::sync::OnceCell<Arc<SymbolFile>>>;
 /// Parsed `.sym` files by blob, bounded by `max_bytes` of parsed structures.
 pub struct SymbolCache {
     max_bytes: u64,
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
     /// Counts each parse (`/metrics`).
     parsed: prometheus_client::metrics::counter::Counter,
 }
@@ -51,12 +51,12 @@ impl SymbolCache {
         SymbolCache {
             max_bytes,
             parsed,
-            inner: Mutex::new(Inner {
+            inner: Arc::new(Mutex::new(Inner {
                 lru: lru::LruCache::unbounded(),
                 bytes: 0,
                 parsing: HashMap::new(),
                 parses: 0,
-            }),
+            })),
         }
     }
 
@@ -79,44 +79,49 @@ impl SymbolCache {
             }
             inner.parsing.entry(row.blob.clone()).or_default().clone()
         };
-        // The parse runs on a task of its own: a request that goes away does
-        // not abandon it half way (the next one would start it again).
-        let (store2, row2, cell2) = (store.clone(), row.clone(), cell.clone());
+        // The parse and its keeping run on a task of their own: a request
+        // that goes away neither abandons the parse half way (the next one
+        // would start it again) nor leaves its result outside the bound.
+        let (inner, max_bytes, counter) = (self.inner.clone(), self.max_bytes, self.parsed.clone());
+        let (store, row) = (store.clone(), row.clone());
         let parsing = tokio::spawn(async move {
-            cell2
-                .get_or_try_init(|| async move {
-                    tokio::task::spawn_blocking(move || parse(&store2, &row2))
-                        .await
-                        .map_err(|e| crate::Error::Io(std::io::Error::other(e)))?
+            let parsed = cell
+                .get_or_try_init(|| {
+                    let (store, row) = (store.clone(), row.clone());
+                    async move {
+                        tokio::task::spawn_blocking(move || parse(&store, &row))
+                            .await
+                            .map_err(|e| crate::Error::Io(std::io::Error::other(e)))?
+                    }
                 })
                 .await
-                .cloned()
-        });
-        let parsed = parsing
-            .await
-            .unwrap_or_else(|e| Err(crate::Error::Io(std::io::Error::other(e))));
-        let mut inner = self.lock();
-        if let Some(c) = inner.parsing.get(&row.blob)
-            && Arc::ptr_eq(c, &cell)
-        {
-            inner.parsing.remove(&row.blob);
-            if let Ok(sym) = &parsed {
-                inner.parses += 1;
-                self.parsed.inc();
-                let size = parsed_bytes(sym);
-                if size <= self.max_bytes {
-                    inner.bytes += size;
-                    inner.lru.put(row.blob.clone(), (sym.clone(), size));
-                    while inner.bytes > self.max_bytes {
-                        match inner.lru.pop_lru() {
-                            Some((_, (_, size))) => inner.bytes -= size,
-                            None => break,
+                .cloned();
+            let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = inner.parsing.get(&row.blob)
+                && Arc::ptr_eq(c, &cell)
+            {
+                inner.parsing.remove(&row.blob);
+                if let Ok(sym) = &parsed {
+                    inner.parses += 1;
+                    counter.inc();
+                    let size = parsed_bytes(sym);
+                    if size <= max_bytes {
+                        inner.bytes += size;
+                        inner.lru.put(row.blob.clone(), (sym.clone(), size));
+                        while inner.bytes > max_bytes {
+                            match inner.lru.pop_lru() {
+                                Some((_, (_, size))) => inner.bytes -= size,
+                                None => break,
+                            }
                         }
                     }
                 }
             }
-        }
-        parsed
+            parsed
+        });
+        parsing
+            .await
+            .unwrap_or_else(|e| Err(crate::Error::Io(std::io::Error::other(e))))
     }
 }
 

@@ -158,7 +158,10 @@ impl SymGenerator {
             Ok(Err(e)) => return Generated::Failed(e.to_string()),
             Err(e) => return Generated::Failed(e.to_string()),
         };
-        let Some(source) = sources.into_iter().next() else {
+        // Only under a name the debug file goes by: any other name a client
+        // makes up for a stored id is a plain miss, not a new key.
+        let module = key.split('/').next().unwrap_or_default();
+        let Some(source) = sources.into_iter().find(|r| goes_by(r, module)) else {
             return Generated::NoDebugFile;
         };
         let (s, l, k, max) = (
@@ -167,7 +170,12 @@ impl SymGenerator {
             key.to_string(),
             self.max_bytes,
         );
-        let work = tokio::task::spawn_blocking(move || generate_from(&s, &l, &source, &k, max));
+        // The turn goes with the work: a client that goes away does not free
+        // it while the work goes on.
+        let work = tokio::task::spawn_blocking(move || {
+            let _turn = _turn;
+            generate_from(&s, &l, &source, &k, max)
+        });
         match tokio::time::timeout(TIME_CAP, work).await {
             Ok(Ok(Ok(()))) => Generated::Stored,
             Ok(Ok(Err(e))) => {
@@ -181,6 +189,26 @@ impl SymGenerator {
             )),
         }
     }
+}
+
+/// Whether a debug file goes by the module name `module` (case aside): its
+/// debug or code file name, or the first or last segment of its key, each
+/// also without a `.debug` or `.dbg` suffix.
+fn goes_by(row: &KeyRow, module: &str) -> bool {
+    let mut segs = row.key.split('/');
+    let names = [
+        row.debug_file.as_deref(),
+        row.code_file.as_deref(),
+        segs.next(),
+        segs.next_back(),
+    ];
+    names.into_iter().flatten().any(|name| {
+        let name = name.to_ascii_lowercase();
+        let module = module.to_ascii_lowercase();
+        [".debug", ".dbg", ""]
+            .iter()
+            .any(|suffix| name.strip_suffix(suffix) == Some(module.as_str()))
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

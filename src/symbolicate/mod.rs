@@ -63,9 +63,17 @@ pub const MAX_INLINES: usize = 64;
 /// character boundary) and end with `…`.
 pub const MAX_NAME: usize = 4096;
 
-/// Most bytes of names (functions, files, inlines) one answer may carry;
-/// a request whose answer would carry more is refused.
-pub const MAX_ANSWER_NAMES: usize = 64 << 20;
+/// Most memory one answer's filled frames may take (their names twice,
+/// as found and as written, and [`FRAME_COST`] and [`INLINE_COST`] each);
+/// a request whose answer would take more is refused.
+pub const MAX_ANSWER_BYTES: usize = 64 << 20;
+
+/// What a filled frame takes besides its names (its fields, as found and as
+/// written).
+pub const FRAME_COST: usize = 320;
+
+/// What an inlined call takes besides its names.
+pub const INLINE_COST: usize = 160;
 
 /// Which request shape a body is read as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,7 +310,7 @@ pub struct JobResult {
 
 /// Symbolicates a job with the symbols `symbols` gives for a module (the
 /// caller's lookup, one per module of the memory map that a frame uses).
-/// `budget` is what is left of [`MAX_ANSWER_NAMES`] for the request: an
+/// `budget` is what is left of [`MAX_ANSWER_BYTES`] for the request: an
 /// error once the names of the answer would pass it.
 pub fn symbolicate(
     job: &Job,
@@ -363,9 +371,11 @@ impl JobResult {
                     + (frame.inlines.iter())
                         .map(|i| i.function.len() + i.file.as_ref().map_or(0, String::len))
                         .sum::<usize>();
-                *budget = budget.checked_sub(names).ok_or_else(|| {
+                let cost = 2 * names + FRAME_COST + INLINE_COST * frame.inlines.len();
+                *budget = budget.checked_sub(cost).ok_or_else(|| {
                     format!(
-                        "the answer would carry more than {MAX_ANSWER_NAMES} bytes of names; ask for fewer frames"
+                        "the answer would take more than {} MiB; ask for fewer frames",
+                        MAX_ANSWER_BYTES >> 20
                     )
                 })?;
             }
@@ -389,14 +399,11 @@ fn hex(n: u64) -> String {
 }
 
 /// The v5 answer of the jobs, in order.
-pub fn v5_json(jobs: &[Job], results: &[JobResult]) -> Value {
-    let results: Vec<Value> = jobs
+pub fn v5_json(jobs: &[Job], results: &[JobResult]) -> String {
+    let results: Vec<V5Result<'_>> = jobs
         .iter()
         .zip(results)
         .map(|(job, r)| {
-            let stacks: Vec<Value> = (r.stacks.iter())
-                .map(|s| s.iter().map(frame_json).collect())
-                .collect();
             // A module listed twice is found if either entry found it.
             let mut found = serde_json::Map::new();
             for (m, f) in job.modules.iter().zip(&r.found) {
@@ -407,42 +414,95 @@ pub fn v5_json(jobs: &[Job], results: &[JobResult]) -> Value {
                     *slot = Value::Bool(*f);
                 }
             }
-            json!({ "stacks": stacks, "found_modules": found })
+            V5Result {
+                stacks: Stacks(&r.stacks),
+                found_modules: found,
+            }
         })
         .collect();
-    json!({ "results": results })
+    // Written as the frames are walked, never built as a JSON tree first
+    // (which takes several times the answer's bytes).
+    serde_json::to_string(&V5Answer { results }).unwrap_or_default()
 }
 
-fn frame_json(f: &Frame) -> Value {
-    let mut v = json!({ "frame": f.index, "module_offset": hex(f.offset) });
-    if let Some(m) = &f.module {
-        v["module"] = json!(m);
+#[derive(serde::Serialize)]
+struct V5Answer<'a> {
+    results: Vec<V5Result<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct V5Result<'a> {
+    stacks: Stacks<'a>,
+    found_modules: serde_json::Map<String, Value>,
+}
+
+/// A job's stacks, written frame by frame.
+struct Stacks<'a>(&'a [Vec<Frame>]);
+
+impl serde::Serialize for Stacks<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|stack| FramesOut(stack)))
     }
-    if let Some(name) = &f.function {
-        v["function"] = json!(name);
-        if let Some(off) = f.function_offset {
-            v["function_offset"] = json!(hex(off));
-        }
-        if let Some(file) = &f.file {
-            v["file"] = json!(file);
-        }
-        if let Some(line) = f.line {
-            v["line"] = json!(line);
-        }
-        if !f.inlines.is_empty() {
-            v["inlines"] = f
-                .inlines
-                .iter()
-                .map(|i| json!({ "function": i.function, "file": i.file, "line": i.line }))
-                .collect();
+}
+
+struct FramesOut<'a>(&'a [Frame]);
+
+impl serde::Serialize for FramesOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(FrameOut::of))
+    }
+}
+
+/// One frame as the v5 answer has it: function, offset, file and line only
+/// where a function was found.
+#[derive(serde::Serialize)]
+struct FrameOut<'a> {
+    frame: usize,
+    module_offset: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    module: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function_offset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<u32>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    inlines: &'a [Inline],
+}
+
+impl<'a> FrameOut<'a> {
+    fn of(f: &'a Frame) -> FrameOut<'a> {
+        let found = f.function.is_some();
+        FrameOut {
+            frame: f.index,
+            module_offset: hex(f.offset),
+            module: f.module.as_deref(),
+            function: f.function.as_deref(),
+            function_offset: f.function_offset.filter(|_| found).map(hex),
+            file: f.file.as_deref().filter(|_| found),
+            line: f.line.filter(|_| found),
+            inlines: if found { &f.inlines } else { &[] },
         }
     }
-    v
+}
+
+impl serde::Serialize for Inline {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("function", &self.function)?;
+        m.serialize_entry("file", &self.file)?;
+        m.serialize_entry("line", &self.line)?;
+        m.end()
+    }
 }
 
 /// The v4 answer of one job: `"function (in module)"` per frame, the
 /// address where there is no function.
-pub fn v4_json(r: &JobResult) -> Value {
+pub fn v4_json(r: &JobResult) -> String {
     let stacks: Vec<Value> = (r.stacks.iter())
         .map(|s| {
             s.iter()
@@ -459,7 +519,7 @@ pub fn v4_json(r: &JobResult) -> Value {
         .iter()
         .map(|f| f.map_or(Value::Null, Value::Bool))
         .collect();
-    json!({ "symbolicatedStacks": stacks, "knownModules": known })
+    json!({ "symbolicatedStacks": stacks, "knownModules": known }).to_string()
 }
 
 #[cfg(test)]
@@ -566,9 +626,9 @@ mod tests {
         let jobs = parse(body.as_bytes(), Version::V5, 100).unwrap();
         assert_eq!(used_modules(&jobs[0]), [0, 1]);
         let symbols = HashMap::from([(0, Some(Arc::new(sym()))), (1, None)]);
-        let mut budget = MAX_ANSWER_NAMES;
+        let mut budget = MAX_ANSWER_BYTES;
         let r = symbolicate(&jobs[0], &symbols, &mut budget).unwrap();
-        let v5 = v5_json(&jobs, std::slice::from_ref(&r));
+        let v5: Value = serde_json::from_str(&v5_json(&jobs, std::slice::from_ref(&r))).unwrap();
         assert_eq!(
             v5,
             json!({"results": [{
@@ -585,7 +645,7 @@ mod tests {
             }]})
         );
         assert_eq!(
-            v4_json(&r),
+            serde_json::from_str::<Value>(&v4_json(&r)).unwrap(),
             json!({"symbolicatedStacks": [["outer_fn (in xul.pdb)", "0x5 (in gone.pdb)", "0x7"]],
                    "knownModules": [true, false, null]})
         );
@@ -596,7 +656,7 @@ mod tests {
         let jobs2 = parse(twice.as_bytes(), Version::V5, 100).unwrap();
         let symbols2 = HashMap::from([(0, Some(Arc::new(sym())))]);
         let r2 = symbolicate(&jobs2[0], &symbols2, &mut budget).unwrap();
-        let v = v5_json(&jobs2, std::slice::from_ref(&r2));
+        let v: Value = serde_json::from_str(&v5_json(&jobs2, std::slice::from_ref(&r2))).unwrap();
         assert_eq!(
             v["results"][0]["found_modules"][format!("xul.pdb/{ID}")],
             true

@@ -112,7 +112,8 @@ impl std::fmt::Display for WalkError {
             WalkError::BadDump(why) => write!(f, "{why}"),
             WalkError::TooMuchMemory(max) => write!(
                 f,
-                "walking this minidump needs more memory than max_stackwalk_memory ({max} bytes)"
+                "walking this minidump with its modules' symbols needs more memory than \
+                 max_stackwalk_memory ({max} bytes)"
             ),
             WalkError::AnswerTooLarge => write!(
                 f,
@@ -130,15 +131,20 @@ impl std::fmt::Display for WalkError {
 impl Walker {
     /// Walks `dump` in a walker process, answering its requests for symbols
     /// from `symbols`. The walker is killed if this future is dropped.
+    /// With `page`, the answer is what a page shows ([`for_page`]).
     pub async fn walk(
         &self,
         dump: Vec<u8>,
         symbols: &dyn SymbolSource,
+        page: bool,
     ) -> Result<Vec<u8>, WalkError> {
         let mut child = tokio::process::Command::new(&self.program)
             .arg(SUBCOMMAND)
             .arg("--max-memory")
             .arg(self.max_memory.to_string())
+            .arg("--parent")
+            .arg(std::process::id().to_string())
+            .args(page.then_some("--page"))
             .env_clear()
             .env("SYMDEPOT_LOG", "warn")
             .stdin(Stdio::piped())
@@ -400,7 +406,7 @@ impl<R: Read> Read for StreamIn<'_, R> {
 
 /// The walker: reads the minidump from standard input, walks it asking for
 /// symbols, writes the answer. The data limit is set by `main` before this.
-pub fn walker_main() -> std::io::Result<()> {
+pub fn walker_main(page: bool) -> std::io::Result<()> {
     let mut input = BufReader::new(std::io::stdin());
     let output = BufWriter::new(std::io::stdout());
     let mut dump = Vec::new();
@@ -415,7 +421,10 @@ pub fn walker_main() -> std::io::Result<()> {
         stats: Mutex::new(HashMap::new()),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-    let walked = runtime.block_on(super::minidump::walk(dump, &provider));
+    let mut walked = runtime.block_on(super::minidump::walk(dump, &provider));
+    if page && let Ok(json) = &walked {
+        walked = for_page(json);
+    }
     let (_, mut output) = (provider.pipes.into_inner()).unwrap_or_else(|e| e.into_inner());
     match walked {
         Ok(json) => {
@@ -431,6 +440,60 @@ pub fn walker_main() -> std::io::Result<()> {
         }
     }
     output.flush()
+}
+
+/// Threads a page shows at most (the crashing one always).
+pub const PAGE_THREADS: usize = 64;
+
+/// Frames of a thread a page shows at most.
+pub const PAGE_FRAMES: usize = 256;
+
+/// Modules without symbols a page lists at most.
+pub const PAGE_MODULES: usize = 500;
+
+/// What a page of a walk shows, cut from the whole walk's JSON (here, in the
+/// walker, where the memory is bounded): the crash, the crashing thread and
+/// others up to [`PAGE_THREADS`], each with its first [`PAGE_FRAMES`] frames
+/// (`frames_omitted` says how many more), and up to [`PAGE_MODULES`] modules
+/// without symbols (`modules_without_symbols`, with their count).
+fn for_page(json: &[u8]) -> Result<Vec<u8>, String> {
+    use serde_json::{Value, json};
+    let mut walk: Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    let crashing = walk["crashing_thread"]["threads_index"].as_u64();
+    let threads = walk["threads"].take();
+    let threads = threads.as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut order: Vec<usize> = (0..threads.len()).collect();
+    if let Some(c) = crashing.and_then(|c| usize::try_from(c).ok()) {
+        order.retain(|&i| i != c);
+        order.insert(0, c);
+    }
+    let shown: Vec<Value> = (order.iter().take(PAGE_THREADS))
+        .filter_map(|&i| threads.get(i).map(|t| (i, t)))
+        .map(|(i, t)| {
+            let frames = t["frames"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            json!({
+                "index": i,
+                "thread_name": t["thread_name"],
+                "frames": &frames[..frames.len().min(PAGE_FRAMES)],
+                "frames_omitted": frames.len().saturating_sub(PAGE_FRAMES),
+            })
+        })
+        .collect();
+    let missing: Vec<&Value> = (walk["modules"].as_array().into_iter().flatten())
+        .filter(|m| m["loaded_symbols"] == false)
+        .collect();
+    let page = json!({
+        "crash_info": walk["crash_info"],
+        "crashing_thread": crashing,
+        "threads": shown,
+        "threads_omitted": threads.len().saturating_sub(PAGE_THREADS),
+        "modules_without_symbols": &missing[..missing.len().min(PAGE_MODULES)],
+        "modules_without_symbols_count": missing.len(),
+    });
+    serde_json::to_vec(&page).map_err(|e| e.to_string())
 }
 
 type In = BufReader<std::io::Stdin>;
@@ -468,7 +531,8 @@ impl PipeSymbols {
                 .unwrap_or_default(),
         };
         let found = self.ask(&wanted).unwrap_or_else(|e| {
-            // The parent is gone: nothing more can be asked.
+            // The parent is gone, or the request cannot be sent (names too
+            // long for a request frame): no symbols.
             eprintln!("symbols could not be asked for: {e}");
             None
         });
@@ -489,6 +553,9 @@ impl PipeSymbols {
         let mut pipes = self.pipes.lock().unwrap_or_else(|e| e.into_inner());
         let (input, output) = &mut *pipes;
         let request = serde_json::to_vec(wanted).map_err(std::io::Error::other)?;
+        if request.len() > MAX_SMALL_FRAME {
+            return Err(std::io::Error::other("module names too long to ask for"));
+        }
         write_frame(output, T_SYMBOLS, &request)?;
         output.flush()?;
         let mut stream = StreamIn::new(input);

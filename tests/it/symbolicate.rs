@@ -254,6 +254,33 @@ fn a_module_is_parsed_once_however_many_requests_wait_for_it() {
     );
 }
 
+#[test]
+fn a_parse_whose_client_went_away_is_kept_in_the_cache() {
+    use crate::records::{scrape, value};
+    let s = TestServer::start();
+    let mut extra = String::new();
+    for i in 0..300_000 {
+        extra.push_str(&format!("PUBLIC {:x} 0 function_{i}\n", 0x10000 + i * 16));
+    }
+    let data = sym("slow.pdb", ID_A, &extra);
+    s.upload_ok(zip_of(&[(&format!("slow.pdb/{ID_A}/slow.sym"), &data)]));
+    let job = json!({"memoryMap": [["slow.pdb", ID_A]], "stacks": [[[0, 0x10000 + 16 * 777]]]});
+    let parsed = || value(&scrape(&s), "symdepot_symbol_files_parsed_total", &[]);
+    // A client that gives up while the file is parsed.
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let gone = impatient.post(s.url("/symbolicate/v5")).json(&job).send();
+    assert!(gone.is_err(), "the answer came before the client left");
+    // The parse goes on, is counted and kept: the next request parses nothing.
+    wait_until("the parse is kept", || parsed() == 1.0);
+    let (status, v) = symbolicate(&s, "/symbolicate/v5", &job);
+    assert_eq!(status, 200);
+    assert_eq!(v["results"][0]["stacks"][0][0]["function"], "function_777");
+    assert_eq!(parsed(), 1.0);
+}
+
 /// What two stack walks agree on, frame by frame: every thread's frames'
 /// module, offset, function, file and line.
 /// A frame's module, module offset, function, file and line.
@@ -467,6 +494,21 @@ fn a_minidump_needing_more_than_max_stackwalk_memory_is_a_400_and_walks_go_on() 
     let walked: Value = serde_json::from_str(&body).unwrap();
     let frames = walked["threads"][0]["frames"].as_array().unwrap().len();
     assert!(frames > 60_000, "{frames} frames");
+    // A page shows the first frames (the walker cuts them), and says how many more.
+    let resp = roomy
+        .client
+        .post(roomy.url("/stackwalk"))
+        .header("Accept", "text/html")
+        .body(deep.clone())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let page = resp.text().unwrap();
+    assert_eq!(page.matches("<tr><td>").count(), 256, "frames shown");
+    assert!(
+        page.contains(&format!("{} more frames", frames - 256)),
+        "{page:.2000}"
+    );
     // ...which needs far more than 96 MiB: refused, naming the setting.
     let c = crash();
     let tight = TestServer::with_config(|cfg| {
@@ -602,6 +644,10 @@ fn a_missing_sym_is_generated_from_the_stored_debug_file_of_its_id() {
     let scratch = tempfile::tempdir().unwrap();
     let out = crate::interop_minidump::stackwalk(&s, &c.dump, scratch.path());
     assert!(out.contains("gensym!spin_level2 [gensym.c : 5"), "{out}");
+    assert_eq!(s.count("SELECT COUNT(*) FROM keys WHERE kind = 'sym'"), 1);
+    // Under a name the debug file does not go by, the id makes nothing: a plain miss.
+    let made_up = format!("/made-up/{}/made-up.sym", f.debug_id);
+    assert_eq!(s.get(&made_up).status(), 404);
     assert_eq!(s.count("SELECT COUNT(*) FROM keys WHERE kind = 'sym'"), 1);
     // The same as dump_syms run by hand on the same file (named as the module).
     let by_hand = scratch.path().join("gensym");

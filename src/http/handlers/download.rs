@@ -104,7 +104,7 @@ pub fn index_unavailable(e: &crate::Error) -> Response<Body> {
 /// (`*.pd_`) and `file.ptr` are plain misses: a client asks for the file
 /// itself first, and the mirror asks its SymStore upstreams for those forms
 /// and stores the file they hold.
-fn asks_upstream(state: &AppState, segs: &[String]) -> bool {
+pub fn asks_upstream(state: &AppState, segs: &[String]) -> bool {
     let file = segs[2].to_ascii_lowercase();
     !state.mirror.is_empty()
         && file != "file.ptr"

@@ -4,7 +4,7 @@
 //! process ([`crate::symbolicate::walker`]) with the store as its symbol
 //! source (no HTTP round trips to itself). Bounded by `max_minidump_bytes`,
 //! `max_stackwalk_memory`, at most [`crate::http::state::STACKWALKS_AT_ONCE`]
-//! at a time, each within [`TIME_CAP`].
+//! at a time, each within [`crate::symbolicate::walker::TIME_CAP`].
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use crate::http::body::{self, Body};
 use crate::http::error::{json_error, method_not_allowed};
 use crate::http::state::AppState;
 use crate::store::missing::Miss;
-use crate::symbolicate::walker::{SymbolSource, SymbolsWanted, TIME_CAP, WalkError};
+use crate::symbolicate::walker::{SymbolSource, SymbolsWanted, WalkError};
 
 /// Answers `POST /stackwalk`.
 pub async fn stackwalk(
@@ -34,8 +34,9 @@ pub async fn stackwalk(
         return refused;
     }
     // A turn first: at most that many minidumps are read into memory at once.
-    let Ok(_turn) = state.stackwalks.acquire().await else {
-        return json_error(&Error::Unavailable("shutting down".into()));
+    let _turn = match crate::http::state::turn(&state.stackwalks, "stack walks").await {
+        Ok(turn) => turn,
+        Err(e) => return json_error(&e),
     };
     let html = (req.headers().get(header::ACCEPT))
         .and_then(|v| v.to_str().ok())
@@ -51,7 +52,7 @@ pub async fn stackwalk(
         .saturating_add(64 * 1024);
     let what = "a minidump (max_minidump_bytes, with room for a multipart body's parts)";
     let read = body::read_bounded(req.into_body(), limit, what);
-    let bytes = match tokio::time::timeout(TIME_CAP, read).await {
+    let bytes = match tokio::time::timeout(state.http.request_timeout, read).await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => return json_error(&e),
         Err(_) => {
@@ -74,25 +75,30 @@ pub async fn stackwalk(
         state: state.clone(),
         include_try,
     };
-    match state.http.walker.walk(dump, &symbols).await {
+    match state.http.walker.walk(dump, &symbols, html).await {
         Ok(json) if html => {
             let rendered = tokio::task::spawn_blocking(move || {
                 serde_json::from_slice::<serde_json::Value>(&json).map(|v| page(&v))
             })
             .await;
             match rendered {
-                Ok(Ok(resp)) => resp,
+                Ok(Ok(inner)) => {
+                    let len = inner.len();
+                    held(
+                        &state,
+                        crate::http::handlers::pages::layout("Stack walk", &inner),
+                        len,
+                    )
+                    .await
+                }
                 Ok(Err(e)) => json_error(&Error::Io(std::io::Error::other(e))),
                 Err(e) => json_error(&Error::Io(std::io::Error::other(e))),
             }
         }
         Ok(json) => {
-            let mut resp = Response::new(body::full(json));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            resp
+            let len = json.len();
+            let resp = body::with_type(StatusCode::OK, "application/json", json);
+            held(&state, resp, len).await
         }
         Err(
             e @ (WalkError::BadDump(_) | WalkError::TooMuchMemory(_) | WalkError::AnswerTooLarge),
@@ -106,10 +112,24 @@ pub async fn stackwalk(
     }
 }
 
-/// A stack walk as a page: the crash, the crashing thread first, each frame
-/// with its module, function and file:line, then the modules without symbols.
-fn page(walk: &serde_json::Value) -> Response<Body> {
-    use crate::http::handlers::pages::{esc, layout};
+/// `resp`, an answer of about `len` bytes, sent once there is room for it
+/// in the memory kept for answers waiting for their clients (a 503 when
+/// there is none in time).
+pub async fn held(state: &AppState, resp: Response<Body>, len: usize) -> Response<Body> {
+    match crate::http::state::answer_room(state, len).await {
+        Ok(room) => {
+            let (parts, inner) = resp.into_parts();
+            Response::from_parts(parts, body::holding(inner, room))
+        }
+        Err(e) => json_error(&e),
+    }
+}
+
+/// A stack walk as a page, from what the walker cut for it
+/// (`walker::for_page`): the crash, the crashing thread first, each frame with
+/// its module, function and file:line, then the modules without symbols.
+fn page(walk: &serde_json::Value) -> String {
+    use crate::http::handlers::pages::esc;
     let text = |v: &serde_json::Value| esc(v.as_str().unwrap_or(""));
     let mut html = String::from("<h1>Stack walk</h1>");
     let crash = &walk["crash_info"];
@@ -121,16 +141,10 @@ fn page(walk: &serde_json::Value) -> Response<Body> {
             crash["crashing_thread"]
         ));
     }
-    let threads = walk["threads"].as_array().cloned().unwrap_or_default();
-    let crashing = walk["crashing_thread"]["threads_index"].as_u64();
-    let mut order: Vec<usize> = (0..threads.len()).collect();
-    if let Some(c) = crashing.and_then(|c| usize::try_from(c).ok()) {
-        order.retain(|&i| i != c);
-        order.insert(0, c);
-    }
-    for i in order {
-        let Some(t) = threads.get(i) else { continue };
-        let label = if Some(i as u64) == crashing {
+    let crashing = walk["crashing_thread"].as_u64();
+    for t in walk["threads"].as_array().into_iter().flatten() {
+        let i = t["index"].as_u64().unwrap_or_default();
+        let label = if Some(i) == crashing {
             " (crashed)"
         } else {
             ""
@@ -158,24 +172,36 @@ fn page(walk: &serde_json::Value) -> Response<Body> {
             ));
         }
         html.push_str("</table>");
+        if let Some(more) = t["frames_omitted"].as_u64().filter(|&n| n > 0) {
+            html.push_str(&format!(
+                "<p>{more} more frames (the JSON answer has them all).</p>"
+            ));
+        }
     }
-    let missing: Vec<String> = (walk["modules"].as_array().into_iter().flatten())
-        .filter(|m| m["loaded_symbols"] == false)
-        .map(|m| {
-            format!(
-                "<li class=\"mono\">{} {}</li>",
-                text(&m["debug_file"]),
-                text(&m["debug_id"])
-            )
-        })
-        .collect();
+    if let Some(more) = walk["threads_omitted"].as_u64().filter(|&n| n > 0) {
+        html.push_str(&format!(
+            "<p>{more} more threads (the JSON answer has them all).</p>"
+        ));
+    }
+    let missing: Vec<String> = (walk["modules_without_symbols"]
+        .as_array()
+        .into_iter()
+        .flatten())
+    .map(|m| {
+        format!(
+            "<li class=\"mono\">{} {}</li>",
+            text(&m["debug_file"]),
+            text(&m["debug_id"])
+        )
+    })
+    .collect();
     html.push_str(&format!(
         "<h2>Modules without symbols ({})</h2><p>Counted in the <a href=\"/missing\">missing-symbols \
          report</a>.</p><ul>{}</ul>",
-        missing.len(),
+        walk["modules_without_symbols_count"],
         missing.concat()
     ));
-    layout("Stack walk", &html)
+    html
 }
 
 /// The minidump of a body: the multipart field `upload_file_minidump`, or

@@ -26,11 +26,18 @@ use crate::symbolicate::{self, ModuleRef, Version};
 /// Modules of one request looked up (and generated or fetched) at once.
 const LOOKUPS_AT_ONCE: usize = 8;
 
-/// The longest finding one request's modules may take (504 after).
-const LOOKUP_CAP: std::time::Duration = std::time::Duration::from_secs(60);
+/// The longest one request's symbolication may take, from finding its
+/// modules to filling its frames (504 after).
+const TIME_CAP: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Largest request body (100 000 frames take about 2 MB).
-const MAX_BODY: usize = 32 << 20;
+/// Largest request body for `max_frames` frames: 32 bytes a frame (one is
+/// about 18) and a MiB for the memory map, at most 32 MiB.
+fn max_body(max_frames: usize) -> usize {
+    max_frames
+        .saturating_mul(32)
+        .saturating_add(1 << 20)
+        .min(32 << 20)
+}
 
 /// Answers a symbolication request.
 pub async fn symbolicate(
@@ -47,7 +54,17 @@ pub async fn symbolicate(
     {
         return refused;
     }
-    let read = body::read_bounded(req.into_body(), MAX_BODY, "a symbolication request");
+    let _turn =
+        match crate::http::state::turn(&state.symbolications, "symbolication requests").await {
+            Ok(turn) => turn,
+            Err(e) => return json_error(&e),
+        };
+    let max_body = max_body(state.http.max_symbolicate_frames);
+    let read = body::read_bounded(
+        req.into_body(),
+        max_body,
+        "a symbolication request (32 bytes for each of max_symbolicate_frames and 1 MiB)",
+    );
     let bytes = match tokio::time::timeout(state.http.request_timeout, read).await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => return json_error(&e),
@@ -72,26 +89,43 @@ pub async fn symbolicate(
         Ok(results) => results,
         Err(e) => return json_error(&e),
     };
-    let answer = tokio::task::spawn_blocking(move || {
-        let value = match version {
-            Version::V5 => symbolicate::v5_json(&jobs, &results),
-            Version::V4 => symbolicate::v4_json(&results[0]),
-        };
-        value.to_string()
+    let answer = tokio::task::spawn_blocking(move || match version {
+        Version::V5 => symbolicate::v5_json(&jobs, &results),
+        Version::V4 => symbolicate::v4_json(&results[0]),
     })
     .await;
     match answer {
-        Ok(text) => body::with_type(StatusCode::OK, "application/json", text),
+        Ok(text) => {
+            let len = text.len();
+            let resp = body::with_type(StatusCode::OK, "application/json", text);
+            super::stackwalk::held(&state, resp, len).await
+        }
         Err(e) => json_error(&Error::Io(std::io::Error::other(e))),
     }
 }
 
+/// Symbolicates `jobs` within [`TIME_CAP`] (a 504 after).
+async fn run(
+    state: &Arc<AppState>,
+    jobs: &Arc<Vec<symbolicate::Job>>,
+    include_try: bool,
+) -> crate::Result<Vec<symbolicate::JobResult>> {
+    tokio::time::timeout(TIME_CAP, fill_jobs(state, jobs, include_try))
+        .await
+        .map_err(|_| {
+            Error::GatewayTimeout(format!(
+                "the symbolication took longer than {} s",
+                TIME_CAP.as_secs()
+            ))
+        })?
+}
+
 /// Symbolicates `jobs`: each module found once, whichever jobs name it
-/// ([`LOOKUPS_AT_ONCE`] at a time, all within [`LOOKUP_CAP`]: a miss may be
+/// ([`LOOKUPS_AT_ONCE`] at a time, within the time cap: a miss may be
 /// generated or fetched from an upstream), then parsed and its frames
 /// filled off the async threads one module at a time, its symbols let go
 /// before the next is needed (beyond what the symbol cache keeps).
-async fn run(
+async fn fill_jobs(
     state: &Arc<AppState>,
     jobs: &Arc<Vec<symbolicate::Job>>,
     include_try: bool,
@@ -122,16 +156,8 @@ async fn run(
     let found = futures_util::stream::iter(lookups)
         .buffered(LOOKUPS_AT_ONCE)
         .try_collect::<Vec<_>>();
-    let found = tokio::time::timeout(LOOKUP_CAP, found)
-        .await
-        .map_err(|_| {
-            Error::GatewayTimeout(format!(
-                "finding the request's {} modules took longer than {} s",
-                uses.len(),
-                LOOKUP_CAP.as_secs()
-            ))
-        })??;
-    let mut budget = symbolicate::MAX_ANSWER_NAMES;
+    let found = found.await?;
+    let mut budget = symbolicate::MAX_ANSWER_BYTES;
     for ((_, used), found) in uses.into_iter().zip(found) {
         let sym = match found {
             Some((key, row)) => parsed(state, &key, &row).await?,
@@ -184,7 +210,26 @@ pub async fn page(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body
         Method::POST => {}
         _ => return method_not_allowed("GET, HEAD, POST", false),
     }
-    let bytes = match body::read_bounded(req.into_body(), MAX_BODY, "a job").await {
+    let _turn =
+        match crate::http::state::turn(&state.symbolications, "symbolication requests").await {
+            Ok(turn) => turn,
+            Err(e) => {
+                return page_error(crate::http::error::status_of(&e), &e.to_string(), "");
+            }
+        };
+    let max_body = max_body(state.http.max_symbolicate_frames);
+    let read = body::read_bounded(req.into_body(), max_body, "a job");
+    let bytes = match tokio::time::timeout(state.http.request_timeout, read).await {
+        Ok(b) => b,
+        Err(_) => {
+            return page_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+                "",
+            );
+        }
+    };
+    let bytes = match bytes {
         Ok(b) => b,
         Err(e) => return page_error(crate::http::error::status_of(&e), &e.to_string(), ""),
     };
@@ -334,7 +379,7 @@ pub async fn sym_row_of_key(
         // Made from a stored debug file of its id, else fetched.
         let made = super::download::generated(state, &segs, include_try).await;
         if made
-            || (!state.mirror.is_empty()
+            || (super::download::asks_upstream(state, &segs)
                 && state.mirror.fetch(Want::Path(segs)).await == Fetched::Stored)
         {
             found = super::download::fresh_lookup(state, lkey, include_try, Flavor::Breakpad, None)
