@@ -73,6 +73,7 @@ pub struct Metrics {
     pub upload_duration: Histogram,
     pub files_stored: Counter,
     pub files_skipped: Counter,
+    pub members_inflated: Counter,
     pub missing_recorded: Counter,
     pub symbol_files_parsed: Counter,
     store_files: Gauge,
@@ -100,6 +101,7 @@ impl Metrics {
             upload_duration: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
             files_stored: Counter::default(),
             files_skipped: Counter::default(),
+            members_inflated: Counter::default(),
             missing_recorded: Counter::default(),
             symbol_files_parsed: Counter::default(),
             store_files: Gauge::default(),
@@ -139,6 +141,11 @@ impl Metrics {
             "files_skipped",
             "Uploaded keys skipped as already stored",
             m.files_skipped.clone(),
+        );
+        registry.register(
+            "members_inflated",
+            "Zip members inflated to be read (a member whose compressed stream was read and stored before is not)",
+            m.members_inflated.clone(),
         );
         registry.register(
             "missing_lookups",

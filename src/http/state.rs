@@ -125,3 +125,20 @@ pub async fn answer_room(
         )),
     }
 }
+
+/// `resp`, an answer of about `len` bytes, sent once there is room for it
+/// in the memory kept for answers waiting for their clients (a 503 when
+/// there is none in time).
+pub async fn held(
+    state: &AppState,
+    resp: http::Response<crate::http::body::Body>,
+    len: usize,
+) -> http::Response<crate::http::body::Body> {
+    match answer_room(state, len).await {
+        Ok(room) => {
+            let (parts, inner) = resp.into_parts();
+            http::Response::from_parts(parts, crate::http::body::holding(inner, room))
+        }
+        Err(e) => crate::http::error::json_error(&e),
+    }
+}

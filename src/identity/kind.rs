@@ -6,7 +6,9 @@ use std::fmt;
 ///
 /// Its stored form ([`Kind::as_str`]) is what the index keeps, the JSON API
 /// and the pages show, and `symdepot id` prints.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Kind {
     /// A Breakpad `.sym` file.
     Sym,

@@ -25,7 +25,7 @@ pub use kind::Kind;
 pub const PREFIX_LEN: usize = 64 * 1024;
 
 /// One debug file a file answers to (a Mach-O architecture, a PE CodeView entry).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DebugRef {
     pub debug_file: Option<String>,
     /// Breakpad form: upper-case GUID/UUID hex, then the age in hex.
@@ -39,8 +39,9 @@ pub struct DebugRef {
     pub portable: bool,
 }
 
-/// The identity read from a file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The identity read from a file (kept as JSON beside a member's compressed
+/// stream, so a re-upload of the same stream need not read it again).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub kind: Kind,
     pub os: Option<String>,

@@ -40,6 +40,9 @@ pub struct Report {
     pub ignored_keys: Vec<String>,
     /// Keys replaced (also in `uploaded_keys`).
     pub replaced_keys: Vec<String>,
+    /// Members inflated to be read (the others' compressed streams were
+    /// known: read before and stored whole).
+    pub inflated: usize,
 }
 
 impl Report {
@@ -155,8 +158,22 @@ pub fn ingest_zip(
 ) -> Result<Report> {
     let store = to.store;
     let listing = zipfile::list(path, to.limits, layout == Layout::Auto)?;
-    let checked = zipfile::check_all(&listing, to.limits, &|p| store.temp_file(p), cancel)?;
+    let checked = zipfile::check_all(
+        &listing,
+        to.limits,
+        &|p| store.temp_file(p),
+        &|streams| store.known_streams(streams),
+        cancel,
+    )?;
     let report = commit_all(to, Some(&listing), &checked, ns, upload_id, cancel)?;
+    // Streams inflated here are known from now on: a re-upload skips them
+    // without inflating.
+    let read: Vec<_> = (checked.iter())
+        .filter_map(|c| Some((c.stream.clone()?, c.hash.clone(), c.identity.clone())))
+        .collect();
+    if let Err(e) = store.remember_streams(&read) {
+        tracing::warn!(error = %e, "the upload's member streams could not be remembered");
+    }
     if let Some(id) = upload_id {
         for name in &listing.ignored {
             store.record_member_outcome(id, name, "ignored", None)?;
@@ -164,6 +181,7 @@ pub fn ingest_zip(
     }
     Ok(Report {
         ignored_keys: listing.ignored.clone(),
+        inflated: read.len(),
         ..report
     })
 }
@@ -226,15 +244,7 @@ fn ingest_single(
         Placement::Auto(f) => (f.clone(), f.clone()),
     };
     let identity = crate::identity::identify(std::fs::File::open(path)?, &file_name);
-    let key = match placement {
-        Placement::Key(k) => {
-            zipfile::check_identity(&name, k, &identity)?;
-            k.clone()
-        }
-        Placement::Auto(f) => {
-            zipfile::auto_key(&identity, f).map_err(|rule| Error::invalid(&name, rule))?
-        }
-    };
+    let key = zipfile::placed(&name, placement, &identity)?;
     let checked = Checked {
         index: 0,
         key,
@@ -242,6 +252,7 @@ fn ingest_single(
         size,
         identity,
         spool: Some(std::sync::Arc::new(Spool::Path(path.to_path_buf()))),
+        stream: None,
     };
     let never = Cancel::default();
     commit_all(

@@ -39,6 +39,7 @@ use crate::keys::{
     normalize,
 };
 use crate::settings::IngestLimits;
+use crate::store::streams::KnownStream;
 
 /// A reader over a shared file handle with its own position (positional
 /// reads), so every worker reads the same open zip independently.
@@ -109,6 +110,43 @@ impl Listing {
     }
 
     /// Opens entry `i` for reading its inflated bytes.
+    /// The name of member `i`'s compressed stream: BLAKE3 over its
+    /// compression method, CRC-32, sizes and compressed bytes (read, not
+    /// inflated). Two members of one stream inflate to the same bytes.
+    pub fn stream_of(&self, i: usize, reader: &mut SharedFile) -> Result<String> {
+        let entry = &self.entries[i];
+        let start = {
+            let opened = (entry.as_ref())
+                .with_reader(reader, ZipReadOptions::new())
+                .map_err(|e| {
+                    Error::invalid(self.name(i), format!("cannot be read from the zip: {e}"))
+                })?;
+            opened.data_start()
+        };
+        let start = start
+            .ok_or_else(|| Error::invalid(self.name(i), "its data cannot be found in the zip"))?;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(
+            format!(
+                "zip-member-stream method={:?} crc32={:08x} size={} compressed={}\n",
+                entry.compression(),
+                entry.crc32(),
+                entry.size(),
+                entry.compressed_size()
+            )
+            .as_bytes(),
+        );
+        reader.seek(SeekFrom::Start(start))?;
+        let copied = io::copy(
+            &mut Read::take(&mut *reader, entry.compressed_size()),
+            &mut hasher,
+        )?;
+        if copied != entry.compressed_size() {
+            return Err(Error::invalid(self.name(i), "the zip ends inside it"));
+        }
+        Ok(hasher.finalize().to_hex().to_string())
+    }
+
     pub fn open<'a>(&'a self, i: usize, reader: &'a mut SharedFile) -> Result<impl Read + 'a> {
         self.entries[i]
             .as_ref()
@@ -278,6 +316,10 @@ pub struct Checked {
     /// phase 2 need not inflate it again (or the loose file itself); `None`:
     /// phase 2 inflates the member from the zip.
     pub spool: Option<Arc<Spool>>,
+    /// The member's compressed stream when it was inflated and hashed here
+    /// (to be remembered once stored); `None` for a stream known before (not
+    /// inflated) and for loose files.
+    pub stream: Option<String>,
 }
 
 /// Where a member's bytes can be read again without the zip. Neither form
@@ -312,13 +354,20 @@ struct Totals {
 /// a new file whose name starts with the prefix, removed when dropped.
 pub type TempFiles<'a> = &'a (dyn Fn(&str) -> io::Result<tempfile::NamedTempFile> + Sync);
 
+/// Which of a zip's member streams were read before, and what they hold
+/// (the store's [`crate::store::Store::known_streams`]).
+pub type KnownStreams<'a> = &'a (dyn Fn(&[String]) -> Result<HashMap<String, KnownStream>> + Sync);
+
 /// Inflates and hashes every member in parallel, checks identities and
-/// duplicates. Returns one `Checked` per distinct key, in zip order.
-/// Setting `cancel` stops it between members and between chunks of one.
+/// duplicates; a member whose compressed stream is `known` is not inflated
+/// (its blob and identity are the known ones). Returns one `Checked` per
+/// distinct key, in zip order. Setting `cancel` stops it between members and
+/// between chunks of one.
 pub fn check_all(
     listing: &Listing,
     limits: &IngestLimits,
     tmp: TempFiles<'_>,
+    known: KnownStreams<'_>,
     cancel: &Cancel,
 ) -> Result<Vec<Checked>> {
     let ctx = Context {
@@ -327,11 +376,32 @@ pub fn check_all(
         cancel,
         totals: Totals::default(),
     };
-    let checked = par_map(
+    let streams = par_map(
         &listing.members,
         limits.workers,
         || listing.reader.clone(),
-        |reader, (i, placement)| check_member(listing, reader, *i, placement, &ctx),
+        |reader, (i, _)| {
+            cancel.check()?;
+            listing.stream_of(*i, reader)
+        },
+    )?;
+    let known = known(&streams)?;
+    let members: Vec<(&(usize, Placement), String)> = listing.members.iter().zip(streams).collect();
+    let checked = par_map(
+        &members,
+        limits.workers,
+        || listing.reader.clone(),
+        |reader, ((i, placement), stream)| {
+            check_member(
+                listing,
+                reader,
+                *i,
+                placement,
+                stream,
+                known.get(stream),
+                &ctx,
+            )
+        },
     )?;
     dedupe(listing, checked)
 }
@@ -361,10 +431,25 @@ fn check_member(
     reader: &mut SharedFile,
     i: usize,
     placement: &Placement,
+    stream: &str,
+    known: Option<&KnownStream>,
     ctx: &Context<'_>,
 ) -> Result<Checked> {
     ctx.cancel.check()?;
     let name = listing.name(i);
+    if let Some(known) = known {
+        // Read before and stored whole: its bytes and identity are known.
+        let key = placed(&name, placement, &known.identity)?;
+        return Ok(Checked {
+            index: i,
+            key,
+            hash: known.blob.clone(),
+            size: listing.entries[i].size(),
+            identity: known.identity.clone(),
+            spool: None,
+            stream: None,
+        });
+    }
     let inflated = inflate(listing, reader, i, &name, ctx)?;
     let declared = listing.entries[i].size();
     if inflated.size != declared {
@@ -381,15 +466,7 @@ fn check_member(
         Placement::Auto(file) => file.as_str(),
     };
     let identity = identify_inflated(listing, reader, i, &inflated, file_name)?;
-    let key = match placement {
-        Placement::Key(key) => {
-            check_identity(&name, key, &identity)?;
-            key.clone()
-        }
-        Placement::Auto(file) => {
-            auto_key(&identity, file).map_err(|rule| Error::invalid(&name, rule))?
-        }
-    };
+    let key = placed(&name, placement, &identity)?;
     Ok(Checked {
         index: i,
         key,
@@ -397,7 +474,22 @@ fn check_member(
         size: inflated.size,
         identity,
         spool: inflated.spool.map(|p| Arc::new(Spool::Temp(p))),
+        stream: Some(stream.to_string()),
     })
+}
+
+/// The key member `name` goes to: its own, once its identity agrees with it,
+/// or the one its identity gives (a layout-free zip).
+pub(crate) fn placed(name: &str, placement: &Placement, identity: &Identity) -> Result<MemberKey> {
+    match placement {
+        Placement::Key(key) => {
+            check_identity(name, key, identity)?;
+            Ok(key.clone())
+        }
+        Placement::Auto(file) => {
+            auto_key(identity, file).map_err(|rule| Error::invalid(name, rule))
+        }
+    }
 }
 
 /// The identity of member `i`: read from its spool, from its bytes when it

@@ -170,6 +170,7 @@ impl Store {
                 )?;
                 Ok(())
             })?;
+            self.forget_orphan_streams()?;
         }
         report.temp = self.stale_temp(grace_cutoff, dry_run)?;
         Ok(report)

@@ -226,6 +226,18 @@ ALTER TABLE keys ADD COLUMN last_accessed_at INTEGER;
     r#"
 CREATE INDEX keys_debug_id_lower ON keys(lower(debug_id));
 "#,
+    // 13: zip members' compressed streams already read (BLAKE3 of the method,
+    // CRC-32, sizes and compressed bytes): the blob they inflate to and its
+    // identity, so a re-upload skips an unchanged member without inflating it.
+    r#"
+CREATE TABLE member_streams (
+    stream       TEXT PRIMARY KEY,
+    blob         TEXT NOT NULL,
+    identity     TEXT NOT NULL,          -- JSON of the identity read from the blob
+    created_at   INTEGER NOT NULL
+);
+CREATE INDEX member_streams_blob ON member_streams(blob);
+"#,
 ];
 
 /// The same migrations for PostgreSQL, version for version: the same tables,
@@ -400,6 +412,16 @@ ALTER TABLE keys ADD COLUMN last_accessed_at BIGINT;
     // 12
     r#"
 CREATE INDEX keys_debug_id_lower ON keys(lower(debug_id));
+"#,
+    // 13
+    r#"
+CREATE TABLE member_streams (
+    stream       TEXT PRIMARY KEY,
+    blob         TEXT NOT NULL,
+    identity     TEXT NOT NULL,
+    created_at   BIGINT NOT NULL
+);
+CREATE INDEX member_streams_blob ON member_streams(blob);
 "#,
 ];
 

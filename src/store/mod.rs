@@ -25,6 +25,7 @@ pub mod records;
 pub mod s3;
 pub mod slots;
 pub mod sql;
+pub mod streams;
 pub mod tokens;
 pub mod uploads;
 pub mod verify;

@@ -135,10 +135,15 @@ fn reupload_of_identical_zip_skips_every_member_and_writes_no_blob() {
         .iter()
         .map(|(n, d)| (n.as_str(), d.as_slice()))
         .collect();
+    use crate::records::{scrape, value};
+    let inflated = || value(&scrape(&s), "symdepot_members_inflated_total", &[]);
     s.upload_ok(zip_of(&refs));
+    assert_eq!(inflated(), 3.0);
     let blobs_before = s.blobs_with_times();
 
+    // Each member's compressed stream was read and stored before: none is inflated.
     let up = s.upload_ok(zip_of(&refs));
+    assert_eq!(inflated(), 3.0);
     assert_eq!(up["uploaded_keys"], serde_json::json!([]));
     let mut skipped: Vec<String> = serde_json::from_value(up["skipped_keys"].clone()).unwrap();
     skipped.sort();
@@ -152,6 +157,69 @@ fn reupload_of_identical_zip_skips_every_member_and_writes_no_blob() {
         s.count("SELECT COUNT(*) FROM upload_members WHERE outcome = 'skipped'"),
         3
     );
+}
+
+#[test]
+fn a_known_stream_under_a_new_key_or_a_new_stream_of_known_bytes_is_stored_right() {
+    use crate::records::{scrape, value};
+    let s = TestServer::start();
+    let inflated = || value(&scrape(&s), "symdepot_members_inflated_total", &[]);
+    let data = sym("a.pdb", ID_A, "INFO CODE_ID 0 a.dll\n");
+    let (first, again) = (format!("a.pdb/{ID_A}/a.sym"), format!("A.PDB/{ID_A}/A.sym"));
+    s.upload_ok(zip_of(&[(&first, &data)]));
+    assert_eq!(inflated(), 1.0);
+    // The same stream in the try namespace: a new key, read from the known
+    // stream (not inflated for reading) and stored from the zip.
+    let up = s.upload_with(&s.token, zip_of(&[(&first, &data)]), Some("1"));
+    assert_eq!(up.status(), 201);
+    assert_eq!(inflated(), 1.0);
+    // Its known identity is still checked against the key it is placed under.
+    let wrong = format!("a.pdb/{ID_B}/a.sym");
+    let refused = s.upload(zip_of(&[(&wrong, &data)]));
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().unwrap().contains("debug id"));
+    assert_eq!(
+        s.get(&format!("/try/{first}")).bytes().unwrap().as_ref(),
+        &data[..]
+    );
+    // The same bytes stored, not deflated: another stream, inflated (read) once.
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    w.start_file(again.as_str(), stored).unwrap();
+    std::io::Write::write_all(&mut w, &data).unwrap();
+    let up = s.upload_ok(w.finish().unwrap().into_inner());
+    assert_eq!(up["skipped_keys"], serde_json::json!([again]));
+    assert_eq!(inflated(), 2.0);
+    // A stream whose bytes the store no longer holds: stored again from the zip.
+    assert_eq!(s.count("SELECT COUNT(*) FROM member_streams"), 2);
+    s.remove_blob(&data, true);
+    assert!(s.read_blob(&data, true).is_none());
+    s.upload_ok(zip_of(&[(&first, &data)]));
+    assert!(
+        s.read_blob(&data, true).is_some(),
+        "the blob is written again"
+    );
+    assert_eq!(
+        s.get(&format!("/{first}")).bytes().unwrap().as_ref(),
+        &data[..]
+    );
+    // Once no key names its blob, GC forgets the stream.
+    use symdepot::store::gc::DeleteTarget;
+    for ns in [
+        symdepot::store::Namespace::Release,
+        symdepot::store::Namespace::Try,
+    ] {
+        s.store()
+            .delete_keys(&DeleteTarget::Namespace(ns), "test")
+            .unwrap();
+    }
+    (s.store().gc(
+        std::time::SystemTime::now(),
+        symdepot::store::gc::GcMode::Force,
+    ))
+    .unwrap();
+    assert_eq!(s.count("SELECT COUNT(*) FROM member_streams"), 0);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use super::symbolicate::sym_row_of_key;
 use crate::Error;
 use crate::http::body::{self, Body};
 use crate::http::error::{json_error, method_not_allowed};
-use crate::http::state::AppState;
+use crate::http::state::{AppState, held};
 use crate::store::missing::Miss;
 use crate::symbolicate::walker::{SymbolSource, SymbolsWanted, WalkError};
 
@@ -109,19 +109,6 @@ pub async fn stackwalk(
         Err(e @ WalkError::Failed(_)) => {
             json_error(&Error::Io(std::io::Error::other(e.to_string())))
         }
-    }
-}
-
-/// `resp`, an answer of about `len` bytes, sent once there is room for it
-/// in the memory kept for answers waiting for their clients (a 503 when
-/// there is none in time).
-pub async fn held(state: &AppState, resp: Response<Body>, len: usize) -> Response<Body> {
-    match crate::http::state::answer_room(state, len).await {
-        Ok(room) => {
-            let (parts, inner) = resp.into_parts();
-            Response::from_parts(parts, body::holding(inner, room))
-        }
-        Err(e) => json_error(&e),
     }
 }
 

@@ -98,7 +98,7 @@ pub async fn symbolicate(
         Ok(text) => {
             let len = text.len();
             let resp = body::with_type(StatusCode::OK, "application/json", text);
-            super::stackwalk::held(&state, resp, len).await
+            crate::http::state::held(&state, resp, len).await
         }
         Err(e) => json_error(&Error::Io(std::io::Error::other(e))),
     }

@@ -300,6 +300,7 @@ fn count_upload(
         Ok(d) => {
             m.files_stored.inc_by(d.report.uploaded_keys.len() as u64);
             m.files_skipped.inc_by(d.report.skipped_keys.len() as u64);
+            m.members_inflated.inc_by(d.report.inflated as u64);
             ("complete", d.size)
         }
         Err((_, p)) => ("failed", p.size),
