@@ -92,6 +92,16 @@ pub enum Placement {
     Auto(String),
 }
 
+impl Placement {
+    /// The file name the member is identified by.
+    pub fn file_name(&self) -> &str {
+        match self {
+            Placement::Key(key) => key.file(),
+            Placement::Auto(file) => file,
+        }
+    }
+}
+
 /// A zip that passed listing: its entries and what the rules made of them.
 #[derive(Debug)]
 pub struct Listing {
@@ -110,10 +120,11 @@ impl Listing {
     }
 
     /// Opens entry `i` for reading its inflated bytes.
-    /// The name of member `i`'s compressed stream: BLAKE3 over its
+    /// The name of member `i`'s compressed stream as a file named
+    /// `file_name`: BLAKE3 over that name (identification reads it too), the
     /// compression method, CRC-32, sizes and compressed bytes (read, not
     /// inflated). Two members of one stream inflate to the same bytes.
-    pub fn stream_of(&self, i: usize, reader: &mut SharedFile) -> Result<String> {
+    pub fn stream_of(&self, i: usize, reader: &mut SharedFile, file_name: &str) -> Result<String> {
         let entry = &self.entries[i];
         let start = {
             let opened = (entry.as_ref())
@@ -128,7 +139,7 @@ impl Listing {
         let mut hasher = blake3::Hasher::new();
         hasher.update(
             format!(
-                "zip-member-stream method={:?} crc32={:08x} size={} compressed={}\n",
+                "zip-member-stream file={file_name:?} method={:?} crc32={:08x} size={} compressed={}\n",
                 entry.compression(),
                 entry.crc32(),
                 entry.size(),
@@ -380,9 +391,9 @@ pub fn check_all(
         &listing.members,
         limits.workers,
         || listing.reader.clone(),
-        |reader, (i, _)| {
+        |reader, (i, placement)| {
             cancel.check()?;
-            listing.stream_of(*i, reader)
+            listing.stream_of(*i, reader, placement.file_name())
         },
     )?;
     let known = known(&streams)?;
@@ -461,11 +472,7 @@ fn check_member(
             ),
         ));
     }
-    let file_name = match placement {
-        Placement::Key(key) => key.file(),
-        Placement::Auto(file) => file.as_str(),
-    };
-    let identity = identify_inflated(listing, reader, i, &inflated, file_name)?;
+    let identity = identify_inflated(listing, reader, i, &inflated, placement.file_name())?;
     let key = placed(&name, placement, &identity)?;
     Ok(Checked {
         index: i,
