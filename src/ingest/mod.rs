@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::error::{Error, Result};
 use crate::keys::{MemberName, classify_auto, classify_member};
 use crate::settings::IngestLimits;
-use crate::store::{Namespace, NewKey, Outcome, Store, UploadEnd};
+use crate::store::{Encoding, MemberBytes, Namespace, NewKey, Outcome, Store, UploadEnd};
 use zipfile::{Checked, Listing, Placement, SharedFile, Spool};
 
 /// What an ingest did, key by key.
@@ -347,19 +347,24 @@ fn commit_member(
         stored_size: 0,
         identity: &member.identity,
     };
-    store.store_member(
-        upload_id,
-        &new,
-        || -> Result<Box<dyn std::io::Read + '_>> {
-            match (&member.spool, zip) {
-                (Some(spool), _) => Ok(Box::new(spool.open()?)),
-                (None, Some((listing, reader))) => {
-                    Ok(Box::new(listing.open(member.index, reader)?))
-                }
-                (None, None) => Err(Error::Io(std::io::Error::other(
-                    "a member has no source to read",
-                ))),
+    store.store_member(upload_id, &new, || -> Result<MemberBytes<'_>> {
+        match (&member.spool, zip) {
+            (Some(spool), _) => Ok(MemberBytes::Original(Box::new(spool.open()?))),
+            // A deflated member of a key stored as gzip keeps its own
+            // compression: framed as gzip, never compressed again.
+            (None, Some((listing, reader)))
+                if new.encoding == Encoding::Gzip && listing.is_deflated(member.index) =>
+            {
+                Ok(MemberBytes::Gzip(Box::new(
+                    listing.gzip_of(member.index, reader)?,
+                )))
             }
-        },
-    )
+            (None, Some((listing, reader))) => Ok(MemberBytes::Original(Box::new(
+                listing.open(member.index, reader)?,
+            ))),
+            (None, None) => Err(Error::Io(std::io::Error::other(
+                "a member has no source to read",
+            ))),
+        }
+    })
 }

@@ -120,11 +120,18 @@ impl Listing {
     }
 
     /// Opens entry `i` for reading its inflated bytes.
-    /// The name of member `i`'s compressed stream as a file named
-    /// `file_name`: BLAKE3 over that name (identification reads it too), the
-    /// compression method, CRC-32, sizes and compressed bytes (read, not
-    /// inflated). Two members of one stream inflate to the same bytes.
-    pub fn stream_of(&self, i: usize, reader: &mut SharedFile, file_name: &str) -> Result<String> {
+    /// Whether member `i` is stored deflated (its stream is raw DEFLATE, as
+    /// gzip's is).
+    pub fn is_deflated(&self, i: usize) -> bool {
+        self.entries[i].compression() == zip::CompressionMethod::Deflated
+    }
+
+    /// Member `i`'s compressed bytes, read (not inflated) from the zip.
+    fn raw<'a>(
+        &self,
+        i: usize,
+        reader: &'a mut SharedFile,
+    ) -> Result<io::Take<&'a mut SharedFile>> {
         let entry = &self.entries[i];
         let start = {
             let opened = (entry.as_ref())
@@ -136,6 +143,31 @@ impl Listing {
         };
         let start = start
             .ok_or_else(|| Error::invalid(self.name(i), "its data cannot be found in the zip"))?;
+        reader.seek(SeekFrom::Start(start))?;
+        Ok(Read::take(reader, entry.compressed_size()))
+    }
+
+    /// A deflated member as a gzip stream: a gzip header, the member's own
+    /// DEFLATE bytes, its CRC-32 and size (RFC 1952) — its compression kept,
+    /// nothing compressed again.
+    pub fn gzip_of<'a>(&self, i: usize, reader: &'a mut SharedFile) -> Result<impl Read + 'a> {
+        let entry = &self.entries[i];
+        // Magic, deflate, no flags, no time, no extra flags, unknown system.
+        let header = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+        let mut trailer = entry.crc32().to_le_bytes().to_vec();
+        trailer.extend_from_slice(&(entry.size() as u32).to_le_bytes());
+        let raw = self.raw(i, reader)?;
+        Ok(io::Cursor::new(header)
+            .chain(raw)
+            .chain(io::Cursor::new(trailer)))
+    }
+
+    /// The name of member `i`'s compressed stream as a file named
+    /// `file_name`: BLAKE3 over that name (identification reads it too), the
+    /// compression method, CRC-32, sizes and compressed bytes (read, not
+    /// inflated). Two members of one stream inflate to the same bytes.
+    pub fn stream_of(&self, i: usize, reader: &mut SharedFile, file_name: &str) -> Result<String> {
+        let entry = &self.entries[i];
         let mut hasher = blake3::Hasher::new();
         hasher.update(
             format!(
@@ -147,11 +179,7 @@ impl Listing {
             )
             .as_bytes(),
         );
-        reader.seek(SeekFrom::Start(start))?;
-        let copied = io::copy(
-            &mut Read::take(&mut *reader, entry.compressed_size()),
-            &mut hasher,
-        )?;
+        let copied = io::copy(&mut self.raw(i, reader)?, &mut hasher)?;
         if copied != entry.compressed_size() {
             return Err(Error::invalid(self.name(i), "the zip ends inside it"));
         }

@@ -101,6 +101,25 @@ pub struct NewKey<'a> {
     pub identity: &'a Identity,
 }
 
+/// Where a member's bytes come from when its blob is written.
+pub enum MemberBytes<'a> {
+    /// The original bytes (compressed on the way when the key's kind is).
+    Original(Box<dyn Read + 'a>),
+    /// A gzip stream of them (a zip member's deflate stream framed as gzip),
+    /// kept as it is for a key stored as gzip; checked to inflate to the
+    /// blob's name before it is kept.
+    Gzip(Box<dyn Read + 'a>),
+}
+
+impl std::fmt::Debug for MemberBytes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MemberBytes::Original(_) => "MemberBytes::Original",
+            MemberBytes::Gzip(_) => "MemberBytes::Gzip",
+        })
+    }
+}
+
 impl Store {
     /// Opens the data dir, creating its folders and index on first use.
     ///
@@ -333,6 +352,9 @@ impl Store {
     }
 
     /// The encoding new content under this key is stored with.
+    ///
+    /// (A member's bytes come as they are, or already gzip-encoded:
+    /// [`MemberBytes`].)
     pub fn encoding_for(&self, key: &str) -> Encoding {
         if self.settings.compresses(key) {
             Encoding::Gzip
@@ -345,7 +367,7 @@ impl Store {
     /// first half of [`Store::store_member`] (public for tests of what lies
     /// between the halves: a blob stored, its key not yet committed).
     pub fn ensure_blob(&self, hash: &str, enc: Encoding, src: &mut dyn Read) -> Result<u64> {
-        self.ensure_blob_from(hash, enc, || Ok(Box::new(src)))
+        self.ensure_blob_from(hash, enc, || Ok(MemberBytes::Original(Box::new(src))))
     }
 
     /// [`Store::ensure_blob`] that opens its source only when the blob is not stored.
@@ -353,7 +375,7 @@ impl Store {
         &self,
         hash: &str,
         enc: Encoding,
-        source: impl FnOnce() -> Result<Box<dyn Read + 'a>>,
+        source: impl FnOnce() -> Result<MemberBytes<'a>>,
     ) -> Result<u64> {
         // Fresh again: GC leaves young blobs alone, and this one is about to
         // be linked. An object cannot be made young again: it is pinned
@@ -374,8 +396,30 @@ impl Store {
             }
         }
         // A blob written now is young.
-        self.blobs
-            .put(hash, enc, self.settings.compression_level, &mut source()?)
+        match source()? {
+            MemberBytes::Gzip(mut gz) if enc == Encoding::Gzip => {
+                // Kept as it came (checked to inflate to its name), never
+                // compressed again. A writer of the same blob may have won.
+                if let Err(e) = self.blobs.put_stored(hash, enc, &mut gz)
+                    && !self.blobs.has(hash, enc)
+                {
+                    return Err(e);
+                }
+                let info = self.blobs.info(hash, enc).map_err(|e| self.blob_error(e))?;
+                info.map(|i| i.stored_size).ok_or_else(|| {
+                    Error::Io(io::Error::other(format!(
+                        "blob {hash} vanished once stored"
+                    )))
+                })
+            }
+            MemberBytes::Gzip(_) => Err(Error::Io(io::Error::other(
+                "gzip bytes offered for a blob not stored as gzip",
+            ))),
+            MemberBytes::Original(mut src) => {
+                self.blobs
+                    .put(hash, enc, self.settings.compression_level, &mut src)
+            }
+        }
     }
 
     /// Pins a stored blob as of now, for every daemon's GC: what a fresh
@@ -464,7 +508,7 @@ impl Store {
         &self,
         upload_id: Option<i64>,
         new: &NewKey<'_>,
-        source: impl FnOnce() -> Result<Box<dyn Read + 'a>>,
+        source: impl FnOnce() -> Result<MemberBytes<'a>>,
     ) -> Result<Outcome> {
         let result = self.store_member_inner(upload_id, new, source);
         if let (Err(e), Some(id)) = (&result, upload_id) {
@@ -477,7 +521,7 @@ impl Store {
         &self,
         upload_id: Option<i64>,
         new: &NewKey<'_>,
-        source: impl FnOnce() -> Result<Box<dyn Read + 'a>>,
+        source: impl FnOnce() -> Result<MemberBytes<'a>>,
     ) -> Result<Outcome> {
         let mut new = NewKey {
             stored_size: self.stored_size(new.hash, new.encoding),

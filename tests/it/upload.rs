@@ -223,6 +223,47 @@ fn a_known_stream_under_a_new_key_or_a_new_stream_of_known_bytes_is_stored_right
 }
 
 #[test]
+fn a_deflated_sym_keeps_its_own_compression_and_a_stored_one_is_compressed() {
+    let s = TestServer::start();
+    let data = sym("d.pdb", ID_A, &"INFO GENERATOR deflated once\n".repeat(500));
+    let key = format!("d.pdb/{ID_A}/d.sym");
+    let zip = zip_of(&[(&key, &data)]);
+    s.upload_ok(zip.clone());
+    // The blob is the member's own DEFLATE bytes framed as gzip: compressed once, by the uploader.
+    let raw = {
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+        let mut member = archive.by_index_raw(0).unwrap();
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut member, &mut raw).unwrap();
+        raw
+    };
+    let blob = s.read_blob(&data, true).unwrap();
+    assert_eq!(&blob[..3], &[0x1f, 0x8b, 8]);
+    assert_eq!(&blob[10..blob.len() - 8], &raw[..]);
+    assert_eq!(gunzip(&blob), data);
+    assert_eq!(
+        s.get(&format!("/{key}")).bytes().unwrap().as_ref(),
+        &data[..]
+    );
+    // A member stored without compression is compressed on the way in.
+    let plain = sym("p.pdb", ID_B, &"INFO GENERATOR stored\n".repeat(500));
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    w.start_file(format!("p.pdb/{ID_B}/p.sym"), stored).unwrap();
+    std::io::Write::write_all(&mut w, &plain).unwrap();
+    s.upload_ok(w.finish().unwrap().into_inner());
+    let blob = s.read_blob(&plain, true).unwrap();
+    assert!(
+        blob.len() < plain.len() / 4,
+        "{} of {}",
+        blob.len(),
+        plain.len()
+    );
+    assert_eq!(gunzip(&blob), plain);
+}
+
+#[test]
 fn a_changed_file_replaces_the_old_version() {
     let s = TestServer::start();
     let key = format!("a.pdb/{ID_A}/a.sym");
