@@ -179,7 +179,19 @@ impl Listing {
             )
             .as_bytes(),
         );
-        let copied = io::copy(&mut self.raw(i, reader)?, &mut hasher)?;
+        // Read in large pieces: BLAKE3 hashes many chunks at once, and each
+        // read is a system call.
+        let mut raw = self.raw(i, reader)?;
+        let mut buf = vec![0u8; (entry.compressed_size() as usize).clamp(1, 1 << 20)];
+        let mut copied = 0u64;
+        loop {
+            let n = raw.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            copied += n as u64;
+        }
         if copied != entry.compressed_size() {
             return Err(Error::invalid(self.name(i), "the zip ends inside it"));
         }
