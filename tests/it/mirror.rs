@@ -96,6 +96,16 @@ fn a_bad_upstream_stops_the_daemon_with_one_line_naming_the_setting() {
 }
 
 /// A daemon whose upstream is `up` (another symdepot, the Breakpad protocol).
+/// How many symbol requests `up` has answered (what a mirror asked of it).
+pub(crate) fn symbol_requests(up: &TestServer) -> f64 {
+    use crate::records::{scrape, value};
+    value(
+        &scrape(up),
+        "symdepot_http_requests_total",
+        &[("route", "symbol")],
+    )
+}
+
 fn mirror_of(up: &TestServer) -> TestServer {
     let url = format!("breakpad+http://{}/", up.addr);
     TestServer::with_config(|c| c.upstreams = url)
@@ -271,16 +281,9 @@ fn a_fetched_file_whose_identity_is_not_the_keys_is_refused_and_never_stored() {
 
 #[test]
 fn paths_that_are_no_key_and_symstore_probes_are_not_asked_upstream() {
-    use crate::records::{scrape, value};
     let up = TestServer::start();
     let m = mirror_of(&up);
-    let asked = || {
-        value(
-            &scrape(&up),
-            "symdepot_http_requests_total",
-            &[("route", "symbol")],
-        )
-    };
+    let asked = || symbol_requests(&up);
     let before = asked();
     for path in [
         "/x.pdb/NOT-HEX/x.sym".to_string(),

@@ -564,20 +564,13 @@ fn windows_minidump(modules: &[(&str, &str, &str)]) -> Vec<u8> {
 
 #[test]
 fn a_module_named_past_what_can_be_asked_for_has_no_symbols_and_odd_names_ask_no_upstream() {
-    use crate::records::{scrape, value};
     let up = TestServer::start();
     let url = format!("breakpad+http://{}/", up.addr);
     let s = TestServer::with_config(|c| {
         c.public_stackwalk = true;
         c.upstreams = url;
     });
-    let asked = || {
-        value(
-            &scrape(&up),
-            "symdepot_http_requests_total",
-            &[("route", "symbol")],
-        )
-    };
+    let asked = || crate::mirror::symbol_requests(&up);
     let before = asked();
     let long = format!("{}.pdb", "L".repeat(40_000));
     for (code, pdb) in [
