@@ -46,14 +46,23 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     with_type(status, "application/json", value.to_string())
 }
 
-/// A whole request body of at most `limit` bytes; beyond it a 413 naming
-/// `what` (a body that cannot be read is a 400).
+/// A whole request body of at most `limit` bytes, arrived `within` that
+/// time; beyond it a 413 naming `what`, after it a 408 (a body that cannot be
+/// read is a 400).
 pub async fn read_bounded(
     body: hyper::body::Incoming,
     limit: usize,
     what: &str,
+    within: std::time::Duration,
 ) -> crate::Result<Bytes> {
-    match http_body_util::Limited::new(body, limit).collect().await {
+    let read = http_body_util::Limited::new(body, limit).collect();
+    let Ok(read) = tokio::time::timeout(within, read).await else {
+        return Err(crate::Error::Timeout(format!(
+            "{what} did not arrive within {} s",
+            within.as_secs()
+        )));
+    };
+    match read {
         Ok(b) => Ok(b.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(crate::Error::TooLarge(
             format!("{what} is at most {limit} bytes"),

@@ -37,7 +37,7 @@ use crate::identity::lookup::debuginfod_key;
 use crate::keys::normalize;
 use crate::metrics::{UpstreamLabels, UpstreamMetrics, UpstreamName};
 use crate::settings::IngestLimits;
-use crate::store::{Namespace, Store, UploadFinish, UploadStart};
+use crate::store::{Namespace, Store, UploadStart};
 use crate::upstream::{Protocol, Upstream};
 
 /// Remembered answers at most; when full, expired ones go and new ones wait.
@@ -1011,19 +1011,7 @@ impl Inner {
             tracing::warn!(file = name, upstream = user, error = %e, "a fetched file was not kept");
         }
         let end = crate::ingest::Report::record_end(&result);
-        record.finish(
-            store,
-            &UploadFinish {
-                filename: None,
-                download_url: None,
-                size: got.size,
-                try_symbols: false,
-                end,
-            },
-        )?;
-        if result.is_ok() {
-            store.write_manifest(record.id())?;
-        }
+        record.finish_own(store, got.size, end)?;
         result.map(|_| ())
     }
 }

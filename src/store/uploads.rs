@@ -166,6 +166,25 @@ impl UploadRecord {
         Ok(())
     }
 
+    /// Ends the record of a file the server stored itself (fetched from an
+    /// upstream, generated): no file name, no URL, not try; once complete, its
+    /// manifest is written.
+    pub fn finish_own(&self, store: &Store, size: u64, end: UploadEnd<'_>) -> Result<()> {
+        let complete = matches!(end, UploadEnd::Complete { .. });
+        let fin = UploadFinish {
+            filename: None,
+            download_url: None,
+            size,
+            try_symbols: false,
+            end,
+        };
+        self.finish(store, &fin)?;
+        if complete {
+            store.write_manifest(self.id)?;
+        }
+        Ok(())
+    }
+
     /// Ends the record of an upload its client abandoned: `aborted` (499), with
     /// `files_count` the members committed before the work stopped. A record
     /// that already ended is left as it is.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::settings::IngestLimits;
-use crate::store::{KeyRow, Store, UploadEnd, UploadFinish, UploadStart};
+use crate::store::{KeyRow, Store, UploadEnd, UploadStart};
 
 /// The longest one generation may take.
 pub const TIME_CAP: Duration = Duration::from_secs(600);
@@ -321,19 +321,7 @@ pub fn generate_from(
             message: format!("generating {key}: {e}"),
         },
     };
-    record.finish(
-        store,
-        &UploadFinish {
-            filename: None,
-            download_url: None,
-            size: source.size,
-            try_symbols: false,
-            end,
-        },
-    )?;
-    if result.is_ok() {
-        store.write_manifest(record.id())?;
-    }
+    record.finish_own(store, source.size, end)?;
     result.map(|_| ())
 }
 

@@ -715,12 +715,7 @@ fn dump_syms_by_hand(file: &std::path::Path) -> String {
         .arg(file)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    succeeded(out, "dump_syms --inlines")
 }
 
 /// A `.sym` without its `INFO GENERATOR` line.

@@ -51,16 +51,10 @@ pub async fn stackwalk(
         .unwrap_or(usize::MAX)
         .saturating_add(64 * 1024);
     let what = "a minidump (max_minidump_bytes, with room for a multipart body's parts)";
-    let read = body::read_bounded(req.into_body(), limit, what);
-    let bytes = match tokio::time::timeout(state.http.request_timeout, read).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => return json_error(&e),
-        Err(_) => {
-            return crate::http::error::json_status(
-                StatusCode::REQUEST_TIMEOUT,
-                "the minidump did not arrive in time",
-            );
-        }
+    let read = body::read_bounded(req.into_body(), limit, what, state.http.request_timeout);
+    let bytes = match read.await {
+        Ok(b) => b,
+        Err(e) => return json_error(&e),
     };
     let dump = match minidump_of_body(bytes, &content_type).await {
         Ok(d) if d.len() as u64 <= max => d,

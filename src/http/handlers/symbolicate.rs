@@ -54,26 +54,10 @@ pub async fn symbolicate(
     {
         return refused;
     }
-    let _turn =
-        match crate::http::state::turn(&state.symbolications, "symbolication requests").await {
-            Ok(turn) => turn,
-            Err(e) => return json_error(&e),
-        };
-    let max_body = max_body(state.http.max_symbolicate_frames);
-    let read = body::read_bounded(
-        req.into_body(),
-        max_body,
-        "a symbolication request (32 bytes for each of max_symbolicate_frames and 1 MiB)",
-    );
-    let bytes = match tokio::time::timeout(state.http.request_timeout, read).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => return json_error(&e),
-        Err(_) => {
-            return crate::http::error::json_status(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive in time",
-            );
-        }
+    let what = "a symbolication request (32 bytes for each of max_symbolicate_frames and 1 MiB)";
+    let (_turn, bytes) = match turn_and_body(&state, req.into_body(), what).await {
+        Ok(read) => read,
+        Err(e) => return json_error(&e),
     };
     let max_frames = state.http.max_symbolicate_frames;
     // Reading and writing JSON of tens of megabytes is work for a blocking
@@ -102,6 +86,19 @@ pub async fn symbolicate(
         }
         Err(e) => json_error(&Error::Io(std::io::Error::other(e))),
     }
+}
+
+/// A turn of the symbolication requests answered at once, then the body
+/// (at most [`max_body`], within `request_timeout`), named `what` in errors.
+async fn turn_and_body<'a>(
+    state: &'a AppState,
+    body: Incoming,
+    what: &str,
+) -> crate::Result<(tokio::sync::SemaphorePermit<'a>, bytes::Bytes)> {
+    let turn = crate::http::state::turn(&state.symbolications, "symbolication requests").await?;
+    let limit = max_body(state.http.max_symbolicate_frames);
+    let bytes = body::read_bounded(body, limit, what, state.http.request_timeout).await?;
+    Ok((turn, bytes))
 }
 
 /// Symbolicates `jobs` within [`TIME_CAP`] (a 504 after).
@@ -210,27 +207,8 @@ pub async fn page(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body
         Method::POST => {}
         _ => return method_not_allowed("GET, HEAD, POST", false),
     }
-    let _turn =
-        match crate::http::state::turn(&state.symbolications, "symbolication requests").await {
-            Ok(turn) => turn,
-            Err(e) => {
-                return page_error(crate::http::error::status_of(&e), &e.to_string(), "");
-            }
-        };
-    let max_body = max_body(state.http.max_symbolicate_frames);
-    let read = body::read_bounded(req.into_body(), max_body, "a job");
-    let bytes = match tokio::time::timeout(state.http.request_timeout, read).await {
-        Ok(b) => b,
-        Err(_) => {
-            return page_error(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive in time",
-                "",
-            );
-        }
-    };
-    let bytes = match bytes {
-        Ok(b) => b,
+    let (_turn, bytes) = match turn_and_body(&state, req.into_body(), "a job").await {
+        Ok(read) => read,
         Err(e) => return page_error(crate::http::error::status_of(&e), &e.to_string(), ""),
     };
     let fields = crate::filters::query_pairs(Some(&String::from_utf8_lossy(&bytes)));
