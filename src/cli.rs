@@ -61,6 +61,9 @@ pub enum Command {
         /// Re-link entries that can be re-linked, quarantine corrupt blobs
         #[arg(long)]
         repair: bool,
+        /// Presence and sizes only: stat every blob and layout entry, read and hash nothing
+        #[arg(long)]
+        quick: bool,
     },
     /// Rebuild the index from the blobs and the layout tree, or from the upload manifests in the bucket (--from-bucket)
     Reindex {

@@ -10,6 +10,7 @@ use crate::settings::{IngestLimits, StoreSettings};
 use crate::store::Store;
 use crate::store::gc::GcMode;
 use crate::store::tokens::{MAX_LIFETIME_DAYS, MAX_LIFETIME_MS, NewToken};
+use crate::store::verify::VerifyOptions;
 use crate::units::{parse_duration, rfc3339};
 
 /// Runs a parsed command line.
@@ -62,7 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest { paths, is_try } => ingest(config, &paths, is_try),
         Command::Id { file, inject } => id(&file, inject),
         Command::Gc { dry_run, force } => gc(config, dry_run, force),
-        Command::Verify { repair } => verify(config, repair),
+        Command::Verify { repair, quick } => verify(config, VerifyOptions { repair, quick }),
         Command::Reindex { from_bucket } => reindex(config, from_bucket),
         Command::Export {
             layout,
@@ -404,13 +405,19 @@ fn gc(config: Config, dry_run: bool, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn verify(config: Config, repair: bool) -> anyhow::Result<()> {
+fn verify(config: Config, opts: VerifyOptions) -> anyhow::Result<()> {
     let store = open_store(config)?;
-    let r = store.verify(repair)?;
-    for d in &r.damage {
+    let bar = indicatif::ProgressBar::new(store.key_count()?);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("verify {bar:30} {pos}/{len} keys")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let r = store.verify_with(opts, &mut |done| bar.set_position(done), &mut |d| {
         let fixed = if d.repaired { " (repaired)" } else { "" };
-        println!("DAMAGED {} {}: {}{fixed}", d.namespace, d.key, d.problem);
-    }
+        bar.suspend(|| println!("DAMAGED {} {}: {}{fixed}", d.namespace, d.key, d.problem));
+    });
+    bar.finish_and_clear();
+    let r = r?;
     for p in &r.quarantined {
         println!("quarantined {}", p.display());
     }
@@ -419,14 +426,14 @@ fn verify(config: Config, repair: bool) -> anyhow::Result<()> {
         "{} keys, {} blobs checked; {} damaged ({} unrepaired); reclaimable by gc: {} blobs, {} entries, {} temp files",
         r.keys,
         r.blobs,
-        r.damage.len(),
-        r.unrepaired(),
+        r.damaged,
+        r.unrepaired,
         g.blobs.len(),
         g.entries.len(),
         g.temp.len()
     );
-    if r.unrepaired() > 0 {
-        bail!("the store is damaged: {} key(s)", r.unrepaired());
+    if r.unrepaired > 0 {
+        bail!("the store is damaged: {} key(s)", r.unrepaired);
     }
     Ok(())
 }

@@ -307,9 +307,7 @@ impl Store {
             Ok(uploads)
         })?;
         self.bump();
-        out.keys = self
-            .db()
-            .reading(|c| Ok(c.one("SELECT COUNT(*) FROM keys", &[])?))?;
+        out.keys = self.key_count()?;
         Ok(out)
     }
 

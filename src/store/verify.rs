@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime};
 use flate2::read::GzDecoder;
 
 use super::gc::{GcMode, GcReport, layout_entries};
+use super::sql::ConnExt;
 use super::{Encoding, KeyRow, Namespace, NewKey, Store};
 use crate::error::{Error, Result};
 use crate::keys::{MemberName, classify_member};
@@ -45,6 +46,13 @@ pub struct Damage {
 pub struct VerifyReport {
     pub keys: u64,
     pub blobs: u64,
+    /// Damaged keys found (repaired or not).
+    pub damaged: u64,
+    /// Damage `--repair` did not fix.
+    pub unrepaired: u64,
+    /// The damage itself, kept by [`Store::verify`] ([`Store::verify_with`]
+    /// hands each to its caller instead, so a badly damaged store is not
+    /// held in memory).
     pub damage: Vec<Damage>,
     /// Blobs moved to `quarantine/` by `--repair`.
     pub quarantined: Vec<PathBuf>,
@@ -53,9 +61,11 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    /// Damage `--repair` did not fix.
-    pub fn unrepaired(&self) -> usize {
-        self.damage.iter().filter(|d| !d.repaired).count()
+    /// Counts `d` and hands it on.
+    fn found(&mut self, d: Damage, on_damage: &mut dyn FnMut(Damage)) {
+        self.damaged += 1;
+        self.unrepaired += u64::from(!d.repaired);
+        on_damage(d);
     }
 }
 
@@ -64,6 +74,22 @@ enum BlobState {
     Good,
     Missing,
     Corrupt,
+    /// Not the stored size the index gives it (bytes on disk or in the bucket).
+    WrongSize(u64),
+}
+
+impl BlobState {
+    /// The damage, in words.
+    fn problem(self, hash: &str, stored_size: u64) -> String {
+        match self {
+            BlobState::Good => format!("blob {hash} is intact"),
+            BlobState::Missing => format!("blob {hash} is missing"),
+            BlobState::Corrupt => format!("blob {hash} does not hash to its name"),
+            BlobState::WrongSize(n) => {
+                format!("blob {hash} is {n} bytes as stored; the index says {stored_size}")
+            }
+        }
+    }
 }
 
 /// BLAKE3 of the original bytes of a stored file.
@@ -81,174 +107,264 @@ fn original_hash(path: &std::path::Path, enc: Encoding) -> io::Result<String> {
     Ok(hasher.finalize().to_hex().to_string())
 }
 
+/// How `verify` checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Re-link entries that can be re-linked, quarantine corrupt blobs.
+    pub repair: bool,
+    /// Presence and sizes only: every blob is there with the stored size the
+    /// index gives it, every layout entry is its blob's inode (or a file of
+    /// that size); nothing is read or re-hashed.
+    pub quick: bool,
+}
+
+/// Keys read from the index at a time: verify holds one page and the blob
+/// being checked, never the whole index.
+const VERIFY_PAGE: i64 = 5_000;
+
 impl Store {
     /// Checks every key; with `repair`, re-links entries and quarantines corrupt blobs.
     pub fn verify(&self, repair: bool) -> Result<VerifyReport> {
-        let rows: Vec<KeyRow> = self.db().reading(|c| {
+        let opts = VerifyOptions {
+            repair,
+            quick: false,
+        };
+        let mut damage = Vec::new();
+        let mut report = self.verify_with(opts, &mut |_| {}, &mut |d| damage.push(d))?;
+        report.damage = damage;
+        Ok(report)
+    }
+
+    /// Checks every key as `opts` says. Keys are read a page at a time in the
+    /// order of their blob, so each blob is checked once, when its first key
+    /// comes, and only the current blob's state is kept; `progress` is told
+    /// the keys checked so far after each page, `on_damage` each damaged key
+    /// as it is found.
+    pub fn verify_with(
+        &self,
+        opts: VerifyOptions,
+        progress: &mut dyn FnMut(u64),
+        on_damage: &mut dyn FnMut(Damage),
+    ) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        let mut current = BlobCheck::default();
+        let mut after = (String::new(), 0i64);
+        loop {
+            let page = self.key_page(&after)?;
+            let Some(last) = page.last() else { break };
+            after = (last.blob.clone(), last.id);
+            for row in &page {
+                report.keys += 1;
+                if current.blob != row.blob {
+                    current = BlobCheck {
+                        blob: row.blob.clone(),
+                        ..BlobCheck::default()
+                    };
+                }
+                if self.has_layout() {
+                    self.verify_row(row, opts, &mut current, &mut report, on_damage)?;
+                } else {
+                    self.verify_row_blob_only(row, opts, &mut current, &mut report, on_damage)?;
+                }
+            }
+            progress(report.keys);
+            if (page.len() as i64) < VERIFY_PAGE {
+                break;
+            }
+        }
+        report.reclaimable = self.gc_far_future_dry()?;
+        Ok(report)
+    }
+
+    /// How many keys the index holds.
+    pub fn key_count(&self) -> Result<u64> {
+        self.db()
+            .reading(|c| Ok(c.one("SELECT COUNT(*) FROM keys", &[])?))
+    }
+
+    /// The page of keys after `(blob, id)`, in `(blob, id)` order: the rest
+    /// of that blob's keys, then those of the blobs after it. (Two seeks on
+    /// `keys_blob`: a row-value comparison would seek on the blob alone and
+    /// scan a blob's keys from its first for every page.)
+    fn key_page(&self, after: &(String, i64)) -> Result<Vec<KeyRow>> {
+        let cols = super::index::KEY_COLUMNS;
+        self.db().reading(|c| {
+            let mut rows = c.rows(
+                &format!(
+                    "SELECT {cols} FROM keys k WHERE k.blob = ?1 AND k.id > ?2 \
+                     ORDER BY k.id LIMIT ?3"
+                ),
+                &crate::sql_params![after.0.as_str(), after.1, VERIFY_PAGE],
+            )?;
+            let left = VERIFY_PAGE - rows.len() as i64;
+            if left > 0 {
+                rows.extend(c.rows(
+                    &format!(
+                        "SELECT {cols} FROM keys k WHERE k.blob > ?1 \
+                         ORDER BY k.blob, k.id LIMIT ?2"
+                    ),
+                    &crate::sql_params![after.0.as_str(), left],
+                )?);
+            }
+            Ok(rows
+                .iter()
+                .map(KeyRow::from_row)
+                .collect::<std::result::Result<_, super::index::DbError>>()?)
+        })
+    }
+
+    /// The rows naming a blob (the candidates `--repair` restores it from).
+    fn rows_of_blob(&self, hash: &str, enc: Encoding) -> Result<Vec<KeyRow>> {
+        self.db().reading(|c| {
             let rows = c.rows(
                 &format!(
-                    "SELECT {} FROM keys k ORDER BY k.id",
+                    "SELECT {} FROM keys k WHERE k.blob = ?1 AND k.encoding = ?2 ORDER BY k.id",
                     super::index::KEY_COLUMNS
                 ),
-                &[],
+                &crate::sql_params![hash, enc.as_str()],
             )?;
             Ok(rows
                 .iter()
                 .map(KeyRow::from_row)
                 .collect::<std::result::Result<_, super::index::DbError>>()?)
-        })?;
-        let mut report = VerifyReport {
-            keys: rows.len() as u64,
-            ..VerifyReport::default()
+        })
+    }
+
+    /// One key of a store with a layout tree: its blob (checked once per
+    /// blob and encoding), then its entry.
+    fn verify_row(
+        &self,
+        row: &KeyRow,
+        opts: VerifyOptions,
+        current: &mut BlobCheck,
+        report: &mut VerifyReport,
+        on_damage: &mut dyn FnMut(Damage),
+    ) -> Result<()> {
+        let enc = row.encoding;
+        let damage = |problem: String| Damage {
+            namespace: row.namespace.as_str().to_string(),
+            key: row.key.clone(),
+            problem,
+            repaired: false,
         };
-        if !self.has_layout() {
-            return self.verify_blobs_only(&rows, report, repair);
-        }
-        let mut blobs: HashMap<(String, Encoding), BlobState> = HashMap::new();
-        // Damaged blobs `--repair` tried to restore: how each was found, and the copy used.
-        let mut restored: HashMap<(String, Encoding), Option<(BlobState, PathBuf)>> =
-            HashMap::new();
-        for row in &rows {
-            let enc = row.encoding;
-            let Ok(blob_path) = self.blob_path(&row.blob, enc) else {
-                report.damage.push(Damage {
-                    namespace: row.namespace.as_str().to_string(),
-                    key: row.key.clone(),
-                    problem: format!("the row names {:?}, which is not a blob name", row.blob),
-                    repaired: false,
-                });
-                continue;
-            };
-            let id = (row.blob.clone(), row.encoding);
-            let state =
-                *blobs
-                    .entry(id.clone())
-                    .or_insert_with(|| match original_hash(&blob_path, enc) {
+        let Ok(blob_path) = self.blob_path(&row.blob, enc) else {
+            report.found(
+                damage(format!(
+                    "the row names {:?}, which is not a blob name",
+                    row.blob
+                )),
+                on_damage,
+            );
+            return Ok(());
+        };
+        let at = enc as usize;
+        let state = match current.states[at] {
+            Some(state) => state,
+            None => {
+                let state = if opts.quick {
+                    match fs::metadata(&blob_path) {
+                        Ok(m) if m.len() == row.stored_size => BlobState::Good,
+                        Ok(m) => BlobState::WrongSize(m.len()),
+                        Err(_) => BlobState::Missing,
+                    }
+                } else {
+                    match original_hash(&blob_path, enc) {
                         Ok(h) if h == row.blob => BlobState::Good,
                         Ok(_) | Err(_) if blob_path.exists() => BlobState::Corrupt,
                         _ => BlobState::Missing,
-                    });
-            let ns = row.namespace;
-            if state != BlobState::Good && repair && !restored.contains_key(&id) {
-                let from = self.restore_blob(&rows, row, enc, &mut report)?;
-                restored.insert(id.clone(), from.map(|f| (state, f)));
-            }
-            let restored_from = restored.get(&id).and_then(Option::as_ref);
-            let state = if restored_from.is_some() {
-                BlobState::Good
-            } else {
+                    }
+                };
+                report.blobs += 1;
+                current.states[at] = Some(state);
+                if state != BlobState::Good && opts.repair {
+                    let from = self.restore_blob(row, enc, report)?;
+                    current.restored[at] = from.map(|f| (state, f));
+                }
                 state
-            };
-            if let Some((was, from)) = restored_from {
-                report.damage.push(Damage {
-                    namespace: row.namespace.as_str().to_string(),
-                    key: row.key.clone(),
-                    problem: format!(
-                        "blob {} {}; restored from the intact copy {}",
-                        row.blob,
-                        if *was == BlobState::Missing {
-                            "is missing"
-                        } else {
-                            "does not hash to its name"
-                        },
-                        from.display()
-                    ),
-                    repaired: true,
-                });
             }
-            let damage = |problem: String| Damage {
-                namespace: row.namespace.as_str().to_string(),
-                key: row.key.clone(),
-                problem,
-                repaired: false,
+        };
+        if let Some((was, from)) = &current.restored[at] {
+            let d = Damage {
+                repaired: true,
+                ..damage(format!(
+                    "{}; restored from the intact copy {}",
+                    was.problem(&row.blob, row.stored_size),
+                    from.display()
+                ))
             };
-            match state {
-                BlobState::Missing => report
-                    .damage
-                    .push(damage(format!("blob {} is missing", row.blob))),
-                BlobState::Corrupt => {
-                    report.damage.push(damage(format!(
-                        "blob {} does not hash to its name",
-                        row.blob
-                    )));
-                    if repair && blob_path.exists() {
-                        report.quarantined.push(self.quarantine(&blob_path)?);
-                    }
-                }
-                BlobState::Good => {
-                    let problem = match self.entry_path(ns, &row.key) {
-                        Ok(entry) => entry_problem(&entry, &blob_path, &row.blob, enc),
-                        Err(e) => Some(format!("the key cannot be a layout entry: {e}")),
-                    };
-                    if let Some(problem) = problem {
-                        let mut d = damage(problem);
-                        if repair {
-                            self.relink(ns, &row.key, &row.blob, enc)?;
-                            d.repaired = true;
-                        }
-                        report.damage.push(d);
-                    }
-                }
+            report.found(d, on_damage);
+        } else if state != BlobState::Good {
+            report.found(damage(state.problem(&row.blob, row.stored_size)), on_damage);
+            if opts.repair && state != BlobState::Missing && blob_path.exists() {
+                report.quarantined.push(self.quarantine(&blob_path)?);
             }
+            return Ok(());
         }
-        report.blobs = blobs.len() as u64;
-        report.reclaimable = self.gc_far_future_dry()?;
-        Ok(report)
+        let problem = match self.entry_path(row.namespace, &row.key) {
+            Ok(entry) => entry_problem(&entry, &blob_path, row, opts.quick),
+            Err(e) => Some(format!("the key cannot be a layout entry: {e}")),
+        };
+        if let Some(problem) = problem {
+            let mut d = damage(problem);
+            if opts.repair {
+                self.relink(row.namespace, &row.key, &row.blob, enc)?;
+                d.repaired = true;
+            }
+            report.found(d, on_damage);
+        }
+        Ok(())
     }
 
-    /// `verify` for a backend without a layout tree (S3): every blob a row
-    /// names is there and hashes to its name. Damage is reported; `repair`
-    /// moves a corrupt blob to `quarantine/` in the bucket, so that a re-upload
-    /// of the file puts it back (a missing one is put back by a re-upload as it is).
-    fn verify_blobs_only(
+    /// One key of a store without a layout tree (S3): its blob is there and
+    /// hashes to its name (or, quick, has its size). `repair` moves a corrupt
+    /// blob to `quarantine/` in the bucket, so that a re-upload of the file
+    /// puts it back (a missing one is put back by a re-upload as it is).
+    fn verify_row_blob_only(
         &self,
-        rows: &[KeyRow],
-        mut report: VerifyReport,
-        repair: bool,
-    ) -> Result<VerifyReport> {
-        let mut states: HashMap<(String, Encoding), BlobState> = HashMap::new();
-        for row in rows {
-            let id = (row.blob.clone(), row.encoding);
-            let state = match states.get(&id) {
-                Some(state) => *state,
-                None => {
-                    let mut state = self.streamed_blob_state(&row.blob, row.encoding)?;
-                    if repair && state == BlobState::Corrupt {
-                        // Read once more before anything is moved.
-                        state = self.streamed_blob_state(&row.blob, row.encoding)?;
-                    }
-                    if repair && state == BlobState::Corrupt {
-                        // Out of the way of the re-upload that restores it.
-                        let aside = self
-                            .blobs()
-                            .quarantine(&row.blob, row.encoding)
-                            .map_err(|e| self.blob_error(e))?;
-                        report.quarantined.push(PathBuf::from(aside));
-                    }
-                    states.insert(id, state);
-                    state
+        row: &KeyRow,
+        opts: VerifyOptions,
+        current: &mut BlobCheck,
+        report: &mut VerifyReport,
+        on_damage: &mut dyn FnMut(Damage),
+    ) -> Result<()> {
+        let at = row.encoding as usize;
+        let state = match current.states[at] {
+            Some(state) => state,
+            None => {
+                let mut state = self.streamed_blob_state(row, opts.quick)?;
+                if opts.repair && state != BlobState::Good && state != BlobState::Missing {
+                    // Read once more before anything is moved.
+                    state = self.streamed_blob_state(row, opts.quick)?;
                 }
-            };
-            let problem = match state {
-                BlobState::Good => continue,
-                BlobState::Missing => format!("blob {} is missing", row.blob),
-                BlobState::Corrupt => format!("blob {} does not hash to its name", row.blob),
-            };
-            report.damage.push(Damage {
+                if opts.repair && state != BlobState::Good && state != BlobState::Missing {
+                    // Out of the way of the re-upload that restores it.
+                    let aside = self
+                        .blobs()
+                        .quarantine(&row.blob, row.encoding)
+                        .map_err(|e| self.blob_error(e))?;
+                    report.quarantined.push(PathBuf::from(aside));
+                }
+                report.blobs += 1;
+                current.states[at] = Some(state);
+                state
+            }
+        };
+        if state != BlobState::Good {
+            let d = Damage {
                 namespace: row.namespace.as_str().to_string(),
                 key: row.key.clone(),
-                problem,
+                problem: state.problem(&row.blob, row.stored_size),
                 repaired: false,
-            });
+            };
+            report.found(d, on_damage);
         }
-        report.blobs = states.len() as u64;
-        report.reclaimable = self.gc_far_future_dry()?;
-        Ok(report)
+        Ok(())
     }
 
     /// A blob's state, read through the backend as a stream. A backend that
     /// cannot answer fails the run (an outage is not damage).
-    fn streamed_blob_state(&self, hash: &str, enc: Encoding) -> Result<BlobState> {
+    fn streamed_blob_state(&self, row: &KeyRow, quick: bool) -> Result<BlobState> {
+        let (hash, enc) = (row.blob.as_str(), row.encoding);
         let Some(info) = self
             .blobs()
             .info(hash, enc)
@@ -256,6 +372,13 @@ impl Store {
         else {
             return Ok(BlobState::Missing);
         };
+        if quick || info.stored_size != row.stored_size {
+            return Ok(if info.stored_size == row.stored_size {
+                BlobState::Good
+            } else {
+                BlobState::WrongSize(info.stored_size)
+            });
+        }
         if info.stored_size == 0 {
             // An empty stored file is an empty original only when kept as it is.
             let empty = enc == Encoding::Identity && blake3::hash(b"").to_hex().as_str() == hash;
@@ -305,14 +428,13 @@ impl Store {
     /// damaged blob, if any, is quarantined first. Returns the entry used.
     fn restore_blob(
         &self,
-        rows: &[KeyRow],
         row: &KeyRow,
         enc: Encoding,
         report: &mut VerifyReport,
     ) -> Result<Option<PathBuf>> {
-        let source = rows
+        let source = self
+            .rows_of_blob(&row.blob, enc)?
             .iter()
-            .filter(|r| r.blob == row.blob && r.encoding == row.encoding)
             .filter_map(|r| self.entry_path(r.namespace, &r.key).ok())
             // A plain file in the tree, never one behind a symbolic link.
             .filter(|entry| fs::symlink_metadata(entry).is_ok_and(|m| m.is_file()))
@@ -428,11 +550,13 @@ impl Store {
 }
 
 /// What is wrong with a layout entry, if anything.
+/// What is wrong with a layout entry, if anything. Quick, a separate file
+/// of the blob's stored size passes without being read.
 fn entry_problem(
     entry: &std::path::Path,
     blob: &std::path::Path,
-    hash: &str,
-    enc: Encoding,
+    row: &KeyRow,
+    quick: bool,
 ) -> Option<String> {
     let Ok(em) = fs::symlink_metadata(entry) else {
         return Some("layout entry is missing".into());
@@ -441,8 +565,24 @@ fn entry_problem(
     if em.ino() == bm.ino() && em.dev() == bm.dev() {
         return None;
     }
-    match original_hash(entry, enc) {
-        Ok(h) if h == hash => None,
-        _ => Some("layout entry holds other content than its blob".into()),
+    let other = || Some("layout entry holds other content than its blob".into());
+    if !em.is_file() || em.len() != row.stored_size {
+        return other();
     }
+    if quick {
+        return None;
+    }
+    match original_hash(entry, row.encoding) {
+        Ok(h) if h == row.blob => None,
+        _ => other(),
+    }
+}
+
+/// The blob whose keys are being checked: its state under each encoding,
+/// found when its first key came, and the copy `--repair` restored it from.
+#[derive(Default)]
+struct BlobCheck {
+    blob: String,
+    states: [Option<BlobState>; 2],
+    restored: [Option<(BlobState, PathBuf)>; 2],
 }

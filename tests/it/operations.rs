@@ -268,6 +268,96 @@ fn verify_finds_a_flipped_byte_and_a_missing_link_and_repair_relinks() {
 }
 
 #[test]
+fn verify_quick_checks_presence_and_sizes_without_reading() {
+    crate::local_only!("the layout tree's links");
+    let s = TestServer::start();
+    let a = format!("a.pdb/{ID_A}/a.sym");
+    let b = format!("b.so/{ID_B}/b.so");
+    s.upload_ok(zip_of(&[
+        (&a, &sym("a.pdb", ID_A, "")),
+        (&b, b"binary content of b".as_slice()),
+    ]));
+    let hash = blake3::hash(b"binary content of b").to_hex().to_string();
+    let blob = s
+        .data_dir()
+        .join(format!("objects/{}/{}/{hash}", &hash[..2], &hash[2..4]));
+    // A flipped byte keeps the size: only a full verify reads it.
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[3] ^= 0x20;
+    std::fs::write(&blob, &bytes).unwrap();
+    let quick = |args: &[&str]| {
+        let out = symdepot(&s.data_dir()).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = quick(&["verify", "--quick"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("2 keys, 2 blobs checked; 0 damaged"),
+        "{text}"
+    );
+    let (code, text) = quick(&["verify"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("does not hash to its name"), "{text}");
+
+    // A blob of another size, and a missing entry, are found without reading.
+    bytes.push(b'!');
+    std::fs::write(&blob, &bytes).unwrap();
+    std::fs::remove_file(s.data_dir().join("release").join(&a)).unwrap();
+    let (code, text) = quick(&["verify", "--quick"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "DAMAGED release {b}: blob {hash} is 20 bytes as stored; the index says 19"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("DAMAGED release {a}: layout entry is missing")),
+        "{text}"
+    );
+    assert!(text.contains("2 damaged (2 unrepaired)"), "{text}");
+}
+
+#[test]
+fn verify_pages_through_more_keys_of_one_blob_than_a_page_holds() {
+    crate::local_only!("the layout tree's links");
+    let s = TestServer::start();
+    // 5 003 keys of the same bytes (one blob, over a page of 5 000) and one more blob.
+    let keys: Vec<String> = (0..5003)
+        .map(|i| format!("m{i}.so/{:032X}1/m{i}.so", i + 1))
+        .collect();
+    let mut members: Vec<(&str, &[u8])> = keys
+        .iter()
+        .map(|k| (k.as_str(), b"same bytes".as_slice()))
+        .collect();
+    let other = format!("b.so/{ID_B}/b.so");
+    members.push((&other, b"other bytes"));
+    s.upload_ok(zip_of(&members));
+    // One key of the shared blob: its keys are read over two pages.
+    std::fs::remove_file(s.data_dir().join("release").join(&keys[5002])).unwrap();
+    for args in [&["verify", "--quick"][..], &["verify"][..]] {
+        let out = symdepot(&s.data_dir()).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains("5004 keys, 2 blobs checked; 1 damaged (1 unrepaired)"),
+            "{text}"
+        );
+        let damaged: Vec<&str> = text.lines().filter(|l| l.starts_with("DAMAGED")).collect();
+        assert_eq!(
+            damaged,
+            [format!(
+                "DAMAGED release {}: layout entry is missing",
+                keys[5002]
+            )]
+        );
+    }
+}
+
+#[test]
 fn reindex_after_deleting_the_database_brings_every_route_back() {
     let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
     let data = tempfile::tempdir().unwrap();
