@@ -1,9 +1,12 @@
 //! The daemon's background work, started and stopped in one place.
 //!
-//! Two timers run while the daemon serves: the missing-symbols flusher, which
-//! writes the misses counted in memory on the download path to the index
-//! every [`FLUSH_EVERY`], and the periodic GC (every `gc_interval`, when it is
-//! on). [`Background::start`] spawns both; [`Background::shutdown`] stops
+//! Three timers run while the daemon serves: the missing-symbols flusher,
+//! which writes the misses counted in memory on the download path to the
+//! index every [`FLUSH_EVERY`]; the totals counter, which counts the keys'
+//! totals at start and every [`TOTALS_EVERY`] when keys changed (a store
+//! where counting is slow answers pages and `/metrics` from that count); and
+//! the periodic GC (every `gc_interval`, when it is on). [`Background::start`]
+//! spawns them; [`Background::shutdown`] stops
 //! them, waits for a run in progress to end, and writes the misses still
 //! pending, once the server has finished its in-flight requests. Dropping a
 //! `Background` without shutting it down stops the timers too, but writes
@@ -32,7 +35,10 @@ impl Background {
     /// Starts the missing-symbols flusher and, when `gc_interval` is set, the GC timer.
     pub fn start(state: &Arc<AppState>, gc_interval: Option<Duration>) -> Background {
         let stop = CancellationToken::new();
-        let mut tasks = vec![tokio::spawn(flush_every(state.clone(), stop.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(flush_every(state.clone(), stop.clone())),
+            tokio::spawn(count_totals_every(state.store.clone(), stop.clone())),
+        ];
         if let Some(every) = gc_interval {
             tasks.push(tokio::spawn(gc_every(
                 state.store.clone(),
@@ -96,6 +102,26 @@ async fn flush_missing(state: &Arc<AppState>) {
     .await;
     if let Ok(Err(e)) = flushed {
         tracing::warn!(error = %e, "could not write missing-symbol counts");
+    }
+}
+
+/// How often the keys' totals are counted again (when keys changed).
+pub const TOTALS_EVERY: Duration = Duration::from_secs(60);
+
+/// Counts the keys' totals at start and every [`TOTALS_EVERY`] until stopped.
+async fn count_totals_every(store: Arc<Store>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(TOTALS_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let store = store.clone();
+                let counted = tokio::task::spawn_blocking(move || store.refresh_totals()).await;
+                if let Ok(Err(e)) = counted {
+                    tracing::warn!(error = %e, "could not count the store's totals");
+                }
+            }
+            _ = stop.cancelled() => return,
+        }
     }
 }
 

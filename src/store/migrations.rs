@@ -238,6 +238,12 @@ CREATE TABLE member_streams (
 );
 CREATE INDEX member_streams_blob ON member_streams(blob);
 "#,
+    // 14: the records API's first page (newest first) read from an index, not a
+    // sort of every key. (`keys_blob` already ends in the rowid, which verify's
+    // paging in `(blob, id)` order needs.)
+    r#"
+CREATE INDEX IF NOT EXISTS keys_last_uploaded ON keys(last_uploaded_at);
+"#,
 ];
 
 /// The same migrations for PostgreSQL, version for version: the same tables,
@@ -422,6 +428,12 @@ CREATE TABLE member_streams (
     created_at   BIGINT NOT NULL
 );
 CREATE INDEX member_streams_blob ON member_streams(blob);
+"#,
+    // 14
+    r#"
+CREATE INDEX IF NOT EXISTS keys_last_uploaded ON keys(last_uploaded_at, id);
+CREATE INDEX IF NOT EXISTS keys_blob_id ON keys(blob, id);
+DROP INDEX IF EXISTS keys_blob;
 "#,
 ];
 

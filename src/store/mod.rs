@@ -67,6 +67,8 @@ pub struct Store {
     /// The index file as opened (device, inode): the heartbeat fails once the
     /// file on disk is another one, or gone.
     index_file: Option<(u64, u64)>,
+    /// The last count of the keys' totals (see [`Store::key_totals`]).
+    totals: records::TotalsKept,
     /// This process's temp folder (dropped last: it is removed when the store goes).
     temp: lock::ProcessTemp,
 }
@@ -183,6 +185,7 @@ impl Store {
             db,
             generation: Default::default(),
             index_file,
+            totals: Default::default(),
             temp,
         })
     }

@@ -1,6 +1,9 @@
 //! Queries behind the records API and pages: uploads, their members, files,
 //! statistics. Filters arrive typed (see `filters`); SQL stays here.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use super::index::{DbError, KEY_COLUMNS, KeyRow};
 use super::sql::{ConnExt, Row, Value};
 use super::{Store, UploadRow};
@@ -359,18 +362,74 @@ impl Store {
     }
 
     /// Counts and bytes. `today_start` is the start of the current UTC day in ms.
+    /// Uploads and misses are counted afresh; the totals of the keys come
+    /// from [`Store::key_totals`].
     pub fn stats(&self, today_start: i64) -> Result<Stats> {
         let day = 86_400_000;
-        self.db().reading(|c| {
-            let mut uploads = |from: i64, to: i64| -> std::result::Result<u64, DbError> {
-                c.one(
-                    "SELECT COUNT(*) FROM uploads WHERE created_at >= ?1 AND created_at < ?2",
-                    &sql_params![from, to],
-                )
-            };
-            let uploads_today = uploads(today_start, today_start + day)?;
-            let uploads_yesterday = uploads(today_start - day, today_start)?;
-            let uploads_30_days = uploads(today_start - 29 * day, today_start + day)?;
+        let (uploads_today, uploads_yesterday, uploads_30_days, missing) =
+            self.db().reading(|c| {
+                let mut uploads = |from: i64, to: i64| -> std::result::Result<u64, DbError> {
+                    c.one(
+                        "SELECT COUNT(*) FROM uploads WHERE created_at >= ?1 AND created_at < ?2",
+                        &sql_params![from, to],
+                    )
+                };
+                Ok((
+                    uploads(today_start, today_start + day)?,
+                    uploads(today_start - day, today_start)?,
+                    uploads(today_start - 29 * day, today_start + day)?,
+                    c.one("SELECT COUNT(*) FROM missing", &[])?,
+                ))
+            })?;
+        let t = self.key_totals()?;
+        Ok(Stats {
+            uploads_today,
+            uploads_yesterday,
+            uploads_30_days,
+            files: t.files,
+            files_bytes: t.files_bytes,
+            blobs: t.blobs,
+            blob_bytes: t.blob_bytes,
+            stored_bytes: t.stored_bytes,
+            missing,
+        })
+    }
+
+    /// The totals of the keys. They read every key, so they are kept: a
+    /// count is reused while the keys have not changed, and on a store where
+    /// counting takes longer than [`SLOW_TOTALS`] it is reused until
+    /// [`Store::refresh_totals`] (the daemon's timer) counts again — pages and
+    /// `/metrics` never wait for a count of millions of keys, and a count
+    /// runs one at a time.
+    pub fn key_totals(&self) -> Result<KeyTotals> {
+        let generation = self.generation();
+        if let Some(kept) = self.totals.usable(generation) {
+            return Ok(kept);
+        }
+        self.count_totals(generation)
+    }
+
+    /// Counts the totals again if the keys changed since the last count.
+    pub fn refresh_totals(&self) -> Result<()> {
+        let generation = self.generation();
+        if self.totals.current(generation).is_none() {
+            self.count_totals(generation)?;
+        }
+        Ok(())
+    }
+
+    fn count_totals(&self, generation: u64) -> Result<KeyTotals> {
+        let _one = self
+            .totals
+            .counting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Counted while this one waited.
+        if let Some(kept) = self.totals.current(generation) {
+            return Ok(kept);
+        }
+        let started = Instant::now();
+        let totals = self.db().reading(|c| {
             let files = c
                 .row(
                     "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT), \
@@ -385,17 +444,99 @@ impl Store {
                     &[],
                 )?
                 .ok_or_else(|| DbError::other("no totals"))?;
-            Ok(Stats {
-                uploads_today,
-                uploads_yesterday,
-                uploads_30_days,
+            Ok(KeyTotals {
                 files: files.get(0)?,
                 files_bytes: files.get(1)?,
+                stored_bytes: files.get(2)?,
                 blobs: blobs.get(0)?,
                 blob_bytes: blobs.get(1)?,
-                stored_bytes: files.get(2)?,
-                missing: c.one("SELECT COUNT(*) FROM missing", &[])?,
             })
-        })
+        })?;
+        let mut kept = self.totals.kept.lock().unwrap_or_else(|e| e.into_inner());
+        *kept = Some(Counted {
+            totals,
+            generation,
+            took: started.elapsed(),
+        });
+        Ok(totals)
+    }
+}
+
+/// What every key adds up to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyTotals {
+    pub files: u64,
+    pub files_bytes: u64,
+    pub stored_bytes: u64,
+    pub blobs: u64,
+    pub blob_bytes: u64,
+}
+
+/// A count of the totals that takes longer is reused until the daemon's
+/// timer counts again ([`Store::refresh_totals`]).
+pub const SLOW_TOTALS: Duration = Duration::from_millis(200);
+
+/// The last count of the totals, and the lock that keeps counts one at a time.
+#[derive(Debug, Default)]
+pub(crate) struct TotalsKept {
+    kept: Mutex<Option<Counted>>,
+    counting: Mutex<()>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    totals: KeyTotals,
+    /// The store's write generation when counted.
+    generation: u64,
+    took: Duration,
+}
+
+impl TotalsKept {
+    fn last(&self) -> Option<Counted> {
+        *self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The last count, if the keys have not changed since.
+    fn current(&self, generation: u64) -> Option<KeyTotals> {
+        self.last()
+            .filter(|c| c.generation == generation)
+            .map(|c| c.totals)
+    }
+
+    /// The last count, if current or too slow to repeat on a request.
+    fn usable(&self, generation: u64) -> Option<KeyTotals> {
+        self.last()
+            .filter(|c| c.generation == generation || c.took >= SLOW_TOTALS)
+            .map(|c| c.totals)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(took_ms: u64) -> TotalsKept {
+        let kept = TotalsKept::default();
+        *kept.kept.lock().unwrap() = Some(Counted {
+            totals: KeyTotals {
+                files: 7,
+                ..KeyTotals::default()
+            },
+            generation: 1,
+            took: Duration::from_millis(took_ms),
+        });
+        kept
+    }
+
+    #[test]
+    fn a_quick_count_is_repeated_once_keys_change_a_slow_one_is_reused() {
+        let quick = kept(5);
+        assert_eq!(quick.usable(1).map(|t| t.files), Some(7));
+        assert_eq!(quick.usable(2), None);
+        let slow = kept(SLOW_TOTALS.as_millis() as u64 + 1);
+        assert_eq!(slow.usable(2).map(|t| t.files), Some(7));
+        // The timer still counts again once keys changed.
+        assert_eq!(slow.current(2), None);
+        assert_eq!(TotalsKept::default().usable(0), None);
     }
 }

@@ -218,6 +218,11 @@ pub async fn fresh_lookup(
     let generation = state.store.generation();
     let st = state.clone();
     let key = lkey.clone();
+    let _turn = state
+        .lookup_turns
+        .acquire()
+        .await
+        .map_err(|e| crate::Error::Io(std::io::Error::other(e)))?;
     let found = tokio::task::spawn_blocking(move || -> crate::Result<Found> {
         let store = &st.store;
         if let Some(row) = store.lookup(&key, include_try)? {
