@@ -74,6 +74,7 @@ pub struct Metrics {
     pub files_stored: Counter,
     pub files_skipped: Counter,
     pub members_inflated: Counter,
+    pub members_hashed_on_arrival: Counter,
     pub missing_recorded: Counter,
     pub symbol_files_parsed: Counter,
     store_files: Gauge,
@@ -102,6 +103,7 @@ impl Metrics {
             files_stored: Counter::default(),
             files_skipped: Counter::default(),
             members_inflated: Counter::default(),
+            members_hashed_on_arrival: Counter::default(),
             missing_recorded: Counter::default(),
             symbol_files_parsed: Counter::default(),
             store_files: Gauge::default(),
@@ -146,6 +148,11 @@ impl Metrics {
             "members_inflated",
             "Zip members inflated to be read (a member whose compressed stream was read and stored before is not)",
             m.members_inflated.clone(),
+        );
+        registry.register(
+            "members_hashed_on_arrival",
+            "Zip members whose compressed stream was hashed as the upload arrived (the others are read from the spooled zip again)",
+            m.members_hashed_on_arrival.clone(),
         );
         registry.register(
             "missing_lookups",

@@ -196,8 +196,7 @@ fn take(to: Ingest<'_>, dir: &Path, path: &Path, ns: Namespace) {
     };
     let result = ingest_upload(
         to,
-        path,
-        &name,
+        super::Arrived::file(path, &name),
         ns,
         record.map(|r| r.id()),
         layout,

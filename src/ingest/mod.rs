@@ -17,6 +17,7 @@
 
 pub mod inbox;
 pub mod parallel;
+pub mod prehash;
 pub mod zipfile;
 
 use std::path::Path;
@@ -43,6 +44,9 @@ pub struct Report {
     /// Members inflated to be read (the others' compressed streams were
     /// known: read before and stored whole).
     pub inflated: usize,
+    /// Members whose compressed stream was hashed as the zip arrived (not
+    /// read from the zip again).
+    pub hashed_on_arrival: usize,
 }
 
 impl Report {
@@ -110,21 +114,42 @@ pub enum Layout {
     Auto,
 }
 
+/// A file that arrived to be ingested.
+#[derive(Debug)]
+pub struct Arrived<'a> {
+    pub path: &'a Path,
+    /// What it arrived as (a multipart file name, a file of the drop folder).
+    pub name: &'a str,
+    /// Its member streams (a zip's), hashed as it arrived, if they were.
+    pub prehashed: prehash::Prehashed,
+}
+
+impl<'a> Arrived<'a> {
+    /// A file on disk, nothing hashed yet.
+    pub fn file(path: &'a Path, name: &'a str) -> Arrived<'a> {
+        Arrived {
+            path,
+            name,
+            prehashed: prehash::Prehashed::default(),
+        }
+    }
+}
+
 /// Ingests an uploaded file: a zip, or with [`Layout::Auto`] also a single
-/// loose debug file named `file_name`. Setting `cancel` stops it between members.
+/// loose debug file. Setting `cancel` stops it between members.
 pub fn ingest_upload(
     to: Ingest<'_>,
-    path: &Path,
-    file_name: &str,
+    arrived: Arrived<'_>,
     ns: Namespace,
     upload_id: Option<i64>,
     layout: Layout,
     cancel: &Cancel,
 ) -> Result<Report> {
+    let path = arrived.path;
     let result = if layout == Layout::Auto && !is_zip(path)? {
-        ingest_file(to, path, file_name, ns, upload_id)
+        ingest_file(to, path, arrived.name, ns, upload_id)
     } else {
-        ingest_zip(to, path, ns, upload_id, layout, cancel)
+        ingest_zip(to, path, ns, upload_id, layout, cancel, arrived.prehashed)
     };
     // The manifest of what was committed (blobs on S3): an upload is done
     // once it is kept; a failed one keeps whatever it committed too.
@@ -155,9 +180,11 @@ pub fn ingest_zip(
     upload_id: Option<i64>,
     layout: Layout,
     cancel: &Cancel,
+    prehashed: prehash::Prehashed,
 ) -> Result<Report> {
     let store = to.store;
-    let listing = zipfile::list(path, to.limits, layout == Layout::Auto)?;
+    let mut listing = zipfile::list(path, to.limits, layout == Layout::Auto)?;
+    listing.prehashed = prehashed;
     let checked = zipfile::check_all(
         &listing,
         to.limits,
@@ -182,6 +209,7 @@ pub fn ingest_zip(
     Ok(Report {
         ignored_keys: listing.ignored.clone(),
         inflated: read.len(),
+        hashed_on_arrival: listing.prehashed.used(),
         ..report
     })
 }

@@ -111,6 +111,8 @@ pub struct Listing {
     pub members: Vec<(usize, Placement)>,
     /// Names of members ignored by rule.
     pub ignored: Vec<String>,
+    /// Member streams hashed as the zip arrived (see [`super::prehash`]).
+    pub prehashed: super::prehash::Prehashed,
 }
 
 impl Listing {
@@ -132,6 +134,13 @@ impl Listing {
         i: usize,
         reader: &'a mut SharedFile,
     ) -> Result<io::Take<&'a mut SharedFile>> {
+        let start = self.data_start(i, reader)?;
+        reader.seek(SeekFrom::Start(start))?;
+        Ok(Read::take(reader, self.entries[i].compressed_size()))
+    }
+
+    /// Where member `i`'s compressed bytes start (its local header read).
+    fn data_start(&self, i: usize, reader: &mut SharedFile) -> Result<u64> {
         let entry = &self.entries[i];
         let start = {
             let opened = (entry.as_ref())
@@ -141,10 +150,7 @@ impl Listing {
                 })?;
             opened.data_start()
         };
-        let start = start
-            .ok_or_else(|| Error::invalid(self.name(i), "its data cannot be found in the zip"))?;
-        reader.seek(SeekFrom::Start(start))?;
-        Ok(Read::take(reader, entry.compressed_size()))
+        start.ok_or_else(|| Error::invalid(self.name(i), "its data cannot be found in the zip"))
     }
 
     /// A deflated member as a gzip stream: a gzip header, the member's own
@@ -164,8 +170,9 @@ impl Listing {
 
     /// The name of member `i`'s compressed stream as a file named
     /// `file_name`: BLAKE3 over that name (identification reads it too), the
-    /// compression method, CRC-32, sizes and compressed bytes (read, not
-    /// inflated). Two members of one stream inflate to the same bytes.
+    /// compression method, CRC-32, sizes and the BLAKE3 of the compressed
+    /// bytes (hashed as the zip arrived, else read now; never inflated). Two
+    /// members of one stream inflate to the same bytes.
     pub fn stream_of(&self, i: usize, reader: &mut SharedFile, file_name: &str) -> Result<String> {
         let entry = &self.entries[i];
         let mut hasher = blake3::Hasher::new();
@@ -179,10 +186,24 @@ impl Listing {
             )
             .as_bytes(),
         );
+        let start = self.data_start(i, reader)?;
+        let data = match self.prehashed.data_hash(start, entry.compressed_size()) {
+            Some(hash) => hash,
+            None => self.hash_data(i, reader)?,
+        };
+        hasher.update(b"data=");
+        hasher.update(&data);
+        Ok(hasher.finalize().to_hex().to_string())
+    }
+
+    /// BLAKE3 of member `i`'s compressed bytes, read from the zip.
+    fn hash_data(&self, i: usize, reader: &mut SharedFile) -> Result<[u8; 32]> {
+        let size = self.entries[i].compressed_size();
+        let mut hasher = blake3::Hasher::new();
         // Read in large pieces: BLAKE3 hashes many chunks at once, and each
         // read is a system call.
         let mut raw = self.raw(i, reader)?;
-        let mut buf = vec![0u8; (entry.compressed_size() as usize).clamp(1, 1 << 20)];
+        let mut buf = vec![0u8; (size as usize).clamp(1, 1 << 20)];
         let mut copied = 0u64;
         loop {
             let n = raw.read(&mut buf)?;
@@ -192,10 +213,10 @@ impl Listing {
             hasher.update(&buf[..n]);
             copied += n as u64;
         }
-        if copied != entry.compressed_size() {
+        if copied != size {
             return Err(Error::invalid(self.name(i), "the zip ends inside it"));
         }
-        Ok(hasher.finalize().to_hex().to_string())
+        Ok(*hasher.finalize().as_bytes())
     }
 
     pub fn open<'a>(&'a self, i: usize, reader: &'a mut SharedFile) -> Result<impl Read + 'a> {
@@ -224,6 +245,7 @@ pub fn list(path: &Path, limits: &IngestLimits, auto: bool) -> Result<Listing> {
         entries: Vec::new(),
         members: Vec::new(),
         ignored: Vec::new(),
+        prehashed: Default::default(),
     };
     let mut declared_total: u64 = 0;
     let files = iterable.files().map_err(|e| {

@@ -240,9 +240,12 @@ CREATE INDEX member_streams_blob ON member_streams(blob);
 "#,
     // 14: the records API's first page (newest first) read from an index, not a
     // sort of every key. (`keys_blob` already ends in the rowid, which verify's
-    // paging in `(blob, id)` order needs.)
+    // paging in `(blob, id)` order needs.) Member streams are now named over the
+    // BLAKE3 of their compressed bytes (hashed as a zip arrives), not the bytes
+    // themselves: the names kept so far will not be asked for again.
     r#"
 CREATE INDEX IF NOT EXISTS keys_last_uploaded ON keys(last_uploaded_at);
+DELETE FROM member_streams;
 "#,
 ];
 
@@ -434,6 +437,7 @@ CREATE INDEX member_streams_blob ON member_streams(blob);
 CREATE INDEX IF NOT EXISTS keys_last_uploaded ON keys(last_uploaded_at, id);
 CREATE INDEX IF NOT EXISTS keys_blob_id ON keys(blob, id);
 DROP INDEX IF EXISTS keys_blob;
+DELETE FROM member_streams;
 "#,
 ];
 

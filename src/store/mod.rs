@@ -548,55 +548,76 @@ impl Store {
     /// one commit, not one per member. Returns, per key, whether it was skipped;
     /// the others go through [`Store::commit_key`].
     pub fn skip_unchanged(&self, upload_id: Option<i64>, keys: &[NewKey<'_>]) -> Result<Vec<bool>> {
-        // Which blobs are there, asked before the writer lock is taken (a HEAD
-        // each on S3). Safe: a blob a row names is never collected, and a row
-        // that changes meanwhile is read again below and not skipped.
-        let present: Vec<bool> = keys
-            .iter()
-            .map(|new| {
-                Ok(self
-                    .db
-                    .key_row(new.namespace, &normalize(new.key))?
-                    .is_some_and(|row| {
-                        row.blob == new.hash && self.blobs.has(&row.blob, row.encoding)
-                    }))
-            })
-            .collect::<Result<_>>()?;
+        // Which keys hold this content with their blob and entry in place,
+        // asked before the writer lock is taken (a HEAD each on S3). Safe: a
+        // blob a row names is never collected, and the commit below skips a
+        // key only if its row is still the one read here with that content
+        // (anything that changes an entry changes or deletes its row).
+        let in_place = |new: &NewKey<'_>| -> Result<Option<KeyRow>> {
+            Ok(self
+                .db
+                .key_row(new.namespace, &normalize(new.key))?
+                .filter(|row| row.blob == new.hash && self.row_in_place(new.namespace, row)))
+        };
+        // On every core: each is a read of the index and a look at the disk.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let piece = keys.len().div_ceil(cores).max(64);
+        let unchanged: Vec<Option<KeyRow>> = std::thread::scope(|scope| {
+            let pieces: Vec<_> = keys
+                .chunks(piece)
+                .map(|part| scope.spawn(move || part.iter().map(in_place).collect::<Vec<_>>()))
+                .collect();
+            pieces
+                .into_iter()
+                .flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect::<Result<_>>()
+        })?;
+        if unchanged.iter().all(Option::is_none) {
+            return Ok(vec![false; keys.len()]);
+        }
         self.db.writing(|c| {
             let now = now_ms();
             let mut out = Vec::with_capacity(keys.len());
-            for (new, present) in keys.iter().zip(present) {
-                let row = index::key_row(c, new.namespace, &normalize(new.key))?;
-                let skip = row.as_ref().is_some_and(|row| {
-                    present
-                        && row.blob == new.hash
-                        && self.entry_is_blob(new.namespace, &row.key, &row.blob, row.encoding)
-                });
-                if let (true, Some(row)) = (skip, row) {
-                    c.exec(
-                        "UPDATE keys SET last_uploaded_at = ?1 WHERE id = ?2",
-                        &sql_params![now, row.id],
-                    )?;
-                    if let Some(upload_id) = upload_id {
-                        let recorded = NewKey {
-                            encoding: row.encoding,
-                            stored_size: row.stored_size,
-                            ..new.clone()
-                        };
-                        record_member(
-                            c,
-                            upload_id,
-                            new.key,
-                            Outcome::Skipped.as_str(),
-                            Some(&recorded),
-                            None,
-                        )?;
+            for (new, row) in keys.iter().zip(unchanged) {
+                let skip = match &row {
+                    Some(row) => {
+                        c.exec(
+                            "UPDATE keys SET last_uploaded_at = ?1 \
+                             WHERE id = ?2 AND blob = ?3 AND encoding = ?4",
+                            &sql_params![now, row.id, row.blob.as_str(), row.encoding.as_str()],
+                        )? == 1
                     }
+                    None => false,
+                };
+                if let (true, Some(row), Some(upload_id)) = (skip, &row, upload_id) {
+                    let recorded = NewKey {
+                        encoding: row.encoding,
+                        stored_size: row.stored_size,
+                        ..new.clone()
+                    };
+                    record_member(
+                        c,
+                        upload_id,
+                        new.key,
+                        Outcome::Skipped.as_str(),
+                        Some(&recorded),
+                        None,
+                    )?;
                 }
                 out.push(skip);
             }
             Ok(out)
         })
+    }
+
+    /// Whether a row's blob is stored and, with a layout tree, its entry is
+    /// that blob (the entry's inode is the blob's: one look at each).
+    fn row_in_place(&self, ns: Namespace, row: &KeyRow) -> bool {
+        if self.layout {
+            self.entry_is_blob(ns, &row.key, &row.blob, row.encoding)
+        } else {
+            self.blobs.has(&row.blob, row.encoding)
+        }
     }
 
     /// The second half of [`Store::store_member`].

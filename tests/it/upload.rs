@@ -160,6 +160,47 @@ fn reupload_of_identical_zip_skips_every_member_and_writes_no_blob() {
 }
 
 #[test]
+fn member_streams_are_hashed_as_the_zip_arrives_and_name_the_same_streams_read_later() {
+    use crate::records::{scrape, value};
+    let s = TestServer::start();
+    let metric = |name: &str| value(&scrape(&s), name, &[]);
+    let members = [
+        (format!("a.pdb/{ID_A}/a.sym"), sym("a.pdb", ID_A, "")),
+        (format!("b.so/{ID_B}/b.so"), b"\x7fELF not really".to_vec()),
+    ];
+    // Every member's header gives its size: hashed on arrival, inflated once.
+    let refs: Vec<(&str, &[u8])> = members
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    s.upload_ok(zip_of(&refs));
+    assert_eq!(metric("symdepot_members_hashed_on_arrival_total"), 2.0);
+    assert_eq!(metric("symdepot_members_inflated_total"), 2.0);
+    // The same members written as a stream (sizes in data descriptors after
+    // the data): nothing is hashed on arrival, the streams are read from the
+    // spooled zip, and they are the streams already known — nothing inflated.
+    let mut w = zip::ZipWriter::new_stream(Vec::new());
+    for (name, data) in &members {
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        w.start_file(name.as_str(), opts).unwrap();
+        std::io::Write::write_all(&mut w, data).unwrap();
+    }
+    let streamed = w.finish().unwrap().into_inner();
+    assert!(
+        streamed.windows(4).any(|x| x == b"PK\x07\x08"),
+        "the zip has data descriptors"
+    );
+    let up = s.upload_ok(streamed);
+    assert_eq!(up["files_count"], 2);
+    assert_eq!(metric("symdepot_members_hashed_on_arrival_total"), 2.0);
+    assert_eq!(metric("symdepot_members_inflated_total"), 2.0);
+    let mut skipped: Vec<String> = serde_json::from_value(up["skipped_keys"].clone()).unwrap();
+    skipped.sort();
+    assert_eq!(skipped, [members[0].0.clone(), members[1].0.clone()]);
+}
+
+#[test]
 fn a_known_stream_under_a_new_key_or_a_new_stream_of_known_bytes_is_stored_right() {
     use crate::records::{scrape, value};
     let s = TestServer::start();

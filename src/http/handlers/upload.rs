@@ -23,13 +23,13 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::BodyStream;
 use hyper::body::Incoming;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
 use crate::error::Error;
 use crate::http::auth;
 use crate::http::body::{self, Body};
 use crate::http::error::{json_error, message_of, method_not_allowed};
 use crate::http::state::AppState;
+use crate::ingest::prehash::{Prehashed, StreamHasher};
 use crate::ingest::{self, Cancel, Layout, Report};
 use crate::store::tokens::Token;
 use crate::store::{Namespace, Store, UploadEnd, UploadFinish, UploadRecord, UploadStart, now_ms};
@@ -301,6 +301,8 @@ fn count_upload(
             m.files_stored.inc_by(d.report.uploaded_keys.len() as u64);
             m.files_skipped.inc_by(d.report.skipped_keys.len() as u64);
             m.members_inflated.inc_by(d.report.inflated as u64);
+            m.members_hashed_on_arrival
+                .inc_by(d.report.hashed_on_arrival as u64);
             ("complete", d.size)
         }
         Err((_, p)) => ("failed", p.size),
@@ -468,6 +470,7 @@ async fn ingest_received(
     let limits = state.ingest.clone();
     let ns = Namespace::from_try(is_try);
     let tmp = received.file;
+    let prehashed = received.prehashed;
     let filename = received.filename.clone();
     let abandon = abandon.clone();
     abandon.blocking_started();
@@ -478,8 +481,11 @@ async fn ingest_received(
         };
         let r = ingest::ingest_upload(
             to,
-            tmp.path(),
-            &filename,
+            ingest::Arrived {
+                path: tmp.path(),
+                name: &filename,
+                prehashed,
+            },
             ns,
             Some(upload_id),
             layout,
@@ -552,6 +558,8 @@ fn resolve_try(token: &Token, value: Option<&str>) -> Result<bool, Error> {
 /// The multipart body, received.
 struct Received {
     file: tempfile::NamedTempFile,
+    /// The zip's member streams, hashed as it arrived.
+    prehashed: Prehashed,
     filename: String,
     size: u64,
     try_value: Option<String>,
@@ -576,6 +584,7 @@ async fn receive_by_download(state: &AppState, body: Incoming) -> Result<Receive
     let fetched = crate::http::fetch::fetch(state, &url).await?;
     Ok(Received {
         file: fetched.file,
+        prehashed: Prehashed::default(),
         filename: fetched.filename,
         size: fetched.size,
         try_value: get("try"),
@@ -599,7 +608,7 @@ async fn receive(
 ) -> Result<Received, Error> {
     let counted = counted_stream(body, max, state.http.request_timeout);
     let mut multipart = multer::Multipart::new(counted, boundary);
-    let mut zip: Option<(tempfile::NamedTempFile, String)> = None;
+    let mut zip: Option<(tempfile::NamedTempFile, Prehashed, String)> = None;
     let mut try_value = None;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or("").to_string();
@@ -614,9 +623,10 @@ async fn receive(
             .any(|n| n.to_ascii_lowercase().ends_with(".zip"))
             || (layout == Layout::Auto && !file_name.is_empty());
         if is_zip && zip.is_none() {
-            let tmp = save_field(state, &mut field).await?;
+            let (tmp, prehashed) = save_field(state, &mut field).await?;
             zip = Some((
                 tmp,
+                prehashed,
                 if file_name.is_empty() {
                     name
                 } else {
@@ -636,7 +646,7 @@ async fn receive(
             while field.chunk().await.map_err(multipart_error)?.is_some() {}
         }
     }
-    let Some((file, filename)) = zip else {
+    let Some((file, prehashed, filename)) = zip else {
         return Err(Error::BadRequest(
             "no file part whose field name or file name ends in .zip was found".into(),
         ));
@@ -644,6 +654,7 @@ async fn receive(
     let size = file.as_file().metadata()?.len();
     Ok(Received {
         file,
+        prehashed,
         filename,
         size,
         try_value,
@@ -652,34 +663,62 @@ async fn receive(
     })
 }
 
+/// Writes a part to a temp file, hashing the member streams of the zip it
+/// holds on the way.
 async fn save_field(
     state: &AppState,
     field: &mut multer::Field<'_>,
-) -> Result<tempfile::NamedTempFile, Error> {
+) -> Result<(tempfile::NamedTempFile, Prehashed), Error> {
     let store = state.store.clone();
     let tmp = tokio::task::spawn_blocking(move || store.temp_file("upload-"))
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-    let std_file = tmp.as_file().try_clone()?;
-    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(std_file));
-    let written = async {
-        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-            out.write_all(&chunk).await?;
+    let file = tmp.as_file().try_clone()?;
+    // One blocking thread writes the chunks as they come, each handed over
+    // as it is (no copy into a buffer of the async side), and hashes the
+    // zip's member streams as they pass; the channel's bound keeps what waits
+    // to be written small.
+    let (send, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(SPOOL_CHUNKS);
+    let max_members = usize::try_from(state.ingest.max_members).unwrap_or(usize::MAX);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Prehashed> {
+        let mut file = file;
+        let mut streams = StreamHasher::new(max_members);
+        while let Some(chunk) = chunks.blocking_recv() {
+            std::io::Write::write_all(&mut file, &chunk)?;
+            streams.feed(&chunk);
         }
-        out.flush().await?;
+        Ok(streams.finish())
+    });
+    let read = async {
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if send.send(chunk).await.is_err() {
+                // The writer stopped: its error says why.
+                break;
+            }
+        }
         Ok::<_, Error>(())
     }
     .await;
-    if let Err(e) = written {
-        // A full disk (or any write error) mid-body: read on, so the client
-        // sees the answer rather than a reset connection.
-        if matches!(e, Error::StorageFull(_) | Error::Io(_)) {
+    drop(send);
+    let written = writer
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))
+        .and_then(|w| w.map_err(Error::from));
+    let prehashed = match written {
+        Ok(prehashed) => prehashed,
+        Err(e) => {
+            // A full disk (or any write error) mid-body: read on, so the
+            // client sees the answer rather than a reset connection.
             drain_field(field).await;
+            return Err(e);
         }
-        return Err(e);
-    }
-    Ok(tmp)
+    };
+    read?;
+    Ok((tmp, prehashed))
 }
+
+/// Chunks of an upload's body received and not yet written to its temp file.
+const SPOOL_CHUNKS: usize = 16;
 
 /// Reads and drops the rest of a part, up to `DRAIN_LIMIT` bytes and `DRAIN_TIMEOUT`.
 async fn drain_field(field: &mut multer::Field<'_>) {
