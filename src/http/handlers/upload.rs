@@ -491,7 +491,14 @@ async fn ingest_received(
             layout,
             &abandon.cancel,
         );
+        // Freeing tens of megabytes just written takes milliseconds (their
+        // pages are dropped when the file's last handle closes): its name
+        // goes now, its last handle after the answer.
+        let last_handle = tmp.as_file().try_clone();
         drop(tmp);
+        if let Ok(file) = last_handle {
+            tokio::task::spawn_blocking(move || drop(file));
+        }
         abandon.blocking_finished();
         r
     })
