@@ -2,9 +2,10 @@
 //!
 //! Three timers run while the daemon serves: the missing-symbols flusher,
 //! which writes the misses counted in memory on the download path to the
-//! index every [`FLUSH_EVERY`]; the totals counter, which counts the keys'
-//! totals at start and every [`TOTALS_EVERY`] when keys changed (a store
-//! where counting is slow answers pages and `/metrics` from that count); and
+//! index every [`FLUSH_EVERY`]; the totals counter, which every
+//! [`TOTALS_EVERY`] counts the keys' totals again if an out-of-date count was
+//! answered meanwhile (a store where counting is slow answers pages and
+//! `/metrics` from its last count); and
 //! the periodic GC (every `gc_interval`, when it is on). [`Background::start`]
 //! spawns them; [`Background::shutdown`] stops
 //! them, waits for a run in progress to end, and writes the misses still
@@ -108,9 +109,10 @@ async fn flush_missing(state: &Arc<AppState>) {
 /// How often the keys' totals are counted again (when keys changed).
 pub const TOTALS_EVERY: Duration = Duration::from_secs(60);
 
-/// Counts the keys' totals at start and every [`TOTALS_EVERY`] until stopped.
+/// Counts the keys' totals again, if asked for, every [`TOTALS_EVERY`] until stopped.
 async fn count_totals_every(store: Arc<Store>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(TOTALS_EVERY);
+    let first = tokio::time::Instant::now() + TOTALS_EVERY;
+    let mut tick = tokio::time::interval_at(first, TOTALS_EVERY);
     loop {
         tokio::select! {
             _ = tick.tick() => {

@@ -2,6 +2,7 @@
 //! statistics. Filters arrive typed (see `filters`); SQL stays here.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::index::{DbError, KEY_COLUMNS, KeyRow};
@@ -395,12 +396,13 @@ impl Store {
         })
     }
 
-    /// The totals of the keys. They read every key, so they are kept: a
-    /// count is reused while the keys have not changed, and on a store where
-    /// counting takes longer than [`SLOW_TOTALS`] it is reused until
-    /// [`Store::refresh_totals`] (the daemon's timer) counts again — pages and
-    /// `/metrics` never wait for a count of millions of keys, and a count
-    /// runs one at a time.
+    /// The totals of the keys. They read every key, so they are counted
+    /// when first asked for and kept: a count is reused while the keys have
+    /// not changed, and on a store where counting takes longer than
+    /// [`SLOW_TOTALS`] it is reused after they change too, until
+    /// [`Store::refresh_totals`] (the daemon's timer) counts again — after
+    /// the first, pages and `/metrics` never wait for a count of millions of
+    /// keys. Counts run one at a time.
     pub fn key_totals(&self) -> Result<KeyTotals> {
         let generation = self.generation();
         if let Some(kept) = self.totals.usable(generation) {
@@ -409,10 +411,14 @@ impl Store {
         self.count_totals(generation)
     }
 
-    /// Counts the totals again if the keys changed since the last count.
+    /// Counts the totals again if they were asked for while out of date
+    /// (nothing is counted for nobody: not at start, not for a store whose
+    /// totals no one looks at).
     pub fn refresh_totals(&self) -> Result<()> {
         let generation = self.generation();
-        if self.totals.current(generation).is_none() {
+        if self.totals.asked.swap(false, Ordering::AcqRel)
+            && self.totals.current(generation).is_none()
+        {
             self.count_totals(generation)?;
         }
         Ok(())
@@ -481,6 +487,8 @@ pub const SLOW_TOTALS: Duration = Duration::from_millis(200);
 pub(crate) struct TotalsKept {
     kept: Mutex<Option<Counted>>,
     counting: Mutex<()>,
+    /// An out-of-date count was answered since the timer last looked.
+    asked: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -503,11 +511,17 @@ impl TotalsKept {
             .map(|c| c.totals)
     }
 
-    /// The last count, if current or too slow to repeat on a request.
+    /// The last count, if current or too slow to repeat on a request (then
+    /// noted as asked for, for the timer).
     fn usable(&self, generation: u64) -> Option<KeyTotals> {
-        self.last()
-            .filter(|c| c.generation == generation || c.took >= SLOW_TOTALS)
-            .map(|c| c.totals)
+        let last = self.last()?;
+        if last.generation == generation {
+            return Some(last.totals);
+        }
+        (last.took >= SLOW_TOTALS).then(|| {
+            self.asked.store(true, Ordering::Release);
+            last.totals
+        })
     }
 }
 
@@ -534,8 +548,15 @@ mod tests {
         assert_eq!(quick.usable(1).map(|t| t.files), Some(7));
         assert_eq!(quick.usable(2), None);
         let slow = kept(SLOW_TOTALS.as_millis() as u64 + 1);
+        assert!(!slow.asked.load(Ordering::Acquire));
+        assert_eq!(slow.usable(1).map(|t| t.files), Some(7));
+        assert!(
+            !slow.asked.load(Ordering::Acquire),
+            "current: nothing to count"
+        );
         assert_eq!(slow.usable(2).map(|t| t.files), Some(7));
-        // The timer still counts again once keys changed.
+        // Out of date and answered: the timer counts again.
+        assert!(slow.asked.load(Ordering::Acquire));
         assert_eq!(slow.current(2), None);
         assert_eq!(TotalsKept::default().usable(0), None);
     }
