@@ -12,6 +12,15 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = symdepot::cli::Cli::parse();
+    if !matches!(cli.command, symdepot::cli::Command::Serve { .. }) {
+        // A command's output piped into `head` ends it quietly, as any
+        // command-line tool; the daemon keeps Rust's default (a closed
+        // connection is an error to handle, not a signal).
+        // SAFETY: setting a signal's disposition to its default, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     if let symdepot::cli::Command::WalkMinidump {
         max_memory, parent, ..
     } = &cli.command

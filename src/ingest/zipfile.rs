@@ -262,6 +262,8 @@ pub fn list(path: &Path, limits: &IngestLimits, auto: bool) -> Result<Listing> {
         let name = listing.name(i);
         check_entry(entry, &name, limits)?;
         match placement(entry, auto).map_err(|rule| Error::invalid(&name, rule))? {
+            // A folder of the archive is no member to report (Tecken skips them silently).
+            None if entry.is_dir() => {}
             None => listing.ignored.push(name),
             Some(p) => {
                 declared_total = declared_total.saturating_add(entry.size());

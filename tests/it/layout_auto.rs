@@ -286,3 +286,24 @@ fn id_command_prints_kind_ids_and_keys() {
         .unwrap();
     assert_eq!(String::from_utf8(second.stdout).unwrap().trim(), uuid);
 }
+
+#[test]
+fn id_output_into_a_closed_pipe_ends_quietly() {
+    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
+    // A pipe whose reading end is already gone, as `symdepot id … | head -c0` leaves it.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = symdepot(std::path::Path::new("/nonexistent"))
+        .arg("id")
+        .arg(&f.debug)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -577,3 +577,24 @@ fn a_refused_token_gets_its_403_after_the_body_is_drained() {
     assert_eq!(resp.headers()["connection"], "close");
     assert!(resp.json::<serde_json::Value>().unwrap()["error"].is_string());
 }
+
+#[test]
+fn folders_of_a_zip_are_not_reported_as_ignored() {
+    let s = TestServer::start();
+    let key = format!("a.pdb/{ID_A}/a.sym");
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    w.add_directory("a.pdb/", opts).unwrap();
+    w.add_directory(format!("a.pdb/{ID_A}/"), opts).unwrap();
+    w.start_file(key.as_str(), opts).unwrap();
+    std::io::Write::write_all(&mut w, &sym("a.pdb", ID_A, "")).unwrap();
+    w.start_file("firefox-symbols.txt", opts).unwrap();
+    std::io::Write::write_all(&mut w, b"not a symbol file").unwrap();
+    let up = s.upload_ok(w.finish().unwrap().into_inner());
+    assert_eq!(up["uploaded_keys"], serde_json::json!([key]));
+    // A file ignored by rule is still named; the folders are not.
+    assert_eq!(
+        up["ignored_keys"],
+        serde_json::json!(["firefox-symbols.txt"])
+    );
+}
