@@ -121,6 +121,22 @@ fn open_store(config: Config) -> anyhow::Result<Store> {
         .with_context(|| format!("opening the data directory {dir}"))
 }
 
+/// Opens the store of a command that reads or maintains one: a data
+/// directory that does not exist is a mistyped path, never a new, empty
+/// store to answer from. (`serve`, `ingest`, `import` and `token create`
+/// make a store where there is none.)
+fn open_existing_store(config: Config) -> anyhow::Result<Store> {
+    if !config.data_dir.is_dir() {
+        bail!(
+            "the data directory {} does not exist; check --data-dir (or SYMDEPOT_DATA_DIR, \
+             data_dir in the configuration). A store is made by symdepot serve, ingest, import \
+             or token create",
+            config.data_dir.display()
+        );
+    }
+    open_store(config)
+}
+
 fn serve(config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -152,7 +168,11 @@ fn token_lifetime(expires: &str) -> anyhow::Result<Option<i64>> {
 }
 
 fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
-    let store = open_store(config)?;
+    let store = if matches!(action, TokenCommand::Create { .. }) {
+        open_store(config)?
+    } else {
+        open_existing_store(config)?
+    };
     match action {
         TokenCommand::Create {
             permissions,
@@ -206,10 +226,12 @@ fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
             }
         }
         TokenCommand::Revoke { id } => {
-            if !store.revoke_token(id)? {
-                bail!("there is no token with id {id}");
+            let was = store.list_tokens()?.into_iter().find(|t| t.id == id);
+            match was.and_then(|t| t.revoked_at) {
+                Some(at) => println!("token {id} was already revoked at {}", rfc3339(at)),
+                None if store.revoke_token(id)? => println!("token {id} revoked"),
+                None => bail!("there is no token with id {id}"),
             }
-            println!("token {id} revoked");
         }
     }
     Ok(())
@@ -312,6 +334,12 @@ fn id(file: &std::path::Path, inject: bool) -> anyhow::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    if file.is_dir() {
+        bail!(
+            "{} is a directory; symdepot id reads one file (symdepot ingest takes directories)",
+            file.display()
+        );
+    }
     if inject {
         let content = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let (uuid, changed) = js::inject_debug_id(&content)?;
@@ -372,7 +400,7 @@ fn id(file: &std::path::Path, inject: bool) -> anyhow::Result<()> {
 }
 
 fn gc(config: Config, dry_run: bool, force: bool) -> anyhow::Result<()> {
-    let store = open_store(config)?;
+    let store = open_existing_store(config)?;
     let mode = match (dry_run, force) {
         (true, _) => GcMode::DryRun,
         (false, true) => GcMode::Force,
@@ -405,7 +433,7 @@ fn gc(config: Config, dry_run: bool, force: bool) -> anyhow::Result<()> {
 }
 
 fn verify(config: Config, opts: VerifyOptions) -> anyhow::Result<()> {
-    let store = open_store(config)?;
+    let store = open_existing_store(config)?;
     let bar = indicatif::ProgressBar::new(store.key_count()?);
     bar.set_style(
         indicatif::ProgressStyle::with_template("verify {bar:30} {pos}/{len} keys")
@@ -475,7 +503,7 @@ fn delete(
         Some(ns) => Namespace::parse(ns)
             .with_context(|| format!("--namespace: {ns:?} is not release, try or cache"))?,
     };
-    let store = open_store(config)?;
+    let store = open_existing_store(config)?;
     let target = match (key, upload) {
         (_, Some(id)) => DeleteTarget::Upload(id),
         (Some(key), None) => DeleteTarget::Key { namespace, key },
@@ -536,7 +564,7 @@ fn export(
         module: f.module,
         since_ms,
     };
-    let store = open_store(config)?;
+    let store = open_existing_store(config)?;
     if let Some(dir) = zip {
         let max = crate::units::parse_size(max_size)
             .with_context(|| format!("--max-size {max_size:?}"))?;
@@ -561,7 +589,7 @@ fn export(
 fn gen_sym(config: Config, keys: &[String], all: bool) -> anyhow::Result<()> {
     let limits = IngestLimits::new(&config);
     let max = config.max_sym_generation_bytes;
-    let store = open_store(config)?;
+    let store = open_existing_store(config)?;
     let s = crate::symbolicate::gensym::generate_ahead(&store, &limits, keys, all, max)?;
     println!(
         "{} generated, {} already there, {} without a debug file in the store, {} failed",
@@ -604,7 +632,7 @@ fn migrate(config: Config, to_config: &std::path::Path, batch: u32) -> anyhow::R
             config.data_dir.display()
         );
     }
-    let from = open_store(config)?;
+    let from = open_existing_store(config)?;
     // No daemon serves the target's data dir meanwhile (nor starts: a store
     // whose copy is unfinished refuses to serve).
     let _lock = crate::store::lock::DaemonLock::acquire(&target.data_dir)

@@ -97,6 +97,9 @@ fn every_command_refuses_a_lost_index_while_blobs_are_stored_until_reindex() {
 fn an_empty_store_starts_on_a_new_index() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    // A data dir that does not exist yet: the first token makes the store.
+    let out = run(&data, &["token", "create", "--permission", "upload"]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let out = run(&data, &["token", "list"]);
     assert!(out.status.success(), "{}", stderr(&out));
     // A store whose keys were all deleted still has its history: not a lost index.

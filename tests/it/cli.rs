@@ -60,6 +60,17 @@ fn token_create_list_revoke() {
     )
     .unwrap();
     assert!(list.contains("revoked"), "{list}");
+    // Once more: said to be revoked already, and when.
+    let out = symdepot(dir.path())
+        .args(["token", "revoke", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("token 1 was already revoked at 20"),
+        "{text}"
+    );
 
     let out = symdepot(dir.path())
         .args(["token", "revoke", "99"])

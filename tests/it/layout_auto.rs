@@ -307,3 +307,16 @@ fn id_output_into_a_closed_pipe_ends_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn id_of_a_directory_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = symdepot(std::path::Path::new("/nonexistent"))
+        .arg("id")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is a directory"), "{err}");
+}

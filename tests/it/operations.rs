@@ -517,3 +517,40 @@ fn the_readme_backup_and_restore_steps_work_while_the_daemon_runs() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn commands_that_read_a_store_refuse_a_data_dir_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("symdepot-dta");
+    let out_dir = dir.path().join("out").display().to_string();
+    for args in [
+        &["token", "list"][..],
+        &["token", "revoke", "1"],
+        &["verify"],
+        &["gc", "--dry-run"],
+        &["export", "--plain", out_dir.as_str()],
+    ] {
+        let out = symdepot(&typo).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "the data directory {} does not exist",
+                typo.display()
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(!typo.exists(), "{args:?} made the data directory");
+    }
+    // Making a token is how a new store starts (before its first serve).
+    let out = symdepot(&typo)
+        .args(["token", "create", "--permission", "upload"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(typo.is_dir());
+}

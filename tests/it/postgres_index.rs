@@ -93,6 +93,7 @@ fn a_store_with_its_index_on_postgresql_uploads_serves_and_collects() {
 #[test]
 fn a_wrong_database_url_stops_the_daemon_with_one_line_naming_it() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
     let out = symdepot(&dir.path().join("data"))
         .args(["token", "list"])
         .env(
