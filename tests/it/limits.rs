@@ -131,7 +131,12 @@ fn oversized_request_heads_and_urls_are_refused() {
 
 #[test]
 fn downloads_flow_while_uploads_are_throttled() {
-    let s = TestServer::with_config(|c| c.max_concurrent_uploads_per_token = 1);
+    // No timer may free the slot while the test runs, however loaded the
+    // machine: the in-flight upload's pauses are allowed an hour.
+    let s = TestServer::with_config(|c| {
+        c.max_concurrent_uploads_per_token = 1;
+        c.request_timeout = "1h".into();
+    });
     let key = format!("xul.pdb/{ID_A}/xul.sym");
     let data = sym("xul.pdb", ID_A, "");
     s.upload_ok(zip_of(&[(&key, &data)]));
