@@ -60,6 +60,7 @@ pub fn upload(path: &Path, opts: &UploadOptions) -> anyhow::Result<Vec<i64>> {
     // No redirect is followed: the token header goes to the URL given and
     // nowhere else (reqwest strips only `Authorization` on a redirect to
     // another host, not `Auth-Token`); a redirect is reported instead.
+    crate::tls::use_ring();
     let client = reqwest::blocking::Client::builder()
         .timeout(None)
         .redirect(reqwest::redirect::Policy::none())

@@ -23,6 +23,7 @@ pub mod prefetch;
 pub mod settings;
 pub mod store;
 pub mod symbolicate;
+pub mod tls;
 pub mod transfer;
 pub mod units;
 pub mod upstream;

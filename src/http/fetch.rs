@@ -85,6 +85,7 @@ pub async fn fetch(state: &AppState, raw: &str) -> Result<Fetched, Error> {
         attempt.follow()
     });
     let timeout = settings.upload_download_timeout;
+    crate::tls::use_ring();
     let client = reqwest::Client::builder()
         .redirect(policy)
         .timeout(timeout)

@@ -527,6 +527,7 @@ impl Inner {
 /// A client for one upstream: each request within its timeout; redirects
 /// are followed by [`Inner::get`], hop by hop.
 fn client_for(up: &Upstream) -> std::io::Result<reqwest::Client> {
+    crate::tls::use_ring();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(up.timeout)

@@ -129,6 +129,7 @@ impl S3Blobs {
             .with_timeout_disabled()
             .with_connect_timeout(std::time::Duration::from_secs(5));
         // From the environment first: session tokens and other credential sources.
+        crate::tls::use_ring();
         let mut b = object_store::aws::AmazonS3Builder::from_env()
             .with_client_options(client)
             .with_retry(retry)

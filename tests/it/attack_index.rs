@@ -86,7 +86,7 @@ fn every_command_refuses_a_lost_index_while_blobs_are_stored_until_reindex() {
         let out = run(&data, &["verify"]);
         assert!(out.status.success(), "{}", stderr(&out));
         let (mut child, addr) = spawn_daemon(&data);
-        let got = reqwest::blocking::get(format!("http://{addr}/m1.pdb/{ID_A}/m1.sym")).unwrap();
+        let got = crate::support::http_get(format!("http://{addr}/m1.pdb/{ID_A}/m1.sym")).unwrap();
         assert_eq!(got.status(), 200, "{how}");
         sigterm(&child);
         wait_exit(&mut child);

@@ -34,7 +34,7 @@ impl Browser {
             .spawn()
             .expect("chromedriver is installed (scripts/install-test-tools)");
         let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::blocking::Client::builder()
+        let http = crate::support::client()
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap();

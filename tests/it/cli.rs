@@ -89,7 +89,7 @@ fn token_create_list_revoke() {
 fn serve_logs_its_bound_address_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr) = spawn_daemon(dir.path());
-    let resp = reqwest::blocking::get(format!("http://{addr}/__lbheartbeat__")).unwrap();
+    let resp = crate::support::http_get(format!("http://{addr}/__lbheartbeat__")).unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(
         dir.path().join("index.sqlite3").exists(),

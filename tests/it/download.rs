@@ -160,7 +160,7 @@ fn code_file_and_code_id_redirect_to_the_debug_file() {
     assert_eq!(resp.headers()["location"], format!("/try/{key}").as_str());
     // Only .sym names redirect.
     assert_eq!(s.get("/xul.dll/5CF0A9B1C5F2000/xul.dll").status(), 404);
-    let followed = reqwest::blocking::get(s.url("/xul.dll/5CF0A9B1C5F2000/xul.sym")).unwrap();
+    let followed = crate::support::http_get(s.url("/xul.dll/5CF0A9B1C5F2000/xul.sym")).unwrap();
     assert_eq!(followed.bytes().unwrap().as_ref(), data.as_slice());
 }
 

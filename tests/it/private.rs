@@ -231,7 +231,7 @@ fn token_secrets_never_reach_the_log() {
         assert!(std::time::Instant::now() < deadline, "no address logged");
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    let client = reqwest::blocking::Client::new();
+    let client = crate::support::client().build().unwrap();
     let key = format!("xul.pdb/{ID_A}/xul.sym");
     let part =
         reqwest::blocking::multipart::Part::bytes(zip_of(&[(&key, &sym("xul.pdb", ID_A, ""))]))

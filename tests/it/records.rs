@@ -582,7 +582,7 @@ fn misses_counted_just_before_shutdown_are_written_by_it() {
         .expect("daemon started in time")
         .expect("daemon started");
     let url = format!("http://{}/xul.pdb/{ID_A}/xul.sym", daemon.addr());
-    let client = reqwest::blocking::Client::builder()
+    let client = crate::support::client()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();

@@ -222,7 +222,7 @@ fn large_blobs_kept_as_they_are_redirect_to_a_presigned_url_of_the_object() {
         head.headers()["content-length"],
         big.len().to_string().as_str()
     );
-    let fetched = reqwest::blocking::get(&location).unwrap();
+    let fetched = crate::support::http_get(&location).unwrap();
     assert_eq!(fetched.status(), 200);
     assert_eq!(fetched.bytes().unwrap().as_ref(), big.as_slice());
     // Small files, and gzip blobs whatever their size, are served by the daemon.

@@ -80,7 +80,7 @@ fn a_mixed_load_ends_consistent_with_memory_and_descriptors_flat() {
         for d in 0..4u64 {
             let (acknowledged, counts, stop, addr) = (&acknowledged, &counts, &stop, &addr);
             s.spawn(move || {
-                let client = reqwest::blocking::Client::new();
+                let client = crate::support::client().build().unwrap();
                 let mut rng = Rng(d + 101);
                 while !stop.load(Ordering::Relaxed) {
                     let pick = {

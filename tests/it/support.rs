@@ -19,6 +19,18 @@ use symdepot::store::sql::{Conn, ConnExt, FromValue, Row, Value};
 use symdepot::store::tokens::NewToken;
 use tempfile::TempDir;
 
+/// A client builder for the tests' own requests: the crate's HTTP clients speak
+/// rustls with the `ring` provider, chosen once per process (`symdepot::tls`).
+pub fn client() -> reqwest::blocking::ClientBuilder {
+    symdepot::tls::use_ring();
+    Client::builder()
+}
+
+/// A plain GET, as `reqwest::blocking::get` would make it.
+pub fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<Response> {
+    client().build()?.get(url).send()
+}
+
 pub struct TestServer {
     pub dir: TempDir,
     pub addr: SocketAddr,
@@ -58,7 +70,7 @@ impl TestServer {
             .expect("daemon started in time")
             .expect("daemon started");
         let addr = daemon.addr();
-        let client = Client::builder()
+        let client = client()
             .timeout(Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -851,7 +863,7 @@ pub fn batches(n: usize, rng: &mut Rng) -> Vec<Batch> {
 
 /// Posts a zip; the status, or `None` if the daemon died first.
 pub fn post(addr: &str, token: &str, zip: Vec<u8>) -> Option<u16> {
-    let client = reqwest::blocking::Client::builder()
+    let client = crate::support::client()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
@@ -867,7 +879,7 @@ pub fn post(addr: &str, token: &str, zip: Vec<u8>) -> Option<u16> {
 }
 
 pub fn assert_served(addr: &str, members: &[(String, Vec<u8>)]) {
-    let client = reqwest::blocking::Client::new();
+    let client = crate::support::client().build().unwrap();
     for (key, data) in members {
         let resp = client.get(format!("http://{addr}/{key}")).send().unwrap();
         assert_eq!(resp.status(), 200, "{key} was acknowledged but is gone");

@@ -267,7 +267,7 @@ fn a_parse_whose_client_went_away_is_kept_in_the_cache() {
     let job = json!({"memoryMap": [["slow.pdb", ID_A]], "stacks": [[[0, 0x10000 + 16 * 777]]]});
     let parsed = || value(&scrape(&s), "symdepot_symbol_files_parsed_total", &[]);
     // A client that gives up while the file is parsed.
-    let impatient = reqwest::blocking::Client::builder()
+    let impatient = crate::support::client()
         .timeout(std::time::Duration::from_millis(50))
         .build()
         .unwrap();
