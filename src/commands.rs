@@ -17,6 +17,7 @@ use crate::units::{parse_duration, rfc3339};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::WalkMinidump { page, .. } = &cli.command {
         // The walker needs no data dir or configuration (its limits are set by `main`).
+        let _log = crate::logging::init(crate::logging::LogFormat::Text);
         return crate::symbolicate::walker::walker_main(*page).context("walking a minidump");
     }
     if let Command::Upload {
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     } = &cli.command
     {
         // The client needs no data dir or configuration.
+        let _log = crate::logging::init(crate::logging::LogFormat::Text);
         let max_size = crate::units::parse_size(max_size)
             .with_context(|| format!("--max-size {max_size:?}"))?;
         let opts = crate::client::UploadOptions {
@@ -56,6 +58,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         inbox,
     };
     let config = Config::load(cli.config.as_deref(), std::env::vars(), &overrides)?;
+    // Dropped when the command ends: what is still queued is written.
+    let _log = crate::logging::init(config.log_format);
     match cli.command {
         Command::Serve { .. } => serve(config),
         Command::Upload { .. } | Command::WalkMinidump { .. } => unreachable!("handled above"),

@@ -27,6 +27,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address `serve` listens on. Port 0 picks a free port. Default `127.0.0.1:8000`.
     pub listen: String,
+    /// How log lines are written to standard error: `text` (one readable line
+    /// each) or `json` (one JSON object per line, for log collectors). Which
+    /// lines are written is set by `SYMDEPOT_LOG` (`info` by default). Default `text`.
+    pub log_format: crate::logging::LogFormat,
     /// Base URL clients use to reach the server, for absolute links behind a reverse
     /// proxy. Default empty: links are relative.
     pub public_url: String,
@@ -192,6 +196,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./symdepot-data"),
             listen: "127.0.0.1:8000".to_string(),
             public_url: String::new(),
+            log_format: crate::logging::LogFormat::Text,
             max_upload_bytes: 2 << 30,
             max_uncompressed_bytes: 16 << 30,
             max_spool_bytes: 4 << 30,
@@ -537,6 +542,18 @@ mod tests {
         assert_eq!(cfg, Config::default());
         assert_eq!(cfg.max_upload_bytes, 2 << 30);
         assert_eq!(cfg.listen, "127.0.0.1:8000");
+    }
+
+    #[test]
+    fn log_format_from_the_file_or_the_environment() {
+        use crate::logging::LogFormat;
+        let cfg = load_toml("log_format = \"json\"\n", &[], &Overrides::default()).unwrap();
+        assert_eq!(cfg.log_format, LogFormat::Json);
+        let e = [("SYMDEPOT_LOG_FORMAT", "text")];
+        let cfg = load_toml("log_format = \"json\"\n", &e, &Overrides::default()).unwrap();
+        assert_eq!(cfg.log_format, LogFormat::Text);
+        let err = load_toml("log_format = \"xml\"\n", &[], &Overrides::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("xml"), "{err:#}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod http;
 pub mod identity;
 pub mod ingest;
 pub mod keys;
+pub mod logging;
 pub mod metrics;
 pub mod prefetch;
 pub mod settings;

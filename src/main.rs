@@ -3,14 +3,6 @@ use clap::Parser;
 fn main() {
     return_freed_memory();
     raise_open_file_limit();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SYMDEPOT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = symdepot::cli::Cli::parse();
     if !matches!(cli.command, symdepot::cli::Command::Serve { .. }) {
         // A command's output piped into `head` ends it quietly, as any

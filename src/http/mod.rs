@@ -8,6 +8,7 @@
 //! This file only names the modules: each of them imports the ones it needs
 //! directly, and no two of them import each other, directly or through others.
 
+pub mod access;
 pub mod auth;
 pub mod body;
 pub mod cache;

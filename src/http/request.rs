@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use crate::error::Error;
 use crate::filters;
+use crate::http::access;
 use crate::http::auth;
 use crate::http::body::Body;
 use crate::http::error::{json_error, json_status};
@@ -36,7 +37,11 @@ pub async fn presented_token(
     headers: &HeaderMap,
 ) -> Option<crate::Result<Token>> {
     let secret = auth::secret(headers)?;
-    Some(blocking(state, move |s| s.authenticate(&secret)).await)
+    let token = blocking(state, move |s| s.authenticate(&secret)).await;
+    if let Ok(t) = &token {
+        access::note_user(&t.user);
+    }
+    Some(token)
 }
 
 /// Checks a permission: 401 (with `WWW-Authenticate`) without valid

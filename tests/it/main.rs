@@ -24,6 +24,7 @@ mod interop_minidump;
 mod layering;
 mod layout_auto;
 mod limits;
+mod logs;
 mod migrate;
 mod mirror;
 mod operations;

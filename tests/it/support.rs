@@ -763,27 +763,55 @@ pub fn spawn_daemon(dir: &std::path::Path) -> (std::process::Child, String) {
 
 /// Spawns a command that starts a daemon (`symdepot … serve`, perhaps behind a
 /// wrapper such as `prlimit`) and returns it with the address it logged.
-pub fn spawn_logging(mut serve: std::process::Command) -> (std::process::Child, String) {
-    let mut child = serve
-        .env("SYMDEPOT_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+pub fn spawn_logging(serve: std::process::Command) -> (std::process::Child, String) {
+    let (child, addr, _) = spawn_keeping_log(serve, false);
+    (child, addr)
+}
+
+/// The lines a daemon has written to standard error.
+pub type Log = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`spawn_logging`], keeping every line the daemon writes (from its first)
+/// in the returned [`Log`] when `keep`.
+pub fn spawn_keeping_log(
+    mut serve: std::process::Command,
+    keep: bool,
+) -> (std::process::Child, String, Log) {
+    if !serve.get_envs().any(|(k, _)| k == "SYMDEPOT_LOG") {
+        serve.env("SYMDEPOT_LOG", "info");
+    }
+    let mut child = serve.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let log = Log::default();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
     let addr = loop {
         let line = lines
             .next()
             .expect("the daemon logs before it exits")
             .unwrap();
-        if let Some(pos) = line.find("listening on http://") {
-            break line[pos + "listening on http://".len()..]
-                .trim()
-                .to_string();
+        let found = line.find("listening on http://").map(|pos| {
+            let rest = &line[pos + "listening on http://".len()..];
+            rest.split(|c: char| c.is_whitespace() || c == '"')
+                .next()
+                .unwrap()
+                .to_string()
+        });
+        if keep {
+            log.lock().unwrap().push(line);
+        }
+        if let Some(addr) = found {
+            break addr;
         }
     };
     // Keep reading the log so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if keep {
+                kept.lock().unwrap().push(line);
+            }
+        }
+    });
+    (child, addr, log)
 }
 
 pub fn sigterm(child: &std::process::Child) {

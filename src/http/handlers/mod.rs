@@ -14,6 +14,7 @@ use std::sync::Arc;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
+use super::access;
 use super::body::Body;
 use super::error::method_not_allowed;
 use super::routes::{Route, route};
@@ -22,12 +23,13 @@ use crate::metrics::RequestLabels;
 
 /// Routes a request to its handler.
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
+    let began = std::time::Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
     let r = route(uri.path(), uri.query());
     let group = group_of(&r);
     let metrics_state = state.clone();
-    let mut resp = dispatch(state, req, r).await;
+    let (mut resp, user) = access::with_user(dispatch(state, req, r)).await;
     // On every response: never let a browser guess a type we did not send.
     // (Cached download hits carry it already; this is then one lookup.)
     resp.headers_mut()
@@ -49,8 +51,17 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Response<Bo
     {
         m.bytes_sent.inc_by(len);
     }
-    tracing::debug!(%method, path = uri.path(), status, "request");
-    resp
+    if !access::enabled() {
+        return resp;
+    }
+    let line = access::Line {
+        method,
+        path: uri.path().to_string(),
+        status,
+        user,
+        began,
+    };
+    access::logged(resp, line)
 }
 
 /// The route group a request is counted under in `/metrics`.

@@ -342,6 +342,7 @@ async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Token, Error
     let token = tokio::task::spawn_blocking(move || store.authenticate(&secret))
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+    crate::http::access::note_user(&token.user);
     if !token.has("upload") && !token.has("upload_try") {
         return Err(Error::Forbidden(
             "this token has neither the upload nor the upload_try permission".into(),
