@@ -2,9 +2,16 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-/// A self-hosted symbol server: Tecken-style uploads, Breakpad downloads.
+/// A self-hosted symbol server: Tecken uploads; Breakpad, debuginfod and SymStore downloads.
+///
+/// Build machines upload debug files (Tecken's POST /upload/, or `symdepot upload`);
+/// debuggers and crash tools download them over every protocol they speak:
+/// Breakpad/Tecken symbol paths, debuginfod (/buildid/<id>/debuginfo, executable,
+/// source, section), and SymStore/SSQP (WinDbg, Visual Studio, symchk, dotnet-symbol).
+/// Misses can be fetched from upstream symbol servers (breakpad, symstore, debuginfod);
+/// stacks are symbolicated (/symbolicate/v5) and minidumps walked (/stackwalk).
 #[derive(Debug, Parser)]
 #[command(name = "symdepot", version = crate::VERSION)]
 pub struct Cli {
@@ -216,6 +223,17 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenCommand,
     },
+    /// Print a completion script for a shell (e.g. `symdepot completions bash > /etc/bash_completion.d/symdepot`)
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (symdepot.1 and one per command) into a directory
+    #[command(hide = true)]
+    Man {
+        /// Where the pages go (made if missing)
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,4 +260,24 @@ pub enum TokenCommand {
         /// The token's id, as `token list` shows it
         id: i64,
     },
+}
+
+impl Cli {
+    /// The command line of this process. As [`Parser::parse`], except that
+    /// the client commands (`upload`, `completions`) do not offer the store's
+    /// options (`--data-dir`, `--config`), which they do not read.
+    pub fn from_env() -> Cli {
+        let mut cmd = Self::command();
+        cmd.build();
+        for client in ["upload", "completions"] {
+            cmd = cmd.mut_subcommand(client, |c| {
+                c.mut_args(|a| {
+                    let store_option = ["data_dir", "config"].contains(&a.get_id().as_str());
+                    a.hide(store_option)
+                })
+            });
+        }
+        let matches = cmd.get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
 }

@@ -4,14 +4,15 @@
 //! A directory is zipped on the fly (its relative paths are the member names,
 //! so a `dump_syms -s` tree is already in the layout); payloads above
 //! `max_size` are split into several zips. Each zip is streamed from disk
-//! with a progress bar on a terminal (a log line per zip otherwise), and
-//! retried on 429, 5xx and connection errors with exponential backoff that
-//! honours `Retry-After`.
+//! with a progress bar on a terminal (`indicatif`; a log line per zip
+//! otherwise), and retried on 429, 5xx and connection errors with exponential
+//! backoff that honours `Retry-After`. Each zip's answer says how many keys
+//! were new, replaced, skipped as unchanged and ignored ([`Uploaded`]).
 
 use std::fs::{self, File};
-use std::io::{self, IsTerminal, Read};
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -34,6 +35,71 @@ pub struct UploadOptions {
     pub backoff: Duration,
 }
 
+/// What one zip's upload did, as the server answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Uploaded {
+    /// The upload's id.
+    pub id: i64,
+    /// Keys stored that the server did not hold.
+    pub new: usize,
+    /// Keys stored in place of different content.
+    pub replaced: usize,
+    /// Keys that already held the same content.
+    pub skipped: usize,
+    /// Members ignored by rule (not symbol files).
+    pub ignored: usize,
+}
+
+impl Uploaded {
+    /// Reads a 201 answer (symdepot's or Tecken's, which lists no replaced keys).
+    fn from_answer(body: &str) -> anyhow::Result<Uploaded> {
+        let v: serde_json::Value =
+            serde_json::from_str(body).context("the 201 answer is not JSON")?;
+        let u = &v["upload"];
+        let count = |field: &str| u[field].as_array().map_or(0, Vec::len);
+        let replaced = count("replaced_keys");
+        Ok(Uploaded {
+            id: u["id"]
+                .as_i64()
+                .context("the 201 answer names no upload id")?,
+            new: count("uploaded_keys").saturating_sub(replaced),
+            replaced,
+            skipped: count("skipped_keys"),
+            ignored: count("ignored_keys"),
+        })
+    }
+
+    /// Adds another zip's counts (the id is the first's).
+    pub fn add(&mut self, other: &Uploaded) {
+        self.new += other.new;
+        self.replaced += other.replaced;
+        self.skipped += other.skipped;
+        self.ignored += other.ignored;
+    }
+
+    /// `3 new, 1 replaced, 12 skipped (unchanged), 0 ignored`.
+    pub fn counts(&self) -> String {
+        format!(
+            "{} new, {} replaced, {} skipped (unchanged), {} ignored",
+            self.new, self.replaced, self.skipped, self.ignored
+        )
+    }
+}
+
+/// Checks the server's URL before anything is zipped or sent: it needs its
+/// scheme (`127.0.0.1:8000` alone would be retried for half a minute).
+pub fn check_url(base: &str) -> anyhow::Result<()> {
+    let parsed = reqwest::Url::parse(base);
+    match parsed {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(u) if matches!(u.scheme(), "http" | "https") => bail!("--url {base:?} names no host"),
+        _ => bail!(
+            "--url {base:?} is not an http:// or https:// URL (did you mean http://{}?)",
+            base.trim_start_matches('/')
+        ),
+    }
+}
+
 /// The `/upload/` URL for a base URL.
 pub fn upload_url(base: &str, auto: bool) -> String {
     let mut url = base.trim_end_matches('/').to_string();
@@ -47,12 +113,14 @@ pub fn upload_url(base: &str, auto: bool) -> String {
     url
 }
 
-/// Uploads a zip or a directory; returns the upload ids the server gave.
-pub fn upload(path: &Path, opts: &UploadOptions) -> anyhow::Result<Vec<i64>> {
+/// Uploads a zip or a directory; returns what each zip's upload did.
+pub fn upload(path: &Path, opts: &UploadOptions) -> anyhow::Result<Vec<Uploaded>> {
+    check_url(&opts.url)?;
+    let meta = fs::metadata(path).with_context(|| format!("{}", path.display()))?;
     let scratch = tempfile::tempdir().context("creating a scratch folder")?;
-    let zips = if path.is_dir() {
+    let zips = if meta.is_dir() {
         zip_directory(path, scratch.path(), opts.max_size)?
-    } else if fs::metadata(path)?.len() > opts.max_size {
+    } else if meta.len() > opts.max_size {
         split_zip(path, scratch.path(), opts.max_size)?
     } else {
         vec![path.to_path_buf()]
@@ -126,42 +194,12 @@ fn split_zip(path: &Path, scratch: &Path, max: u64) -> anyhow::Result<Vec<PathBu
     Ok(zips.finish()?)
 }
 
-/// A reader that reports progress.
-struct Progress<R> {
-    inner: R,
-    done: u64,
-    total: u64,
-    label: String,
-    tty: bool,
-    last: Instant,
-}
-
-impl<R: Read> Read for Progress<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.done += n as u64;
-        if self.tty && (self.last.elapsed() > Duration::from_millis(100) || n == 0) {
-            self.last = Instant::now();
-            let pct = (self.done * 100).checked_div(self.total).unwrap_or(100);
-            let bar = "#".repeat((pct / 4) as usize);
-            eprint!(
-                "\r{} [{bar:<25}] {pct:>3}% {}/{} bytes",
-                self.label, self.done, self.total
-            );
-            if n == 0 {
-                eprintln!();
-            }
-        }
-        Ok(n)
-    }
-}
-
 fn send_with_retries(
     client: &reqwest::blocking::Client,
     zip: &Path,
     label: &str,
     opts: &UploadOptions,
-) -> anyhow::Result<i64> {
+) -> anyhow::Result<Uploaded> {
     let url = upload_url(&opts.url, opts.auto);
     let mut wait = opts.backoff;
     for attempt in 1..=opts.attempts.max(1) {
@@ -169,7 +207,13 @@ fn send_with_retries(
         match send(client, zip, label, &url, opts) {
             Ok(Outcome::Done(id)) => return Ok(id),
             Ok(Outcome::Fatal(status, body)) => {
-                bail!("{label}: the server refused the upload ({status}): {body}")
+                let layout = body.contains("<module>/<debug_id>/<file>") || body.contains("layout");
+                let hint = if status == 400 && !opts.auto && layout {
+                    " (files in any other layout: pass --auto, and each is placed by its own identity)"
+                } else {
+                    ""
+                };
+                bail!("{label}: the server refused the upload ({status}): {body}{hint}")
             }
             Ok(Outcome::Retry(status, after)) if !last => {
                 let pause = after.unwrap_or(wait).max(wait);
@@ -197,7 +241,7 @@ fn send_with_retries(
 }
 
 enum Outcome {
-    Done(i64),
+    Done(Uploaded),
     Retry(u16, Option<Duration>),
     Fatal(u16, String),
 }
@@ -210,14 +254,7 @@ fn send(
     opts: &UploadOptions,
 ) -> anyhow::Result<Outcome> {
     let total = fs::metadata(zip)?.len();
-    let reader = Progress {
-        inner: File::open(zip)?,
-        done: 0,
-        total,
-        label: label.to_string(),
-        tty: io::stderr().is_terminal(),
-        last: Instant::now(),
-    };
+    let reader = progress_bar(total, label).wrap_read(File::open(zip)?);
     let name = zip
         .file_name()
         .unwrap_or_default()
@@ -243,20 +280,31 @@ fn send(
         .map(Duration::from_secs);
     let body = resp.text().unwrap_or_default();
     if status == 201 {
-        let v: serde_json::Value =
-            serde_json::from_str(&body).context("the 201 answer is not JSON")?;
-        let id = v["upload"]["id"]
-            .as_i64()
-            .context("the 201 answer names no upload id")?;
-        if !io::stderr().is_terminal() {
-            eprintln!("{label}: uploaded as {id}");
-        }
-        return Ok(Outcome::Done(id));
+        let done = Uploaded::from_answer(&body)?;
+        eprintln!("{label}: upload {}: {}", done.id, done.counts());
+        return Ok(Outcome::Done(done));
     }
     if status == 429 || status >= 500 {
         return Ok(Outcome::Retry(status, after));
     }
     Ok(Outcome::Fatal(status, body))
+}
+
+/// A byte bar for one zip on a terminal; draws nothing elsewhere.
+fn progress_bar(total: u64, label: &str) -> indicatif::ProgressBar {
+    if !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:25}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("#>-"),
+    );
+    bar.set_prefix(label.to_string());
+    bar
 }
 
 #[cfg(test)]

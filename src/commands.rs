@@ -20,6 +20,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         let _log = crate::logging::init(crate::logging::LogFormat::Text);
         return crate::symbolicate::walker::walker_main(*page).context("walking a minidump");
     }
+    match &cli.command {
+        Command::Completions { shell } => return completions(*shell),
+        Command::Man { dir } => return man_pages(dir),
+        _ => {}
+    }
     if let Command::Upload {
         path,
         url,
@@ -43,8 +48,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             attempts: *attempts,
             backoff: Duration::from_secs(1),
         };
-        for id in crate::client::upload(path, &opts)? {
-            println!("{id}");
+        let done = crate::client::upload(path, &opts)?;
+        let mut total = crate::client::Uploaded::default();
+        for zip in &done {
+            println!("{}", zip.id);
+            total.add(zip);
+        }
+        if done.len() > 1 {
+            eprintln!("{} uploads: {}", done.len(), total.counts());
         }
         return Ok(());
     }
@@ -62,7 +73,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let _log = crate::logging::init(config.log_format);
     match cli.command {
         Command::Serve { .. } => serve(config),
-        Command::Upload { .. } | Command::WalkMinidump { .. } => unreachable!("handled above"),
+        Command::Upload { .. }
+        | Command::WalkMinidump { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => unreachable!("handled above"),
         Command::Token { action } => token(config, action),
         Command::Ingest { paths, is_try } => ingest(config, &paths, is_try),
         Command::Id { file, inject } => id(&file, inject),
@@ -117,6 +131,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             namespace,
         } => delete(config, key, is_try, upload, namespace.as_deref()),
     }
+}
+
+/// Prints the completion script for `shell`.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "symdepot", &mut std::io::stdout());
+    Ok(())
+}
+
+/// Writes `symdepot.1` and a page per command (`symdepot-serve.1`, …) into `dir`.
+fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("making {}", dir.display()))?;
+    let cmd = <Cli as clap::CommandFactory>::command();
+    clap_mangen::generate_to(cmd, dir)
+        .with_context(|| format!("writing pages to {}", dir.display()))
 }
 
 fn open_store(config: Config) -> anyhow::Result<Store> {

@@ -1,9 +1,7 @@
-use clap::Parser;
-
 fn main() {
     return_freed_memory();
     raise_open_file_limit();
-    let cli = symdepot::cli::Cli::parse();
+    let cli = symdepot::cli::Cli::from_env();
     if !matches!(cli.command, symdepot::cli::Command::Serve { .. }) {
         // A command's output piped into `head` ends it quietly, as any
         // command-line tool; the daemon keeps Rust's default (a closed

@@ -161,3 +161,77 @@ fn config_file_env_and_flags_reach_the_daemon() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_setting"));
 }
+
+/// Runs `symdepot ARGS` with no data dir; its stdout (it must succeed).
+fn stdout_of(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_symdepot"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn completions_are_printed_for_each_shell_and_name_the_commands() {
+    let bash = stdout_of(&["completions", "bash"]);
+    assert!(bash.contains("complete -F _symdepot"), "{bash}");
+    for command in ["serve", "upload", "prefetch", "completions"] {
+        assert!(bash.contains(command), "{command} in the bash script");
+    }
+    assert!(stdout_of(&["completions", "zsh"]).starts_with("#compdef symdepot"));
+    assert!(stdout_of(&["completions", "fish"]).contains("complete -c symdepot"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_symdepot"))
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bash"));
+}
+
+#[test]
+fn man_pages_are_written_for_the_program_and_each_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("man1");
+    stdout_of(&["man", pages.to_str().unwrap()]);
+    let main = std::fs::read_to_string(pages.join("symdepot.1")).unwrap();
+    assert!(
+        main.starts_with(".ie") || main.contains(".TH symdepot"),
+        "{main}"
+    );
+    assert!(main.contains("debuginfod") && main.contains("SymStore"));
+    for page in [
+        "symdepot-serve.1",
+        "symdepot-upload.1",
+        "symdepot-token-create.1",
+    ] {
+        assert!(pages.join(page).exists(), "{page}");
+    }
+}
+
+#[test]
+fn help_names_every_protocol_and_upload_offers_no_store_options() {
+    let top = stdout_of(&["--help"]);
+    for protocol in [
+        "Tecken",
+        "Breakpad",
+        "debuginfod",
+        "SymStore",
+        "SSQP",
+        "/symbolicate/v5",
+    ] {
+        assert!(top.contains(protocol), "{protocol} in the top-level help");
+    }
+    let upload = stdout_of(&["upload", "--help"]);
+    assert!(upload.contains("--url") && upload.contains("--auto"));
+    assert!(
+        !upload.contains("--data-dir") && !upload.contains("--config"),
+        "{upload}"
+    );
+    let serve = stdout_of(&["serve", "--help"]);
+    assert!(serve.contains("--data-dir") && serve.contains("--config"));
+}

@@ -140,3 +140,75 @@ fn the_client_retries_after_429_and_503() {
     assert!(stderr.contains("429; retrying in 1.0s"), "{stderr}");
     assert!(stderr.contains("503; retrying in 2.0s"), "{stderr}");
 }
+
+/// Runs the upload command; its success, stdout and stderr.
+fn run_upload(c: &mut Command) -> (bool, String, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_client_says_how_many_keys_were_new_replaced_and_skipped() {
+    let s = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        let m = format!("m{i}.pdb");
+        std::fs::create_dir_all(dir.path().join(format!("{m}/{ID_A}"))).unwrap();
+        std::fs::write(
+            dir.path().join(format!("{m}/{ID_A}/m{i}.sym")),
+            sym(&m, ID_A, ""),
+        )
+        .unwrap();
+    }
+    let (ok, _, err) = run_upload(&mut upload_cmd(dir.path(), &s.url(""), &s.token));
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("3 new, 0 replaced, 0 skipped (unchanged), 0 ignored"),
+        "{err}"
+    );
+    let changed = sym("m0.pdb", ID_A, "FILE 0 changed.c\n");
+    std::fs::write(dir.path().join(format!("m0.pdb/{ID_A}/m0.sym")), changed).unwrap();
+    let (ok, _, err) = run_upload(&mut upload_cmd(dir.path(), &s.url(""), &s.token));
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("0 new, 1 replaced, 2 skipped (unchanged), 0 ignored"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_client_stops_at_once_on_a_url_without_scheme_or_a_missing_path() {
+    let s = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bare = s.url("").trim_start_matches("http://").to_string();
+    let (ok, _, err) = run_upload(&mut upload_cmd(dir.path(), &bare, &s.token));
+    assert!(!ok);
+    assert!(err.contains("is not an http:// or https:// URL"), "{err}");
+    assert!(
+        err.contains(&format!("did you mean http://{bare}")),
+        "{err}"
+    );
+    assert!(!err.contains("retrying"), "nothing was sent: {err}");
+    let missing = dir.path().join("no-such-dir");
+    let (ok, _, err) = run_upload(&mut upload_cmd(&missing, &s.url(""), &s.token));
+    assert!(!ok);
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+    assert_eq!(s.count("SELECT COUNT(*) FROM uploads"), 0);
+}
+
+#[test]
+fn a_layout_refusal_suggests_auto() {
+    let s = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m0.sym"), sym("m0.pdb", ID_A, "")).unwrap();
+    let (ok, _, err) = run_upload(&mut upload_cmd(dir.path(), &s.url(""), &s.token));
+    assert!(!ok);
+    assert!(err.contains("400") && err.contains("pass --auto"), "{err}");
+    let (ok, _, err) = run_upload(upload_cmd(dir.path(), &s.url(""), &s.token).arg("--auto"));
+    assert!(ok, "{err}");
+    assert!(err.contains("1 new"), "{err}");
+}

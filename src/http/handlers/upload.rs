@@ -806,6 +806,7 @@ fn created(token: &Token, id: i64, created_at: i64, done: &Done) -> Response<Bod
             "skipped_keys": r.skipped_keys,
             "ignored_keys": r.ignored_keys,
             "uploaded_keys": r.uploaded_keys,
+            "replaced_keys": r.replaced_keys,
             "files_count": r.files_count(),
         }
     });
