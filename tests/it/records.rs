@@ -595,3 +595,92 @@ fn misses_counted_just_before_shutdown_are_written_by_it() {
     assert_eq!(missing.total, 1);
     assert_eq!(missing.items[0].debug_file, "xul.pdb");
 }
+
+/// Markup a client can put into what the pages show, and how it must come out.
+const SCRIPT: (&str, &str) = (
+    "<script>alert(1)</script>",
+    "&lt;script&gt;alert(1)&lt;/script&gt;",
+);
+const BREAKOUT: (&str, &str) = (
+    "\"><img src=x onerror=alert(1)>",
+    "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;",
+);
+const FILE_NAME: (&str, &str) = (
+    "<img src=x onerror=alert(1)>.zip",
+    "&lt;img src=x onerror=alert(1)&gt;.zip",
+);
+
+/// `html` holds `value` escaped, and never as it was sent.
+fn assert_escaped(what: &str, html: &str, (raw, escaped): (&str, &str)) {
+    assert!(html.contains(escaped), "{what}: no {escaped} in {html}");
+    assert!(!html.contains(raw), "{what}: {raw} came through as markup");
+}
+
+/// `path` with the query `pairs`, percent-encoded.
+fn with_query(path: &str, pairs: &[(&str, &str)]) -> String {
+    let enc = |v: &str| {
+        percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let pairs: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect();
+    format!("{path}?{}", pairs.join("&"))
+}
+
+fn page_text(resp: reqwest::blocking::Response, status: u16) -> String {
+    assert_eq!(resp.status(), status, "{}", resp.url());
+    resp.text().unwrap()
+}
+
+#[test]
+fn pages_show_hostile_names_escaped() {
+    let s = TestServer::start();
+    // A user name and an upload's file name: the records pages show both.
+    let token = s.create_token(&["upload"], SCRIPT.0);
+    let part = reqwest::blocking::multipart::Part::bytes(sym_zip("a.pdb", ID_A, ""))
+        .file_name(FILE_NAME.0);
+    let form = reqwest::blocking::multipart::Form::new().part("symbols.zip", part);
+    let upload = s
+        .client
+        .post(s.url("/upload/"))
+        .header("Auth-Token", &token);
+    assert_eq!(upload.multipart(form).send().unwrap().status(), 201);
+    for path in ["/", "/uploads", "/uploads/1"] {
+        let html = page_text(s.get(path), 200);
+        assert_escaped(path, &html, SCRIPT);
+        assert_escaped(path, &html, FILE_NAME);
+    }
+    // A filter value, given back in its form field's attribute.
+    let filtered = with_query("/uploads", &[("user", BREAKOUT.0)]);
+    let html = page_text(s.get(&filtered), 200);
+    assert_escaped("a filter", &html, BREAKOUT);
+    assert!(
+        html.contains(&format!("value=\"{}\"", BREAKOUT.1)),
+        "{html}"
+    );
+    // A code file a client asked for, in the missing-symbols report.
+    let asked = with_query(
+        &format!("/b.pdb/{ID_B}/b.sym"),
+        &[("code_file", BREAKOUT.0), ("code_id", "5CF0A9B1C5F2000")],
+    );
+    assert_eq!(s.get(&asked).status(), 404);
+    s.wait_for_count("SELECT COUNT(*) FROM missing", 1);
+    assert_escaped("/missing", &page_text(s.get("/missing"), 200), BREAKOUT);
+}
+
+#[test]
+fn the_symbolicate_page_shows_a_hostile_job_escaped() {
+    let s = TestServer::start();
+    let post = |job: &str| s.client.post(s.url("/symbolicate")).form(&[("job", job)]);
+    // A job that does not parse comes back in the text box, escaped.
+    let breakout = format!("</textarea>{}", SCRIPT.0);
+    let html = page_text(post(&breakout).send().unwrap(), 400);
+    assert!(html.contains("&lt;/textarea&gt;"), "{html}");
+    assert_escaped("a bad job", &html, SCRIPT);
+    // A module's name, in the frames and the modules without symbols.
+    let job = serde_json::json!({"memoryMap": [[SCRIPT.0, ID_A]], "stacks": [[[0, 5]]]});
+    let html = page_text(post(&job.to_string()).send().unwrap(), 200);
+    assert!(html.contains(&format!("<td>{}</td>", SCRIPT.1)), "{html}");
+    assert_escaped("a job", &html, SCRIPT);
+}

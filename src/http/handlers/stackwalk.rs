@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use maud::{Markup, html};
+use serde_json::Value;
 
 use super::symbolicate::sym_row_of_key;
 use crate::Error;
@@ -70,25 +72,7 @@ pub async fn stackwalk(
         include_try,
     };
     match state.http.walker.walk(dump, &symbols, html).await {
-        Ok(json) if html => {
-            let rendered = tokio::task::spawn_blocking(move || {
-                serde_json::from_slice::<serde_json::Value>(&json).map(|v| page(&v))
-            })
-            .await;
-            match rendered {
-                Ok(Ok(inner)) => {
-                    let len = inner.len();
-                    held(
-                        &state,
-                        crate::http::handlers::pages::layout("Stack walk", &inner),
-                        len,
-                    )
-                    .await
-                }
-                Ok(Err(e)) => json_error(&Error::Io(std::io::Error::other(e))),
-                Err(e) => json_error(&Error::Io(std::io::Error::other(e))),
-            }
-        }
+        Ok(json) if html => page_answer(&state, json).await,
         Ok(json) => {
             let len = json.len();
             let resp = body::with_type(StatusCode::OK, "application/json", json);
@@ -106,83 +90,98 @@ pub async fn stackwalk(
     }
 }
 
+/// The walker's JSON for a page, rendered off the async threads and held
+/// against the memory budget like any other answer.
+async fn page_answer(state: &AppState, json: Vec<u8>) -> Response<Body> {
+    let rendered = tokio::task::spawn_blocking(move || {
+        serde_json::from_slice::<Value>(&json).map(|v| page(&v))
+    })
+    .await;
+    match rendered {
+        Ok(Ok(inner)) => {
+            let len = inner.0.len();
+            let resp = crate::http::handlers::pages::layout("Stack walk", inner);
+            held(state, resp, len).await
+        }
+        Ok(Err(e)) => json_error(&Error::Io(std::io::Error::other(e))),
+        Err(e) => json_error(&Error::Io(std::io::Error::other(e))),
+    }
+}
+
 /// A stack walk as a page, from what the walker cut for it
 /// (`walker::for_page`): the crash, the crashing thread first, each frame with
 /// its module, function and file:line, then the modules without symbols.
-fn page(walk: &serde_json::Value) -> String {
-    use crate::http::handlers::pages::esc;
-    let text = |v: &serde_json::Value| esc(v.as_str().unwrap_or(""));
-    let mut html = String::from("<h1>Stack walk</h1>");
+fn page(walk: &Value) -> Markup {
     let crash = &walk["crash_info"];
-    if crash["type"].is_string() {
-        html.push_str(&format!(
-            "<p>Crash: <code>{}</code> at <code>{}</code>, thread {}</p>",
-            text(&crash["type"]),
-            text(&crash["address"]),
-            crash["crashing_thread"]
-        ));
-    }
     let crashing = walk["crashing_thread"].as_u64();
-    for t in walk["threads"].as_array().into_iter().flatten() {
-        let i = t["index"].as_u64().unwrap_or_default();
-        let label = if Some(i) == crashing {
-            " (crashed)"
-        } else {
-            ""
-        };
-        html.push_str(&format!(
-            "<h2>Thread {i}{label} {}</h2><table><tr><th>#</th><th>Module</th><th>Function</th>\
-             <th>Source</th><th>Found by</th></tr>",
-            text(&t["thread_name"])
-        ));
-        for f in t["frames"].as_array().into_iter().flatten() {
-            let function = match f["function"].as_str() {
-                Some(name) => format!("{} + {}", esc(name), text(&f["function_offset"])),
-                None => text(&f["module_offset"]),
-            };
-            let source = match (f["file"].as_str(), f["line"].as_u64()) {
-                (Some(file), Some(line)) => format!("{}:{line}", esc(file)),
-                _ => String::new(),
-            };
-            html.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td class=\"mono\">{function}</td><td class=\"mono\">{source}</td>\
-                 <td>{}</td></tr>",
-                f["frame"],
-                text(&f["module"]),
-                text(&f["trust"])
-            ));
+    html! {
+        h1 { "Stack walk" }
+        @if crash["type"].is_string() {
+            p {
+                "Crash: " code { (text(&crash["type"])) } " at " code { (text(&crash["address"])) }
+                ", thread " (crash["crashing_thread"])
+            }
         }
-        html.push_str("</table>");
-        if let Some(more) = t["frames_omitted"].as_u64().filter(|&n| n > 0) {
-            html.push_str(&format!(
-                "<p>{more} more frames (the JSON answer has them all).</p>"
-            ));
+        @for t in walk["threads"].as_array().into_iter().flatten() {
+            (thread(t, crashing))
+        }
+        @if let Some(more) = walk["threads_omitted"].as_u64().filter(|&n| n > 0) {
+            p { (more) " more threads (the JSON answer has them all)." }
+        }
+        h2 { "Modules without symbols (" (walk["modules_without_symbols_count"]) ")" }
+        p { "Counted in the " a href="/missing" { "missing-symbols report" } "." }
+        ul {
+            @for m in walk["modules_without_symbols"].as_array().into_iter().flatten() {
+                li.mono { (text(&m["debug_file"])) " " (text(&m["debug_id"])) }
+            }
         }
     }
-    if let Some(more) = walk["threads_omitted"].as_u64().filter(|&n| n > 0) {
-        html.push_str(&format!(
-            "<p>{more} more threads (the JSON answer has them all).</p>"
-        ));
+}
+
+/// A JSON string's text, empty for anything else.
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// One thread of a walk: its frames as a table, and how many were cut.
+fn thread(t: &Value, crashing: Option<u64>) -> Markup {
+    let i = t["index"].as_u64().unwrap_or_default();
+    let label = if Some(i) == crashing {
+        " (crashed)"
+    } else {
+        ""
+    };
+    html! {
+        h2 { "Thread " (i) (label) " " (text(&t["thread_name"])) }
+        table {
+            tr { th { "#" } th { "Module" } th { "Function" } th { "Source" } th { "Found by" } }
+            @for f in t["frames"].as_array().into_iter().flatten() { (frame_row(f)) }
+        }
+        @if let Some(more) = t["frames_omitted"].as_u64().filter(|&n| n > 0) {
+            p { (more) " more frames (the JSON answer has them all)." }
+        }
     }
-    let missing: Vec<String> = (walk["modules_without_symbols"]
-        .as_array()
-        .into_iter()
-        .flatten())
-    .map(|m| {
-        format!(
-            "<li class=\"mono\">{} {}</li>",
-            text(&m["debug_file"]),
-            text(&m["debug_id"])
-        )
-    })
-    .collect();
-    html.push_str(&format!(
-        "<h2>Modules without symbols ({})</h2><p>Counted in the <a href=\"/missing\">missing-symbols \
-         report</a>.</p><ul>{}</ul>",
-        walk["modules_without_symbols_count"],
-        missing.concat()
-    ));
-    html
+}
+
+fn frame_row(f: &Value) -> Markup {
+    html! {
+        tr {
+            td { (f["frame"]) }
+            td { (text(&f["module"])) }
+            td.mono {
+                @match f["function"].as_str() {
+                    Some(name) => { (name) " + " (text(&f["function_offset"])) }
+                    None => { (text(&f["module_offset"])) }
+                }
+            }
+            td.mono {
+                @if let (Some(file), Some(line)) = (f["file"].as_str(), f["line"].as_u64()) {
+                    (file) ":" (line)
+                }
+            }
+            td { (text(&f["trust"])) }
+        }
+    }
 }
 
 /// The minidump of a body: the multipart field `upload_file_minidump`, or
@@ -259,5 +258,32 @@ impl SymbolSource for StoreSymbols {
             self.state.metrics.missing_recorded.inc();
         }
         opened
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_name_in_a_walk_is_shown_escaped() {
+        let hostile = "\"><script>alert(1)</script>";
+        let walk = serde_json::json!({
+            "crash_info": {"type": hostile, "address": "0x0", "crashing_thread": 0},
+            "crashing_thread": 0,
+            "threads": [{"index": 0, "thread_name": hostile, "frames": [
+                {"frame": 0, "module": hostile, "function": hostile, "function_offset": "0x1",
+                 "file": hostile, "line": 3, "trust": "context"}]}],
+            "modules_without_symbols": [{"debug_file": hostile, "debug_id": "0"}],
+            "modules_without_symbols_count": 1,
+        });
+        let html = page(&walk).into_string();
+        assert!(
+            !html.contains("<script") && !html.contains("\"><"),
+            "{html}"
+        );
+        let escaped = "&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;";
+        assert_eq!(html.matches(escaped).count(), 6, "{html}");
+        assert!(html.contains("<tr><td>0</td>"), "{html}");
     }
 }

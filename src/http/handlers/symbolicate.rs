@@ -10,11 +10,13 @@ use std::sync::Arc;
 use futures_util::{StreamExt, TryStreamExt};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use maud::{Markup, html};
 
 use super::download::cached_lookup;
 use crate::Error;
 use crate::http::body::{self, Body};
 use crate::http::error::{json_error, method_not_allowed};
+use crate::http::handlers::pages::layout;
 use crate::http::hit::{Flavor, Found};
 use crate::http::mirror::{Fetched, Want};
 use crate::http::state::AppState;
@@ -178,7 +180,6 @@ async fn fill_jobs(
 /// minidump on, for `/stackwalk`); `POST /symbolicate` (the form's `job`
 /// field): its frames as a page.
 pub async fn page(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
-    use crate::http::handlers::pages::{esc, layout};
     if state.http.private_downloads {
         if let Err(refused) = crate::http::request::require(&state, req.headers(), "download").await
         {
@@ -189,27 +190,14 @@ pub async fn page(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body
         return refused;
     }
     let include_try = crate::http::routes::query_has_try(req.uri().query());
-    let form = |job: &str| {
-        format!(
-            "<h1>Symbolicate</h1><h2>Frames of a job</h2>\
-             <p>A <code>/symbolicate/v5</code> job: <code>memoryMap</code> (debug file, debug id) and \
-             <code>stacks</code> of [module index, module offset].</p>\
-             <form method=\"post\" action=\"/symbolicate\"><textarea name=\"job\" rows=\"10\" \
-             cols=\"100\" class=\"mono\">{}</textarea><p><button>Symbolicate</button></p></form>\
-             <h2>A minidump</h2><form method=\"post\" action=\"/stackwalk\" \
-             enctype=\"multipart/form-data\"><input type=\"file\" name=\"upload_file_minidump\"> \
-             <button>Walk the stacks</button></form>",
-            esc(job)
-        )
-    };
     match *req.method() {
-        Method::GET | Method::HEAD => return layout("Symbolicate", &form(EXAMPLE_JOB)),
+        Method::GET | Method::HEAD => return layout("Symbolicate", forms(EXAMPLE_JOB)),
         Method::POST => {}
         _ => return method_not_allowed("GET, HEAD, POST", false),
     }
     let (_turn, bytes) = match turn_and_body(&state, req.into_body(), "a job").await {
         Ok(read) => read,
-        Err(e) => return page_error(crate::http::error::status_of(&e), &e.to_string(), ""),
+        Err(e) => return page_error(crate::http::error::status_of(&e), &e.to_string(), html! {}),
     };
     let fields = crate::filters::query_pairs(Some(&String::from_utf8_lossy(&bytes)));
     let job = (fields.into_iter())
@@ -222,79 +210,106 @@ pub async fn page(state: Arc<AppState>, req: Request<Incoming>) -> Response<Body
         state.http.max_symbolicate_frames,
     ) {
         Ok(jobs) => Arc::new(jobs),
-        Err(why) => return page_error(StatusCode::BAD_REQUEST, &why, &form(&job)),
+        Err(why) => return page_error(StatusCode::BAD_REQUEST, &why, forms(&job)),
     };
     let results = match run(&state, &jobs, include_try).await {
         Ok(r) => r,
-        Err(e) => return page_error(crate::http::error::status_of(&e), &e.to_string(), ""),
+        Err(e) => return page_error(crate::http::error::status_of(&e), &e.to_string(), html! {}),
     };
-    let mut html = String::from("<h1>Symbolicated</h1>");
-    for (j, (job, r)) in jobs.iter().zip(&results).enumerate() {
-        for (s, stack) in r.stacks.iter().enumerate() {
-            html.push_str(&format!(
-                "<h2>Job {j}, stack {s}</h2><table><tr><th>#</th><th>Module</th><th>Offset</th>\
-                 <th>Function</th><th>Source</th></tr>"
-            ));
-            for f in stack {
-                let function = match (&f.function, f.function_offset) {
-                    (Some(name), Some(off)) => format!("{} + {off:#x}", esc(name)),
-                    (Some(name), None) => esc(name),
-                    (None, _) => String::new(),
-                };
-                let mut source = match (&f.file, f.line) {
-                    (Some(file), Some(line)) => format!("{}:{line}", esc(file)),
-                    (Some(file), None) => esc(file),
-                    _ => String::new(),
-                };
-                for i in &f.inlines {
-                    source.push_str(&format!(
-                        "<br>inlined: {} {}:{}",
-                        esc(&i.function),
-                        esc(i.file.as_deref().unwrap_or("")),
-                        i.line.map(|l| l.to_string()).unwrap_or_default()
-                    ));
-                }
-                html.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td class=\"mono\">{:#x}</td><td class=\"mono\">{function}</td>\
-                     <td class=\"mono\">{source}</td></tr>",
-                    f.index,
-                    esc(f.module.as_deref().unwrap_or("")),
-                    f.offset
-                ));
-            }
-            html.push_str("</table>");
+    layout("Symbolicated", symbolicated(&jobs, &results, &job))
+}
+
+/// The page's forms: a job to paste (`job` in its text box), a minidump to drop.
+fn forms(job: &str) -> Markup {
+    html! {
+        h1 { "Symbolicate" }
+        h2 { "Frames of a job" }
+        p {
+            "A " code { "/symbolicate/v5" } " job: " code { "memoryMap" }
+            " (debug file, debug id) and " code { "stacks" } " of [module index, module offset]."
         }
-        let missing: Vec<String> = (job.modules.iter())
-            .zip(&r.found)
-            .filter(|(_, f)| **f == Some(false))
-            .map(|(m, _)| {
-                format!(
-                    "<li class=\"mono\">{} {}</li>",
-                    esc(&m.debug_file),
-                    esc(&m.debug_id)
-                )
-            })
-            .collect();
-        if !missing.is_empty() {
-            html.push_str(&format!(
-                "<h2>Modules without symbols ({})</h2><ul>{}</ul>",
-                missing.len(),
-                missing.concat()
-            ));
+        form method="post" action="/symbolicate" {
+            textarea name="job" rows="10" cols="100" .mono { (job) }
+            p { button { "Symbolicate" } }
+        }
+        h2 { "A minidump" }
+        form method="post" action="/stackwalk" enctype="multipart/form-data" {
+            input type="file" name="upload_file_minidump";
+            " "
+            button { "Walk the stacks" }
         }
     }
-    html.push_str(&form(&job));
-    layout("Symbolicated", &html)
+}
+
+/// The frames of each job's stacks, its modules without symbols, then the
+/// forms again with the job as pasted.
+fn symbolicated(
+    jobs: &[symbolicate::Job],
+    results: &[symbolicate::JobResult],
+    pasted: &str,
+) -> Markup {
+    html! {
+        h1 { "Symbolicated" }
+        @for (j, (job, r)) in jobs.iter().zip(results).enumerate() {
+            @for (s, stack) in r.stacks.iter().enumerate() {
+                h2 { "Job " (j) ", stack " (s) }
+                table {
+                    tr { th { "#" } th { "Module" } th { "Offset" } th { "Function" } th { "Source" } }
+                    @for f in stack { (frame_row(f)) }
+                }
+            }
+            (without_symbols(job, r))
+        }
+        (forms(pasted))
+    }
+}
+
+fn frame_row(f: &symbolicate::Frame) -> Markup {
+    html! {
+        tr {
+            td { (f.index) }
+            td { (f.module.as_deref().unwrap_or("")) }
+            td.mono { (format!("{:#x}", f.offset)) }
+            td.mono {
+                @if let Some(name) = &f.function {
+                    (name)
+                    @if let Some(off) = f.function_offset { " + " (format!("{off:#x}")) }
+                }
+            }
+            td.mono {
+                @if let Some(file) = &f.file {
+                    (file)
+                    @if let Some(line) = f.line { ":" (line) }
+                }
+                @for i in &f.inlines {
+                    br;
+                    "inlined: " (i.function) " " (i.file.as_deref().unwrap_or("")) ":"
+                    @if let Some(line) = i.line { (line) }
+                }
+            }
+        }
+    }
+}
+
+/// The modules of a job that no store or upstream had symbols for.
+fn without_symbols(job: &symbolicate::Job, r: &symbolicate::JobResult) -> Markup {
+    let missing: Vec<&ModuleRef> = (job.modules.iter())
+        .zip(&r.found)
+        .filter(|(_, f)| **f == Some(false))
+        .map(|(m, _)| m)
+        .collect();
+    html! {
+        @if !missing.is_empty() {
+            h2 { "Modules without symbols (" (missing.len()) ")" }
+            ul { @for m in &missing { li.mono { (m.debug_file) " " (m.debug_id) } } }
+        }
+    }
 }
 
 /// An error on the symbolication page: the problem, then what follows it.
-fn page_error(status: StatusCode, why: &str, then: &str) -> Response<Body> {
-    let html = format!(
-        "<h1>{}</h1><p class=\"failed\">{}</p>{then}",
-        status.as_u16(),
-        crate::http::handlers::pages::esc(why)
-    );
-    let mut resp = crate::http::handlers::pages::layout("Symbolicate", &html);
+fn page_error(status: StatusCode, why: &str, then: Markup) -> Response<Body> {
+    let html = html! { h1 { (status.as_u16()) } p.failed { (why) } (then) };
+    let mut resp = layout("Symbolicate", html);
     *resp.status_mut() = status;
     resp
 }
