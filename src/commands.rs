@@ -178,6 +178,11 @@ fn serve(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let daemon = crate::daemon::Daemon::start(config).await?;
         tracing::info!("symdepot listening on http://{}", daemon.addr());
+        // systemd's Type=notify: the service is started once the listener is
+        // bound and the store open (nothing is sent without NOTIFY_SOCKET).
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            tracing::warn!(error = %e, "telling the service manager we are ready");
+        }
         daemon.run_until_signal().await
     })
 }

@@ -125,6 +125,7 @@ impl Daemon {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = int.recv() => tracing::info!("SIGINT received"),
         }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         self.shutdown().await;
         tracing::info!("stopped");
         Ok(())

@@ -235,3 +235,28 @@ fn help_names_every_protocol_and_upload_offers_no_store_options() {
     let serve = stdout_of(&["serve", "--help"]);
     assert!(serve.contains("--data-dir") && serve.contains("--config"));
 }
+
+#[test]
+fn the_daemon_tells_systemd_it_is_ready_once_it_listens_and_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("notify");
+    let manager = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    // Only against a hang: the datagrams come at start and at SIGTERM.
+    manager
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut serve = symdepot(&dir.path().join("data"));
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", &socket);
+    let (mut child, addr) = crate::support::spawn_logging(serve);
+    let mut buf = [0u8; 256];
+    let n = manager.recv(&mut buf).unwrap();
+    assert_eq!(buf[..n].trim_ascii(), b"READY=1");
+    let got = crate::support::http_get(format!("http://{addr}/__lbheartbeat__")).unwrap();
+    assert_eq!(got.status(), 200, "ready means answering");
+    sigterm(&child);
+    let n = manager.recv(&mut buf).unwrap();
+    assert_eq!(buf[..n].trim_ascii(), b"STOPPING=1");
+    assert!(wait_exit(&mut child).success());
+}
