@@ -71,6 +71,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref(), std::env::vars(), &overrides)?;
     // Dropped when the command ends: what is still queued is written.
     let _log = crate::logging::init(config.log_format);
+    for warning in crate::config::unknown_env(std::env::vars()) {
+        tracing::warn!("{warning}");
+    }
     match cli.command {
         Command::Serve { .. } => serve(config),
         Command::Upload { .. }

@@ -162,6 +162,43 @@ fn config_file_env_and_flags_reach_the_daemon() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_setting"));
 }
 
+#[test]
+fn a_misspelled_file_key_is_refused_with_its_line_and_a_misspelled_variable_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("symdepot.toml");
+    std::fs::write(
+        &cfg,
+        "# limits\nmax_members = 7\nmax_uplaod_bytes = \"1GiB\"\n",
+    )
+    .unwrap();
+    let out = symdepot(dir.path())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["token", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = "symdepot.toml:3: unknown setting \"max_uplaod_bytes\" \
+                (did you mean \"max_upload_bytes\"?)";
+    assert!(stderr.contains(want), "{stderr}");
+
+    // A misspelled variable is named, with the one meant, and the daemon starts anyway.
+    let mut serve = symdepot(dir.path());
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SYMDEPOT_MAX_UPLAOD_BYTES", "1GiB");
+    let (mut child, addr, log) = crate::support::spawn_keeping_log(serve, true);
+    let resp = crate::support::http_get(format!("http://{addr}/__lbheartbeat__")).unwrap();
+    assert_eq!(resp.status(), 200);
+    let warned = "SYMDEPOT_MAX_UPLAOD_BYTES is no setting \
+                  (did you mean SYMDEPOT_MAX_UPLOAD_BYTES?); ignored";
+    let lines = log.lock().unwrap().join("\n");
+    assert!(lines.contains(warned) && lines.contains("WARN"), "{lines}");
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+}
+
 /// Runs `symdepot ARGS` with no data dir; its stdout (it must succeed).
 fn stdout_of(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_symdepot"))
