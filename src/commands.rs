@@ -71,6 +71,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref(), std::env::vars(), &overrides)?;
     // Dropped when the command ends: what is still queued is written.
     let _log = crate::logging::init(config.log_format);
+    for warning in crate::config::unknown_env(std::env::vars()) {
+        tracing::warn!("{warning}");
+    }
     match cli.command {
         Command::Serve { .. } => serve(config),
         Command::Upload { .. }
@@ -276,47 +279,37 @@ fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
 }
 
 fn ingest(config: Config, paths: &[std::path::PathBuf], is_try: bool) -> anyhow::Result<()> {
-    use crate::ingest::{Ingest, Layout, Report, ingest_upload};
-    use crate::store::{Namespace, UploadFinish, UploadStart};
     let limits = IngestLimits::new(&config);
     let store = open_store(config)?;
     let mut files = Vec::new();
     for p in paths {
         collect_files(p, &mut files).with_context(|| format!("reading {}", p.display()))?;
     }
-    let (mut stored, mut skipped, mut failed) = (0, 0, 0);
-    for file in files {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let start = UploadStart {
-            user: "cli".into(),
-            filename: Some(file.display().to_string()),
-            try_symbols: is_try,
-            ..UploadStart::default()
-        };
-        let record = store.begin_upload(&start)?;
-        let size = std::fs::metadata(&file).map_or(0, |m| m.len());
-        let result = ingest_upload(
-            Ingest {
-                store: &store,
-                limits: &limits,
-            },
-            crate::ingest::Arrived::file(&file, &name),
-            Namespace::from_try(is_try),
-            Some(record.id()),
-            Layout::Auto,
-            &crate::ingest::Cancel::default(),
-        );
-        let fin = UploadFinish {
-            filename: None,
-            download_url: None,
-            size,
-            try_symbols: is_try,
-            end: Report::record_end(&result),
-        };
-        record.finish(&store, &fin)?;
+    let bar = crate::progress::bar("ingest", Some(files.len() as u64));
+    let tally = ingest_files(&store, &limits, &files, is_try, &bar);
+    bar.finish_and_clear();
+    let t = tally?;
+    println!(
+        "{} stored, {} already stored, {} failed",
+        t.stored, t.skipped, t.failed
+    );
+    if t.failed > 0 {
+        bail!("{} file(s) could not be ingested", t.failed);
+    }
+    Ok(())
+}
+
+/// What `ingest` came to.
+#[derive(Default)]
+struct IngestTally {
+    stored: usize,
+    skipped: usize,
+    failed: usize,
+}
+
+impl IngestTally {
+    /// Prints what became of `file` and counts it.
+    fn add(&mut self, file: &std::path::Path, result: crate::Result<crate::ingest::Report>) {
         match result {
             Ok(r) => {
                 for k in &r.uploaded_keys {
@@ -325,20 +318,74 @@ fn ingest(config: Config, paths: &[std::path::PathBuf], is_try: bool) -> anyhow:
                 for k in &r.skipped_keys {
                     println!("skipped  {k}");
                 }
-                stored += r.uploaded_keys.len();
-                skipped += r.skipped_keys.len();
+                self.stored += r.uploaded_keys.len();
+                self.skipped += r.skipped_keys.len();
             }
             Err(e) => {
-                failed += 1;
+                self.failed += 1;
                 eprintln!("failed   {}: {e}", file.display());
             }
         }
     }
-    println!("{stored} stored, {skipped} already stored, {failed} failed");
-    if failed > 0 {
-        bail!("{failed} file(s) could not be ingested");
+}
+
+/// Ingests each file as an upload of its own, saying above the bar what
+/// became of it.
+fn ingest_files(
+    store: &Store,
+    limits: &IngestLimits,
+    files: &[std::path::PathBuf],
+    is_try: bool,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<IngestTally> {
+    let mut tally = IngestTally::default();
+    for file in files {
+        let result = ingest_one(store, limits, file, is_try)?;
+        bar.suspend(|| tally.add(file, result));
+        bar.inc(1);
     }
-    Ok(())
+    Ok(tally)
+}
+
+/// Ingests one file, recorded as an upload by `cli`. The outer error is the
+/// record's; the inner one the file's.
+fn ingest_one(
+    store: &Store,
+    limits: &IngestLimits,
+    file: &std::path::Path,
+    is_try: bool,
+) -> anyhow::Result<crate::Result<crate::ingest::Report>> {
+    use crate::ingest::{Ingest, Layout, Report, ingest_upload};
+    use crate::store::{Namespace, UploadFinish, UploadStart};
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let start = UploadStart {
+        user: "cli".into(),
+        filename: Some(file.display().to_string()),
+        try_symbols: is_try,
+        ..UploadStart::default()
+    };
+    let record = store.begin_upload(&start)?;
+    let size = std::fs::metadata(file).map_or(0, |m| m.len());
+    let result = ingest_upload(
+        Ingest { store, limits },
+        crate::ingest::Arrived::file(file, &name),
+        Namespace::from_try(is_try),
+        Some(record.id()),
+        Layout::Auto,
+        &crate::ingest::Cancel::default(),
+    );
+    let fin = UploadFinish {
+        filename: None,
+        download_url: None,
+        size,
+        try_symbols: is_try,
+        end: Report::record_end(&result),
+    };
+    record.finish(store, &fin)?;
+    Ok(result)
 }
 
 fn collect_files(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
@@ -472,11 +519,7 @@ fn gc(config: Config, dry_run: bool, force: bool) -> anyhow::Result<()> {
 
 fn verify(config: Config, opts: VerifyOptions) -> anyhow::Result<()> {
     let store = open_existing_store(config)?;
-    let bar = indicatif::ProgressBar::new(store.key_count()?);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("verify {bar:30} {pos}/{len} keys")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = crate::progress::bar("verify", Some(store.key_count()?));
     let r = store.verify_with(opts, &mut |done| bar.set_position(done), &mut |d| {
         let fixed = if d.repaired { " (repaired)" } else { "" };
         bar.suspend(|| println!("DAMAGED {} {}: {}{fixed}", d.namespace, d.key, d.problem));
@@ -508,23 +551,34 @@ fn reindex(config: Config, from_bucket: bool) -> anyhow::Result<()> {
     let dir = config.data_dir.display().to_string();
     let store = Store::open_to_rebuild(StoreSettings::new(&config))
         .with_context(|| format!("opening the data directory {dir}"))?;
-    let (n, skipped): (u64, Vec<(String, String)>) = if from_bucket {
-        let r = store.reindex_from_bucket()?;
-        println!("{} upload records restored", r.uploads);
-        (r.keys, r.skipped)
-    } else {
-        let (n, skipped) = store.reindex()?;
-        let skipped = skipped
-            .into_iter()
-            .map(|(p, why)| (p.display().to_string(), why))
-            .collect();
-        (n, skipped)
-    };
+    let mut bar = crate::progress::bar("reindex", None);
+    let rebuilt = rebuild(&store, from_bucket, &mut bar);
+    bar.finish_and_clear();
+    let (n, skipped) = rebuilt?;
     for (what, why) in &skipped {
         eprintln!("skipped {what}: {why}");
     }
     println!("reindexed {n} keys, skipped {}", skipped.len());
     Ok(())
+}
+
+/// The index rebuilt from the layout tree, or from the bucket's manifests:
+/// the keys indexed and what was skipped, with why.
+fn rebuild(
+    store: &Store,
+    from_bucket: bool,
+    bar: &mut indicatif::ProgressBar,
+) -> anyhow::Result<(u64, Vec<(String, String)>)> {
+    if from_bucket {
+        let r = store.reindex_from_bucket(bar)?;
+        bar.suspend(|| println!("{} upload records restored", r.uploads));
+        return Ok((r.keys, r.skipped));
+    }
+    let (n, skipped) = store.reindex(bar)?;
+    let shown = skipped
+        .into_iter()
+        .map(|(p, why)| (p.display().to_string(), why));
+    Ok((n, shown.collect()))
 }
 
 fn delete(
@@ -606,7 +660,10 @@ fn export(
     if let Some(dir) = zip {
         let max = crate::units::parse_size(max_size)
             .with_context(|| format!("--max-size {max_size:?}"))?;
-        for z in export_zips(&store, &dir, max, &filter)? {
+        let mut bar = crate::progress::bar("export", None);
+        let zips = export_zips(&store, &dir, max, &filter, &mut bar);
+        bar.finish_and_clear();
+        for z in zips? {
             println!("{}", z.display());
         }
         return Ok(());
@@ -618,7 +675,10 @@ fn export(
         other => bail!("--layout {other:?}: expected breakpad, symstore or debuginfod"),
     };
     let dir = plain.context("--plain <DIR> or --zip <DIR>")?;
-    let n = export_tree(&store, &dir, layout, &filter)?;
+    let mut bar = crate::progress::bar("export", None);
+    let n = export_tree(&store, &dir, layout, &filter, &mut bar);
+    bar.finish_and_clear();
+    let n = n?;
     println!("exported {n} files into {}", dir.display());
     Ok(())
 }
@@ -724,7 +784,10 @@ fn import(
         store: &store,
         limits: &limits,
     };
-    let (report, failed) = crate::transfer::import_tree(to, dir, ns)?;
+    let mut bar = crate::progress::bar("import", None);
+    let imported = crate::transfer::import_tree(to, dir, ns, &mut bar);
+    bar.finish_and_clear();
+    let (report, failed) = imported?;
     for (p, why) in &failed {
         eprintln!("failed   {}: {why}", p.display());
     }

@@ -7,6 +7,10 @@
 //! list-valued keys also take a comma-separated string, and `mime_overrides`
 //! takes `ext=type,ext=type`.
 //!
+//! A mistake is named: a key of the file that is no setting is refused with
+//! its file, line and the closest key, and a `SYMDEPOT_*` variable that is no
+//! setting (nor read elsewhere) is reported by [`unknown_env`], a warning.
+//!
 //! `Config` is only the format: the layers get their settings typed and
 //! already parsed from [`crate::settings::Settings`], built once from it.
 
@@ -268,12 +272,7 @@ impl Config {
         flags: &Overrides,
     ) -> anyhow::Result<Config> {
         let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str::<toml::Table>(&text)
-                    .with_context(|| format!("parsing config file {}", path.display()))?
-            }
+            Some(path) => read_file(path)?,
             None => toml::Table::new(),
         };
         apply_env(&mut table, env)?;
@@ -388,11 +387,134 @@ impl Config {
 
     /// The names of every configuration key, as written in the file.
     pub fn keys() -> Vec<String> {
-        match toml::Value::try_from(Config::default()) {
-            Ok(toml::Value::Table(t)) => t.keys().cloned().collect(),
-            _ => Vec::new(),
+        table_keys(&Config::default())
+    }
+}
+
+/// The keys `value` is written with as a TOML table.
+pub(crate) fn table_keys(value: &impl Serialize) -> Vec<String> {
+    match toml::Value::try_from(value) {
+        Ok(toml::Value::Table(t)) => t.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Reads and parses the configuration file, refusing keys that are no setting.
+fn read_file(path: &Path) -> anyhow::Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let table = toml::from_str::<toml::Table>(&text)
+        .with_context(|| format!("parsing config file {}", path.display()))?;
+    check_file_keys(path, &text)?;
+    Ok(table)
+}
+
+/// Refuses the first key of the file that is no setting, or no upstream's
+/// setting inside an `[[upstream]]` table, naming the file, its line and the
+/// closest key (`serde`'s own refusal names no line).
+fn check_file_keys(path: &Path, text: &str) -> anyhow::Result<()> {
+    let doc = toml::de::DeTable::parse(text)
+        .map_err(|e| anyhow::anyhow!("parsing config file {}: {e}", path.display()))?;
+    let keys = Config::keys();
+    for (key, value) in doc.get_ref().iter() {
+        if let Some(why) = unknown_key(key.get_ref(), &keys, "") {
+            bail!("{}: {why}", place(path, text, key));
+        }
+        if let ("upstream", Some(list)) = (key.get_ref().as_ref(), value.get_ref().as_array()) {
+            check_upstream_keys(path, text, list)?;
         }
     }
+    Ok(())
+}
+
+/// [`check_file_keys`] inside the `[[upstream]]` tables.
+fn check_upstream_keys(
+    path: &Path,
+    text: &str,
+    list: &toml::de::DeArray<'_>,
+) -> anyhow::Result<()> {
+    let keys = crate::upstream::UpstreamConfig::keys();
+    for table in list.iter().filter_map(|t| t.get_ref().as_table()) {
+        for (key, _) in table.iter() {
+            if let Some(why) = unknown_key(key.get_ref(), &keys, " in [[upstream]]") {
+                bail!("{}: {why}", place(path, text, key));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `file:line` of a key in the file.
+fn place(path: &Path, text: &str, key: &toml::Spanned<toml::de::DeString<'_>>) -> String {
+    let line = text[..key.span().start].matches('\n').count() + 1;
+    format!("{}:{line}", path.display())
+}
+
+/// Why `key` is refused, when it is not one of `keys`.
+fn unknown_key(key: &str, keys: &[String], place: &str) -> Option<String> {
+    if keys.iter().any(|k| k == key) {
+        return None;
+    }
+    let guess = closest(key, keys.iter().map(String::as_str))
+        .map(|k| format!(" (did you mean {k:?}?)"))
+        .unwrap_or_default();
+    Some(format!("unknown setting {key:?}{place}{guess}"))
+}
+
+/// The candidate most like `word`, if it is alike enough to be what a
+/// misspelling meant (at most about one letter in four wrong).
+fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::normalized_damerau_levenshtein(word, c), c))
+        .filter(|(score, _)| *score >= 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// `SYMDEPOT_*` variables for users that are no settings: the log filter
+/// and the upload client's flags (suggested for a misspelling too).
+const OTHER_VARIABLES: &[&str] = &["LOG", "TOKEN", "UPLOAD_URL"];
+
+/// `SYMDEPOT_*` variables of the build and of the project's scripts and
+/// tests, besides theirs that start `SYMDEPOT_TEST_`.
+const PROJECT_VARIABLES: &[&str] = &["COMMIT", "TOOLS", "BIN"];
+
+/// A warning for each `SYMDEPOT_*` variable in `env` that is no setting and
+/// not read elsewhere (a misspelling would otherwise be ignored unseen),
+/// suggesting the closest variable. Sorted by name.
+pub fn unknown_env(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    let keys = Config::keys();
+    let mut warnings: Vec<String> = env
+        .into_iter()
+        .filter_map(|(name, _)| unknown_variable(&name, &keys))
+        .collect();
+    warnings.sort();
+    warnings
+}
+
+/// The warning for one variable, if it is named as ours but unknown.
+fn unknown_variable(name: &str, keys: &[String]) -> Option<String> {
+    let suffix = name.strip_prefix("SYMDEPOT_")?;
+    if keys.contains(&suffix.to_ascii_lowercase()) || read_elsewhere(suffix) {
+        return None;
+    }
+    let others = OTHER_VARIABLES.iter().map(|v| v.to_ascii_lowercase());
+    let known: Vec<String> = keys.iter().cloned().chain(others).collect();
+    let guess = closest(
+        &suffix.to_ascii_lowercase(),
+        known.iter().map(String::as_str),
+    )
+    .map(|k| format!(" (did you mean SYMDEPOT_{}?)", k.to_ascii_uppercase()))
+    .unwrap_or_default();
+    Some(format!("{name} is no setting{guess}; ignored"))
+}
+
+/// Whether `SYMDEPOT_<suffix>` is read by something other than the configuration.
+fn read_elsewhere(suffix: &str) -> bool {
+    OTHER_VARIABLES.contains(&suffix)
+        || PROJECT_VARIABLES.contains(&suffix)
+        || suffix.starts_with("TEST_")
 }
 
 /// Overlays `SYMDEPOT_<KEY>` variables onto the file's table.
@@ -611,6 +733,78 @@ mod tests {
         assert!(load_toml("listen = \"nowhere\"\n", &[], &Overrides::default()).is_err());
         let e = [("SYMDEPOT_MAX_UPLOAD_BYTES", "huge")];
         assert!(Config::load(None, env(&e), &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_file_its_line_and_the_closest_key() {
+        let text =
+            "# limits\n\nlisten = \"127.0.0.1:9000\"\nmax_members = 7\n\nmax_uplaod_bytes = 1\n";
+        let err = load_toml(text, &[], &Overrides::default()).unwrap_err();
+        let shown = format!("{err:#}");
+        assert!(
+            shown.ends_with(
+                "symdepot.toml:6: unknown setting \"max_uplaod_bytes\" \
+                 (did you mean \"max_upload_bytes\"?)"
+            ),
+            "{shown}"
+        );
+        let err = load_toml("zzzz = 1\n", &[], &Overrides::default()).unwrap_err();
+        let shown = format!("{err:#}");
+        assert!(
+            shown.ends_with("symdepot.toml:1: unknown setting \"zzzz\""),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_of_an_upstream_table_is_refused_with_its_line() {
+        let text = "[[upstream]]\nurl = \"https://a.example\"\nprotocol = \"breakpad\"\n\
+                    [[upstream]]\nurl = \"https://b.example\"\nprotcol = \"breakpad\"\n";
+        let err = load_toml(text, &[], &Overrides::default()).unwrap_err();
+        let shown = format!("{err:#}");
+        assert!(
+            shown.ends_with(
+                "symdepot.toml:6: unknown setting \"protcol\" in [[upstream]] \
+                 (did you mean \"protocol\"?)"
+            ),
+            "{shown}"
+        );
+        let inline = "upstream = [{ url = \"https://a.example\", timout = \"5s\" }]\n";
+        let err = load_toml(inline, &[], &Overrides::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(":1: unknown setting \"timout\" in [[upstream]]"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn unknown_symdepot_variables_are_warned_of_with_the_closest_one() {
+        let e = [
+            ("SYMDEPOT_MAX_UPLAOD_BYTES", "1k"),
+            ("SYMDEPOT_LISTEN", "127.0.0.1:9"),
+            ("SYMDEPOT_listen", "127.0.0.1:9"),
+            ("SYMDEPOT_LOG", "debug"),
+            ("SYMDEPOT_TOKNE", "x"),
+            ("SYMDEPOT_UPLOAD_URL", "https://a.example"),
+            ("SYMDEPOT_TOOLS", "/opt"),
+            ("SYMDEPOT_BIN", "/bin/symdepot"),
+            ("SYMDEPOT_TEST_BLOB_STORE", "s3"),
+            ("SYMDEPOT_ZZZZ", "1"),
+            ("OTHER_MAX_UPLAOD_BYTES", "1"),
+        ];
+        assert_eq!(
+            unknown_env(env(&e)),
+            vec![
+                "SYMDEPOT_MAX_UPLAOD_BYTES is no setting \
+                 (did you mean SYMDEPOT_MAX_UPLOAD_BYTES?); ignored",
+                "SYMDEPOT_TOKNE is no setting (did you mean SYMDEPOT_TOKEN?); ignored",
+                "SYMDEPOT_ZZZZ is no setting; ignored",
+            ]
+        );
+        // A warning, not an error: the rest of the configuration applies.
+        let cfg = Config::load(None, env(&e), &Overrides::default()).unwrap();
+        assert_eq!(cfg.max_upload_bytes, Config::default().max_upload_bytes);
+        assert_eq!(cfg.listen, "127.0.0.1:9");
     }
 
     #[test]

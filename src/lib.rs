@@ -21,6 +21,7 @@ pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod prefetch;
+pub mod progress;
 pub mod settings;
 pub mod store;
 pub mod symbolicate;

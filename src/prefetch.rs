@@ -456,11 +456,7 @@ pub fn run(config: Config, opts: &Options) -> anyhow::Result<Summary> {
         let all = wants.len();
         let wants: Vec<Want> = wants.into_iter().filter(|w| mirror.would_ask(w)).collect();
         let not_asked = all - wants.len();
-        let bar = indicatif::ProgressBar::new(wants.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+        let bar = crate::progress::bar("prefetch", Some(wants.len() as u64));
         let outcomes: Vec<(Want, Outcome)> = futures_util::stream::iter(wants)
             .map(|want| {
                 let (mirror, bar) = (mirror.clone(), bar.clone());

@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use crate::identity::Kind;
 use crate::ingest::{self, Report};
 pub use crate::store::ExportFilter;
-use crate::store::{KeyRow, Namespace, Store};
+use crate::store::{KeyRow, Namespace, Progress, Store};
 use crate::zips::SplitZipWriter;
 
 /// The tree an export writes.
@@ -104,14 +104,17 @@ fn export_paths(row: &KeyRow, layout: ExportLayout, lookups: &[String]) -> Vec<P
     }
 }
 
-/// Exports keys into `dir`. Returns how many files were written.
+/// Exports keys into `dir`. Returns how many files were written;
+/// `progress` counts the keys.
 pub fn export_tree(
     store: &Store,
     dir: &Path,
     layout: ExportLayout,
     filter: &ExportFilter,
+    progress: &mut dyn Progress,
 ) -> anyhow::Result<u64> {
     let rows = store.export_rows(filter)?;
+    progress.total(rows.len() as u64);
     fs::create_dir_all(dir)?;
     if let ExportLayout::SymStore { index2: true } = layout {
         crate::zips::create_no_follow(&dir.join("index2.txt"))?;
@@ -139,23 +142,28 @@ pub fn export_tree(
                 .with_context(|| format!("writing {}", dest.display()))?;
             written += 1;
         }
+        progress.step();
     }
     Ok(written)
 }
 
 /// Exports keys as Tecken-layout zips of at most `max_bytes` of members each
-/// (a single larger member gets a zip of its own). Returns the zips written.
+/// (a single larger member gets a zip of its own). Returns the zips written;
+/// `progress` counts the keys.
 pub fn export_zips(
     store: &Store,
     dir: &Path,
     max_bytes: u64,
     filter: &ExportFilter,
+    progress: &mut dyn Progress,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let rows = store.export_rows(filter)?;
+    progress.total(rows.len() as u64);
     fs::create_dir_all(dir)?;
     let mut zips = SplitZipWriter::new(dir, "symbols", max_bytes);
     for row in &rows {
         zips.add(&row.key, &mut original(store, row)?, row.size)?;
+        progress.step();
     }
     Ok(zips.finish()?)
 }
@@ -200,11 +208,13 @@ fn files_at_depth(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> io::Resul
     Ok(())
 }
 
-/// Imports an existing tree. Returns the combined report and the files that failed.
+/// Imports an existing tree. Returns the combined report and the files that
+/// failed; `progress` counts the files.
 pub fn import_tree(
     to: ingest::Ingest<'_>,
     dir: &Path,
     ns: Namespace,
+    progress: &mut dyn Progress,
 ) -> anyhow::Result<(Report, Vec<(PathBuf, String)>)> {
     if !dir.is_dir() {
         bail!("{} is not a folder", dir.display());
@@ -216,15 +226,15 @@ pub fn import_tree(
         "debuginfod" => files_at_depth(&dir.join("buildid"), 1, &mut files)?,
         _ => files_at_depth(dir, 2, &mut files)?,
     }
+    // SymStore's pointers to files elsewhere are not symbol files.
+    files.retain(|p| !p.ends_with("file.ptr") && !p.ends_with("refs.ptr"));
+    progress.total(files.len() as u64);
     let (mut total, mut failed) = (Report::default(), Vec::new());
     for path in files {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if name == "file.ptr" || name == "refs.ptr" {
-            continue;
-        }
         let result = match kind {
             "debuginfod" => {
                 let id = path
@@ -256,6 +266,7 @@ pub fn import_tree(
             }
             Err(e) => failed.push((path, e.to_string())),
         }
+        progress.step();
     }
     Ok((total, failed))
 }

@@ -47,6 +47,22 @@ pub struct UpstreamConfig {
     pub redirect_hosts: Vec<String>,
 }
 
+impl UpstreamConfig {
+    /// The keys an `[[upstream]]` table may hold.
+    pub fn keys() -> Vec<String> {
+        crate::config::table_keys(&UpstreamConfig {
+            url: String::new(),
+            protocol: String::new(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            headers: std::collections::BTreeMap::new(),
+            timeout: default_timeout(),
+            negative_ttl: default_negative_ttl(),
+            redirect_hosts: Vec::new(),
+        })
+    }
+}
+
 fn default_timeout() -> String {
     "30s".to_string()
 }

@@ -18,7 +18,7 @@ use flate2::read::GzDecoder;
 use serde::{Deserialize, Serialize};
 
 use super::index::Namespace;
-use super::{Encoding, NewKey, Store, normalize, upsert_key};
+use super::{Encoding, NewKey, Progress, Store, normalize, upsert_key};
 use crate::error::{Error, Result};
 use crate::identity::{self, Identity, PREFIX_LEN};
 use crate::keys::MemberKey;
@@ -212,7 +212,8 @@ impl Store {
     /// wins. A member whose blob is no longer in the bucket (deleted and
     /// collected) is left out; an object store that fails stops the rebuild
     /// with nothing changed. Refused while a daemon holds the data dir.
-    pub fn reindex_from_bucket(&self) -> Result<Rebuilt> {
+    /// `progress` counts the manifests read, then the files identified.
+    pub fn reindex_from_bucket(&self, progress: &mut dyn Progress) -> Result<Rebuilt> {
         // No GC while the index is being refilled (it would take what is not yet back).
         let _maintenance = super::lock::MaintenanceLock::for_reindex(self.root())?;
         let _daemon = super::lock::DaemonLock::acquire(self.root())?;
@@ -226,26 +227,7 @@ impl Store {
         // The index becomes that of the store whose blobs these are.
         self.check_bucket_owner(true)?;
         let mut out = Rebuilt::default();
-        let mut manifests = Vec::new();
-        for (name, size) in self
-            .blobs
-            .manifest_names()
-            .map_err(|e| self.blob_error(e))?
-        {
-            if size > MAX_MANIFEST_BYTES {
-                let why = format!("larger than {MAX_MANIFEST_BYTES} bytes");
-                out.skipped.push((name, why));
-                continue;
-            }
-            let bytes = self
-                .blobs
-                .get_manifest(&name)
-                .map_err(|e| self.blob_error(e))?;
-            match parse_manifest(&name, &bytes) {
-                Ok(m) => manifests.push(m),
-                Err(why) => out.skipped.push((name, why)),
-            }
-        }
+        let manifests = self.read_manifests(&mut out, progress)?;
         if manifests.is_empty() && !self.blobs.is_empty().map_err(|e| self.blob_error(e))? {
             return Err(Error::Refused(
                 "the bucket holds blobs but no readable upload manifest (uploads/<id>.json) \
@@ -266,6 +248,8 @@ impl Store {
                 }
             }
         }
+        // The manifests read (kept or skipped), then the files to identify.
+        progress.total((manifests.len() + out.skipped.len() + latest.len()) as u64);
         let mut rows = Vec::new();
         for (m, x) in latest.into_values() {
             match self.prepare_member(m, x)? {
@@ -275,6 +259,7 @@ impl Store {
                     out.skipped.push((what, why));
                 }
             }
+            progress.step();
         }
         out.uploads = self.db().writing(|c| {
             super::wipe_keys(c)?;
@@ -309,6 +294,46 @@ impl Store {
         self.bump();
         out.keys = self.key_count()?;
         Ok(out)
+    }
+
+    /// Reads and checks every manifest in the bucket; those that are too
+    /// large or unreadable go to `out.skipped`.
+    fn read_manifests(
+        &self,
+        out: &mut Rebuilt,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<Manifest>> {
+        let names = self
+            .blobs
+            .manifest_names()
+            .map_err(|e| self.blob_error(e))?;
+        progress.total(names.len() as u64);
+        let mut manifests = Vec::new();
+        for (name, size) in names {
+            match self.read_manifest(&name, size)? {
+                Ok(m) => manifests.push(m),
+                Err(why) => out.skipped.push((name, why)),
+            }
+            progress.step();
+        }
+        Ok(manifests)
+    }
+
+    /// One manifest, read and checked. The outer error is an outage; the
+    /// inner one says why the manifest is left out.
+    fn read_manifest(
+        &self,
+        name: &str,
+        size: u64,
+    ) -> Result<std::result::Result<Manifest, String>> {
+        if size > MAX_MANIFEST_BYTES {
+            return Ok(Err(format!("larger than {MAX_MANIFEST_BYTES} bytes")));
+        }
+        let bytes = self
+            .blobs
+            .get_manifest(name)
+            .map_err(|e| self.blob_error(e))?;
+        Ok(parse_manifest(name, &bytes))
     }
 
     /// Checks a member and identifies its stored file. The outer error is

@@ -52,6 +52,24 @@ pub use uploads::{UploadEnd, UploadFinish, UploadRecord, UploadRow, UploadStart}
 /// The index's file name in the data dir.
 pub const INDEX_FILE: &str = "index.sqlite3";
 
+/// What a long operation tells whoever runs it as it goes (the command line
+/// draws a bar from it; the store knows no terminal).
+pub trait Progress {
+    /// The work is `total` steps, told again if more is found.
+    fn total(&mut self, total: u64);
+    /// One more step is done.
+    fn step(&mut self);
+}
+
+/// Progress nobody follows.
+#[derive(Debug, Default)]
+pub struct Unwatched;
+
+impl Progress for Unwatched {
+    fn total(&mut self, _: u64) {}
+    fn step(&mut self) {}
+}
+
 /// The facade over blobs, layout and index.
 #[derive(Debug)]
 pub struct Store {

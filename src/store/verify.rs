@@ -27,7 +27,7 @@ use flate2::read::GzDecoder;
 
 use super::gc::{GcMode, GcReport, layout_entries};
 use super::sql::ConnExt;
-use super::{Encoding, KeyRow, Namespace, NewKey, Store};
+use super::{Encoding, KeyRow, Namespace, NewKey, Progress, Store};
 use crate::error::{Error, Result};
 use crate::keys::{MemberName, classify_member};
 
@@ -465,8 +465,9 @@ impl Store {
     }
 
     /// Rebuilds `keys` and `lookup` from the layout tree and `objects/`.
-    /// Returns the number of keys indexed and the entries skipped (with why).
-    pub fn reindex(&self) -> Result<(u64, Vec<(PathBuf, String)>)> {
+    /// Returns the number of keys indexed and the entries skipped (with why);
+    /// `progress` counts the entries.
+    pub fn reindex(&self, progress: &mut dyn Progress) -> Result<(u64, Vec<(PathBuf, String)>)> {
         // No GC while the index is being refilled (it would take what is not yet back).
         let _maintenance = super::lock::MaintenanceLock::for_reindex(self.root())?;
         if !self.has_layout() {
@@ -476,25 +477,42 @@ impl Store {
                     .into(),
             ));
         }
-        let mut by_inode: HashMap<(u64, u64), (String, Encoding)> = HashMap::new();
+        let by_inode = self.blobs_by_inode()?;
+        let entries = self.all_layout_entries()?;
+        progress.total(entries.len() as u64);
+        self.db().writing(|c| super::wipe_keys(c))?;
+        self.bump();
+        let (mut indexed, mut skipped) = (0u64, Vec::new());
+        for (ns, path, key) in entries {
+            match self.reindex_entry(ns, &path, &key, &by_inode) {
+                Ok(()) => indexed += 1,
+                Err(why) => skipped.push((path, why)),
+            }
+            progress.step();
+        }
+        Ok((indexed, skipped))
+    }
+
+    /// Every stored blob by the inode of its file.
+    fn blobs_by_inode(&self) -> Result<HashMap<(u64, u64), (String, Encoding)>> {
+        let mut by_inode = HashMap::new();
         for b in self.blobs().list()? {
             let Ok(m) = fs::metadata(self.blob_path(&b.hash, b.encoding)?) else {
                 continue;
             };
             by_inode.insert((m.dev(), m.ino()), (b.hash, b.encoding));
         }
-        self.db().writing(|c| super::wipe_keys(c))?;
-        self.bump();
-        let (mut indexed, mut skipped) = (0u64, Vec::new());
+        Ok(by_inode)
+    }
+
+    /// The layout tree's entries, every namespace's, with their keys.
+    fn all_layout_entries(&self) -> Result<Vec<(Namespace, PathBuf, String)>> {
+        let mut all = Vec::new();
         for ns in Namespace::ALL {
-            for (path, key) in layout_entries(&self.root().join(ns.as_str()))? {
-                match self.reindex_entry(ns, &path, &key, &by_inode) {
-                    Ok(()) => indexed += 1,
-                    Err(why) => skipped.push((path, why)),
-                }
-            }
+            let entries = layout_entries(&self.root().join(ns.as_str()))?;
+            all.extend(entries.into_iter().map(|(path, key)| (ns, path, key)));
         }
-        Ok((indexed, skipped))
+        Ok(all)
     }
 
     fn reindex_entry(

@@ -246,7 +246,7 @@ pub fn generate_ahead(
             wanted.push((key, Some(row)));
         }
     }
-    let bar = indicatif::ProgressBar::new(wanted.len() as u64);
+    let bar = crate::progress::bar("gen-sym", Some(wanted.len() as u64));
     let mut summary = GenSummary::default();
     for (key, source) in wanted {
         bar.set_message(key.clone());

@@ -266,7 +266,7 @@ fn reindex_of_a_tampered_tree_skips_entries_the_rules_refuse_and_follows_no_link
     )
     .unwrap();
     std::os::unix::fs::symlink(outside.path(), release.join("o.pdb")).unwrap();
-    let (n, skipped) = s.store().reindex().unwrap();
+    let (n, skipped) = s.store().reindex(&mut symdepot::store::Unwatched).unwrap();
     assert_eq!(n, 1, "{skipped:?}");
     assert_eq!(skipped.len(), 1, "{skipped:?}");
     assert!(skipped[0].1.contains("format character"), "{skipped:?}");

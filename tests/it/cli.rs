@@ -162,6 +162,135 @@ fn config_file_env_and_flags_reach_the_daemon() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_setting"));
 }
 
+#[test]
+fn a_misspelled_file_key_is_refused_with_its_line_and_a_misspelled_variable_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("symdepot.toml");
+    std::fs::write(
+        &cfg,
+        "# limits\nmax_members = 7\nmax_uplaod_bytes = \"1GiB\"\n",
+    )
+    .unwrap();
+    let out = symdepot(dir.path())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["token", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = "symdepot.toml:3: unknown setting \"max_uplaod_bytes\" \
+                (did you mean \"max_upload_bytes\"?)";
+    assert!(stderr.contains(want), "{stderr}");
+
+    // A misspelled variable is named, with the one meant, and the daemon starts anyway.
+    let mut serve = symdepot(dir.path());
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SYMDEPOT_MAX_UPLAOD_BYTES", "1GiB");
+    let (mut child, addr, log) = crate::support::spawn_keeping_log(serve, true);
+    let resp = crate::support::http_get(format!("http://{addr}/__lbheartbeat__")).unwrap();
+    assert_eq!(resp.status(), 200);
+    let warned = "SYMDEPOT_MAX_UPLAOD_BYTES is no setting \
+                  (did you mean SYMDEPOT_MAX_UPLOAD_BYTES?); ignored";
+    let lines = log.lock().unwrap().join("\n");
+    assert!(lines.contains(warned) && lines.contains("WARN"), "{lines}");
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+}
+
+#[test]
+fn long_commands_draw_no_progress_into_a_pipe_and_still_print_their_summaries() {
+    use crate::support::{ID_A, ID_B, reindex_args, sym, zip_of};
+    let work = tempfile::tempdir().unwrap();
+    let at = |name: &str| work.path().join(name).display().to_string();
+    let tree = work.path().join("tree").join(format!("a.pdb/{ID_A}"));
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("a.sym"), sym("a.pdb", ID_A, "")).unwrap();
+    let zip = zip_of(&[(&format!("b.pdb/{ID_B}/b.sym"), &sym("b.pdb", ID_B, ""))]);
+    std::fs::write(at("b.zip"), zip).unwrap();
+    let missing = format!("c.pdb/{ID_A}/c.sym");
+    let runs: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["import".into(), at("tree")],
+            "1 stored, 0 already stored, 0 failed",
+        ),
+        (
+            vec!["ingest".into(), at("b.zip")],
+            "1 stored, 0 already stored, 0 failed",
+        ),
+        (
+            ["export", "--layout", "breakpad", "--plain", &at("plain")]
+                .map(String::from)
+                .into(),
+            "exported 2 files into",
+        ),
+        (
+            ["export", "--zip", &at("zips")].map(String::from).into(),
+            "symbols-0001.zip",
+        ),
+        (
+            reindex_args().iter().map(|a| a.to_string()).collect(),
+            "reindexed ",
+        ),
+        (vec!["verify".into()], " blobs checked; 0 damaged"),
+        (
+            vec!["gen-sym".into(), missing],
+            "0 generated, 0 already there, 1 without a debug file in the store, 0 failed",
+        ),
+    ];
+    let data = work.path().join("data");
+    for (args, summary) in runs {
+        let out = symdepot(&data).args(&args).output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{args:?}: {stdout}{stderr}");
+        assert!(stdout.contains(summary), "{args:?}: {stdout}");
+        assert!(
+            !stderr.contains('\r') && !stderr.contains("\x1b["),
+            "{args:?} drew into a pipe: {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn on_a_terminal_a_long_command_draws_a_bar_and_clears_it() {
+    use crate::support::{ID_A, sym, zip_of};
+    let work = tempfile::tempdir().unwrap();
+    let (data, zip, plain) = (
+        work.path().join("data"),
+        work.path().join("a.zip"),
+        work.path().join("plain"),
+    );
+    let member = format!("a.pdb/{ID_A}/a.sym");
+    std::fs::write(&zip, zip_of(&[(&member, &sym("a.pdb", ID_A, ""))])).unwrap();
+    crate::support::stdout_ok(symdepot(&data).arg("ingest").arg(&zip).output().unwrap());
+    // `script` runs the command on a terminal of its own and copies what it shows.
+    let line = format!(
+        "{} --data-dir {} export --layout breakpad --plain {}",
+        env!("CARGO_BIN_EXE_symdepot"),
+        data.display(),
+        plain.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .envs(crate::backend::env_for(&data))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("export ") && shown.contains("/1 "),
+        "no bar: {shown:?}"
+    );
+    assert!(
+        shown.contains("\r\x1b[2Kexported 1 files into"),
+        "{shown:?}"
+    );
+}
+
 /// Runs `symdepot ARGS` with no data dir; its stdout (it must succeed).
 fn stdout_of(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_symdepot"))
