@@ -270,70 +270,87 @@ fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `ingest`: one upload record per path given (a folder's record covers
+/// every file below it); every path is read before anything is ingested.
 fn ingest(config: Config, paths: &[std::path::PathBuf], is_try: bool) -> anyhow::Result<()> {
-    use crate::ingest::{Ingest, Layout, Report, ingest_upload};
-    use crate::store::{Namespace, UploadFinish, UploadStart};
     let limits = IngestLimits::new(&config);
     let store = open_store(config)?;
-    let mut files = Vec::new();
+    let to = crate::ingest::Ingest {
+        store: &store,
+        limits: &limits,
+    };
+    let mut given = Vec::new();
     for p in paths {
+        let mut files = Vec::new();
         collect_files(p, &mut files).with_context(|| format!("reading {}", p.display()))?;
+        given.push((p, files));
     }
     let (mut stored, mut skipped, mut failed) = (0, 0, 0);
-    for file in files {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let start = UploadStart {
-            user: "cli".into(),
-            filename: Some(file.display().to_string()),
-            try_symbols: is_try,
-            ..UploadStart::default()
-        };
-        let record = store.begin_upload(&start)?;
-        let size = std::fs::metadata(&file).map_or(0, |m| m.len());
-        let result = ingest_upload(
-            Ingest {
-                store: &store,
-                limits: &limits,
-            },
-            crate::ingest::Arrived::file(&file, &name),
-            Namespace::from_try(is_try),
-            Some(record.id()),
-            Layout::Auto,
-            &crate::ingest::Cancel::default(),
-        );
-        let fin = UploadFinish {
-            filename: None,
-            download_url: None,
-            size,
-            try_symbols: is_try,
-            end: Report::record_end(&result),
-        };
-        record.finish(&store, &fin)?;
-        match result {
-            Ok(r) => {
-                for k in &r.uploaded_keys {
-                    println!("stored   {k}");
-                }
-                for k in &r.skipped_keys {
-                    println!("skipped  {k}");
-                }
-                stored += r.uploaded_keys.len();
-                skipped += r.skipped_keys.len();
-            }
-            Err(e) => {
-                failed += 1;
-                eprintln!("failed   {}: {e}", file.display());
-            }
-        }
+    for (path, files) in given {
+        let batch = ingest_path(to, path, &files, is_try)?;
+        print_batch(&batch);
+        stored += batch.report.uploaded_keys.len();
+        skipped += batch.report.skipped_keys.len();
+        failed += batch.failed.len();
     }
     println!("{stored} stored, {skipped} already stored, {failed} failed");
     if failed > 0 {
         bail!("{failed} file(s) could not be ingested");
     }
     Ok(())
+}
+
+/// The files of one path given to `ingest`, as one upload by `cli` named by
+/// the path as given.
+fn ingest_path(
+    to: crate::ingest::Ingest<'_>,
+    path: &std::path::Path,
+    files: &[std::path::PathBuf],
+    is_try: bool,
+) -> anyhow::Result<crate::ingest::batch::Batch> {
+    use crate::store::{Namespace, UploadEnd, UploadFinish, UploadStart};
+    let start = UploadStart {
+        user: "cli".into(),
+        filename: Some(path.display().to_string()),
+        try_symbols: is_try,
+        ..UploadStart::default()
+    };
+    let record = to.store.begin_upload(&start)?;
+    let result = crate::ingest::batch::ingest_batch(
+        to,
+        files,
+        Namespace::from_try(is_try),
+        Some(record.id()),
+    );
+    let end = match &result {
+        Ok(batch) => batch.record_end(),
+        Err(e) => UploadEnd::Failed {
+            error: e,
+            message: e.to_string(),
+        },
+    };
+    let fin = UploadFinish {
+        filename: None,
+        download_url: None,
+        size: result.as_ref().map_or(0, |b| b.size),
+        try_symbols: is_try,
+        end,
+    };
+    record.finish(to.store, &fin)?;
+    Ok(result?)
+}
+
+/// What `ingest` did with one path: a line per key, a line per failed file.
+fn print_batch(batch: &crate::ingest::batch::Batch) {
+    for k in &batch.report.uploaded_keys {
+        println!("stored   {k}");
+    }
+    for k in &batch.report.skipped_keys {
+        println!("skipped  {k}");
+    }
+    for (file, e) in &batch.failed {
+        eprintln!("failed   {}: {e}", file.display());
+    }
 }
 
 fn collect_files(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
