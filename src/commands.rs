@@ -591,18 +591,11 @@ fn export(
     f: ExportFilterArgs,
 ) -> anyhow::Result<()> {
     use crate::transfer::{ExportFilter, ExportLayout, export_tree, export_zips};
-    let since_ms = match &f.since {
-        Some(d) => {
-            let conds = crate::filters::date(
-                "--since",
-                &format!(">={d}"),
-                time::OffsetDateTime::now_utc(),
-            )
-            .map_err(anyhow::Error::msg)?;
-            conds.first().map(|(_, ms)| *ms)
-        }
-        None => None,
-    };
+    let now = time::OffsetDateTime::now_utc();
+    let since_ms = (f.since.as_deref())
+        .map(|v| crate::filters::since("--since", v, now))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let namespace = match f.namespace.as_deref() {
         None => crate::store::Namespace::from_try(f.is_try),
         Some(ns) => crate::store::Namespace::parse(ns)
@@ -630,8 +623,16 @@ fn export(
         other => bail!("--layout {other:?}: expected breakpad, symstore or debuginfod"),
     };
     let dir = plain.context("--plain <DIR> or --zip <DIR>")?;
-    let n = export_tree(&store, &dir, layout, &filter)?;
-    println!("exported {n} files into {}", dir.display());
+    let report = export_tree(&store, &dir, layout, &filter)?;
+    for key in &report.refused {
+        eprintln!("not exported {key}: its path would leave the export folder");
+    }
+    println!(
+        "exported {} files from {} keys into {}",
+        report.files,
+        report.keys,
+        dir.display()
+    );
     Ok(())
 }
 
