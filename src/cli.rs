@@ -124,7 +124,8 @@ pub enum Command {
         /// Only this module (first key segment)
         #[arg(long)]
         module: Option<String>,
-        /// Only keys uploaded on or after this date (YYYY-MM-DD)
+        /// Only keys uploaded since: a date (YYYY-MM-DD, UTC), a date-time (RFC 3339), today,
+        /// yesterday, or a duration back from now (7d, 12h, 2w)
         #[arg(long)]
         since: Option<String>,
         /// Export try files instead of release files

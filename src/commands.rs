@@ -278,114 +278,87 @@ fn token(config: Config, action: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `ingest`: one upload record per path given (a folder's record covers
+/// every file below it); every path is read before anything is ingested.
 fn ingest(config: Config, paths: &[std::path::PathBuf], is_try: bool) -> anyhow::Result<()> {
     let limits = IngestLimits::new(&config);
     let store = open_store(config)?;
-    let mut files = Vec::new();
+    let to = crate::ingest::Ingest {
+        store: &store,
+        limits: &limits,
+    };
+    let mut given = Vec::new();
     for p in paths {
+        let mut files = Vec::new();
         collect_files(p, &mut files).with_context(|| format!("reading {}", p.display()))?;
+        given.push((p, files));
     }
-    let bar = crate::progress::bar("ingest", Some(files.len() as u64));
-    let tally = ingest_files(&store, &limits, &files, is_try, &bar);
+    let count = given.iter().map(|(_, files)| files.len() as u64).sum();
+    let mut bar = crate::progress::bar("ingest", Some(count));
+    let (mut stored, mut skipped, mut failed) = (0, 0, 0);
+    for (path, files) in given {
+        let batch = ingest_path(to, path, &files, is_try, &mut bar)?;
+        bar.suspend(|| print_batch(&batch));
+        stored += batch.report.uploaded_keys.len();
+        skipped += batch.report.skipped_keys.len();
+        failed += batch.failed.len();
+    }
     bar.finish_and_clear();
-    let t = tally?;
-    println!(
-        "{} stored, {} already stored, {} failed",
-        t.stored, t.skipped, t.failed
-    );
-    if t.failed > 0 {
-        bail!("{} file(s) could not be ingested", t.failed);
+    println!("{stored} stored, {skipped} already stored, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} file(s) could not be ingested");
     }
     Ok(())
 }
 
-/// What `ingest` came to.
-#[derive(Default)]
-struct IngestTally {
-    stored: usize,
-    skipped: usize,
-    failed: usize,
-}
-
-impl IngestTally {
-    /// Prints what became of `file` and counts it.
-    fn add(&mut self, file: &std::path::Path, result: crate::Result<crate::ingest::Report>) {
-        match result {
-            Ok(r) => {
-                for k in &r.uploaded_keys {
-                    println!("stored   {k}");
-                }
-                for k in &r.skipped_keys {
-                    println!("skipped  {k}");
-                }
-                self.stored += r.uploaded_keys.len();
-                self.skipped += r.skipped_keys.len();
-            }
-            Err(e) => {
-                self.failed += 1;
-                eprintln!("failed   {}: {e}", file.display());
-            }
-        }
-    }
-}
-
-/// Ingests each file as an upload of its own, saying above the bar what
-/// became of it.
-fn ingest_files(
-    store: &Store,
-    limits: &IngestLimits,
+/// The files of one path given to `ingest`, as one upload by `cli` named by
+/// the path as given.
+fn ingest_path(
+    to: crate::ingest::Ingest<'_>,
+    path: &std::path::Path,
     files: &[std::path::PathBuf],
     is_try: bool,
-    bar: &indicatif::ProgressBar,
-) -> anyhow::Result<IngestTally> {
-    let mut tally = IngestTally::default();
-    for file in files {
-        let result = ingest_one(store, limits, file, is_try)?;
-        bar.suspend(|| tally.add(file, result));
-        bar.inc(1);
-    }
-    Ok(tally)
-}
-
-/// Ingests one file, recorded as an upload by `cli`. The outer error is the
-/// record's; the inner one the file's.
-fn ingest_one(
-    store: &Store,
-    limits: &IngestLimits,
-    file: &std::path::Path,
-    is_try: bool,
-) -> anyhow::Result<crate::Result<crate::ingest::Report>> {
-    use crate::ingest::{Ingest, Layout, Report, ingest_upload};
-    use crate::store::{Namespace, UploadFinish, UploadStart};
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    progress: &mut dyn crate::store::Progress,
+) -> anyhow::Result<crate::ingest::batch::Batch> {
+    use crate::store::{Namespace, UploadEnd, UploadFinish, UploadStart};
     let start = UploadStart {
         user: "cli".into(),
-        filename: Some(file.display().to_string()),
+        filename: Some(path.display().to_string()),
         try_symbols: is_try,
         ..UploadStart::default()
     };
-    let record = store.begin_upload(&start)?;
-    let size = std::fs::metadata(file).map_or(0, |m| m.len());
-    let result = ingest_upload(
-        Ingest { store, limits },
-        crate::ingest::Arrived::file(file, &name),
-        Namespace::from_try(is_try),
-        Some(record.id()),
-        Layout::Auto,
-        &crate::ingest::Cancel::default(),
-    );
+    let record = to.store.begin_upload(&start)?;
+    let ns = Namespace::from_try(is_try);
+    let result = crate::ingest::batch::ingest_batch(to, files, ns, Some(record.id()), progress);
+    let end = match &result {
+        Ok(batch) => batch.record_end(),
+        Err(e) => UploadEnd::Failed {
+            error: e,
+            message: e.to_string(),
+        },
+    };
     let fin = UploadFinish {
         filename: None,
         download_url: None,
-        size,
+        size: result.as_ref().map_or(0, |b| b.size),
         try_symbols: is_try,
-        end: Report::record_end(&result),
+        end,
     };
-    record.finish(store, &fin)?;
-    Ok(result)
+    record.finish(to.store, &fin)?;
+    Ok(result?)
+}
+
+/// What `ingest` did with one path: a line per key, a line per failed file.
+fn print_batch(batch: &crate::ingest::batch::Batch) {
+    for k in &batch.report.uploaded_keys {
+        println!("stored   {k}");
+    }
+    for k in &batch.report.skipped_keys {
+        println!("skipped  {k}");
+    }
+    for (file, e) in &batch.failed {
+        eprintln!("failed   {}: {e}", file.display());
+    }
 }
 
 fn collect_files(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
@@ -633,18 +606,11 @@ fn export(
     f: ExportFilterArgs,
 ) -> anyhow::Result<()> {
     use crate::transfer::{ExportFilter, ExportLayout, export_tree, export_zips};
-    let since_ms = match &f.since {
-        Some(d) => {
-            let conds = crate::filters::date(
-                "--since",
-                &format!(">={d}"),
-                time::OffsetDateTime::now_utc(),
-            )
-            .map_err(anyhow::Error::msg)?;
-            conds.first().map(|(_, ms)| *ms)
-        }
-        None => None,
-    };
+    let now = time::OffsetDateTime::now_utc();
+    let since_ms = (f.since.as_deref())
+        .map(|v| crate::filters::since("--since", v, now))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let namespace = match f.namespace.as_deref() {
         None => crate::store::Namespace::from_try(f.is_try),
         Some(ns) => crate::store::Namespace::parse(ns)
@@ -676,10 +642,18 @@ fn export(
     };
     let dir = plain.context("--plain <DIR> or --zip <DIR>")?;
     let mut bar = crate::progress::bar("export", None);
-    let n = export_tree(&store, &dir, layout, &filter, &mut bar);
+    let report = export_tree(&store, &dir, layout, &filter, &mut bar);
     bar.finish_and_clear();
-    let n = n?;
-    println!("exported {n} files into {}", dir.display());
+    let report = report?;
+    for key in &report.refused {
+        eprintln!("not exported {key}: its path would leave the export folder");
+    }
+    println!(
+        "exported {} files from {} keys into {}",
+        report.files,
+        report.keys,
+        dir.display()
+    );
     Ok(())
 }
 

@@ -1,8 +1,10 @@
-//! The filter syntax of the records API and pages. Pure: query strings in,
-//! typed filters out, every mistake a message naming the parameter.
+//! The filter syntax of the records API and pages, and of `export --since`.
+//! Pure: query strings in, typed filters out, every mistake a message naming
+//! the parameter.
 //!
 //! - sizes: `>=10MB`, `<1g`, `512` (units `b k kb m mb g gb`, any case, powers of 1024);
 //! - dates: `>=2026-01-01`, `<2026-02-01T12:00:00Z`, `today`, `yesterday` (UTC);
+//! - `--since` of `export`: a date, a date-time or a duration back from now (`7d`);
 //! - booleans: `true/false`, `1/0`, `yes/no`;
 //! - `page`: 1 or more.
 
@@ -58,31 +60,10 @@ pub fn size(name: &str, value: &str) -> Result<(Op, u64), String> {
 
 /// A time condition in Unix milliseconds: `[(op, ms)]`, one or two bounds.
 pub fn date(name: &str, value: &str, now: OffsetDateTime) -> Result<Vec<(Op, i64)>, String> {
-    let bad =
-        || format!("{name}: {value:?} is not a date such as >=2026-01-01, today or yesterday");
     let (op, rest) = split_op(value);
-    let day_ms = 86_400_000;
-    let (start, end) = match rest.to_ascii_lowercase().as_str() {
-        "today" => {
-            let start = day_start(now.date());
-            (start, start + day_ms)
-        }
-        "yesterday" => {
-            let start = day_start(now.date()) - day_ms;
-            (start, start + day_ms)
-        }
-        _ => {
-            if let Ok(t) = OffsetDateTime::parse(rest, &Rfc3339) {
-                let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
-                (ms, ms)
-            } else {
-                let format = time::macros::format_description!("[year]-[month]-[day]");
-                let d = Date::parse(rest, &format).map_err(|_| bad())?;
-                let start = day_start(d);
-                (start, start + day_ms)
-            }
-        }
-    };
+    let (start, end) = span(rest, now).ok_or_else(|| {
+        format!("{name}: {value:?} is not a date such as >=2026-01-01, today or yesterday")
+    })?;
     let exact = start == end;
     Ok(match op {
         Op::Eq if exact => vec![(Op::Eq, start)],
@@ -94,6 +75,54 @@ pub fn date(name: &str, value: &str, now: OffsetDateTime) -> Result<Vec<(Op, i64
         Op::Le if exact => vec![(Op::Le, start)],
         Op::Le => vec![(Op::Lt, end)],
     })
+}
+
+/// The start of a time a command's `name` option takes (`--since`), in Unix
+/// milliseconds: a day (`2026-11-01`, `today`, `yesterday`, UTC), an instant
+/// (RFC 3339), or a duration back from `now` with its unit (`7d`, `12h`, `2w`).
+pub fn since(name: &str, value: &str, now: OffsetDateTime) -> Result<i64, String> {
+    let v = value.trim();
+    let back = || unix_ms(now).checked_sub(duration_ms(v)?);
+    span(v, now)
+        .map(|(start, _)| start)
+        .or_else(back)
+        .ok_or_else(|| {
+            format!(
+                "{name} {value:?}: expected a date (2026-11-01), a date-time (RFC 3339, \
+             2026-11-01T12:00:00Z), today, yesterday or a duration (7d, 12h)"
+            )
+        })
+}
+
+/// A duration written with its unit (`7d`; a bare number is not one here), in ms.
+fn duration_ms(v: &str) -> Option<i64> {
+    if !v.ends_with(|c: char| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    i64::try_from(crate::units::parse_duration(v)?.as_millis()).ok()
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The time a date names in Unix ms, `(start, end)`: a whole day for
+/// `2026-11-01`, `today` and `yesterday` (UTC), `start == end` for an instant.
+fn span(value: &str, now: OffsetDateTime) -> Option<(i64, i64)> {
+    let day = |start: i64| Some((start, start + DAY_MS));
+    match value.to_ascii_lowercase().as_str() {
+        "today" => day(day_start(now.date())),
+        "yesterday" => day(day_start(now.date()) - DAY_MS),
+        _ => match OffsetDateTime::parse(value, &Rfc3339) {
+            Ok(t) => Some((unix_ms(t), unix_ms(t))),
+            Err(_) => {
+                let format = time::macros::format_description!("[year]-[month]-[day]");
+                day(day_start(Date::parse(value, &format).ok()?))
+            }
+        },
+    }
+}
+
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn day_start(d: Date) -> i64 {
@@ -183,6 +212,25 @@ mod tests {
                 .unwrap_err()
                 .starts_with("created_at:")
         );
+    }
+
+    #[test]
+    fn since_takes_days_instants_and_durations_and_echoes_what_was_typed() {
+        let now = datetime!(2026-11-23 10:00 UTC);
+        let today = datetime!(2026-11-23 0:00 UTC).unix_timestamp() * 1000;
+        let now_ms = now.unix_timestamp() * 1000;
+        assert_eq!(since("--since", "2026-11-23", now), Ok(today));
+        assert_eq!(since("--since", "yesterday", now), Ok(today - DAY_MS));
+        assert_eq!(since("--since", "2026-11-23T10:00:00Z", now), Ok(now_ms));
+        assert_eq!(since("--since", "7d", now), Ok(now_ms - 7 * DAY_MS));
+        assert_eq!(since("--since", "12h", now), Ok(now_ms - 12 * 3_600_000));
+        for bad in ["someday", "7", ">=2026-11-01", "2026-13-01", ""] {
+            let e = since("--since", bad, now).unwrap_err();
+            assert!(
+                e.starts_with(&format!("--since {bad:?}: expected a date")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -108,8 +108,9 @@ fn is_build_id(id: &str) -> bool {
 impl Module {
     /// The files a client may ask for this module by: its `.sym`, its PDB,
     /// its PE file, its ELF debug file by build id. A row of the
-    /// missing-symbols report of a debuginfod miss (`debuginfo`/`executable`
-    /// and the build id) is that file.
+    /// missing-symbols report of a debuginfod miss (`buildid/<id>/<role>`, or
+    /// `debuginfo`/`executable` as older versions wrote it, and the build id)
+    /// is that file.
     pub fn wants(&self) -> Vec<Want> {
         let mut out = Vec::new();
         let path = |m: &str, id: &str, f: &str| {
@@ -559,6 +560,16 @@ mod tests {
             keys(&module("x.dll", "5F3A2B1C9A000", "", "")),
             ["x.dll/5F3A2B1C9A000/x.dll"]
         );
+        assert_eq!(
+            keys(&module(
+                &format!("buildid/{BUILD_ID}/debuginfo"),
+                BUILD_ID,
+                "",
+                ""
+            )),
+            [format!("buildid/{BUILD_ID}/debuginfo")]
+        );
+        // As an older symdepot recorded one.
         assert_eq!(
             keys(&module("executable", &BUILD_ID.to_uppercase(), "", "")),
             [format!("buildid/{BUILD_ID}/executable")]

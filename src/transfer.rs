@@ -7,6 +7,8 @@
 //! debuginfod-style tree (`buildid/<id>/debuginfo|executable`) or a Breakpad
 //! tree (`<module>/<id>/<file>`), and ingests each file like an upload.
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
@@ -15,6 +17,7 @@ use anyhow::{Context, bail};
 
 use crate::identity::Kind;
 use crate::ingest::{self, Report};
+use crate::keys::normalize;
 pub use crate::store::ExportFilter;
 use crate::store::{KeyRow, Namespace, Progress, Store};
 use crate::zips::SplitZipWriter;
@@ -79,22 +82,12 @@ fn export_paths(row: &KeyRow, layout: ExportLayout, lookups: &[String]) -> Vec<P
     match layout {
         ExportLayout::Breakpad => vec![PathBuf::from(&row.key)],
         ExportLayout::SymStore { index2 } => {
-            // A PE goes under its code id (SymStore's key); everything else under its key.
-            let file = row.key.rsplit('/').next().unwrap_or(&row.key);
-            let rel = match (row.kind, &row.code_id) {
-                (Kind::Pe, Some(code)) => PathBuf::from(file).join(code).join(file),
-                _ => PathBuf::from(&row.key),
-            };
+            let mut paths = vec![symstore_path(row)];
+            paths.extend(ssqp_paths(row, lookups));
             if index2 {
-                let first = rel
-                    .iter()
-                    .next()
-                    .map(|s| s.to_string_lossy().to_lowercase())
-                    .unwrap_or_default();
-                vec![PathBuf::from(first.chars().take(2).collect::<String>()).join(rel)]
-            } else {
-                vec![rel]
+                paths = paths.iter().map(|rel| two_tier(rel)).collect();
             }
+            paths
         }
         ExportLayout::Debuginfod => lookups
             .iter()
@@ -104,47 +97,150 @@ fn export_paths(row: &KeyRow, layout: ExportLayout, lookups: &[String]) -> Vec<P
     }
 }
 
-/// Exports keys into `dir`. Returns how many files were written;
-/// `progress` counts the keys.
+/// A key's own path in a SymStore share: a PE under its code id (SymStore's
+/// key), everything else under its key.
+fn symstore_path(row: &KeyRow) -> PathBuf {
+    let file = row.key.rsplit('/').next().unwrap_or(&row.key);
+    match (row.kind, &row.code_id) {
+        (Kind::Pe, Some(code)) => PathBuf::from(file).join(code).join(file),
+        _ => PathBuf::from(&row.key),
+    }
+}
+
+/// The SSQP keys of an ELF or Mach-O file (`<file>/elf-buildid-<id>/<file>`,
+/// `_.debug/elf-buildid-sym-<id>/_.debug`, `<file>/mach-uuid-<uuid>/<file>`,
+/// `_.dwarf/mach-uuid-sym-<uuid>/_.dwarf`), as the SymStore routes answer
+/// them, with the file's own name in its own case.
+fn ssqp_paths(row: &KeyRow, lookups: &[String]) -> Vec<PathBuf> {
+    let file = row.key.rsplit('/').next().unwrap_or(&row.key);
+    let lower = normalize(file);
+    lookups
+        .iter()
+        .filter(|l| is_ssqp_key(l))
+        .map(|l| {
+            l.split('/')
+                .map(|seg| if seg == lower { file } else { seg })
+                .collect()
+        })
+        .collect()
+}
+
+/// Whether a three-segment key is an ELF or Mach-O SSQP key (any case).
+fn is_ssqp_key(key: &str) -> bool {
+    let segs: Vec<String> = key.split('/').map(str::to_ascii_lowercase).collect();
+    segs.len() == 3 && (segs[1].starts_with("elf-buildid-") || segs[1].starts_with("mach-uuid-"))
+}
+
+/// A path of SymStore's two-tier tree: below the first two characters of
+/// its first segment, lower-cased.
+fn two_tier(rel: &Path) -> PathBuf {
+    let first = rel
+        .iter()
+        .next()
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    PathBuf::from(first.chars().take(2).collect::<String>()).join(rel)
+}
+
+/// What a plain export did.
+#[derive(Debug, Default)]
+pub struct ExportReport {
+    /// Files written (each path once).
+    pub files: u64,
+    /// Keys the filter chose.
+    pub keys: usize,
+    /// Keys not exported because their path would leave the export folder.
+    pub refused: Vec<String>,
+}
+
+/// Exports keys into `dir`, each path once; `progress` counts the files written.
 pub fn export_tree(
     store: &Store,
     dir: &Path,
     layout: ExportLayout,
     filter: &ExportFilter,
     progress: &mut dyn Progress,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<ExportReport> {
     let rows = store.export_rows(filter)?;
-    progress.total(rows.len() as u64);
     fs::create_dir_all(dir)?;
     if let ExportLayout::SymStore { index2: true } = layout {
         crate::zips::create_no_follow(&dir.join("index2.txt"))?;
     }
-    let mut written = 0;
-    for row in &rows {
-        let lookups = if layout == ExportLayout::Debuginfod {
-            store.lookups_of(row.id)?
-        } else {
-            Vec::new()
-        };
-        for rel in export_paths(row, layout, &lookups) {
-            // Only plain names below `dir`: a key from an older index that the
-            // store's door would refuse is not written anywhere.
+    let plan = plan_export(store, &rows, layout)?;
+    progress.total(plan.files.len() as u64);
+    for (rel, row) in &plan.files {
+        let dest = dir.join(rel);
+        make_real_dirs(dir, rel).with_context(|| format!("writing {}", dest.display()))?;
+        write_file(&dest, &mut original(store, row)?)
+            .with_context(|| format!("writing {}", dest.display()))?;
+        progress.step();
+    }
+    Ok(ExportReport {
+        files: plan.files.len() as u64,
+        keys: rows.len(),
+        refused: plan.refused,
+    })
+}
+
+/// The files an export writes and the keys it refuses.
+struct ExportPlan<'a> {
+    /// Each relative path once (compared without case, as the server looks
+    /// paths up), from the key the server answers it with: the one uploaded last.
+    files: Vec<(PathBuf, &'a KeyRow)>,
+    /// Keys a path of which would leave the export folder.
+    refused: Vec<String>,
+}
+
+fn plan_export<'a>(
+    store: &Store,
+    rows: &'a [KeyRow],
+    layout: ExportLayout,
+) -> anyhow::Result<ExportPlan<'a>> {
+    let mut files: BTreeMap<String, (PathBuf, &KeyRow)> = BTreeMap::new();
+    let mut refused = Vec::new();
+    for row in rows {
+        for rel in export_paths(row, layout, &lookups_for(store, row, layout)?) {
+            // Only plain names below the folder: a key from an older index that
+            // the store's door would refuse is not written anywhere.
             if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
                 tracing::warn!(
                     key = row.key,
                     "not exported: its path would leave the export folder"
                 );
+                if refused.last() != Some(&row.key) {
+                    refused.push(row.key.clone());
+                }
                 continue;
             }
-            let dest = dir.join(&rel);
-            make_real_dirs(dir, &rel).with_context(|| format!("writing {}", dest.display()))?;
-            write_file(&dest, &mut original(store, row)?)
-                .with_context(|| format!("writing {}", dest.display()))?;
-            written += 1;
+            match files.entry(rel.to_string_lossy().to_lowercase()) {
+                Entry::Vacant(v) => {
+                    v.insert((rel, row));
+                }
+                Entry::Occupied(mut o) if o.get().1.last_uploaded_at < row.last_uploaded_at => {
+                    o.insert((rel, row));
+                }
+                Entry::Occupied(_) => {}
+            }
         }
-        progress.step();
     }
-    Ok(written)
+    Ok(ExportPlan {
+        files: files.into_values().collect(),
+        refused,
+    })
+}
+
+/// The lookup keys a layout places a key by (none for Breakpad's).
+fn lookups_for(store: &Store, row: &KeyRow, layout: ExportLayout) -> anyhow::Result<Vec<String>> {
+    let wanted = match layout {
+        ExportLayout::Breakpad => false,
+        ExportLayout::SymStore { .. } => matches!(row.kind, Kind::Elf | Kind::MachO),
+        ExportLayout::Debuginfod => true,
+    };
+    Ok(if wanted {
+        store.lookups_of(row.id)?
+    } else {
+        Vec::new()
+    })
 }
 
 /// Exports keys as Tecken-layout zips of at most `max_bytes` of members each
@@ -158,7 +254,6 @@ pub fn export_zips(
     progress: &mut dyn Progress,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let rows = store.export_rows(filter)?;
-    progress.total(rows.len() as u64);
     fs::create_dir_all(dir)?;
     let mut zips = SplitZipWriter::new(dir, "symbols", max_bytes);
     for row in &rows {
@@ -226,47 +321,102 @@ pub fn import_tree(
         "debuginfod" => files_at_depth(&dir.join("buildid"), 1, &mut files)?,
         _ => files_at_depth(dir, 2, &mut files)?,
     }
+    // Files under their own keys first: an SSQP path is often another name
+    // of one of them.
+    files.sort_by_key(|p| is_ssqp_key(&last_segments(dir, p)));
     // SymStore's pointers to files elsewhere are not symbol files.
     files.retain(|p| !p.ends_with("file.ptr") && !p.ends_with("refs.ptr"));
     progress.total(files.len() as u64);
     let (mut total, mut failed) = (Report::default(), Vec::new());
     for path in files {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let result = match kind {
-            "debuginfod" => {
-                let id = path
-                    .parent()
-                    .and_then(|p| p.file_name())
-                    .map(|n| n.to_string_lossy().into_owned());
-                let id = id.unwrap_or_default();
-                let file_name = if name == "debuginfo" {
-                    format!("{id}.debug")
-                } else {
-                    id
-                };
-                ingest::ingest_file(to, &path, &file_name, ns, None)
-            }
-            _ => {
-                let rel = path.strip_prefix(dir).unwrap_or(&path);
-                let segs: Vec<String> = rel
-                    .iter()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .collect();
-                let key = segs[segs.len() - 3..].join("/");
-                ingest::ingest_file_as(to, &path, &key, ns, None)
-            }
-        };
-        match result {
-            Ok(r) => {
-                total.uploaded_keys.extend(r.uploaded_keys);
-                total.skipped_keys.extend(r.skipped_keys);
-            }
+        match import_file(to, dir, kind, &path, ns) {
+            Ok(r) => total.absorb(r),
             Err(e) => failed.push((path, e.to_string())),
         }
         progress.step();
     }
     Ok((total, failed))
+}
+
+/// The last three segments of a file's path below `dir`: the key it sits under.
+fn last_segments(dir: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(dir).unwrap_or(path);
+    let segs: Vec<String> = rel
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
+    segs[segs.len().saturating_sub(3)..].join("/")
+}
+
+/// Imports one file of a tree of `kind`.
+fn import_file(
+    to: ingest::Ingest<'_>,
+    dir: &Path,
+    kind: &str,
+    path: &Path,
+    ns: Namespace,
+) -> crate::error::Result<Report> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name == "file.ptr" || name == "refs.ptr" {
+        return Ok(Report::default());
+    }
+    let key = last_segments(dir, path);
+    match kind {
+        "debuginfod" => ingest::ingest_file(to, path, &debuginfod_name(path, &name), ns, None),
+        _ if is_ssqp_key(&key) => import_ssqp(to, path, &key, ns),
+        _ => ingest::ingest_file_as(to, path, &key, ns, None),
+    }
+}
+
+/// The name a file of `buildid/<id>/debuginfo|executable` is placed by.
+fn debuginfod_name(path: &Path, name: &str) -> String {
+    let id = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name == "debuginfo" {
+        format!("{id}.debug")
+    } else {
+        id
+    }
+}
+
+/// A file under an ELF or Mach-O SSQP key: nothing to do when the store
+/// already answers that key with these bytes in this namespace (the file came
+/// in under its own key); else placed by its identity, named by the key's file
+/// name (`<id>.debug` or `<uuid>.dwarf` for `_.debug` and `_.dwarf`).
+fn import_ssqp(
+    to: ingest::Ingest<'_>,
+    path: &Path,
+    key: &str,
+    ns: Namespace,
+) -> crate::error::Result<Report> {
+    if let Some(row) = to.store.lookup(&normalize(key), ns == Namespace::Try)?
+        && row.namespace == ns
+        && row.blob == blake3_of(path)?
+    {
+        return Ok(Report {
+            skipped_keys: vec![row.key],
+            ..Report::default()
+        });
+    }
+    let (file, id) = key.split_once('/').unwrap_or((key, ""));
+    let id = id.split('/').next().unwrap_or("").to_ascii_lowercase();
+    let name = match file.to_ascii_lowercase().as_str() {
+        "_.debug" => format!("{}.debug", id.trim_start_matches("elf-buildid-sym-")),
+        "_.dwarf" => format!("{}.dwarf", id.trim_start_matches("mach-uuid-sym-")),
+        _ => file.to_string(),
+    };
+    ingest::ingest_file(to, path, &name, ns, None)
+}
+
+/// The BLAKE3 of a file's bytes: the name of its blob.
+fn blake3_of(path: &Path) -> io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    io::copy(&mut io::BufReader::new(fs::File::open(path)?), &mut hasher)?;
+    Ok(hasher.finalize().to_hex().to_string())
 }

@@ -15,6 +15,7 @@
 //! member (and phase 1 between chunks of a large one), so the work ends soon
 //! after with [`Error::Cancelled`], keeping what was committed.
 
+pub mod batch;
 pub mod inbox;
 pub mod parallel;
 pub mod prehash;
@@ -50,6 +51,16 @@ pub struct Report {
 }
 
 impl Report {
+    /// Adds another ingest's keys and counts to these.
+    pub fn absorb(&mut self, other: Report) {
+        self.uploaded_keys.extend(other.uploaded_keys);
+        self.skipped_keys.extend(other.skipped_keys);
+        self.ignored_keys.extend(other.ignored_keys);
+        self.replaced_keys.extend(other.replaced_keys);
+        self.inflated += other.inflated;
+        self.hashed_on_arrival += other.hashed_on_arrival;
+    }
+
     /// Members that were stored or skipped.
     pub fn files_count(&self) -> usize {
         self.uploaded_keys.len() + self.skipped_keys.len()
@@ -145,21 +156,38 @@ pub fn ingest_upload(
     layout: Layout,
     cancel: &Cancel,
 ) -> Result<Report> {
+    let result = ingest_arrived(to, arrived, ns, upload_id, layout, cancel);
+    match upload_id {
+        Some(id) => keep_manifest(to.store, id, result),
+        None => result,
+    }
+}
+
+/// [`ingest_upload`] without the manifest.
+fn ingest_arrived(
+    to: Ingest<'_>,
+    arrived: Arrived<'_>,
+    ns: Namespace,
+    upload_id: Option<i64>,
+    layout: Layout,
+    cancel: &Cancel,
+) -> Result<Report> {
     let path = arrived.path;
-    let result = if layout == Layout::Auto && !is_zip(path)? {
+    if layout == Layout::Auto && !is_zip(path)? {
         ingest_file(to, path, arrived.name, ns, upload_id)
     } else {
         ingest_zip(to, path, ns, upload_id, layout, cancel, arrived.prehashed)
-    };
-    // The manifest of what was committed (blobs on S3): an upload is done
-    // once it is kept; a failed one keeps whatever it committed too.
-    if let Some(id) = upload_id {
-        match &result {
-            Ok(_) => to.store.write_manifest(id)?,
-            Err(_) => {
-                if let Err(e) = to.store.write_manifest(id) {
-                    tracing::error!(upload_id = id, error = %e, "no manifest for a failed upload's members");
-                }
+    }
+}
+
+/// Writes the manifest of what upload `id` committed (blobs on S3): an upload
+/// is done once it is kept; a failed one keeps whatever it committed too.
+fn keep_manifest<T>(store: &Store, id: i64, result: Result<T>) -> Result<T> {
+    match &result {
+        Ok(_) => store.write_manifest(id)?,
+        Err(_) => {
+            if let Err(e) = store.write_manifest(id) {
+                tracing::error!(upload_id = id, error = %e, "no manifest for a failed upload's members");
             }
         }
     }

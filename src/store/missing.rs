@@ -79,6 +79,26 @@ impl Miss {
             code_id: code_id.to_string(),
         })
     }
+
+    /// A debuginfod miss: the file of `build_id` asked for as `role`
+    /// (`debuginfo` or `executable`). Recorded in the report's columns as the
+    /// path asked, `buildid/<id>/<role>`, for its debug file and the build id
+    /// (lower-case, as debuginfod writes it) for its debug id, so the row says
+    /// which build id and which file; storing a file of that build id clears
+    /// it. `None` for a build id no real client sends.
+    pub fn build_id(build_id: &str, role: &str) -> Option<Miss> {
+        let id = build_id.to_ascii_lowercase();
+        let hex = id.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex || !is_recordable_id(&id) || !matches!(role, "debuginfo" | "executable") {
+            return None;
+        }
+        Some(Miss {
+            debug_file: format!("buildid/{id}/{role}"),
+            debug_id: id,
+            code_file: String::new(),
+            code_id: String::new(),
+        })
+    }
 }
 
 /// A file name as clients send them: at most [`MAX_FILE_NAME`] bytes, no
@@ -332,6 +352,16 @@ mod tests {
         ] {
             assert!(!is_recordable_id(id), "{id}");
         }
+    }
+
+    #[test]
+    fn a_debuginfod_miss_is_recorded_as_the_path_asked_and_its_build_id() {
+        let miss = Miss::build_id("0A0B0C0D0E0F1011", "executable").unwrap();
+        assert_eq!(miss.debug_file, "buildid/0a0b0c0d0e0f1011/executable");
+        assert_eq!(miss.debug_id, "0a0b0c0d0e0f1011");
+        assert!(Miss::build_id("0a0b0c0d0e0f1011", "source").is_none());
+        assert!(Miss::build_id("elf-buildid-0a0b0c0d0e0f1011", "debuginfo").is_none());
+        assert!(Miss::build_id(&"ab".repeat(MAX_ID_HEX), "debuginfo").is_none());
     }
 
     #[test]

@@ -673,9 +673,7 @@ impl Store {
             }
             let (outcome, recorded) = match (kept, &existing) {
                 (Some(row), _) => {
-                    if !self.entry_is_blob(new.namespace, &row.key, &row.blob, row.encoding) {
-                        self.link_entry(new.namespace, &row.key, &row.blob, row.encoding)?;
-                    }
+                    self.link_entry(new.namespace, &row.key, &row.blob, row.encoding)?;
                     c.exec(
                         "UPDATE keys SET last_uploaded_at = ?1 WHERE id = ?2",
                         &sql_params![now, row.id],
@@ -732,8 +730,9 @@ impl Store {
     }
 
     /// Places `<ns>/<key>` as a hard link to the blob (a copy where the
-    /// filesystem refuses another link), atomically replacing what was there.
-    /// The key and the folders it passes through are checked at the door first.
+    /// filesystem refuses another link), atomically replacing what was there;
+    /// an entry that already is the blob is left as it is. The key and the
+    /// folders it passes through are checked at the door first.
     pub(crate) fn link_entry(
         &self,
         ns: Namespace,
@@ -743,29 +742,36 @@ impl Store {
     ) -> Result<()> {
         let top = self.ns_dir(ns);
         let entry = door::entry_path(&top, key)?;
-        if !self.layout {
+        if !self.layout || self.entry_is_blob(ns, key, hash, enc) {
             return Ok(());
         }
         door::make_entry_dirs(&top, &entry)?;
-        let dir = entry.parent().expect("entries are three folders deep");
-        let blob = self.blob_path(hash, enc)?;
-        let tmp = self.tmp_dir().join(format!("link-{}", random_hex(8)));
-        match fs::hard_link(&blob, &tmp) {
+        let tmp = self.temp_link(&self.blob_path(hash, enc)?)?;
+        fs::rename(&tmp, &entry)?;
+        // Dropping `tmp` removes the temp name if it is still there (a rename
+        // onto another link to the same file changes nothing and keeps both).
+        drop(tmp);
+        sync_dir(entry.parent().expect("entries are three folders deep"))?;
+        Ok(())
+    }
+
+    /// A new temp name in this process's temp folder for `blob`: a hard link,
+    /// or a synced copy where the filesystem refuses another link (`EMLINK`).
+    /// The name is removed when the returned path is dropped, on every path
+    /// out of the caller, failures included.
+    fn temp_link(&self, blob: &Path) -> Result<tempfile::TempPath> {
+        let tmp = tempfile::TempPath::try_from_path(
+            self.tmp_dir().join(format!("link-{}", random_hex(8))),
+        )?;
+        match fs::hard_link(blob, &tmp) {
             Ok(()) => {}
-            // EMLINK: too many links to the blob; keep a copy instead.
-            Err(e) if e.raw_os_error() == Some(31) => {
-                fs::copy(&blob, &tmp)?;
+            Err(e) if e.raw_os_error() == Some(libc::EMLINK) => {
+                fs::copy(blob, &tmp)?;
                 fs::File::open(&tmp)?.sync_all()?;
             }
             Err(e) => return Err(e.into()),
         }
-        let renamed = fs::rename(&tmp, &entry);
-        // Renaming a link onto another link to the same file changes nothing and
-        // leaves both names: the temp name goes either way.
-        let _ = fs::remove_file(&tmp);
-        renamed?;
-        sync_dir(dir)?;
-        Ok(())
+        Ok(tmp)
     }
 
     /// The folder of a namespace's layout tree.

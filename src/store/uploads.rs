@@ -40,6 +40,14 @@ pub enum UploadEnd<'a> {
     /// Refused or failed: `failed`, with the error's status ([`Error::status`])
     /// and `message`, what whoever made the upload was told; no files.
     Failed { error: &'a Error, message: String },
+    /// Some files stored or skipped and others failed (a folder given to
+    /// `symdepot ingest`): `failed`, with the status of `error` (the first
+    /// failure) and `message`, and the number of files it did place.
+    Partial {
+        files_count: u64,
+        error: &'a Error,
+        message: String,
+    },
 }
 
 /// Fields of an upload record set when it ends.
@@ -142,6 +150,11 @@ impl UploadRecord {
         let (status, http_status, error, files_count) = match &fin.end {
             UploadEnd::Complete { files_count } => ("complete", 201, None, *files_count),
             UploadEnd::Failed { error, message } => ("failed", error.status(), Some(message), 0),
+            UploadEnd::Partial {
+                files_count,
+                error,
+                message,
+            } => ("failed", error.status(), Some(message), *files_count),
         };
         store.db().writing(|c| {
             Ok(c.exec(

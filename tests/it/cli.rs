@@ -223,7 +223,7 @@ fn long_commands_draw_no_progress_into_a_pipe_and_still_print_their_summaries() 
             ["export", "--layout", "breakpad", "--plain", &at("plain")]
                 .map(String::from)
                 .into(),
-            "exported 2 files into",
+            "exported 2 files from 2 keys into",
         ),
         (
             ["export", "--zip", &at("zips")].map(String::from).into(),
@@ -286,7 +286,7 @@ fn on_a_terminal_a_long_command_draws_a_bar_and_clears_it() {
         "no bar: {shown:?}"
     );
     assert!(
-        shown.contains("\r\x1b[2Kexported 1 files into"),
+        shown.contains("\r\x1b[2Kexported 1 files from 1 keys into"),
         "{shown:?}"
     );
 }

@@ -225,10 +225,56 @@ fn ingest_command_places_a_directory_of_mixed_files() {
             .status(),
         200
     );
-    assert_eq!(
-        s.count("SELECT COUNT(*) FROM uploads WHERE \"user\" = 'cli'"),
-        10
+    // One record per command: the last one failed, still counting what it placed.
+    let rows = cli_uploads(&s);
+    assert_eq!(rows.len(), 3);
+    let folder = input.path().display().to_string();
+    assert_eq!(rows[2], (folder, "failed".into(), 3));
+}
+
+/// `(filename, status, files_count)` of every upload by `cli`, oldest first.
+fn cli_uploads(s: &TestServer) -> Vec<(String, String, u64)> {
+    let rows = s.rows(
+        "SELECT filename, status, files_count FROM uploads WHERE \"user\" = 'cli' ORDER BY id",
+        &[],
     );
+    rows.iter()
+        .map(|r| (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap()))
+        .collect()
+}
+
+#[test]
+fn ingest_of_a_folder_is_one_upload_record_covering_every_file() {
+    let input = tempfile::tempdir().unwrap();
+    let folder = input.path().join("syms");
+    std::fs::create_dir_all(folder.join("nested")).unwrap();
+    let files = members(0, 5);
+    for (i, (_, bytes)) in files.iter().enumerate() {
+        let sub = if i % 2 == 0 { "nested" } else { "" };
+        std::fs::write(folder.join(sub).join(format!("f{i}.sym")), bytes).unwrap();
+    }
+    let data = tempfile::tempdir().unwrap();
+    let ingest = || symdepot(data.path()).arg("ingest").arg(&folder).output();
+    let out = succeeded(ingest().unwrap(), "ingest of a folder");
+    assert!(
+        out.contains("5 stored, 0 already stored, 0 failed"),
+        "{out}"
+    );
+    // Again: one more record, every file skipped and counted.
+    succeeded(ingest().unwrap(), "ingest of the folder again");
+
+    let s = TestServer::with_config(|c| c.data_dir = data.path().to_path_buf());
+    let name = folder.display().to_string();
+    let complete = (name, "complete".to_string(), 5);
+    assert_eq!(cli_uploads(&s), [complete.clone(), complete]);
+    let first: i64 = s.one("SELECT MIN(id) FROM uploads", &[]);
+    assert_eq!(
+        s.count(&format!(
+            "SELECT COUNT(*) FROM upload_members WHERE upload_id = {first} AND outcome = 'new'"
+        )),
+        5
+    );
+    assert_served(&s.addr.to_string(), &files);
 }
 
 #[test]

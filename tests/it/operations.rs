@@ -414,6 +414,60 @@ fn reindex_after_deleting_the_database_brings_every_route_back() {
 }
 
 #[test]
+fn reindex_leaves_no_temp_files_and_every_key_is_still_served() {
+    let data = tempfile::tempdir().unwrap();
+    let files = members(0, 6);
+    {
+        let s = TestServer::with_config(|c| c.data_dir = data.path().to_path_buf());
+        upload_members(&s, &files);
+    }
+    let out = symdepot(data.path()).args(reindex_args()).output().unwrap();
+    assert!(succeeded(out, "reindex").contains("reindexed 6 keys, skipped 0"));
+    let left = temp_files_under(&data.path().join("tmp"));
+    assert!(left.is_empty(), "left in tmp/: {left:?}");
+    let s = TestServer::with_config(|c| c.data_dir = data.path().to_path_buf());
+    assert_served(&s.addr.to_string(), &files);
+}
+
+#[test]
+fn reindex_in_a_live_process_leaves_nothing_in_its_temp_folder() {
+    crate::local_only!("reindex from the layout tree");
+    let s = TestServer::start();
+    let files = members(0, 6);
+    upload_members(&s, &files);
+    // A copy in place of a link (as where the filesystem refused one) is linked again.
+    let copied = s.entry("release", &files[0].0).unwrap();
+    let bytes = std::fs::read(&copied).unwrap();
+    std::fs::remove_file(&copied).unwrap();
+    std::fs::write(&copied, bytes).unwrap();
+    let (n, skipped) = s.store().reindex(&mut symdepot::store::Unwatched).unwrap();
+    assert_eq!((n, skipped.len()), (6, 0));
+    assert!(
+        s.tmp_files().is_empty(),
+        "left in tmp/: {:?}",
+        s.tmp_files()
+    );
+    let links = std::os::unix::fs::MetadataExt::nlink(&std::fs::metadata(&copied).unwrap());
+    assert_eq!(links, 2, "the copy is a link to its blob again");
+    assert_served(&s.addr.to_string(), &files);
+}
+
+#[test]
+fn an_entry_that_cannot_be_placed_leaves_no_temp_link() {
+    crate::local_only!("a folder planted in the layout tree");
+    let s = TestServer::start();
+    let (key, bytes) = good_member();
+    let planted = s.data_dir().join("release").join(&key);
+    std::fs::create_dir_all(planted.join("in-the-way")).unwrap();
+    assert_eq!(s.upload(zip_of(&[(&key, &bytes)])).status(), 500);
+    assert!(
+        s.tmp_files().is_empty(),
+        "left in tmp/: {:?}",
+        s.tmp_files()
+    );
+}
+
+#[test]
 fn delete_removes_a_key_records_it_and_gc_takes_the_blob() {
     let s = TestServer::start();
     let key = format!("leak.pdb/{ID_A}/leak.sym");

@@ -425,7 +425,56 @@ fn misses_are_counted_reported_as_csv_and_cleared_by_an_upload() {
         &sym("xul.pdb", ID_A, ""),
     )]));
     let v = missing_rows(&s, 1);
-    assert_eq!(v["missing"][0]["debug_file"], "debuginfo");
+    assert_eq!(
+        v["missing"][0]["debug_file"],
+        "buildid/00112233445566778899aabbccddeeff00112233/debuginfo"
+    );
+}
+
+#[test]
+fn a_debuginfod_miss_is_reported_by_its_build_id_and_what_was_asked() {
+    let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
+    let s = TestServer::start();
+    let id = f.build_id.to_ascii_uppercase();
+    let lower = f.build_id.to_ascii_lowercase();
+    for role in ["debuginfo", "executable", "debuginfo"] {
+        assert_eq!(s.get(&format!("/buildid/{id}/{role}")).status(), 404);
+    }
+    let v = missing_rows(&s, 2);
+    let rows = v["missing"].as_array().unwrap();
+    let row = |role: &str| {
+        let file = format!("buildid/{lower}/{role}");
+        rows.iter()
+            .find(|m| m["debug_file"] == file.as_str())
+            .cloned()
+    };
+    let debuginfo = row("debuginfo").expect("the debuginfo miss");
+    assert_eq!(
+        (&debuginfo["debug_id"], &debuginfo["count"]),
+        (&Value::from(lower.as_str()), &Value::from(2))
+    );
+    assert_eq!(row("executable").expect("the executable miss")["count"], 1);
+
+    let csv = s.get("/missingsymbols.csv").text().unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with(&format!("buildid/{lower}/debuginfo,{lower},,,2,"))),
+        "{csv}"
+    );
+    let page = s.get("/missing").text().unwrap();
+    assert!(
+        page.contains(&format!("buildid/{lower}/executable")),
+        "{page}"
+    );
+    assert!(!page.contains("<td>debuginfo</td>"), "{page}");
+
+    // A file of that build id answers both.
+    let debug = std::fs::read(&f.debug).unwrap();
+    s.upload_ok(zip_of(&[(
+        &format!("victim/{}/victim.debug", f.debug_id),
+        &debug,
+    )]));
+    missing_rows(&s, 0);
 }
 
 #[test]

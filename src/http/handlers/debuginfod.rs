@@ -88,7 +88,7 @@ pub async fn debuginfod(
 
 /// Notes a build id no one had, for the missing-symbols report.
 fn record_miss(state: &AppState, role_name: &str, build_id: &str) {
-    if let Some(miss) = Miss::new(role_name, build_id, "", "") {
+    if let Some(miss) = Miss::build_id(build_id, role_name) {
         state.missing.record(miss);
         state.metrics.missing_recorded.inc();
     }
