@@ -293,16 +293,10 @@ fn on_a_terminal_a_long_command_draws_a_bar_and_clears_it() {
 
 /// Runs `symdepot ARGS` with no data dir; its stdout (it must succeed).
 fn stdout_of(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_symdepot"))
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_symdepot"))
         .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+        .output();
+    crate::support::stdout_ok(run.unwrap())
 }
 
 #[test]
