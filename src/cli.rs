@@ -201,7 +201,7 @@ pub enum Command {
         /// A zip, or a directory in the <module>/<debug_id>/<file> layout (any layout with --auto)
         path: PathBuf,
         /// The server's base URL (or its /upload/ URL)
-        #[arg(long, env = "SYMDEPOT_UPLOAD_URL")]
+        #[arg(long, env = "SYMDEPOT_UPLOAD_URL", hide_env_values = true)]
         url: String,
         /// An upload token
         #[arg(long, env = "SYMDEPOT_TOKEN", hide_env_values = true)]

@@ -93,10 +93,17 @@ pub fn check_url(base: &str) -> anyhow::Result<()> {
     match parsed {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
         Ok(u) if matches!(u.scheme(), "http" | "https") => bail!("--url {base:?} names no host"),
-        _ => bail!(
-            "--url {base:?} is not an http:// or https:// URL (did you mean http://{}?)",
-            base.trim_start_matches('/')
-        ),
+        _ => {
+            // What was typed, without any user:password@ in it.
+            let shown = base
+                .rsplit('@')
+                .next()
+                .unwrap_or(base)
+                .trim_start_matches('/');
+            bail!(
+                "--url {shown:?} is not an http:// or https:// URL (did you mean http://{shown}?)"
+            )
+        }
     }
 }
 
@@ -278,7 +285,7 @@ fn send(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = resp.text().unwrap_or_default();
+    let body = answer_text(resp);
     if status == 201 {
         let done = Uploaded::from_answer(&body)?;
         eprintln!("{label}: upload {}: {}", done.id, done.counts());
@@ -288,6 +295,20 @@ fn send(
         return Ok(Outcome::Retry(status, after));
     }
     Ok(Outcome::Fatal(status, body))
+}
+
+/// Most of an answer's body the client reads (a server could send without end).
+const ANSWER_MAX: u64 = 16 << 20;
+
+/// An answer's body as text to show: at most [`ANSWER_MAX`] bytes, control
+/// characters (terminal escapes among them) replaced.
+fn answer_text(resp: reqwest::blocking::Response) -> String {
+    let mut bytes = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::Read::take(resp, ANSWER_MAX), &mut bytes);
+    String::from_utf8_lossy(&bytes)
+        .chars()
+        .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
+        .collect()
 }
 
 /// A byte bar for one zip on a terminal; draws nothing elsewhere.

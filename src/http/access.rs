@@ -2,7 +2,8 @@
 //! been sent (or the client went away), under the target `symdepot::request`.
 //!
 //! A line carries the method, the path (never the query string, which may
-//! hold a URL with credentials), the status, the bytes of body sent, the
+//! hold a URL with credentials; at most 1 KiB of it, every byte that is not
+//! visible ASCII percent-encoded), the status, the bytes of body sent, the
 //! duration from the request's arrival to the body's end, and the user of
 //! the token the request presented ([`note_user`]); never the secret.
 
@@ -99,13 +100,36 @@ impl http_body::Body for Counted {
     }
 }
 
+/// Longest path a request line shows (the rest is cut, marked with `…`).
+const PATH_SHOWN: usize = 1024;
+/// Longest method a request line shows.
+const METHOD_SHOWN: usize = 32;
+
+/// `s` as a log line may show it: at most `max` bytes of it, every byte that
+/// is not visible ASCII percent-encoded (a client cannot break, forge or hide
+/// a line with control, separator, bidi or space characters), `…` if cut.
+fn shown(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max) + 3);
+    for b in s.bytes().take(max) {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if s.len() > max {
+        out.push('…');
+    }
+    out
+}
+
 impl Drop for Counted {
     fn drop(&mut self) {
         if let Some(l) = self.line.take() {
             tracing::info!(
                 target: "symdepot::request",
-                method = %l.method,
-                path = %l.path,
+                method = %shown(l.method.as_str(), METHOD_SHOWN),
+                path = %shown(&l.path, PATH_SHOWN),
                 status = l.status,
                 bytes = self.sent,
                 duration_ms = l.began.elapsed().as_secs_f64() * 1000.0,
@@ -113,5 +137,24 @@ impl Drop for Counted {
                 "request"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn a_path_cannot_break_forge_or_hide_a_line() {
+        let hostile = "/x\u{2003}status=200\u{85}\u{202e}user=\"admin\"\n%";
+        let line = shown(hostile, 1024);
+        assert!(line.bytes().all(|b| b.is_ascii_graphic()), "{line}");
+        assert_eq!(shown("/a b", 1024), "/a%20b");
+        assert_eq!(
+            shown("/%41", 1024),
+            "/%2541",
+            "a % is encoded too: lines decode one way"
+        );
+        assert_eq!(shown(&"a".repeat(2000), 1024).len(), 1024 + '…'.len_utf8());
     }
 }

@@ -180,7 +180,7 @@ impl Walker {
         if said.contains("memory allocation of") || said.contains("out of memory") {
             return Err(WalkError::TooMuchMemory(self.max_memory));
         }
-        tracing::warn!(%status, stderr = %said.trim(), "a minidump walker ended without an answer");
+        tracing::warn!(%status, stderr = ?said.trim(), "a minidump walker ended without an answer");
         Err(WalkError::Failed(format!("the walker ended ({status})")))
     }
 }
