@@ -212,3 +212,34 @@ fn a_layout_refusal_suggests_auto() {
     assert!(ok, "{err}");
     assert!(err.contains("1 new"), "{err}");
 }
+
+#[test]
+fn a_refusal_is_shown_without_the_server_s_terminal_escapes() {
+    // A test double: a server that refuses with a body full of escapes.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        read_request(&mut reader);
+        let body = "\x1b[2J\x1b]0;owned\x07refused";
+        let mut out = stream;
+        write!(
+            out,
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(format!("m.pdb/{ID_A}"))).unwrap();
+    std::fs::write(
+        dir.path().join(format!("m.pdb/{ID_A}/m.sym")),
+        sym("m.pdb", ID_A, ""),
+    )
+    .unwrap();
+    let (ok, _, err) = run_upload(&mut upload_cmd(dir.path(), &format!("http://{addr}"), "t"));
+    assert!(!ok);
+    assert!(err.contains("(400): ?[2J?]0;owned?refused"), "{err:?}");
+    assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
+}

@@ -24,6 +24,16 @@ fn session(format: &str) -> (Vec<String>, String) {
     assert_eq!(got.bytes().unwrap().as_ref(), data.as_slice());
     let miss = crate::support::http_get(format!("http://{addr}/a.pdb/{ID_A}/a.sym?k=hush"));
     assert_eq!(miss.unwrap().status(), 404);
+    // A path with a C1 control (NEL) and a forged field, sent raw.
+    let mut raw = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(
+        &mut raw,
+        b"GET /x\xc2\x85status=200 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    std::io::Read::read_to_end(&mut raw, &mut answer).unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 404"), "{answer:?}");
     sigterm(&child);
     assert!(wait_exit(&mut child).success());
     // The pipe's reader ends with the daemon's last line.
@@ -64,6 +74,9 @@ fn json_logs_are_one_object_per_line_and_requests_carry_user_status_bytes_and_du
     let all = lines.join("\n");
     assert!(!all.contains(&secret), "a secret in the log");
     assert!(!all.contains("hush"), "a query string in the log");
+    let hostile = requests.iter().find(|o| o["path"] == "/x%C2%85status=200");
+    assert!(hostile.is_some(), "the raw path's line, encoded: {all}");
+    assert!(!all.contains('\u{85}'), "a C1 control in the log");
 }
 
 #[test]
