@@ -8,7 +8,8 @@
 //! at the top level, for log collectors.
 //!
 //! Each answered request is one line under the target `symdepot::request`
-//! (`http::handlers::RequestLog`): method, path (never the query string),
+//! (`http::access`): method, path (never the query string; encoded, at most
+//! 1 KiB),
 //! status, bytes sent, duration and the user of the token the request
 //! presented — never the token itself.
 
