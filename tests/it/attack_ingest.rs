@@ -268,7 +268,7 @@ fn start_raw_upload(
 
 /// Polls the upload record until its status is no longer `running`.
 fn wait_until_ended(s: &TestServer, id: i64) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
     loop {
         let resp = s.get(&format!("/api/uploads/upload/{id}"));
         if resp.status() == 200 {
@@ -334,7 +334,7 @@ fn a_client_that_leaves_during_ingest_stops_it_and_leaves_an_aborted_record() {
     body.extend_from_slice(&tail);
     let sock = start_raw_upload(&s, &boundary, body.len(), &body);
     // Leave once the server holds the whole body, so the ingest is what gets stopped.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
     while !s.tmp_files().iter().any(|f| {
         f.file_name()
             .unwrap()
@@ -369,7 +369,7 @@ fn a_client_that_leaves_during_ingest_stops_it_and_leaves_an_aborted_record() {
 /// Polls until `tmp/` is empty: an abandoned upload's body and spools go
 /// with its request.
 fn wait_for_empty_tmp(s: &TestServer) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
     while !s.tmp_files().is_empty() {
         assert!(
             std::time::Instant::now() < deadline,

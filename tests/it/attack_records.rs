@@ -1,7 +1,7 @@
 //! What anonymous and token-holding clients can make the server record, and
 //! what records, tokens and pages give back.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::support::*;
 
@@ -639,7 +639,7 @@ fn stored_files_a_browser_would_render_are_sent_as_attachments() {
 fn raw_get(s: &TestServer, path: &str) -> String {
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    c.set_read_timeout(Some(crate::support::PATIENCE)).unwrap();
     write!(
         c,
         "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -663,7 +663,7 @@ fn nosniff_is_sent_title_case_and_on_the_503_of_a_full_server() {
         );
     }
     // Idle connections hold the slots until one more is refused.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + crate::support::PATIENCE;
     let mut held = Vec::new();
     let refused = loop {
         let answer = raw_get(&s, &format!("/{key}"));

@@ -35,10 +35,10 @@ impl Browser {
             .expect("chromedriver is installed (scripts/install-test-tools)");
         let base = format!("http://127.0.0.1:{port}");
         let http = crate::support::client()
-            .timeout(Duration::from_secs(60))
+            .timeout(crate::support::PATIENCE)
             .build()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + crate::support::PATIENCE;
         while http
             .get(format!("{base}/status"))
             .send()

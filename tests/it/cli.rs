@@ -126,7 +126,7 @@ fn sigterm_lets_an_upload_in_flight_finish() {
     body.extend_from_slice(&zip);
     body.extend_from_slice(b"\r\n--XyZ--\r\n");
     let mut conn = TcpStream::connect(&addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(20)))
+    conn.set_read_timeout(Some(crate::support::PATIENCE))
         .unwrap();
     write!(
         conn,
@@ -366,7 +366,7 @@ fn the_daemon_tells_systemd_it_is_ready_once_it_listens_and_when_it_stops() {
     let manager = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
     // Only against a hang: the datagrams come at start and at SIGTERM.
     manager
-        .set_read_timeout(Some(Duration::from_secs(60)))
+        .set_read_timeout(Some(crate::support::PATIENCE))
         .unwrap();
     let mut serve = symdepot(&dir.path().join("data"));
     serve

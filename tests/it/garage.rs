@@ -211,7 +211,7 @@ impl Garage {
 
     /// Waits until node `i` answers `status` (it starts in well under a second).
     fn wait_until_up(&mut self, i: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + crate::support::PATIENCE;
         loop {
             let child = self.nodes[i].child.as_mut().expect("the node runs");
             if let Some(st) = child.try_wait().unwrap() {

@@ -8,7 +8,7 @@ use crate::support::*;
 
 /// Waits until `path` exists (the watcher moves files within seconds).
 fn wait_for(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + crate::support::PATIENCE;
     while !path.exists() {
         assert!(
             Instant::now() < deadline,

@@ -10,7 +10,7 @@ use crate::support::*;
 
 /// Waits until the process has used some CPU: it is past the loader and spinning.
 fn wait_spinning(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + crate::support::PATIENCE;
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         let utime: u64 = stat

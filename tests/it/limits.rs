@@ -10,7 +10,7 @@ use crate::support::*;
 /// Connects with a read timeout, so no test can hang on a silent server.
 fn connect(s: &TestServer) -> TcpStream {
     let c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    c.set_read_timeout(Some(crate::support::PATIENCE)).unwrap();
     c
 }
 
@@ -36,7 +36,7 @@ fn a_connection_over_the_cap_gets_503_and_the_next_one_after_a_close_is_served()
     let s = TestServer::with_config(|c| c.max_connections = 2);
     let key = format!("xul.pdb/{ID_A}/xul.sym");
     s.upload_ok(zip_of(&[(&key, &sym("xul.pdb", ID_A, ""))]));
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + crate::support::PATIENCE;
     // Two idle connections hold both slots (the client's pool may hold one already).
     let mut held = vec![connect(&s), connect(&s)];
     let refused = loop {
@@ -52,7 +52,7 @@ fn a_connection_over_the_cap_gets_503_and_the_next_one_after_a_close_is_served()
 
     // Once the held connections close, requests are served again.
     drop(held);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + crate::support::PATIENCE;
     loop {
         let answer = get_raw(&s, &format!("/{key}"));
         if answer.starts_with("HTTP/1.1 200") {
@@ -73,7 +73,7 @@ fn a_request_head_sent_too_slowly_is_cut_off() {
     // ... and never the blank line.
     let answer = read_all(&mut c);
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < crate::support::PATIENCE,
         "the connection was not closed"
     );
     assert!(!answer.contains("200 OK"), "{answer}");

@@ -157,7 +157,7 @@ impl Postgres {
     }
 
     fn wait_until_up(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + crate::support::PATIENCE;
         loop {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("postgres exited with {st}: {}", self.log());

@@ -363,7 +363,7 @@ fn private_records_need_view_all() {
 
 /// Polls until the missing-symbols report has `n` rows (it is flushed every second).
 fn missing_rows(s: &TestServer, n: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + crate::support::PATIENCE;
     loop {
         let v = ok(s, "/api/missing/");
         if v["total"] == n {
@@ -487,7 +487,7 @@ fn the_report_keeps_the_most_recent_rows() {
             404
         );
         // Wait for this miss to be written before the next one.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::support::PATIENCE;
         loop {
             let v = ok(&s, "/api/missing/");
             files = v["missing"]
@@ -623,7 +623,7 @@ fn misses_counted_just_before_shutdown_are_written_by_it() {
     let daemon = runtime
         .block_on(async {
             tokio::time::timeout(
-                Duration::from_secs(30),
+                crate::support::PATIENCE,
                 symdepot::daemon::Daemon::start(config.clone()),
             )
             .await
@@ -632,12 +632,12 @@ fn misses_counted_just_before_shutdown_are_written_by_it() {
         .expect("daemon started");
     let url = format!("http://{}/xul.pdb/{ID_A}/xul.sym", daemon.addr());
     let client = crate::support::client()
-        .timeout(Duration::from_secs(30))
+        .timeout(crate::support::PATIENCE)
         .build()
         .unwrap();
     assert_eq!(client.get(&url).send().unwrap().status(), 404);
     runtime
-        .block_on(async { tokio::time::timeout(Duration::from_secs(30), daemon.shutdown()).await })
+        .block_on(async { tokio::time::timeout(crate::support::PATIENCE, daemon.shutdown()).await })
         .expect("daemon stopped in time");
     let store = symdepot::Store::open(std::sync::Arc::new(config)).unwrap();
     let missing = store.list_missing(1).unwrap();

@@ -31,6 +31,12 @@ pub fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<Response> {
     client().build()?.get(url).send()
 }
 
+/// How long a test waits for what it expects the server (or a tool) to do
+/// before it fails: a guard against a hang, never a measure of speed. Every
+/// wait in the suite polls a condition or blocks on an answer, so a healthy run
+/// ends long before this even when many tests share a loaded machine.
+pub const PATIENCE: Duration = Duration::from_secs(600);
+
 pub struct TestServer {
     pub dir: TempDir,
     pub addr: SocketAddr,
@@ -64,14 +70,12 @@ impl TestServer {
             .build()
             .unwrap();
         let daemon = runtime
-            .block_on(async {
-                tokio::time::timeout(Duration::from_secs(30), Daemon::start(config.clone())).await
-            })
+            .block_on(async { tokio::time::timeout(PATIENCE, Daemon::start(config.clone())).await })
             .expect("daemon started in time")
             .expect("daemon started");
         let addr = daemon.addr();
         let client = client()
-            .timeout(Duration::from_secs(60))
+            .timeout(PATIENCE)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
@@ -214,7 +218,7 @@ impl TestServer {
     /// Polls until `sql` counts `n`: for what the server writes in the
     /// background (misses are flushed about every second).
     pub fn wait_for_count(&self, sql: &str, n: i64) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + PATIENCE;
         loop {
             let have = self.count(sql);
             if have == n {
@@ -365,9 +369,7 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(d) = self.daemon.take() {
             self.runtime
-                .block_on(async {
-                    tokio::time::timeout(Duration::from_secs(30), d.shutdown()).await
-                })
+                .block_on(async { tokio::time::timeout(PATIENCE, d.shutdown()).await })
                 .ok();
         }
     }
@@ -376,7 +378,7 @@ impl Drop for TestServer {
 /// Polls until `done()` holds: for what a daemon does in the background (the
 /// drop folder's watcher, another daemon's announcement).
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + PATIENCE;
     while !done() {
         assert!(
             std::time::Instant::now() < deadline,
@@ -823,7 +825,7 @@ pub fn sigterm(child: &std::process::Child) {
 }
 
 pub fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         if let Some(st) = child.try_wait().unwrap() {
             return st;
@@ -891,10 +893,7 @@ pub fn batches(n: usize, rng: &mut Rng) -> Vec<Batch> {
 
 /// Posts a zip; the status, or `None` if the daemon died first.
 pub fn post(addr: &str, token: &str, zip: Vec<u8>) -> Option<u16> {
-    let client = crate::support::client()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let client = crate::support::client().timeout(PATIENCE).build().unwrap();
     let part = reqwest::blocking::multipart::Part::bytes(zip).file_name("symbols.zip");
     let form = reqwest::blocking::multipart::Form::new().part("symbols.zip", part);
     client

@@ -285,7 +285,7 @@ fn declared_body_over_the_limit_gets_413_without_the_body_when_client_expects_co
     let s = TestServer::with_config(|c| c.max_upload_bytes = 1000);
     // Expect: 100-continue: answered from the headers, the body is never sent.
     let mut conn = TcpStream::connect(s.addr).unwrap();
-    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+    conn.set_read_timeout(Some(crate::support::PATIENCE))
         .unwrap();
     write!(
         conn,
@@ -393,7 +393,7 @@ fn too_many_concurrent_uploads_for_one_token_get_429_with_retry_after() {
     body.extend_from_slice(b"\r\n--XyZ--\r\n");
     // The first upload sends its headers and half its body, and waits.
     let mut slow = TcpStream::connect(s.addr).unwrap();
-    slow.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+    slow.set_read_timeout(Some(crate::support::PATIENCE))
         .unwrap();
     write!(
         slow,
@@ -405,7 +405,7 @@ fn too_many_concurrent_uploads_for_one_token_get_429_with_retry_after() {
     .unwrap();
     let (first, rest) = body.split_at(body.len() / 2);
     slow.write_all(first).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
     while s.count("SELECT COUNT(*) FROM uploads WHERE status = 'running'") == 0 {
         assert!(
             std::time::Instant::now() < deadline,
