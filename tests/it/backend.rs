@@ -41,6 +41,53 @@ macro_rules! sqlite_only {
     };
 }
 
+/// For a test that keeps its blobs on an object store of its own (a Garage it
+/// starts): the S3 run would run it again unchanged, so it runs on the others
+/// only. On its thread, a store started on the default blob store fails the
+/// test, and `symdepot` commands get no shared-bucket settings.
+#[macro_export]
+macro_rules! own_blob_store {
+    ($why:expr) => {
+        $crate::backend::choose_own(true, false);
+        if $crate::backend::on_s3() {
+            eprintln!("its own blob store, the same on every run: {}", $why);
+            return;
+        }
+    };
+}
+
+/// For a test that keeps its index on a PostgreSQL of its own: the PostgreSQL
+/// run would run it again unchanged, so it runs on the others only. On its
+/// thread, a store started on the default index fails the test, and
+/// `symdepot` commands get no shared-database settings.
+#[macro_export]
+macro_rules! own_index {
+    ($why:expr) => {
+        $crate::backend::choose_own(false, true);
+        if $crate::backend::on_pg() {
+            eprintln!("its own index, the same on every run: {}", $why);
+            return;
+        }
+    };
+}
+
+thread_local! {
+    /// What the running test said it chooses itself: (blob store, index).
+    static OWN: std::cell::Cell<(bool, bool)> = const { std::cell::Cell::new((false, false)) };
+}
+
+/// Records, for this test's thread, that it chooses its blob store and/or index.
+pub fn choose_own(blobs: bool, index: bool) {
+    OWN.with(|o| {
+        let (b, i) = o.get();
+        o.set((b || blobs, i || index));
+    });
+}
+
+fn own() -> (bool, bool) {
+    OWN.with(|o| o.get())
+}
+
 /// Where the shared Garage listens and the key that may use its bucket.
 #[derive(Clone)]
 pub struct SharedBucket {
@@ -96,6 +143,17 @@ pub fn prefix_for(data_dir: &Path) -> String {
 /// Points a configuration that keeps the default local blobs at the shared
 /// bucket (on the S3 run only).
 pub fn apply(c: &mut symdepot::Config) {
+    let (own_blobs, own_index) = own();
+    assert!(
+        !own_blobs || c.blob_store != "local",
+        "this test says it keeps its blobs on its own object store, yet starts a store on local disk: \
+         the S3 run, which it skips, would have moved them"
+    );
+    assert!(
+        !own_index || !c.database_url.is_empty(),
+        "this test says it keeps its index on its own PostgreSQL, yet starts a store on SQLite: \
+         the PostgreSQL run, which it skips, would have moved it"
+    );
     if on_s3() && c.blob_store == "local" {
         shared().configure(c);
         c.s3_prefix = prefix_for(&c.data_dir);
@@ -105,13 +163,15 @@ pub fn apply(c: &mut symdepot::Config) {
     }
 }
 
-/// The same settings as `SYMDEPOT_*` variables, for a `symdepot` command.
+/// The same settings as `SYMDEPOT_*` variables, for a `symdepot` command
+/// (none that a test choosing its own engines would override).
 pub fn env_for(data_dir: &Path) -> Vec<(&'static str, String)> {
+    let (own_blobs, own_index) = own();
     let mut env = Vec::new();
-    if on_s3() {
+    if on_s3() && !own_blobs {
         env = env_of(shared(), &prefix_for(data_dir));
     }
-    if on_pg() {
+    if on_pg() && !own_index {
         env.push(("SYMDEPOT_DATABASE_URL", database_for(data_dir)));
     }
     env

@@ -105,6 +105,8 @@ const EXPECTED: &[&str] = &[
 
 #[test]
 fn the_same_queries_answer_alike_on_sqlite_and_postgresql() {
+    crate::own_index!("compares SQLite and its own PostgreSQL, no store");
+    crate::own_blob_store!("no store");
     let mut lite = rusqlite::Connection::open_in_memory().unwrap();
     create(&mut lite);
     assert_eq!(script(&mut lite), EXPECTED);

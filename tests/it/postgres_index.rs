@@ -12,6 +12,7 @@ use crate::support::*;
 
 #[test]
 fn a_store_with_its_index_on_postgresql_uploads_serves_and_collects() {
+    crate::own_index!("its own PostgreSQL");
     let pg = Postgres::start();
     let s = TestServer::with_config(|c| c.database_url = pg.url());
     let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
@@ -92,6 +93,7 @@ fn a_store_with_its_index_on_postgresql_uploads_serves_and_collects() {
 
 #[test]
 fn a_wrong_database_url_stops_the_daemon_with_one_line_naming_it() {
+    crate::own_index!("a database_url of its own");
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("data")).unwrap();
     let out = symdepot(&dir.path().join("data"))
@@ -117,6 +119,7 @@ fn a_wrong_database_url_stops_the_daemon_with_one_line_naming_it() {
 
 #[test]
 fn postgresql_restarted_mid_load_answers_503_then_the_daemon_reconnects_by_itself() {
+    crate::own_index!("its own PostgreSQL");
     let mut pg = Postgres::start();
     // Cached lookups are trusted long enough for the test, however slow the machine.
     let s = TestServer::with_config(|c| {
@@ -180,6 +183,8 @@ fn cluster_daemon(pg: &Postgres, g: &crate::garage::Garage) -> TestServer {
 
 #[test]
 fn gc_runs_on_one_daemon_of_a_store_at_a_time() {
+    crate::own_blob_store!("a cluster: its own Garage");
+    crate::own_index!("a cluster: its own PostgreSQL");
     let pg = Postgres::start();
     let g = crate::garage::Garage::start();
     let (a, b) = (cluster_daemon(&pg, &g), cluster_daemon(&pg, &g));
@@ -206,6 +211,8 @@ fn gc_runs_on_one_daemon_of_a_store_at_a_time() {
 
 #[test]
 fn a_change_on_one_daemon_reaches_the_lookup_cache_of_another_by_notification() {
+    crate::own_blob_store!("a cluster: its own Garage");
+    crate::own_index!("a cluster: its own PostgreSQL");
     let pg = Postgres::start();
     let g = crate::garage::Garage::start();
     let (a, b) = (cluster_daemon(&pg, &g), cluster_daemon(&pg, &g));
@@ -235,6 +242,8 @@ fn cluster_cmd(
 
 #[test]
 fn a_daemon_killed_mid_upload_loses_nothing_any_daemon_acknowledged() {
+    crate::own_blob_store!("a cluster: its own Garage");
+    crate::own_index!("a cluster: its own PostgreSQL");
     let pg = Postgres::start();
     // The real distributed case: every object on three Garage nodes.
     let g = crate::garage::Garage::cluster(3);
@@ -350,6 +359,8 @@ fn hold_an_upload(addr: &str, token: &str) -> std::net::TcpStream {
 
 #[test]
 fn a_tokens_upload_slots_count_across_daemons_and_a_killed_daemon_gives_its_back() {
+    crate::own_blob_store!("a cluster: its own Garage");
+    crate::own_index!("a cluster: its own PostgreSQL");
     let pg = Postgres::start();
     let g = crate::garage::Garage::start();
     let one_slot = |c: &mut symdepot::Config| {
@@ -398,6 +409,8 @@ fn a_tokens_upload_slots_count_across_daemons_and_a_killed_daemon_gives_its_back
 
 #[test]
 fn gc_on_one_daemon_leaves_alone_a_blob_an_upload_on_another_is_about_to_link() {
+    crate::own_blob_store!("a cluster: its own Garage");
+    crate::own_index!("a cluster: its own PostgreSQL");
     let pg = Postgres::start();
     let g = crate::garage::Garage::start();
     let (a, b) = (cluster_daemon(&pg, &g), cluster_daemon(&pg, &g));
@@ -490,6 +503,8 @@ fn the_cluster_demo_serves_an_upload_through_nginx_from_both_daemons() {
 
 #[test]
 fn overlapping_uploads_to_two_daemons_at_once_leave_a_consistent_store() {
+    crate::own_blob_store!("a cluster: its own Garage");
+    crate::own_index!("a cluster: its own PostgreSQL");
     let pg = Postgres::start();
     let g = crate::garage::Garage::start();
     let (a, b) = (cluster_daemon(&pg, &g), cluster_daemon(&pg, &g));
@@ -550,6 +565,8 @@ fn overlapping_uploads_to_two_daemons_at_once_leave_a_consistent_store() {
 
 #[test]
 fn gc_started_on_two_daemons_at_once_collects_each_blob_once() {
+    crate::own_blob_store!("a cluster: its own Garage");
+    crate::own_index!("a cluster: its own PostgreSQL");
     let pg = Postgres::start();
     let g = crate::garage::Garage::start();
     let (a, b) = (cluster_daemon(&pg, &g), cluster_daemon(&pg, &g));
@@ -595,6 +612,8 @@ fn gc_started_on_two_daemons_at_once_collects_each_blob_once() {
 
 #[test]
 fn records_tokens_the_report_and_store_metrics_agree_whichever_daemon_answers() {
+    crate::own_blob_store!("a cluster: its own Garage");
+    crate::own_index!("a cluster: its own PostgreSQL");
     let pg = Postgres::start();
     let g = crate::garage::Garage::start();
     let (a, b) = (cluster_daemon(&pg, &g), cluster_daemon(&pg, &g));
@@ -666,6 +685,8 @@ fn records_tokens_the_report_and_store_metrics_agree_whichever_daemon_answers() 
 
 #[test]
 fn daemons_of_a_new_store_starting_together_all_start_as_one_store() {
+    crate::own_blob_store!("a cluster: its own Garage");
+    crate::own_index!("a cluster: its own PostgreSQL");
     let pg = Postgres::start();
     let g = crate::garage::Garage::start();
     // Four daemons on a new index and an empty bucket, started at one moment:

@@ -15,6 +15,7 @@ fn server(g: &Garage) -> TestServer {
 
 #[test]
 fn uploads_go_to_the_bucket_and_every_route_serves_them() {
+    crate::own_blob_store!("its own Garage");
     let g = Garage::start();
     let s = server(&g);
     let f = ElfFixture::build("victim", &["-Wl,--build-id"]);
@@ -78,6 +79,7 @@ fn uploads_go_to_the_bucket_and_every_route_serves_them() {
 
 #[test]
 fn gc_deletes_an_object_only_once_no_row_names_it() {
+    crate::own_blob_store!("its own Garage");
     let g = Garage::start();
     let s = server(&g);
     let (a, b) = (format!("a.pdb/{ID_A}/a.sym"), format!("b.pdb/{ID_B}/b.sym"));
@@ -115,6 +117,7 @@ fn s3_env(g: &Garage) -> Vec<(&'static str, String)> {
 
 #[test]
 fn a_wrong_bucket_or_credentials_stop_the_daemon_naming_the_setting() {
+    crate::own_blob_store!("its own Garage");
     let g = Garage::start();
     for broken in ["bucket", "secret", "endpoint"] {
         let dir = tempfile::tempdir().unwrap();
@@ -142,6 +145,7 @@ fn a_wrong_bucket_or_credentials_stop_the_daemon_naming_the_setting() {
 
 #[test]
 fn an_object_store_outage_answers_503_with_retry_after_and_commits_nothing() {
+    crate::own_blob_store!("its own Garage");
     let mut g = Garage::start();
     let s = server(&g);
     let kept = format!("k.pdb/{ID_A}/k.sym");
@@ -180,6 +184,7 @@ fn an_object_store_outage_answers_503_with_retry_after_and_commits_nothing() {
 
 #[test]
 fn a_three_node_garage_loses_a_node_and_uploads_and_downloads_go_on() {
+    crate::own_blob_store!("its own Garage");
     let mut g = Garage::cluster(3);
     let s = server(&g);
     let before = members(0, 10);
@@ -200,6 +205,7 @@ fn a_three_node_garage_loses_a_node_and_uploads_and_downloads_go_on() {
 
 #[test]
 fn large_blobs_kept_as_they_are_redirect_to_a_presigned_url_of_the_object() {
+    crate::own_blob_store!("its own Garage");
     let g = Garage::start();
     let s = TestServer::with_config(|c| {
         g.configure(c);
@@ -233,6 +239,7 @@ fn large_blobs_kept_as_they_are_redirect_to_a_presigned_url_of_the_object() {
 
 #[test]
 fn each_upload_leaves_a_manifest_and_a_lost_index_is_rebuilt_from_them() {
+    crate::own_blob_store!("its own Garage");
     crate::sqlite_only!("the index file deleted");
     let g = Garage::start();
     let dir = tempfile::tempdir().unwrap();
@@ -414,6 +421,7 @@ fn each_upload_leaves_a_manifest_and_a_lost_index_is_rebuilt_from_them() {
 
 #[test]
 fn verify_repair_moves_a_damaged_object_aside_and_a_reupload_restores_it() {
+    crate::own_blob_store!("its own Garage");
     let g = Garage::start();
     let s = server(&g);
     let key = format!("bin.so/{ID_B}/bin.so");
@@ -467,6 +475,7 @@ fn verify_repair_moves_a_damaged_object_aside_and_a_reupload_restores_it() {
 
 #[test]
 fn two_stores_never_share_a_bucket_prefix() {
+    crate::own_blob_store!("its own Garage");
     let g = Garage::start();
     let first = server(&g);
     first.upload_ok(zip_of(&[(
