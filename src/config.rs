@@ -266,9 +266,31 @@ pub struct Overrides {
 
 impl Config {
     /// Loads the optional file, then `SYMDEPOT_*` from `env`, then the flags.
+    ///
+    /// An error never shows a secret it read (a password in `database_url`,
+    /// the S3 secret, an upstream's header values or `user:password@`): the
+    /// parser's and serde's words can quote a value, so every such value found
+    /// in the file or the environment is cut from the message.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> anyhow::Result<Config> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let text = file.and_then(|p| std::fs::read_to_string(p).ok());
+        Self::load_unscrubbed(file, env.clone(), flags).map_err(|e| {
+            let secrets = secrets_in(text.as_deref().unwrap_or(""), &env);
+            let mut shown = format!("{e:#}");
+            for secret in &secrets {
+                shown = shown.replace(secret.as_str(), "<redacted>");
+            }
+            anyhow::anyhow!(shown)
+        })
+    }
+
+    fn load_unscrubbed(
+        file: Option<&Path>,
+        env: Vec<(String, String)>,
         flags: &Overrides,
     ) -> anyhow::Result<Config> {
         let mut table = match file {
@@ -586,6 +608,68 @@ fn parse_bool(raw: &str) -> anyhow::Result<bool> {
 /// Settings whose values are secrets: never printed.
 const SECRET_KEYS: &[&str] = &["s3_secret_access_key", "database_url"];
 
+/// What an error about the configuration must not show: the values of secret
+/// settings in the file's lines and in `SYMDEPOT_*` variables (quoted or not),
+/// the values of upstream `headers`, and the `user:password` of any URL.
+fn secrets_in(text: &str, env: &[(String, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut add = |v: &str| {
+        let v = v.trim();
+        let bare = v.trim_matches(|c| c == '"' || c == '\'');
+        for candidate in [v, bare, &bare.escape_debug().to_string()] {
+            // Shorter values would cut unrelated words from the message.
+            if candidate.len() >= 4 && !found.iter().any(|f| f == candidate) {
+                found.push(candidate.to_string());
+            }
+        }
+    };
+    let userinfo = |v: &str| -> Vec<String> {
+        v.match_indices("://")
+            .filter_map(|(at, _)| {
+                let rest = &v[at + 3..];
+                let end = rest.find(['/', '"', '\'', ' ', ',']).unwrap_or(rest.len());
+                rest[..end].rsplit_once('@').map(|(u, _)| u.to_string())
+            })
+            .collect()
+    };
+    for line in text.lines() {
+        if let Some((key, value)) = line.split_once('=') {
+            let key = key.trim().trim_matches('"');
+            if SECRET_KEYS.contains(&key) || key == "headers" {
+                add(value);
+            }
+            if key == "headers" {
+                // Inline table: every value after its own `=`.
+                for part in value.split(',') {
+                    if let Some((_, v)) = part.split_once('=') {
+                        add(v.trim_end_matches('}'));
+                    }
+                }
+            }
+        }
+        for u in userinfo(line) {
+            add(&u);
+        }
+    }
+    for (name, value) in env {
+        let key = name
+            .strip_prefix("SYMDEPOT_")
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if SECRET_KEYS.contains(&key.as_str()) {
+            add(value);
+        }
+        if name.starts_with("SYMDEPOT_") {
+            for u in userinfo(value) {
+                add(&u);
+            }
+        }
+    }
+    // The longest first, so a value is never left half cut by a shorter one.
+    found.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    found
+}
+
 impl std::fmt::Debug for Config {
     /// Every setting, secrets redacted (a configuration ends up in logs and panics).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -805,6 +889,52 @@ mod tests {
         let cfg = Config::load(None, env(&e), &Overrides::default()).unwrap();
         assert_eq!(cfg.max_upload_bytes, Config::default().max_upload_bytes);
         assert_eq!(cfg.listen, "127.0.0.1:9");
+    }
+
+    #[test]
+    fn errors_never_quote_a_secret_from_the_file_or_the_environment() {
+        // Each text or variable is refused, and the refusal names where but
+        // shows none of the secret it read.
+        for (text, e, secret, place) in [
+            // Unquoted: the parser quotes the line it stopped at.
+            (
+                "database_url = postgres://symdepot:hunter22@db.example/symdepot\n",
+                &[][..],
+                "hunter22",
+                "symdepot.toml",
+            ),
+            // Not a string: serde names the value it found.
+            (
+                "s3_secret_access_key = 987654321\n",
+                &[][..],
+                "987654321",
+                "s3_secret_access_key",
+            ),
+            (
+                "[[upstream]]\nurl = \"https://a.example\"\nprotocol = \"breakpad\"\n\
+                 headers = { Authorization = 31415926 }\n",
+                &[][..],
+                "31415926",
+                "headers",
+            ),
+            // A variable refused with its value quoted, holding a URL's password.
+            (
+                "",
+                &[(
+                    "SYMDEPOT_MIME_OVERRIDES",
+                    "https://bob:urlpass9@up.example/",
+                )][..],
+                "urlpass9",
+                "SYMDEPOT_MIME_OVERRIDES",
+            ),
+        ] {
+            let place: &str = place;
+            let err = load_toml(text, e, &Overrides::default()).unwrap_err();
+            let shown = format!("{err:#}");
+            assert!(shown.contains(place), "{text}: {shown}");
+            assert!(!shown.contains(secret), "{text}: {shown}");
+            assert!(shown.contains("<redacted>"), "{text}: {shown}");
+        }
     }
 
     #[test]
