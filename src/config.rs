@@ -610,7 +610,7 @@ const SECRET_KEYS: &[&str] = &["s3_secret_access_key", "database_url"];
 
 /// What an error about the configuration must not show: the values of secret
 /// settings in the file's lines and in `SYMDEPOT_*` variables (quoted or not),
-/// the values of upstream `headers`, and the `user:password` of any URL.
+/// the values of upstream `headers`, and the password of any URL.
 fn secrets_in(text: &str, env: &[(String, String)]) -> Vec<String> {
     let mut found = Vec::new();
     let mut add = |v: &str| {
@@ -628,7 +628,10 @@ fn secrets_in(text: &str, env: &[(String, String)]) -> Vec<String> {
             .filter_map(|(at, _)| {
                 let rest = &v[at + 3..];
                 let end = rest.find(['/', '"', '\'', ' ', ',']).unwrap_or(rest.len());
-                rest[..end].rsplit_once('@').map(|(u, _)| u.to_string())
+                // Only a password is a secret; a user name alone stays readable.
+                let (user, _) = rest[..end].rsplit_once('@')?;
+                let (_, password) = user.split_once(':')?;
+                Some(password.to_string())
             })
             .collect()
     };
@@ -935,6 +938,18 @@ mod tests {
             assert!(!shown.contains(secret), "{text}: {shown}");
             assert!(shown.contains("<redacted>"), "{text}: {shown}");
         }
+        // A URL's user name alone is no secret: a path naming it stays whole.
+        let err = load_toml(
+            "max_uplaod_bytes = 1\n",
+            &[(
+                "SYMDEPOT_DATABASE_URL",
+                "postgres://symdepot@127.0.0.1:5432/d",
+            )],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        let shown = format!("{err:#}");
+        assert!(shown.contains("symdepot.toml:1"), "{shown}");
     }
 
     #[test]
