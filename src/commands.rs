@@ -758,21 +758,47 @@ fn import(
         store: &store,
         limits: &limits,
     };
+    // One upload record for the tree, as `ingest` makes for each path: its
+    // members and, on S3, its manifest (what `reindex --from-bucket` reads).
+    use crate::store::{Namespace, UploadEnd, UploadFinish, UploadStart};
+    let start = UploadStart {
+        user: "cli".into(),
+        filename: Some(dir.display().to_string()),
+        try_symbols: ns == Namespace::Try,
+        ..UploadStart::default()
+    };
+    let record = store.begin_upload(&start)?;
     let mut bar = crate::progress::bar("import", None);
-    let imported = crate::transfer::import_tree(to, dir, ns, &mut bar);
+    let imported = crate::transfer::import_tree(to, dir, ns, Some(record.id()), &mut bar)
+        .map_err(|e| crate::error::Error::Io(std::io::Error::other(format!("{e:#}"))));
     bar.finish_and_clear();
-    let (report, failed) = imported?;
-    for (p, why) in &failed {
+    let end = match &imported {
+        Ok(batch) => batch.record_end(),
+        Err(error) => UploadEnd::Failed {
+            error,
+            message: error.to_string(),
+        },
+    };
+    let fin = UploadFinish {
+        filename: None,
+        download_url: None,
+        size: imported.as_ref().map_or(0, |b| b.size),
+        try_symbols: ns == Namespace::Try,
+        end,
+    };
+    record.finish(&store, &fin)?;
+    let batch = imported?;
+    for (p, why) in &batch.failed {
         eprintln!("failed   {}: {why}", p.display());
     }
     println!(
         "{} stored, {} already stored, {} failed",
-        report.uploaded_keys.len(),
-        report.skipped_keys.len(),
-        failed.len()
+        batch.report.uploaded_keys.len(),
+        batch.report.skipped_keys.len(),
+        batch.failed.len()
     );
-    if !failed.is_empty() {
-        bail!("{} file(s) could not be imported", failed.len());
+    if !batch.failed.is_empty() {
+        bail!("{} file(s) could not be imported", batch.failed.len());
     }
     Ok(())
 }

@@ -303,14 +303,17 @@ fn files_at_depth(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> io::Resul
     Ok(())
 }
 
-/// Imports an existing tree. Returns the combined report and the files that
-/// failed; `progress` counts the files.
+/// Imports an existing tree as the upload `upload_id` (its members recorded,
+/// and its manifest written after the last file, so a store whose blobs are on
+/// S3 can rebuild a lost index with them). Returns the combined report and the
+/// files that failed; `progress` counts the files.
 pub fn import_tree(
     to: ingest::Ingest<'_>,
     dir: &Path,
     ns: Namespace,
+    upload_id: Option<i64>,
     progress: &mut dyn Progress,
-) -> anyhow::Result<(Report, Vec<(PathBuf, String)>)> {
+) -> anyhow::Result<ingest::batch::Batch> {
     if !dir.is_dir() {
         bail!("{} is not a folder", dir.display());
     }
@@ -327,15 +330,25 @@ pub fn import_tree(
     // SymStore's pointers to files elsewhere are not symbol files.
     files.retain(|p| !p.ends_with("file.ptr") && !p.ends_with("refs.ptr"));
     progress.total(files.len() as u64);
-    let (mut total, mut failed) = (Report::default(), Vec::new());
+    let mut batch = ingest::batch::Batch {
+        files: files.len(),
+        ..Default::default()
+    };
     for path in files {
-        match import_file(to, dir, kind, &path, ns) {
-            Ok(r) => total.absorb(r),
-            Err(e) => failed.push((path, e.to_string())),
+        batch.size += fs::metadata(&path).map_or(0, |m| m.len());
+        match import_file(to, dir, kind, &path, ns, upload_id) {
+            Ok(r) => batch.report.absorb(r),
+            Err(e) => {
+                ingest::batch::note_failure(to, &path, &e, upload_id);
+                batch.failed.push((path, e));
+            }
         }
         progress.step();
     }
-    Ok((total, failed))
+    if let Some(id) = upload_id {
+        to.store.write_manifest(id)?;
+    }
+    Ok(batch)
 }
 
 /// The last three segments of a file's path below `dir`: the key it sits under.
@@ -355,6 +368,7 @@ fn import_file(
     kind: &str,
     path: &Path,
     ns: Namespace,
+    upload_id: Option<i64>,
 ) -> crate::error::Result<Report> {
     let name = path
         .file_name()
@@ -365,9 +379,9 @@ fn import_file(
     }
     let key = last_segments(dir, path);
     match kind {
-        "debuginfod" => ingest::ingest_file(to, path, &debuginfod_name(path, &name), ns, None),
-        _ if is_ssqp_key(&key) => import_ssqp(to, path, &key, ns),
-        _ => ingest::ingest_file_as(to, path, &key, ns, None),
+        "debuginfod" => ingest::ingest_file(to, path, &debuginfod_name(path, &name), ns, upload_id),
+        _ if is_ssqp_key(&key) => import_ssqp(to, path, &key, ns, upload_id),
+        _ => ingest::ingest_file_as(to, path, &key, ns, upload_id),
     }
 }
 
@@ -394,6 +408,7 @@ fn import_ssqp(
     path: &Path,
     key: &str,
     ns: Namespace,
+    upload_id: Option<i64>,
 ) -> crate::error::Result<Report> {
     if let Some(row) = to.store.lookup(&normalize(key), ns == Namespace::Try)?
         && row.namespace == ns
@@ -411,7 +426,7 @@ fn import_ssqp(
         "_.dwarf" => format!("{}.dwarf", id.trim_start_matches("mach-uuid-sym-")),
         _ => file.to_string(),
     };
-    ingest::ingest_file(to, path, &name, ns, None)
+    ingest::ingest_file(to, path, &name, ns, upload_id)
 }
 
 /// The BLAKE3 of a file's bytes: the name of its blob.

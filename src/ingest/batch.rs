@@ -100,7 +100,12 @@ fn ingest_one(
 }
 
 /// Records a file that failed as a `failed` member of the upload, by its path.
-fn note_failure(to: Ingest<'_>, file: &std::path::Path, e: &Error, upload_id: Option<i64>) {
+pub(crate) fn note_failure(
+    to: Ingest<'_>,
+    file: &std::path::Path,
+    e: &Error,
+    upload_id: Option<i64>,
+) {
     let Some(id) = upload_id else { return };
     let path = file.display().to_string();
     if let Err(err) = (to.store).record_member_outcome(id, &path, "failed", Some(&e.to_string())) {

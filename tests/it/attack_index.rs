@@ -287,3 +287,25 @@ fn an_in_process_daemon_refuses_a_data_dir_another_daemon_holds() {
     assert!(format!("{err:#}").contains("in use"), "{err:#}");
     assert_eq!(s.get("/__heartbeat__").status(), 200);
 }
+
+#[test]
+fn an_imported_tree_is_served_again_after_its_index_is_lost_and_rebuilt() {
+    // `import` makes an upload record like `ingest`: on S3 its manifest is
+    // what `reindex --from-bucket` rebuilds the index from.
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    let file = tree.join("xul.pdb").join(ID_A).join("xul.sym");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, sym("xul.pdb", ID_A, "")).unwrap();
+    let data = dir.path().join("data");
+    let out = symdepot(&data).arg("import").arg(&tree).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    lose_index(&data, "deleted");
+    let out = run(&data, reindex_args());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (mut child, addr) = spawn_daemon(&data);
+    let got = crate::support::http_get(format!("http://{addr}/xul.pdb/{ID_A}/xul.sym")).unwrap();
+    assert_eq!(got.status(), 200);
+    sigterm(&child);
+    wait_exit(&mut child);
+}
