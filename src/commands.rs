@@ -752,6 +752,10 @@ fn import(
         Some(ns) => crate::store::Namespace::parse(ns)
             .with_context(|| format!("--namespace: {ns:?} is not release, try or cache"))?,
     };
+    // A mistyped folder leaves nothing behind: no store, no failed record.
+    if !dir.is_dir() {
+        bail!("{} is not a folder", dir.display());
+    }
     let limits = IngestLimits::new(&config);
     let store = open_store(config)?;
     let to = crate::ingest::Ingest {

@@ -277,8 +277,9 @@ impl Config {
         flags: &Overrides,
     ) -> anyhow::Result<Config> {
         let env: Vec<(String, String)> = env.into_iter().collect();
-        let text = file.and_then(|p| std::fs::read_to_string(p).ok());
         Self::load_unscrubbed(file, env.clone(), flags).map_err(|e| {
+            // Read again only for an error: what to cut from its message.
+            let text = file.and_then(|p| std::fs::read_to_string(p).ok());
             let secrets = secrets_in(text.as_deref().unwrap_or(""), &env);
             let mut shown = format!("{e:#}");
             for secret in &secrets {
@@ -610,7 +611,8 @@ const SECRET_KEYS: &[&str] = &["s3_secret_access_key", "database_url"];
 
 /// What an error about the configuration must not show: the values of secret
 /// settings in the file's lines and in `SYMDEPOT_*` variables (quoted or not),
-/// the values of upstream `headers`, and the password of any URL.
+/// the values of upstream `headers` (inline, dotted or as an
+/// `[upstream.headers]` table), and the password of any URL.
 fn secrets_in(text: &str, env: &[(String, String)]) -> Vec<String> {
     let mut found = Vec::new();
     let mut add = |v: &str| {
@@ -635,10 +637,19 @@ fn secrets_in(text: &str, env: &[(String, String)]) -> Vec<String> {
             })
             .collect()
     };
+    let mut in_headers_table = false;
     for line in text.lines() {
-        if let Some((key, value)) = line.split_once('=') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            // A table header: `[upstream.headers]` holds header values only.
+            in_headers_table = trimmed.trim_matches(['[', ']', ' ']).ends_with(".headers");
+        } else if let Some((key, value)) = line.split_once('=') {
             let key = key.trim().trim_matches('"');
-            if SECRET_KEYS.contains(&key) || key == "headers" {
+            if SECRET_KEYS.contains(&key)
+                || key == "headers"
+                || key.starts_with("headers.")
+                || in_headers_table
+            {
                 add(value);
             }
             if key == "headers" {
@@ -918,6 +929,20 @@ mod tests {
                  headers = { Authorization = 31415926 }\n",
                 &[][..],
                 "31415926",
+                "headers",
+            ),
+            (
+                "[[upstream]]\nurl = \"https://a.example\"\nprotocol = \"breakpad\"\n\
+                 [upstream.headers]\nAuthorization = 27182818\n",
+                &[][..],
+                "27182818",
+                "headers",
+            ),
+            (
+                "[[upstream]]\nurl = \"https://a.example\"\nprotocol = \"breakpad\"\n\
+                 headers.Authorization = 16180339\n",
+                &[][..],
+                "16180339",
                 "headers",
             ),
             // A variable refused with its value quoted, holding a URL's password.

@@ -309,3 +309,18 @@ fn an_imported_tree_is_served_again_after_its_index_is_lost_and_rebuilt() {
     sigterm(&child);
     wait_exit(&mut child);
 }
+
+#[test]
+fn an_import_of_a_folder_that_does_not_exist_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let missing = dir.path().join("no-such-tree");
+    let out = symdepot(&data)
+        .arg("import")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is not a folder"), "{}", stderr(&out));
+    assert!(!data.exists(), "a store was made for nothing");
+}

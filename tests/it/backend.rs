@@ -368,3 +368,21 @@ pub fn database_for(data_dir: &Path) -> String {
     }
     format!("postgres://symdepot@127.0.0.1:{port}/{name}")
 }
+
+/// The marks cannot hide a pass's coverage: a marked test that starts a store
+/// on the default engine fails, on every pass.
+mod marks {
+    #[test]
+    #[should_panic(expected = "its own object store, yet starts a store on local disk")]
+    fn a_test_marked_own_blob_store_fails_on_the_default_blob_store() {
+        super::choose_own(true, false);
+        let _ = crate::support::TestServer::start();
+    }
+
+    #[test]
+    #[should_panic(expected = "its own PostgreSQL, yet starts a store on SQLite")]
+    fn a_test_marked_own_index_fails_on_the_default_index() {
+        super::choose_own(false, true);
+        let _ = crate::support::TestServer::start();
+    }
+}
